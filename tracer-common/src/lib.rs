@@ -1,0 +1,16 @@
+//! Types and constants shared by the eBPF programs (`tracer-ebpf`) and the agent (`tracer-user`).
+//!
+//! Everything that crosses the kernel/user boundary lives here: map names, map sizes, the
+//! `#[repr(C)]` key and value layouts (all free of implicit padding, so hash keys are fully
+//! initialised and compare byte for byte), and the encoding of country ids. The `user` feature
+//! implements [`aya::Pod`] for the types so the agent can read and write them.
+#![no_std]
+
+pub mod country;
+pub mod geo_table;
+pub mod maps;
+
+pub use country::CountryId;
+pub use maps::{
+    CounterKey, CounterValue, Direction, Ipv6LpmKey, Stat, Settings, LAYOUT_VERSION,
+};

@@ -1,0 +1,157 @@
+//! Map names, sizes and the `#[repr(C)]` layouts of their keys and values.
+//!
+//! Every struct here is free of implicit padding (checked by the size assertions below), so a
+//! key built on either side compares byte for byte with the one the other side built.
+
+/// Bumped whenever a pinned map's layout changes, so an agent never reuses pins it cannot read.
+pub const LAYOUT_VERSION: u32 = 1;
+
+/// Per-CPU hash: [`CounterKey`] -> [`CounterValue`], one entry per (device, country, direction).
+pub const COUNTERS_MAP: &str = "COUNTERS";
+/// Per-CPU array of [`CounterValue`] indexed by [`Stat::index`]: traffic not counted per country.
+pub const STATS_MAP: &str = "STATS";
+/// Array of [`crate::geo_table::Block`]: the IPv4 direct-indexed lookup table.
+pub const GEO_V4_TABLE_MAP: &str = "GEO_V4_TABLE";
+/// LPM trie, IPv4 (big-endian `u32` data) -> country id: the reference structure.
+pub const GEO_V4_LPM_MAP: &str = "GEO_V4_LPM";
+/// LPM trie, IPv6 (`[u8; 16]` data) -> country id.
+pub const GEO_V6_LPM_MAP: &str = "GEO_V6_LPM";
+/// Array with one [`Settings`] entry.
+pub const SETTINGS_MAP: &str = "SETTINGS";
+
+/// Default capacity of [`COUNTERS_MAP`] (devices x countries x directions).
+pub const DEFAULT_COUNTER_ENTRIES: u32 = 65_536;
+/// Capacity the IPv4 table and the LPM tries are declared with in the object; the agent sizes
+/// them to the database before loading.
+pub const PLACEHOLDER_GEO_ENTRIES: u32 = 1;
+
+/// Which way a packet crosses the LAN interface.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Direction {
+    /// Sent by a LAN device (TC ingress on the LAN interface); the remote is the destination.
+    Upload = 0,
+    /// Sent to a LAN device (TC egress on the LAN interface); the remote is the source.
+    Download = 1,
+}
+
+impl Direction {
+    /// Both directions, in index order.
+    pub const ALL: [Self; 2] = [Self::Upload, Self::Download];
+
+    /// The direction stored as `raw` in a key, if valid.
+    pub const fn from_raw(raw: u8) -> Option<Self> {
+        match raw {
+            0 => Some(Self::Upload),
+            1 => Some(Self::Download),
+            _ => None,
+        }
+    }
+
+    /// The label used in metrics and output.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Upload => "upload",
+            Self::Download => "download",
+        }
+    }
+}
+
+/// Key of the per-device counters.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CounterKey {
+    /// The LAN device's MAC address (Ethernet source on upload, destination on download).
+    pub mac: [u8; 6],
+    /// [`crate::CountryId`] of the remote address.
+    pub country: u16,
+    /// [`Direction`] as a byte.
+    pub direction: u8,
+    /// Always zero; makes the padding explicit.
+    pub reserved: u8,
+}
+
+/// Packets and bytes, as TC sees them (`skb->len`, link-layer header included; a GSO packet
+/// counts as its number of segments).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CounterValue {
+    /// Packets (GSO segments).
+    pub packets: u64,
+    /// Bytes.
+    pub bytes: u64,
+}
+
+/// Traffic that is not counted per (device, country): indexes [`STATS_MAP`] together with a
+/// [`Direction`].
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stat {
+    /// Non-IP frames (ARP, LLDP, ...).
+    Other = 0,
+    /// IP packets to or from a local address (not egress).
+    Local = 1,
+    /// Packets that could not be counted per device because [`COUNTERS_MAP`] was full.
+    Overflow = 2,
+    /// Frames whose Ethernet, VLAN or IP header is truncated or invalid (IHL < 5, ...).
+    Malformed = 3,
+}
+
+impl Stat {
+    /// All stats, in index order.
+    pub const ALL: [Self; 4] = [Self::Other, Self::Local, Self::Overflow, Self::Malformed];
+    /// Number of entries in [`STATS_MAP`].
+    pub const ENTRIES: u32 = Self::ALL.len() as u32 * 2;
+
+    /// Index into [`STATS_MAP`].
+    pub const fn index(self, direction: Direction) -> u32 {
+        self as u32 * 2 + direction as u32
+    }
+
+    /// Name used in metrics and output.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Other => "other",
+            Self::Local => "local",
+            Self::Overflow => "overflow",
+            Self::Malformed => "malformed",
+        }
+    }
+}
+
+/// How the program looks up IPv4 addresses.
+pub mod ipv4_lookup {
+    /// The direct-indexed table (the fast path).
+    pub const TABLE: u32 = 0;
+    /// The LPM trie (the reference the table is checked against).
+    pub const LPM: u32 = 1;
+}
+
+/// Run-time settings the agent writes into [`SETTINGS_MAP`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Settings {
+    /// One of the [`ipv4_lookup`] constants.
+    pub ipv4_lookup: u32,
+    /// Reserved for future use; zero.
+    pub reserved: u32,
+}
+
+/// Key data of [`GEO_V6_LPM_MAP`]: the address bytes in network order.
+pub type Ipv6LpmKey = [u8; 16];
+
+const _: () = assert!(core::mem::size_of::<CounterKey>() == 10);
+const _: () = assert!(core::mem::size_of::<CounterValue>() == 16);
+const _: () = assert!(core::mem::size_of::<Settings>() == 8);
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: plain `#[repr(C)]` structs of integers without implicit padding (asserted above).
+    unsafe impl aya::Pod for super::CounterKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::CounterValue {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::Settings {}
+    // SAFETY: an array of integers.
+    unsafe impl aya::Pod for super::super::geo_table::Block {}
+}

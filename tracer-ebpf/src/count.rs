@@ -1,0 +1,66 @@
+//! Adds a frame to exactly one counter.
+
+use aya_ebpf::{bindings::BPF_NOEXIST, programs::TcContext};
+use tracer_common::{CounterKey, CounterValue, CountryId, Direction, Stat};
+
+use crate::{
+    classify::country_of,
+    maps::{COUNTERS, STATS},
+    parse::{Parsed, parse},
+};
+
+const EEXIST: i32 = 17;
+
+/// Parses, classifies and counts one frame.
+#[inline(always)]
+pub fn account(ctx: &TcContext, direction: Direction) {
+    // SAFETY: reading a field of the context the kernel handed us.
+    let segs = unsafe { (*ctx.skb.skb).gso_segs };
+    let value = CounterValue { packets: if segs > 1 { segs as u64 } else { 1 }, bytes: ctx.len() as u64 };
+    match parse(ctx, direction) {
+        Parsed::Ip { mac, remote } => {
+            let country = country_of(&remote);
+            if country == CountryId::LOCAL {
+                add_stat(Stat::Local, direction, &value);
+            } else {
+                let key = CounterKey { mac, country: country.0, direction: direction as u8, reserved: 0 };
+                add_counter(&key, direction, &value);
+            }
+        }
+        Parsed::Other => add_stat(Stat::Other, direction, &value),
+        Parsed::Malformed => add_stat(Stat::Malformed, direction, &value),
+    }
+}
+
+#[inline(always)]
+fn add(slot: *mut CounterValue, value: &CounterValue) {
+    // SAFETY: `slot` is a map value of this CPU; per-CPU maps need no atomics.
+    unsafe {
+        (*slot).packets += value.packets;
+        (*slot).bytes += value.bytes;
+    }
+}
+
+#[inline(always)]
+fn add_stat(stat: Stat, direction: Direction, value: &CounterValue) {
+    if let Some(slot) = STATS.get_ptr_mut(stat.index(direction)) {
+        add(slot, value);
+    }
+}
+
+#[inline(always)]
+fn add_counter(key: &CounterKey, direction: Direction, value: &CounterValue) {
+    if let Some(slot) = COUNTERS.get_ptr_mut(key) {
+        add(slot, value);
+        return;
+    }
+    match COUNTERS.insert(key, value, BPF_NOEXIST as u64) {
+        Ok(()) => {}
+        // Another CPU created the entry between our lookup and insert.
+        Err(e) if e == -EEXIST => match COUNTERS.get_ptr_mut(key) {
+            Some(slot) => add(slot, value),
+            None => add_stat(Stat::Overflow, direction, value),
+        },
+        Err(_) => add_stat(Stat::Overflow, direction, value),
+    }
+}

@@ -1,0 +1,67 @@
+//! TC classifier programs: count every packet a LAN device sends or receives by the country of
+//! the remote address.
+//!
+//! `tc_upload` runs on TC ingress of a LAN interface (frames sent by devices, the remote is the
+//! destination); `tc_download` on TC egress (frames sent to devices, the remote is the source).
+//! Both always return `TC_ACT_OK`: this program observes, it never drops.
+#![cfg_attr(target_arch = "bpf", no_std)]
+#![cfg_attr(target_arch = "bpf", no_main)]
+
+#[cfg(target_arch = "bpf")]
+mod classify;
+#[cfg(target_arch = "bpf")]
+mod count;
+#[cfg(target_arch = "bpf")]
+mod maps;
+#[cfg(target_arch = "bpf")]
+mod parse;
+
+#[cfg(target_arch = "bpf")]
+mod programs {
+    use aya_ebpf::{bindings::TC_ACT_OK, macros::classifier, programs::TcContext};
+    use tracer_common::Direction;
+
+    /// Frames sent by LAN devices (TC ingress of the LAN interface).
+    #[classifier]
+    pub fn tc_upload(ctx: TcContext) -> i32 {
+        crate::count::account(&ctx, Direction::Upload);
+        TC_ACT_OK
+    }
+
+    /// Frames sent to LAN devices (TC egress of the LAN interface).
+    #[classifier]
+    pub fn tc_download(ctx: TcContext) -> i32 {
+        crate::count::account(&ctx, Direction::Download);
+        TC_ACT_OK
+    }
+
+    /// Parses like the classifier but touches no map: the bench's "parse only" baseline.
+    #[classifier]
+    pub fn tc_parse_only(ctx: TcContext) -> i32 {
+        let parsed = crate::parse::parse(&ctx, Direction::Upload);
+        core::hint::black_box(&parsed);
+        TC_ACT_OK
+    }
+
+    /// Returns at once: the bench's "empty program" baseline.
+    #[classifier]
+    pub fn tc_empty(_ctx: TcContext) -> i32 {
+        TC_ACT_OK
+    }
+}
+
+/// The license the kernel checks GPL-only helpers against.
+#[cfg(target_arch = "bpf")]
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
+
+#[cfg(target_arch = "bpf")]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // The verifier rejects any program that could reach this.
+    loop {}
+}
+
+#[cfg(not(target_arch = "bpf"))]
+fn main() {}

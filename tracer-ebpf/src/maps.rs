@@ -1,0 +1,37 @@
+//! The maps, sized by the agent before loading (see `tracer_common::maps`).
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, LpmTrie, PerCpuArray, PerCpuHashMap},
+};
+use tracer_common::{
+    CounterKey, CounterValue, Ipv6LpmKey, Settings, Stat,
+    geo_table::{Block, ROOT_BLOCKS},
+    maps::{DEFAULT_COUNTER_ENTRIES, PLACEHOLDER_GEO_ENTRIES},
+};
+
+/// Per (device, country, direction) packets and bytes.
+#[map]
+pub static COUNTERS: PerCpuHashMap<CounterKey, CounterValue> =
+    PerCpuHashMap::with_max_entries(DEFAULT_COUNTER_ENTRIES, 0);
+
+/// Traffic not counted per country, indexed by `Stat::index`.
+#[map]
+pub static STATS: PerCpuArray<CounterValue> = PerCpuArray::with_max_entries(Stat::ENTRIES, 0);
+
+/// The IPv4 direct-indexed table (see `tracer_common::geo_table`).
+#[map]
+pub static GEO_V4_TABLE: Array<Block> = Array::with_max_entries(ROOT_BLOCKS, 0);
+
+/// The IPv4 LPM trie: the reference the table is checked against.
+#[map]
+pub static GEO_V4_LPM: LpmTrie<u32, u16> = LpmTrie::with_max_entries(PLACEHOLDER_GEO_ENTRIES, 0);
+
+/// The IPv6 LPM trie.
+#[map]
+pub static GEO_V6_LPM: LpmTrie<Ipv6LpmKey, u16> =
+    LpmTrie::with_max_entries(PLACEHOLDER_GEO_ENTRIES, 0);
+
+/// Run-time settings written by the agent.
+#[map]
+pub static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);

@@ -1,0 +1,121 @@
+//! Ethernet / VLAN / IPv4 / IPv6 parsing with direct packet access.
+
+use aya_ebpf::programs::TcContext;
+use tracer_common::Direction;
+
+const ETH_HLEN: usize = 14;
+const VLAN_HLEN: usize = 4;
+const ETH_P_IPV4: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88a8;
+const IPV4_MIN_HLEN: usize = 20;
+const IPV6_HLEN: usize = 40;
+/// Headers we may read: Ethernet, two VLAN tags, an IPv4 header with full options.
+const MAX_HEADERS: u32 = (ETH_HLEN + 2 * VLAN_HLEN + 60) as u32;
+
+/// The remote address of an IP packet.
+pub enum Remote {
+    /// IPv4, in network byte order as read from the packet.
+    V4([u8; 4]),
+    /// IPv6, in network byte order.
+    V6([u8; 16]),
+}
+
+/// What a frame turned out to be.
+pub enum Parsed {
+    /// An IP packet: the LAN device's MAC and the remote address.
+    Ip { mac: [u8; 6], remote: Remote },
+    /// Not IPv4/IPv6 (ARP, LLDP, three or more VLAN tags, ...).
+    Other,
+    /// A truncated or invalid header.
+    Malformed,
+}
+
+#[inline(always)]
+fn bytes<const N: usize>(ctx: &TcContext, offset: usize) -> Option<[u8; N]> {
+    let start = ctx.data();
+    if start + offset + N > ctx.data_end() {
+        return None;
+    }
+    // SAFETY: the range was bounds-checked against data_end just above.
+    Some(unsafe { *((start + offset) as *const [u8; N]) })
+}
+
+/// Makes sure the headers are in the linear part of the skb (they almost always are).
+#[inline(always)]
+fn linearize(ctx: &TcContext) {
+    let linear = (ctx.data_end() - ctx.data()) as u32;
+    let wanted = if ctx.len() < MAX_HEADERS { ctx.len() } else { MAX_HEADERS };
+    if linear < wanted {
+        // Failure only means we parse what is linear and call the rest malformed.
+        let _ = ctx.pull_data(wanted);
+    }
+}
+
+/// Parses a frame; `direction` says which end is the LAN device.
+#[inline(always)]
+pub fn parse(ctx: &TcContext, direction: Direction) -> Parsed {
+    linearize(ctx);
+    let Some(eth) = bytes::<ETH_HLEN>(ctx, 0) else {
+        return Parsed::Malformed;
+    };
+    let mac_offset = match direction {
+        Direction::Upload => 6,
+        Direction::Download => 0,
+    };
+    let mut mac = [0u8; 6];
+    mac.copy_from_slice(&eth[mac_offset..mac_offset + 6]);
+    let mut proto = u16::from_be_bytes([eth[12], eth[13]]);
+    let mut offset = ETH_HLEN;
+    for _ in 0..2 {
+        if proto != ETH_P_8021Q && proto != ETH_P_8021AD {
+            break;
+        }
+        let Some(tag) = bytes::<VLAN_HLEN>(ctx, offset) else {
+            return Parsed::Malformed;
+        };
+        proto = u16::from_be_bytes([tag[2], tag[3]]);
+        offset += VLAN_HLEN;
+    }
+    match proto {
+        ETH_P_IPV4 => parse_ipv4(ctx, offset, direction, mac),
+        ETH_P_IPV6 => parse_ipv6(ctx, offset, direction, mac),
+        _ => Parsed::Other,
+    }
+}
+
+#[inline(always)]
+fn parse_ipv4(ctx: &TcContext, offset: usize, direction: Direction, mac: [u8; 6]) -> Parsed {
+    let Some(hdr) = bytes::<IPV4_MIN_HLEN>(ctx, offset) else {
+        return Parsed::Malformed;
+    };
+    let version = hdr[0] >> 4;
+    let ihl = (hdr[0] & 0x0f) as usize * 4;
+    if version != 4 || ihl < IPV4_MIN_HLEN || offset + ihl > ctx.data_end() - ctx.data() {
+        return Parsed::Malformed;
+    }
+    let at = match direction {
+        Direction::Upload => 16,
+        Direction::Download => 12,
+    };
+    let remote = Remote::V4([hdr[at], hdr[at + 1], hdr[at + 2], hdr[at + 3]]);
+    Parsed::Ip { mac, remote }
+}
+
+#[inline(always)]
+fn parse_ipv6(ctx: &TcContext, offset: usize, direction: Direction, mac: [u8; 6]) -> Parsed {
+    let Some(hdr) = bytes::<IPV6_HLEN>(ctx, offset) else {
+        return Parsed::Malformed;
+    };
+    if hdr[0] >> 4 != 6 {
+        return Parsed::Malformed;
+    }
+    let at = match direction {
+        Direction::Upload => 24,
+        Direction::Download => 8,
+    };
+    let mut addr = [0u8; 16];
+    addr.copy_from_slice(&hdr[at..at + 16]);
+    Parsed::Ip { mac, remote: Remote::V6(addr) }
+}

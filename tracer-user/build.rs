@@ -1,0 +1,25 @@
+//! Builds the eBPF programs (`tracer-ebpf`) with aya-build so the agent can embed them.
+
+use anyhow::{Context as _, anyhow};
+use aya_build::{Package, Toolchain};
+
+fn main() -> anyhow::Result<()> {
+    let metadata = cargo_metadata()?;
+    let root_dir = metadata
+        .lines()
+        .find_map(|l| l.strip_prefix("tracer-ebpf="))
+        .ok_or_else(|| anyhow!("tracer-ebpf not found in the workspace"))?
+        .to_owned();
+    let package = Package { name: "tracer-ebpf", root_dir: &root_dir, ..Default::default() };
+    aya_build::build_ebpf([package], Toolchain::default())
+}
+
+/// Locates `tracer-ebpf` next to this crate (`../tracer-ebpf`).
+fn cargo_metadata() -> anyhow::Result<String> {
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").context("CARGO_MANIFEST_DIR")?;
+    let dir = std::path::Path::new(&manifest_dir)
+        .parent()
+        .context("workspace root")?
+        .join("tracer-ebpf");
+    Ok(format!("tracer-ebpf={}", dir.display()))
+}

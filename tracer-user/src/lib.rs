@@ -1,0 +1,1 @@
+//! egress-tracer agent library.
