@@ -10,7 +10,11 @@ fn main() -> anyhow::Result<()> {
         .find_map(|l| l.strip_prefix("tracer-ebpf="))
         .ok_or_else(|| anyhow!("tracer-ebpf not found in the workspace"))?
         .to_owned();
-    let package = Package { name: "tracer-ebpf", root_dir: &root_dir, ..Default::default() };
+    let package = Package {
+        name: "tracer-ebpf",
+        root_dir: &root_dir,
+        ..Default::default()
+    };
     aya_build::build_ebpf([package], Toolchain::default())
 }
 

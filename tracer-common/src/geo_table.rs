@@ -30,7 +30,9 @@ pub struct Block {
 impl Block {
     /// A block answering `id` for every value.
     pub const fn filled(id: CountryId) -> Self {
-        Self { entries: [id.0; BLOCK_ENTRIES] }
+        Self {
+            entries: [id.0; BLOCK_ENTRIES],
+        }
     }
 }
 
@@ -83,8 +85,14 @@ mod tests {
         let get = |i: u32| blocks.get(i as usize);
         assert_eq!(lookup_v4(u32::from_be_bytes([36, 110, 7, 1]), get), cn);
         assert_eq!(lookup_v4(u32::from_be_bytes([8, 8, 8, 8]), get), us);
-        assert_eq!(lookup_v4(u32::from_be_bytes([8, 8, 8, 9]), get), CountryId::UNKNOWN);
-        assert_eq!(lookup_v4(u32::from_be_bytes([8, 8, 4, 4]), get), CountryId::UNKNOWN);
+        assert_eq!(
+            lookup_v4(u32::from_be_bytes([8, 8, 8, 9]), get),
+            CountryId::UNKNOWN
+        );
+        assert_eq!(
+            lookup_v4(u32::from_be_bytes([8, 8, 4, 4]), get),
+            CountryId::UNKNOWN
+        );
     }
 
     #[test]

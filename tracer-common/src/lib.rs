@@ -11,6 +11,4 @@ pub mod geo_table;
 pub mod maps;
 
 pub use country::CountryId;
-pub use maps::{
-    CounterKey, CounterValue, Direction, Ipv6LpmKey, Stat, Settings, LAYOUT_VERSION,
-};
+pub use maps::{CounterKey, CounterValue, Direction, Ipv6LpmKey, LAYOUT_VERSION, Settings, Stat};

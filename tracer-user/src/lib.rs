@@ -1,1 +1,14 @@
-//! egress-tracer agent library.
+//! egress-tracer: per-device egress traffic by destination country.
+//!
+//! The agent behind the `egress-tracer` binary, one module per concern: [`cli`] (arguments),
+//! [`geo`] (country databases, prefix merging, the compiled lookup tables), [`kernel`] (load,
+//! fill, attach, read back), [`metrics`] and [`api`] (Prometheus and HTTP), [`agent`] (the
+//! `run` loop), [`lookup`] (`lookup` and `geo-info`).
+
+pub mod api;
+pub mod cli;
+pub mod kernel;
+pub mod metrics;
+pub mod names;
+pub mod netif;
+pub mod preflight;

@@ -1,0 +1,114 @@
+//! Reading the counters: summed over CPUs, at the moment of the call.
+
+use std::collections::BTreeMap;
+
+use aya::maps::{MapData, PerCpuArray, PerCpuHashMap};
+use tracer_common::{
+    CounterKey, CounterValue, Direction, Stat,
+    maps::{COUNTERS_MAP, STATS_MAP},
+};
+
+use super::{Kernel, KernelError};
+
+/// Read access to the counter maps, shareable between the HTTP server and the reporter.
+pub struct CounterReader {
+    counters: PerCpuHashMap<MapData, CounterKey, CounterValue>,
+    stats: PerCpuArray<MapData, CounterValue>,
+    capacity: u32,
+}
+
+impl std::fmt::Debug for CounterReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CounterReader")
+            .field("capacity", &self.capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The counters at one moment.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CounterSnapshot {
+    /// Per (device, country, direction), summed over CPUs.
+    pub counters: BTreeMap<CounterKey, CounterValue>,
+    /// Traffic not counted per country.
+    pub stats: Vec<StatSnapshot>,
+    /// Capacity of the counter map.
+    pub capacity: u32,
+}
+
+/// One entry of [`CounterSnapshot::stats`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StatSnapshot {
+    /// Which kind of traffic.
+    pub stat: Stat,
+    /// Which direction.
+    pub direction: Direction,
+    /// Packets and bytes.
+    pub value: CounterValue,
+}
+
+impl CounterSnapshot {
+    /// The value of one stat.
+    pub fn stat(&self, stat: Stat, direction: Direction) -> CounterValue {
+        self.stats
+            .iter()
+            .find(|s| s.stat == stat && s.direction == direction)
+            .map_or_else(CounterValue::default, |s| s.value)
+    }
+}
+
+fn sum<'a>(values: impl IntoIterator<Item = &'a CounterValue>) -> CounterValue {
+    values
+        .into_iter()
+        .fold(CounterValue::default(), |acc, v| CounterValue {
+            packets: acc.packets.wrapping_add(v.packets),
+            bytes: acc.bytes.wrapping_add(v.bytes),
+        })
+}
+
+impl Kernel {
+    /// Takes the counter maps out of the object into a shareable reader.
+    pub fn counter_reader(&mut self) -> Result<CounterReader, KernelError> {
+        let err = |map| move |source| KernelError::Map { map, source };
+        let counters: PerCpuHashMap<MapData, CounterKey, CounterValue> =
+            PerCpuHashMap::try_from(self.take_map(COUNTERS_MAP)?).map_err(err(COUNTERS_MAP))?;
+        let capacity = self.counter_entries;
+        let stats = PerCpuArray::try_from(self.take_map(STATS_MAP)?).map_err(err(STATS_MAP))?;
+        Ok(CounterReader {
+            counters,
+            stats,
+            capacity,
+        })
+    }
+}
+
+impl CounterReader {
+    /// Reads every counter now.
+    pub fn snapshot(&self) -> Result<CounterSnapshot, KernelError> {
+        let err = |map| move |source| KernelError::Map { map, source };
+        let mut counters = BTreeMap::new();
+        for entry in self.counters.iter() {
+            let (key, values) = entry.map_err(err(COUNTERS_MAP))?;
+            counters.insert(key, sum(values.iter()));
+        }
+        let mut stats = Vec::new();
+        for stat in Stat::ALL {
+            for direction in Direction::ALL {
+                let values = self
+                    .stats
+                    .get(&stat.index(direction), 0)
+                    .map_err(err(STATS_MAP))?;
+                stats.push(StatSnapshot {
+                    stat,
+                    direction,
+                    value: sum(values.iter()),
+                });
+            }
+        }
+        Ok(CounterSnapshot {
+            counters,
+            stats,
+            capacity: self.capacity,
+        })
+    }
+}

@@ -1,0 +1,93 @@
+//! Filling the geo lookup maps from a compiled database.
+
+use aya::maps::{Array, LpmTrie, lpm_trie::Key};
+use ipnet::{Ipv4Net, Ipv6Net};
+use tracer_common::{
+    CountryId, Settings,
+    geo_table::Block,
+    maps::{GEO_V4_LPM_MAP, GEO_V4_TABLE_MAP, GEO_V6_LPM_MAP, SETTINGS_MAP, ipv4_lookup},
+};
+
+use super::{Kernel, KernelError};
+
+/// Capacities of the geo maps, fixed when the object is loaded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GeoMapSizes {
+    /// Blocks of the IPv4 direct table.
+    pub v4_blocks: u32,
+    /// Prefixes of the IPv4 LPM trie (0 when only the table is used).
+    pub v4_lpm_prefixes: u32,
+    /// Prefixes of the IPv6 LPM trie.
+    pub v6_prefixes: u32,
+}
+
+/// Which structure the program uses for IPv4 lookups.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Ipv4Lookup {
+    /// The direct-indexed table: at most three array reads (the default).
+    #[default]
+    Table,
+    /// The LPM trie: the reference implementation (slower, more kernel memory).
+    Lpm,
+}
+
+fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> KernelError {
+    move |source| KernelError::Map { map, source }
+}
+
+impl Kernel {
+    /// Writes the IPv4 table into its map.
+    pub fn fill_v4_table(&mut self, blocks: &[Block]) -> Result<(), KernelError> {
+        let mut map: Array<_, Block> =
+            Array::try_from(self.map_mut(GEO_V4_TABLE_MAP)?).map_err(map_err(GEO_V4_TABLE_MAP))?;
+        for (index, block) in (0u32..).zip(blocks) {
+            map.set(index, block, 0)
+                .map_err(map_err(GEO_V4_TABLE_MAP))?;
+        }
+        Ok(())
+    }
+
+    /// Inserts IPv4 prefixes into the reference LPM trie.
+    pub fn fill_v4_lpm(&mut self, prefixes: &[(Ipv4Net, CountryId)]) -> Result<(), KernelError> {
+        let mut map: LpmTrie<_, u32, u16> =
+            LpmTrie::try_from(self.map_mut(GEO_V4_LPM_MAP)?).map_err(map_err(GEO_V4_LPM_MAP))?;
+        for (net, id) in prefixes {
+            let key = Key::new(
+                u32::from(net.prefix_len()),
+                u32::from_ne_bytes(net.addr().octets()),
+            );
+            map.insert(&key, id.0, 0).map_err(map_err(GEO_V4_LPM_MAP))?;
+        }
+        Ok(())
+    }
+
+    /// Inserts IPv6 prefixes into the IPv6 LPM trie.
+    pub fn fill_v6_lpm(&mut self, prefixes: &[(Ipv6Net, CountryId)]) -> Result<(), KernelError> {
+        let mut map: LpmTrie<_, [u8; 16], u16> =
+            LpmTrie::try_from(self.map_mut(GEO_V6_LPM_MAP)?).map_err(map_err(GEO_V6_LPM_MAP))?;
+        for (net, id) in prefixes {
+            let key = Key::new(u32::from(net.prefix_len()), net.addr().octets());
+            map.insert(&key, id.0, 0).map_err(map_err(GEO_V6_LPM_MAP))?;
+        }
+        Ok(())
+    }
+
+    /// Selects the IPv4 lookup structure the programs use.
+    pub fn set_ipv4_lookup(&mut self, lookup: Ipv4Lookup) -> Result<(), KernelError> {
+        let mut map: Array<_, Settings> =
+            Array::try_from(self.map_mut(SETTINGS_MAP)?).map_err(map_err(SETTINGS_MAP))?;
+        let ipv4_lookup = match lookup {
+            Ipv4Lookup::Table => ipv4_lookup::TABLE,
+            Ipv4Lookup::Lpm => ipv4_lookup::LPM,
+        };
+        map.set(
+            0,
+            Settings {
+                ipv4_lookup,
+                reserved: 0,
+            },
+            0,
+        )
+        .map_err(map_err(SETTINGS_MAP))
+    }
+}

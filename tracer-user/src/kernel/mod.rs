@@ -1,0 +1,29 @@
+//! The kernel side from userspace: load the embedded eBPF object, fill its maps, attach the
+//! programs to the LAN interfaces and read the counters back.
+
+mod attach;
+mod counters;
+mod error;
+mod geo_maps;
+mod load;
+
+pub use attach::{AttachMode, Attachment};
+pub use counters::{CounterReader, CounterSnapshot, StatSnapshot};
+pub use error::KernelError;
+pub use geo_maps::{GeoMapSizes, Ipv4Lookup};
+pub use load::{Kernel, LoadOptions};
+
+/// The eBPF object built by `build.rs` (aya-build) for this machine's endianness.
+pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer"));
+
+/// Names of the programs in [`EBPF_OBJECT`].
+pub mod programs {
+    /// Counts frames sent by LAN devices (TC ingress).
+    pub const UPLOAD: &str = "tc_upload";
+    /// Counts frames sent to LAN devices (TC egress).
+    pub const DOWNLOAD: &str = "tc_download";
+    /// Parses only; a benchmark baseline.
+    pub const PARSE_ONLY: &str = "tc_parse_only";
+    /// Returns at once; a benchmark baseline.
+    pub const EMPTY: &str = "tc_empty";
+}

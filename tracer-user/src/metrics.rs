@@ -1,0 +1,239 @@
+//! Prometheus exposition, read from the kernel maps at scrape time.
+//!
+//! Nothing is copied in the background: every scrape reads the per-CPU counters afresh, so the
+//! numbers can never be stale.
+
+use std::{fmt::Write as _, sync::Arc};
+
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeMetric as _},
+    metrics::{MetricType, counter::ConstCounter, gauge::ConstGauge},
+    registry::Registry,
+};
+use tracer_common::{CountryId, Direction, Stat};
+
+use crate::{
+    kernel::{CounterReader, CounterSnapshot},
+    names::{country_label, format_mac},
+};
+
+/// Content type of [`Metrics::render`]'s output (Prometheus text format 0.0.4).
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The agent's metrics registry.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+}
+
+impl Metrics {
+    /// A registry whose counters come from `reader` at each scrape.
+    pub fn new(reader: Arc<CounterReader>) -> Self {
+        let mut registry = Registry::with_prefix("egress_tracer");
+        registry.register_collector(Box::new(KernelCollector { reader }));
+        registry.register_collector(Box::new(BuildInfo));
+        Self { registry }
+    }
+
+    /// Renders the Prometheus text exposition.
+    pub fn render(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
+        prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+#[derive(Debug)]
+struct BuildInfo;
+
+impl Collector for BuildInfo {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let gauge = ConstGauge::new(1i64);
+        let mut metric = encoder.encode_descriptor(
+            "build_info",
+            "Version of the running egress-tracer agent (always 1)",
+            None,
+            MetricType::Gauge,
+        )?;
+        let labels = [("version", env!("CARGO_PKG_VERSION"))];
+        gauge.encode(metric.encode_family(&labels)?)
+    }
+}
+
+#[derive(Debug)]
+struct KernelCollector {
+    reader: Arc<CounterReader>,
+}
+
+impl Collector for KernelCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let snapshot = match self.reader.snapshot() {
+            Ok(s) => s,
+            Err(err) => {
+                tracing::error!(%err, "reading the counter maps for a scrape failed");
+                return Err(std::fmt::Error);
+            }
+        };
+        encode_device_counters(&mut encoder, &snapshot)?;
+        encode_stats(&mut encoder, &snapshot)?;
+        let gauges = [
+            (
+                "counter_entries",
+                "Entries in use in the per-device counter map",
+                snapshot.counters.len() as i64,
+            ),
+            (
+                "counter_capacity",
+                "Capacity of the per-device counter map (device x country x direction)",
+                i64::from(snapshot.capacity),
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            ConstGauge::new(value).encode(metric)?;
+        }
+        Ok(())
+    }
+}
+
+fn encode_device_counters(
+    encoder: &mut DescriptorEncoder,
+    snapshot: &CounterSnapshot,
+) -> Result<(), std::fmt::Error> {
+    for (name, help, bytes) in [
+        (
+            "bytes",
+            "Bytes sent (upload) or received (download) by a LAN device, by country of the remote address",
+            true,
+        ),
+        (
+            "packets",
+            "Packets sent (upload) or received (download) by a LAN device, by country of the remote address",
+            false,
+        ),
+    ] {
+        let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+        for (key, value) in &snapshot.counters {
+            let Some(direction) = Direction::from_raw(key.direction) else {
+                continue;
+            };
+            let labels = [
+                ("mac", format_mac(key.mac)),
+                ("country", country_label(CountryId(key.country)).to_owned()),
+                ("direction", direction.as_str().to_owned()),
+            ];
+            let v = if bytes { value.bytes } else { value.packets };
+            ConstCounter::new(v).encode(metric.encode_family(&labels)?)?;
+        }
+    }
+    Ok(())
+}
+
+fn encode_stats(
+    encoder: &mut DescriptorEncoder,
+    snapshot: &CounterSnapshot,
+) -> Result<(), std::fmt::Error> {
+    for (name, help, bytes) in [
+        (
+            "overflow_packets",
+            "Packets not counted per device because the counter map was full",
+            false,
+        ),
+        (
+            "overflow_bytes",
+            "Bytes not counted per device because the counter map was full",
+            true,
+        ),
+    ] {
+        let metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+        let total = Direction::ALL
+            .iter()
+            .map(|d| snapshot.stat(Stat::Overflow, *d))
+            .fold(0u64, |acc, v| {
+                acc.wrapping_add(if bytes { v.bytes } else { v.packets })
+            });
+        ConstCounter::new(total).encode(metric)?;
+    }
+    for (name, help, bytes) in [
+        (
+            "uncounted_packets",
+            "Packets seen on LAN interfaces that are not egress: reason is local (destination inside local networks), other (not IPv4/IPv6) or malformed (truncated or invalid headers)",
+            false,
+        ),
+        (
+            "uncounted_bytes",
+            "Bytes of the packets counted in egress_tracer_uncounted_packets_total",
+            true,
+        ),
+    ] {
+        let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+        for stat in [Stat::Local, Stat::Other, Stat::Malformed] {
+            for direction in Direction::ALL {
+                let v = snapshot.stat(stat, direction);
+                let labels = [("reason", stat.as_str()), ("direction", direction.as_str())];
+                ConstCounter::new(if bytes { v.bytes } else { v.packets })
+                    .encode(metric.encode_family(&labels)?)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Renders a snapshot as the human-readable table printed by `run`.
+pub fn render_table(snapshot: &CounterSnapshot) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<17}  {:<7}  {:>14}  {:>10}  {:>14}  {:>10}",
+        "DEVICE", "COUNTRY", "UPLOAD BYTES", "UP PKTS", "DOWNLOAD BYTES", "DOWN PKTS"
+    );
+    let mut rows: std::collections::BTreeMap<([u8; 6], &'static str), [u64; 4]> =
+        Default::default();
+    for (key, value) in &snapshot.counters {
+        let row = rows
+            .entry((key.mac, country_label(CountryId(key.country))))
+            .or_default();
+        let (b, p) = if key.direction == Direction::Upload as u8 {
+            (0, 1)
+        } else {
+            (2, 3)
+        };
+        row[b] += value.bytes;
+        row[p] += value.packets;
+    }
+    if rows.is_empty() {
+        let _ = writeln!(out, "(no egress traffic counted yet)");
+    }
+    for ((mac, country), v) in rows {
+        let _ = writeln!(
+            out,
+            "{:<17}  {:<7}  {:>14}  {:>10}  {:>14}  {:>10}",
+            format_mac(mac),
+            country,
+            v[0],
+            v[1],
+            v[2],
+            v[3]
+        );
+    }
+    let local = Direction::ALL.map(|d| snapshot.stat(Stat::Local, d).packets);
+    let other = Direction::ALL.map(|d| snapshot.stat(Stat::Other, d).packets);
+    let bad = Direction::ALL.map(|d| snapshot.stat(Stat::Malformed, d).packets);
+    let overflow = Direction::ALL.map(|d| snapshot.stat(Stat::Overflow, d).packets);
+    let _ = writeln!(
+        out,
+        "not egress (packets up/down): local {}/{}, non-IP {}/{}, malformed {}/{}; overflow {}/{}; counter map {}/{} entries",
+        local[0],
+        local[1],
+        other[0],
+        other[1],
+        bad[0],
+        bad[1],
+        overflow[0],
+        overflow[1],
+        snapshot.counters.len(),
+        snapshot.capacity
+    );
+    out
+}
