@@ -18,6 +18,9 @@ impl CountryId {
     /// The destination is local (private, link-local, multicast, the LAN's own prefixes...):
     /// not egress, not counted per country.
     pub const LOCAL: Self = Self(1023);
+    /// A table entry meaning "the data is finer here than the table resolves: ask the LPM
+    /// trie" (IPv6 below /64). Never stored in counters.
+    pub const FALLBACK: Self = Self(1022);
     /// Number of distinct ids a table entry can hold (`0..NUM_IDS`); values at or above this
     /// are pointers to table blocks (see [`crate::geo_table`]).
     pub const NUM_IDS: u16 = 1024;

@@ -1,13 +1,18 @@
-//! The IPv4 direct-indexed lookup table: at most three array reads per address.
+//! The direct-indexed lookup tables: a few array reads per address, whatever the database.
 //!
-//! The table is an array of [`Block`]s of 256 entries. Blocks `0..256` are the root: the entry
-//! for `a.b.c.d` is `blocks[a].entries[b]` (one entry per /16). An entry below
-//! [`CountryId::NUM_IDS`] is the answer for the whole /16; an entry at or above it points to the
-//! block `entry - NUM_IDS`, indexed by `c` (one entry per /24), whose entries again are either an
-//! answer or a pointer to a block indexed by `d`. The agent builds the table from merged
-//! prefixes (`tracer-user`'s `geo::table`) and deduplicates identical blocks.
+//! A table is an array of [`Block`]s of 256 entries, walked one address byte at a time. Blocks
+//! `0..256` are the root: the entry for an address starting with bytes `a.b` is
+//! `blocks[a].entries[b]` (one entry per /16). An entry below [`CountryId::NUM_IDS`] is the
+//! answer for everything below it; an entry at or above it points to the block
+//! `entry - NUM_IDS`, indexed by the next address byte, and so on.
 //!
-//! [`lookup_v4`] is the one definition of how the table is read, used by the eBPF program and by
+//! IPv4 tables resolve all four bytes (at most three reads). IPv6 tables resolve the first
+//! [`V6_TABLE_BYTES`] bytes (down to /64, at most seven reads); where the database is finer than
+//! that, the entry is [`CountryId::FALLBACK`] and the LPM trie of those few finer prefixes
+//! answers. The agent builds the tables from merged runs (`tracer-user`'s `geo::table`) and
+//! deduplicates identical blocks.
+//!
+//! [`lookup`] is the one definition of how a table is read, used by the eBPF program and by
 //! `egress-tracer lookup`, so both decide the same way.
 
 use crate::CountryId;
@@ -41,32 +46,54 @@ pub const fn pointer(index: u32) -> u16 {
     (index + CountryId::NUM_IDS as u32) as u16
 }
 
-/// Looks `addr` (host order) up in a table whose blocks `block(i)` returns.
+/// Address bytes an IPv6 table resolves (a /64); finer data is left to the LPM trie.
+pub const V6_TABLE_BYTES: usize = 8;
+
+/// Looks up the address whose leading bytes are `addr` in a table whose blocks `block(i)`
+/// returns.
 ///
-/// Returns [`CountryId::UNKNOWN`] if a block is missing (an inconsistent table never
-/// misattributes traffic, it only leaves it unclassified).
+/// Returns [`CountryId::UNKNOWN`] if a block is missing or the walk runs out of bytes (an
+/// inconsistent table never misattributes traffic, it only leaves it unclassified), and
+/// [`CountryId::FALLBACK`] where the table says "finer than I resolve".
 #[inline(always)]
-pub fn lookup_v4<'a>(addr: u32, block: impl Fn(u32) -> Option<&'a Block>) -> CountryId {
-    let mut entry = match block(addr >> 24) {
-        Some(b) => b.entries[((addr >> 16) & 0xff) as usize],
+pub fn lookup<'a, const N: usize>(
+    addr: &[u8; N],
+    block: impl Fn(u32) -> Option<&'a Block>,
+) -> CountryId {
+    let mut entry = match block(u32::from(addr[0])) {
+        Some(b) => b.entries[usize::from(addr[1])],
         None => return CountryId::UNKNOWN,
     };
-    if entry >= CountryId::NUM_IDS {
-        entry = match block((entry - CountryId::NUM_IDS) as u32) {
-            Some(b) => b.entries[((addr >> 8) & 0xff) as usize],
+    let mut level = 2;
+    while level < N {
+        if entry < CountryId::NUM_IDS {
+            return CountryId(entry);
+        }
+        entry = match block(u32::from(entry - CountryId::NUM_IDS)) {
+            Some(b) => b.entries[usize::from(addr[level])],
             None => return CountryId::UNKNOWN,
         };
-        if entry >= CountryId::NUM_IDS {
-            entry = match block((entry - CountryId::NUM_IDS) as u32) {
-                Some(b) => b.entries[(addr & 0xff) as usize],
-                None => return CountryId::UNKNOWN,
-            };
-            if entry >= CountryId::NUM_IDS {
-                return CountryId::UNKNOWN;
-            }
-        }
+        level += 1;
     }
-    CountryId(entry)
+    if entry < CountryId::NUM_IDS {
+        CountryId(entry)
+    } else {
+        CountryId::UNKNOWN
+    }
+}
+
+/// Looks an IPv4 address (host order) up; see [`lookup`].
+#[inline(always)]
+pub fn lookup_v4<'a>(addr: u32, block: impl Fn(u32) -> Option<&'a Block>) -> CountryId {
+    lookup(&addr.to_be_bytes(), block)
+}
+
+/// Looks an IPv6 address up by its first [`V6_TABLE_BYTES`] bytes; see [`lookup`].
+#[inline(always)]
+pub fn lookup_v6<'a>(addr: &[u8; 16], block: impl Fn(u32) -> Option<&'a Block>) -> CountryId {
+    let mut prefix = [0u8; V6_TABLE_BYTES];
+    prefix.copy_from_slice(&addr[..V6_TABLE_BYTES]);
+    lookup(&prefix, block)
 }
 
 #[cfg(test)]
@@ -93,6 +120,32 @@ mod tests {
             lookup_v4(u32::from_be_bytes([8, 8, 4, 4]), get),
             CountryId::UNKNOWN
         );
+    }
+
+    #[test]
+    fn ipv6_walks_to_the_fallback() {
+        let cn = CountryId::from_code(*b"CN").unwrap();
+        let mut blocks = [Block::filled(CountryId::UNKNOWN); 262];
+        blocks[0x24].entries[0x0e] = cn.0; // 240e::/16
+        blocks[0x20].entries[0x01] = pointer(256); // 2001::/16 mixed
+        let mut next = 256;
+        for byte in 2..V6_TABLE_BYTES {
+            let target = if byte + 1 == V6_TABLE_BYTES {
+                CountryId::FALLBACK.0
+            } else {
+                pointer(next + 1)
+            };
+            blocks[next as usize].entries[0x11] = target;
+            next += 1;
+        }
+        let get = |i: u32| blocks.get(i as usize);
+        let mut addr = [0u8; 16];
+        addr[..2].copy_from_slice(&[0x24, 0x0e]);
+        assert_eq!(lookup_v6(&addr, get), cn);
+        addr[..V6_TABLE_BYTES].copy_from_slice(&[0x20, 0x01, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11]);
+        assert_eq!(lookup_v6(&addr, get), CountryId::FALLBACK);
+        addr[5] = 0x12;
+        assert_eq!(lookup_v6(&addr, get), CountryId::UNKNOWN);
     }
 
     #[test]

@@ -18,7 +18,8 @@ use crate::{
 /// Runs the agent until SIGINT or SIGTERM; the programs are detached on return.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     preflight::check(&args.lan)?;
-    let lan_prefixes = netif::prefixes(&args.lan).context("reading the LAN interfaces' addresses")?;
+    let lan_prefixes =
+        netif::prefixes(&args.lan).context("reading the LAN interfaces' addresses")?;
     let geo = geo_source::compile(&args.geo, &lan_prefixes)?;
     let tables = geo_source::KernelTables::build(&geo, args.ipv4_lookup)?;
     info!(

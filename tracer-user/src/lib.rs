@@ -5,9 +5,13 @@
 //! fill, attach, read back), [`metrics`] and [`api`] (Prometheus and HTTP), [`agent`] (the
 //! `run` loop), [`lookup`] (`lookup` and `geo-info`).
 
+pub mod agent;
 pub mod api;
 pub mod cli;
+pub mod geo;
+pub mod geo_source;
 pub mod kernel;
+pub mod lookup;
 pub mod metrics;
 pub mod names;
 pub mod netif;

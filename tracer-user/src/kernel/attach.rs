@@ -49,7 +49,7 @@ impl Kernel {
                     program,
                     interface: interface.to_owned(),
                     direction,
-                    source,
+                    source: Box::new(source),
                 })?;
         }
         Ok(Attachment {

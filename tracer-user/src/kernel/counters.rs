@@ -69,7 +69,12 @@ fn sum<'a>(values: impl IntoIterator<Item = &'a CounterValue>) -> CounterValue {
 impl Kernel {
     /// Takes the counter maps out of the object into a shareable reader.
     pub fn counter_reader(&mut self) -> Result<CounterReader, KernelError> {
-        let err = |map| move |source| KernelError::Map { map, source };
+        let err = |map| {
+            move |source| KernelError::Map {
+                map,
+                source: Box::new(source),
+            }
+        };
         let counters: PerCpuHashMap<MapData, CounterKey, CounterValue> =
             PerCpuHashMap::try_from(self.take_map(COUNTERS_MAP)?).map_err(err(COUNTERS_MAP))?;
         let capacity = self.counter_entries;
@@ -85,7 +90,12 @@ impl Kernel {
 impl CounterReader {
     /// Reads every counter now.
     pub fn snapshot(&self) -> Result<CounterSnapshot, KernelError> {
-        let err = |map| move |source| KernelError::Map { map, source };
+        let err = |map| {
+            move |source| KernelError::Map {
+                map,
+                source: Box::new(source),
+            }
+        };
         let mut counters = BTreeMap::new();
         for entry in self.counters.iter() {
             let (key, values) = entry.map_err(err(COUNTERS_MAP))?;

@@ -10,7 +10,7 @@ pub enum KernelError {
     Load {
         /// The underlying error.
         #[source]
-        source: aya::EbpfError,
+        source: Box<aya::EbpfError>,
     },
     /// A program failed to load; `verifier_log` says why.
     #[error("loading program {name} failed: {source}")]
@@ -19,7 +19,7 @@ pub enum KernelError {
         name: &'static str,
         /// The underlying error (includes the verifier log).
         #[source]
-        source: aya::programs::ProgramError,
+        source: Box<aya::programs::ProgramError>,
     },
     /// The object lacks a program or map this agent expects (a build mismatch).
     #[error("the eBPF object has no {kind} named {name}")]
@@ -40,7 +40,7 @@ pub enum KernelError {
         direction: &'static str,
         /// The underlying error.
         #[source]
-        source: aya::programs::ProgramError,
+        source: Box<aya::programs::ProgramError>,
     },
     /// A map operation failed.
     #[error("map {map}: {source}")]
@@ -49,7 +49,7 @@ pub enum KernelError {
         map: &'static str,
         /// The underlying error.
         #[source]
-        source: aya::maps::MapError,
+        source: Box<aya::maps::MapError>,
     },
     /// The interface does not exist.
     #[error("interface {0:?} does not exist (see `ip link`)")]

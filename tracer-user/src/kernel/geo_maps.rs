@@ -32,7 +32,10 @@ pub enum Ipv4Lookup {
 }
 
 fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> KernelError {
-    move |source| KernelError::Map { map, source }
+    move |source| KernelError::Map {
+        map,
+        source: Box::new(source),
+    }
 }
 
 impl Kernel {

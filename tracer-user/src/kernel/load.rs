@@ -48,7 +48,9 @@ impl Kernel {
             .map_max_entries(GEO_V6_LPM_MAP, options.geo.v6_prefixes.max(1));
         let mut ebpf = loader
             .load(EBPF_OBJECT)
-            .map_err(|source| KernelError::Load { source })?;
+            .map_err(|source| KernelError::Load {
+                source: Box::new(source),
+            })?;
         for name in [
             programs::UPLOAD,
             programs::DOWNLOAD,
@@ -62,10 +64,14 @@ impl Kernel {
                     name,
                 })?
                 .try_into()
-                .map_err(|source| KernelError::Program { name, source })?;
-            program
-                .load()
-                .map_err(|source| KernelError::Program { name, source })?;
+                .map_err(|source| KernelError::Program {
+                    name,
+                    source: Box::new(source),
+                })?;
+            program.load().map_err(|source| KernelError::Program {
+                name,
+                source: Box::new(source),
+            })?;
         }
         Ok(Self {
             ebpf,
@@ -82,7 +88,10 @@ impl Kernel {
                 name,
             })?
             .try_into()
-            .map_err(|source| KernelError::Program { name, source })
+            .map_err(|source| KernelError::Program {
+                name,
+                source: Box::new(source),
+            })
     }
 
     pub(super) fn program_mut(
@@ -96,7 +105,10 @@ impl Kernel {
                 name,
             })?
             .try_into()
-            .map_err(|source| KernelError::Program { name, source })
+            .map_err(|source| KernelError::Program {
+                name,
+                source: Box::new(source),
+            })
     }
 
     pub(super) fn take_map(&mut self, name: &'static str) -> Result<aya::maps::Map, KernelError> {

@@ -6,12 +6,14 @@ mod counters;
 mod error;
 mod geo_maps;
 mod load;
+mod memory;
 
 pub use attach::{AttachMode, Attachment};
 pub use counters::{CounterReader, CounterSnapshot, StatSnapshot};
 pub use error::KernelError;
 pub use geo_maps::{GeoMapSizes, Ipv4Lookup};
 pub use load::{Kernel, LoadOptions};
+pub use memory::{MapMemory, map_memory};
 
 /// The eBPF object built by `build.rs` (aya-build) for this machine's endianness.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer"));

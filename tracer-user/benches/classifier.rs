@@ -1,0 +1,189 @@
+//! `cargo xtask bench`: per-packet cost of the classifier (BPF_PROG_TEST_RUN) with the full
+//! default database loaded, next to an empty program and a parse-only program measured in the
+//! same run; the time, process memory and kernel memory it takes to load the database; and the
+//! LPM-trie reference beside the direct IPv4 table.
+//!
+//! Needs root. Numbers are ratios against baselines from the same run, never absolute asserts.
+
+use std::{
+    net::{Ipv4Addr, Ipv6Addr},
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use aya::programs::{TestRun as _, TestRunOptions};
+use tracer_user::{
+    cli::GeoArgs,
+    geo_source::{self, KernelTables},
+    kernel::{GeoMapSizes, Ipv4Lookup, Kernel, LoadOptions, map_memory, programs},
+};
+
+const REPEAT: u32 = 1_000_000;
+const ROUNDS: usize = 5;
+
+fn frame_v4(vlan: bool, dst: Ipv4Addr) -> Vec<u8> {
+    let mut f = vec![0x02, 0, 0, 0, 0, 0xfe, 0x02, 0, 0, 0, 0, 0x01];
+    if vlan {
+        f.extend_from_slice(&[0x81, 0x00, 0x00, 0x64]);
+    }
+    f.extend_from_slice(&[
+        0x08, 0x00, 0x45, 0, 0, 84, 0, 0, 0x40, 0, 64, 1, 0, 0, 10, 77, 0, 11,
+    ]);
+    f.extend_from_slice(&dst.octets());
+    f.resize(f.len() + 64, 0xab);
+    f
+}
+
+fn frame_v6(dst: Ipv6Addr) -> Vec<u8> {
+    let mut f = vec![0x02, 0, 0, 0, 0, 0xfe, 0x02, 0, 0, 0, 0, 0x01, 0x86, 0xdd];
+    f.extend_from_slice(&[0x60, 0, 0, 0, 0, 64, 58, 64]);
+    f.extend_from_slice(&"fd77::11".parse::<Ipv6Addr>().expect("addr").octets());
+    f.extend_from_slice(&dst.octets());
+    f.resize(f.len() + 64, 0xab);
+    f
+}
+
+/// Best (lowest) mean ns per run over `ROUNDS` rounds of `REPEAT` runs.
+fn measure(kernel: &Kernel, program: &'static str, frame: &[u8]) -> anyhow::Result<f64> {
+    let prog = kernel.program(program)?;
+    let mut best = Duration::MAX;
+    for _ in 0..ROUNDS {
+        let opts = TestRunOptions {
+            data_in: Some(frame),
+            repeat: REPEAT,
+            ..Default::default()
+        };
+        let result = prog
+            .test_run(opts)
+            .with_context(|| format!("test run of {program}"))?;
+        anyhow::ensure!(
+            result.return_value == 0,
+            "{program} returned {}",
+            result.return_value
+        );
+        best = best.min(result.duration);
+    }
+    Ok(best.as_nanos() as f64)
+}
+
+fn max_rss_kib() -> i64 {
+    // SAFETY: getrusage only writes the struct we pass.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    usage.ru_maxrss
+}
+
+fn main() -> anyhow::Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        println!("bench: SKIPPED (needs root to load eBPF programs)");
+        return Ok(());
+    }
+    let rss_before = max_rss_kib();
+    let started = Instant::now();
+    let geo = geo_source::compile(&GeoArgs::default(), &[])?;
+    let compiled_in = started.elapsed();
+    let tables = KernelTables::build(&geo, Ipv4Lookup::Lpm)?;
+    let stats = geo.stats();
+    println!("database: {}", geo_source::describe(&geo));
+    println!(
+        "  IPv4: {} runs, {} prefixes, table {} blocks; IPv6: {} runs, {} prefixes",
+        stats.v4_runs, stats.v4_prefixes, stats.v4_table_blocks, stats.v6_runs, stats.v6_prefixes
+    );
+
+    let options = LoadOptions {
+        geo: GeoMapSizes {
+            v4_blocks: tables.v4_table.len() as u32,
+            v4_lpm_prefixes: tables.v4_prefixes.len() as u32,
+            v6_prefixes: tables.v6_prefixes.len() as u32,
+        },
+        ..LoadOptions::default()
+    };
+    let mut kernel = Kernel::load(&options)?;
+    let t = Instant::now();
+    kernel.fill_v4_table(&tables.v4_table)?;
+    let table_fill = t.elapsed();
+    let t = Instant::now();
+    kernel.fill_v4_lpm(&tables.v4_prefixes)?;
+    let v4_lpm_fill = t.elapsed();
+    let t = Instant::now();
+    kernel.fill_v6_lpm(&tables.v6_prefixes)?;
+    let v6_fill = t.elapsed();
+    println!("\nload (embedded database -> kernel maps):");
+    println!(
+        "  decode + merge + compile   {:>8.0} ms",
+        compiled_in.as_secs_f64() * 1e3
+    );
+    println!(
+        "  IPv4 table fill            {:>8.0} ms",
+        table_fill.as_secs_f64() * 1e3
+    );
+    println!(
+        "  IPv4 LPM trie fill (ref.)  {:>8.0} ms",
+        v4_lpm_fill.as_secs_f64() * 1e3
+    );
+    println!(
+        "  IPv6 LPM trie fill         {:>8.0} ms",
+        v6_fill.as_secs_f64() * 1e3
+    );
+    println!(
+        "  total with the table (default path): {:.2} s",
+        (compiled_in + table_fill + v6_fill).as_secs_f64()
+    );
+    println!(
+        "  peak RSS of this process: {} MiB (before: {} MiB)",
+        max_rss_kib() / 1024,
+        rss_before / 1024
+    );
+    println!("\nkernel memory (memlock from /proc/self/fdinfo):");
+    for m in map_memory() {
+        println!(
+            "  {:<16} {:>8.2} MiB",
+            m.name,
+            m.memlock as f64 / (1024.0 * 1024.0)
+        );
+    }
+
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "IPv4 hit (CN)",
+            frame_v4(false, Ipv4Addr::new(36, 110, 0, 1)),
+        ),
+        (
+            "IPv4 hit /24-level (US)",
+            frame_v4(false, Ipv4Addr::new(8, 8, 8, 8)),
+        ),
+        (
+            "IPv4 unknown",
+            frame_v4(false, Ipv4Addr::new(0xdf, 0xff, 0xff, 0xfe)),
+        ),
+        ("IPv4 local", frame_v4(false, Ipv4Addr::new(192, 168, 1, 1))),
+        ("IPv4 VLAN hit", frame_v4(true, Ipv4Addr::new(193, 0, 0, 1))),
+        ("IPv6 hit (CN)", frame_v6("240e::1".parse()?)),
+        ("IPv6 hit (US)", frame_v6("2001:4860:4860::8888".parse()?)),
+        ("IPv6 unknown", frame_v6("3fff::1".parse()?)),
+    ];
+    println!("\nper-packet cost, ns (best of {ROUNDS} x {REPEAT} BPF_PROG_TEST_RUN runs):");
+    println!(
+        "  {:<26} {:>7} {:>7} {:>9} {:>9} {:>8} {:>8}",
+        "frame", "empty", "parse", "table", "lpm", "table/e", "lpm/e"
+    );
+    let mut ratios = Vec::new();
+    for (name, frame) in &cases {
+        let empty = measure(&kernel, programs::EMPTY, frame)?;
+        let parse = measure(&kernel, programs::PARSE_ONLY, frame)?;
+        kernel.set_ipv4_lookup(Ipv4Lookup::Table)?;
+        let table = measure(&kernel, programs::UPLOAD, frame)?;
+        kernel.set_ipv4_lookup(Ipv4Lookup::Lpm)?;
+        let lpm = measure(&kernel, programs::UPLOAD, frame)?;
+        ratios.push(table / empty);
+        println!(
+            "  {name:<26} {empty:>7.1} {parse:>7.1} {table:>9.1} {lpm:>9.1} {:>7.2}x {:>7.2}x",
+            table / empty,
+            lpm / empty
+        );
+    }
+    let mean = ratios.iter().sum::<f64>() / ratios.len() as f64;
+    println!("\nclassifier (default IPv4 table) / empty program: mean {mean:.2}x (target <= 2x)");
+    Ok(())
+}

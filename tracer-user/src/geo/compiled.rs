@@ -1,0 +1,216 @@
+//! A loaded database ([`GeoData`]) and its compiled form with the local networks overlaid
+//! ([`CompiledGeo`]), which answers lookups exactly as the kernel will.
+
+use std::net::IpAddr;
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use tracer_common::{
+    CountryId,
+    geo_table::{Block, lookup_v4},
+};
+
+use super::{
+    GeoError,
+    local::{local_networks, overlay_local},
+    ranges::{Address, RangeMap, Run, cidr_blocks, lookup_runs},
+    table::{build_v4_table, table_bytes},
+};
+
+/// A country database: sorted, disjoint, merged runs per family, plus where it came from.
+///
+/// Addresses outside every run are unknown. Country ids are ISO codes ([`CountryId`]); the
+/// database itself holds no [`CountryId::LOCAL`] runs (those are added by [`CompiledGeo`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GeoData {
+    /// Description of the source (file name, package and version...).
+    pub source: String,
+    /// When the data was built, if known (free text, e.g. `2026-06-17`).
+    pub build_date: Option<String>,
+    /// Attribution the data's license requires, if any.
+    pub attribution: Option<String>,
+    /// IPv4 runs, sorted and disjoint.
+    pub v4: Vec<Run<u32>>,
+    /// IPv6 runs, sorted and disjoint.
+    pub v6: Vec<Run<u128>>,
+}
+
+impl GeoData {
+    /// Whether the database holds no ranges at all.
+    pub fn is_empty(&self) -> bool {
+        self.v4.is_empty() && self.v6.is_empty()
+    }
+
+    /// Applies `later` over this database: its ranges override the addresses they cover, its
+    /// gaps leave this database's answers alone (e.g. an IPv4 file, then an IPv6 file, then a
+    /// file of corrections). Sources are joined with ` + `; the later build date wins if set.
+    pub fn apply(&mut self, later: GeoData) {
+        self.v4 = overlay_runs(&self.v4, &later.v4);
+        self.v6 = overlay_runs(&self.v6, &later.v6);
+        self.source = match (self.source.is_empty(), later.source.is_empty()) {
+            (_, true) => std::mem::take(&mut self.source),
+            (true, false) => later.source,
+            (false, false) => format!("{} + {}", self.source, later.source),
+        };
+        if later.build_date.is_some() {
+            self.build_date = later.build_date;
+        }
+        match (&mut self.attribution, later.attribution) {
+            (Some(mine), Some(theirs)) if *mine != theirs => *mine = format!("{mine}; {theirs}"),
+            (mine @ None, theirs) => *mine = theirs,
+            _ => {}
+        }
+    }
+
+    /// The database's own answer for `addr`, without the local networks.
+    pub fn lookup(&self, addr: IpAddr) -> CountryId {
+        match addr {
+            IpAddr::V4(a) => lookup_runs(&self.v4, u32::from(a)),
+            IpAddr::V6(a) => lookup_runs(&self.v6, u128::from(a)),
+        }
+    }
+}
+
+/// `base` with `top` applied over it.
+fn overlay_runs<A: Address>(base: &[Run<A>], top: &[Run<A>]) -> Vec<Run<A>> {
+    if top.is_empty() {
+        return base.to_vec();
+    }
+    if base.is_empty() {
+        return top.to_vec();
+    }
+    let mut map = RangeMap::from_runs(base);
+    for run in top {
+        map.insert(run.first, run.last, run.id);
+    }
+    map.into_runs()
+}
+
+/// Sizes of a compiled database, for logs and `geo-info`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GeoStats {
+    /// IPv4 runs, local networks included.
+    pub v4_runs: usize,
+    /// IPv6 runs, local networks included.
+    pub v6_runs: usize,
+    /// IPv4 CIDR prefixes (the LPM trie's entries).
+    pub v4_prefixes: usize,
+    /// IPv6 CIDR prefixes (the LPM trie's entries).
+    pub v6_prefixes: usize,
+    /// Blocks of the IPv4 direct table.
+    pub v4_table_blocks: usize,
+    /// Bytes of the IPv4 direct table's values.
+    pub v4_table_bytes: usize,
+}
+
+/// A database with the local networks overlaid as [`CountryId::LOCAL`], and its IPv4 table.
+#[derive(Clone, Debug)]
+pub struct CompiledGeo {
+    data: GeoData,
+    local: Vec<IpNet>,
+    v4: Vec<Run<u32>>,
+    v6: Vec<Run<u128>>,
+    table: Vec<Block>,
+}
+
+impl CompiledGeo {
+    /// Overlays the built-in local networks and `extra_local` (e.g. the LAN prefixes) on
+    /// `data` and builds the IPv4 table.
+    pub fn new(data: GeoData, extra_local: &[IpNet]) -> Result<Self, GeoError> {
+        if let Some(id) = (data.v6.iter().map(|run| run.id))
+            .chain(data.v4.iter().map(|run| run.id))
+            .find(|id| id.0 >= CountryId::NUM_IDS)
+        {
+            return Err(GeoError::InvalidId { id: id.0 });
+        }
+        let local = local_networks(extra_local);
+        let mut v4 = RangeMap::from_runs(&data.v4);
+        let mut v6 = RangeMap::from_runs(&data.v6);
+        overlay_local(&mut v4, &mut v6, &local);
+        let v4 = v4.into_runs();
+        let table = build_v4_table(&v4)?;
+        Ok(Self {
+            data,
+            local,
+            v4,
+            v6: v6.into_runs(),
+            table,
+        })
+    }
+
+    /// The database as loaded (metadata and runs without the local networks).
+    pub fn data(&self) -> &GeoData {
+        &self.data
+    }
+
+    /// The local networks overlaid (built-in ones, then the extra ones).
+    pub fn local_networks(&self) -> &[IpNet] {
+        &self.local
+    }
+
+    /// IPv4 runs with the local networks overlaid.
+    pub fn v4_runs(&self) -> &[Run<u32>] {
+        &self.v4
+    }
+
+    /// IPv6 runs with the local networks overlaid.
+    pub fn v6_runs(&self) -> &[Run<u128>] {
+        &self.v6
+    }
+
+    /// The id the kernel will find for `addr`: IPv4 through the direct table (read by the same
+    /// [`lookup_v4`] as the eBPF program), IPv6 through the runs the LPM trie is filled from.
+    pub fn lookup(&self, addr: IpAddr) -> CountryId {
+        match addr {
+            IpAddr::V4(a) => lookup_v4(u32::from(a), |i| self.table.get(i as usize)),
+            IpAddr::V6(a) => lookup_runs(&self.v6, u128::from(a)),
+        }
+    }
+
+    /// The IPv4 runs as a minimal set of CIDR prefixes per run (local ones with
+    /// [`CountryId::LOCAL`]; unknown gaps are not emitted), in address order.
+    pub fn v4_prefixes(&self) -> Vec<(Ipv4Net, CountryId)> {
+        prefixes(&self.v4, |addr, len| Ipv4Net::new(addr.into(), len).ok())
+    }
+
+    /// The IPv6 runs as a minimal set of CIDR prefixes per run, like
+    /// [`v4_prefixes`](Self::v4_prefixes).
+    pub fn v6_prefixes(&self) -> Vec<(Ipv6Net, CountryId)> {
+        prefixes(&self.v6, |addr, len| Ipv6Net::new(addr.into(), len).ok())
+    }
+
+    /// The IPv4 direct-indexed table ([`tracer_common::geo_table`]), root blocks first.
+    pub fn v4_table(&self) -> &[Block] {
+        &self.table
+    }
+
+    /// Sizes, for reporting.
+    pub fn stats(&self) -> GeoStats {
+        let count = |total: usize, n: usize| total + n;
+        GeoStats {
+            v4_runs: self.v4.len(),
+            v6_runs: self.v6.len(),
+            v4_prefixes: (self.v4.iter())
+                .map(|run| cidr_blocks(run.first, run.last).count())
+                .fold(0, count),
+            v6_prefixes: (self.v6.iter())
+                .map(|run| cidr_blocks(run.first, run.last).count())
+                .fold(0, count),
+            v4_table_blocks: self.table.len(),
+            v4_table_bytes: table_bytes(&self.table),
+        }
+    }
+}
+
+/// CIDR decomposition of `runs`; `net` builds a prefix (always valid for our lengths).
+fn prefixes<A: Address, N>(
+    runs: &[Run<A>],
+    net: impl Fn(A, u8) -> Option<N>,
+) -> Vec<(N, CountryId)> {
+    runs.iter()
+        .flat_map(|run| {
+            cidr_blocks(run.first, run.last)
+                .filter_map(|(addr, len)| net(addr, len))
+                .map(move |prefix| (prefix, run.id))
+        })
+        .collect()
+}

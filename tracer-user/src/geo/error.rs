@@ -1,0 +1,107 @@
+//! Errors of the geo module.
+
+use std::{io, path::PathBuf};
+
+/// What can go wrong reading, parsing or compiling a country database.
+///
+/// `name` fields hold the source's name as given by the caller (usually the file path), so a
+/// message such as `geo.csv:17: first address 1.2.3.9 is after last address 1.2.3.1` points at
+/// the offending line.
+#[derive(Debug, thiserror::Error)]
+pub enum GeoError {
+    /// A line of a text source could not be parsed.
+    #[error("{name}:{line}: {reason}")]
+    Parse {
+        /// The source's name.
+        name: String,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong with the line.
+        reason: String,
+    },
+    /// A file could not be opened or read.
+    #[error("reading {}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// A compressed input could not be decompressed.
+    #[error("{name}: decompression failed: {source}")]
+    Decompress {
+        /// The source's name.
+        name: String,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// The input (or its decompressed form) is larger than the limit.
+    #[error("{name}: input is larger than the limit of {limit} bytes")]
+    TooLarge {
+        /// The source's name.
+        name: String,
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// The source holds no address ranges at all.
+    #[error("{name}: the database holds no address ranges")]
+    Empty {
+        /// The source's name.
+        name: String,
+    },
+    /// A compact database is malformed (garbage, truncated, or inconsistent).
+    #[error("{name}: invalid compact database: {reason}")]
+    Compact {
+        /// The source's name.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The format was recognised but is not supported by this build.
+    #[error("{name}: {format} databases are not supported yet")]
+    Unsupported {
+        /// The source's name.
+        name: String,
+        /// The detected format.
+        format: &'static str,
+    },
+    /// A run holds an id that cannot be stored in a table entry (a pointer value).
+    #[error("country id {id} is not a valid table entry (must be below 1024)")]
+    InvalidId {
+        /// The offending id.
+        id: u16,
+    },
+    /// Runs handed to a builder are not sorted, disjoint ranges with `first <= last`.
+    #[error("the {family} runs are not sorted, disjoint ranges")]
+    InvalidRuns {
+        /// "IPv4" or "IPv6".
+        family: &'static str,
+    },
+    /// The IPv4 table would need more blocks than entries can point to.
+    #[error("the IPv4 table needs more than the maximum of {max} blocks")]
+    TableTooLarge {
+        /// The maximum number of blocks ([`tracer_common::geo_table::MAX_BLOCKS`]).
+        max: u32,
+    },
+}
+
+impl GeoError {
+    /// A parse error at `line` (1-based) of source `name`.
+    pub fn parse(name: &str, line: usize, reason: impl Into<String>) -> Self {
+        Self::Parse {
+            name: name.to_owned(),
+            line,
+            reason: reason.into(),
+        }
+    }
+
+    /// A compact-format error in source `name`.
+    pub fn compact(name: &str, reason: impl Into<String>) -> Self {
+        Self::Compact {
+            name: name.to_owned(),
+            reason: reason.into(),
+        }
+    }
+}
