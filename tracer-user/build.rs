@@ -10,20 +10,14 @@ fn main() -> anyhow::Result<()> {
         .find_map(|l| l.strip_prefix("tracer-ebpf="))
         .ok_or_else(|| anyhow!("tracer-ebpf not found in the workspace"))?
         .to_owned();
-    let package = Package {
-        name: "tracer-ebpf",
-        root_dir: &root_dir,
-        ..Default::default()
-    };
+    let package = Package { name: "tracer-ebpf", root_dir: &root_dir, ..Default::default() };
     aya_build::build_ebpf([package], Toolchain::default())
 }
 
 /// Locates `tracer-ebpf` next to this crate (`../tracer-ebpf`).
 fn cargo_metadata() -> anyhow::Result<String> {
     let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").context("CARGO_MANIFEST_DIR")?;
-    let dir = std::path::Path::new(&manifest_dir)
-        .parent()
-        .context("workspace root")?
-        .join("tracer-ebpf");
+    let dir =
+        std::path::Path::new(&manifest_dir).parent().context("workspace root")?.join("tracer-ebpf");
     Ok(format!("tracer-ebpf={}", dir.display()))
 }

@@ -35,9 +35,7 @@ pub struct Block {
 impl Block {
     /// A block answering `id` for every value.
     pub const fn filled(id: CountryId) -> Self {
-        Self {
-            entries: [id.0; BLOCK_ENTRIES],
-        }
+        Self { entries: [id.0; BLOCK_ENTRIES] }
     }
 }
 
@@ -75,11 +73,7 @@ pub fn lookup<'a, const N: usize>(
         };
         level += 1;
     }
-    if entry < CountryId::NUM_IDS {
-        CountryId(entry)
-    } else {
-        CountryId::UNKNOWN
-    }
+    if entry < CountryId::NUM_IDS { CountryId(entry) } else { CountryId::UNKNOWN }
 }
 
 /// Looks an IPv4 address (host order) up; see [`lookup`].
@@ -112,14 +106,8 @@ mod tests {
         let get = |i: u32| blocks.get(i as usize);
         assert_eq!(lookup_v4(u32::from_be_bytes([36, 110, 7, 1]), get), cn);
         assert_eq!(lookup_v4(u32::from_be_bytes([8, 8, 8, 8]), get), us);
-        assert_eq!(
-            lookup_v4(u32::from_be_bytes([8, 8, 8, 9]), get),
-            CountryId::UNKNOWN
-        );
-        assert_eq!(
-            lookup_v4(u32::from_be_bytes([8, 8, 4, 4]), get),
-            CountryId::UNKNOWN
-        );
+        assert_eq!(lookup_v4(u32::from_be_bytes([8, 8, 8, 9]), get), CountryId::UNKNOWN);
+        assert_eq!(lookup_v4(u32::from_be_bytes([8, 8, 4, 4]), get), CountryId::UNKNOWN);
     }
 
     #[test]
@@ -130,11 +118,8 @@ mod tests {
         blocks[0x20].entries[0x01] = pointer(256); // 2001::/16 mixed
         let mut next = 256;
         for byte in 2..V6_TABLE_BYTES {
-            let target = if byte + 1 == V6_TABLE_BYTES {
-                CountryId::FALLBACK.0
-            } else {
-                pointer(next + 1)
-            };
+            let target =
+                if byte + 1 == V6_TABLE_BYTES { CountryId::FALLBACK.0 } else { pointer(next + 1) };
             blocks[next as usize].entries[0x11] = target;
             next += 1;
         }

@@ -14,7 +14,10 @@ pub const STATS_MAP: &str = "STATS";
 pub const GEO_V4_TABLE_MAP: &str = "GEO_V4_TABLE";
 /// LPM trie, IPv4 (big-endian `u32` data) -> country id: the reference structure.
 pub const GEO_V4_LPM_MAP: &str = "GEO_V4_LPM";
-/// LPM trie, IPv6 (`[u8; 16]` data) -> country id.
+/// Array of [`crate::geo_table::Block`]: the IPv6 direct-indexed lookup table (to /64).
+pub const GEO_V6_TABLE_MAP: &str = "GEO_V6_TABLE";
+/// LPM trie, IPv6 (`[u8; 16]` data) -> country id: the prefixes finer than the IPv6 table
+/// resolves (or, in reference mode, all of them).
 pub const GEO_V6_LPM_MAP: &str = "GEO_V6_LPM";
 /// Array with one [`Settings`] entry.
 pub const SETTINGS_MAP: &str = "SETTINGS";
@@ -119,11 +122,11 @@ impl Stat {
     }
 }
 
-/// How the program looks up IPv4 addresses.
-pub mod ipv4_lookup {
-    /// The direct-indexed table (the fast path).
+/// How the program looks addresses up.
+pub mod lookup_mode {
+    /// The direct-indexed tables (the fast path; IPv6 falls back to the LPM trie below /64).
     pub const TABLE: u32 = 0;
-    /// The LPM trie (the reference the table is checked against).
+    /// The LPM tries only (the reference the tables are checked against).
     pub const LPM: u32 = 1;
 }
 
@@ -131,8 +134,8 @@ pub mod ipv4_lookup {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Settings {
-    /// One of the [`ipv4_lookup`] constants.
-    pub ipv4_lookup: u32,
+    /// One of the [`lookup_mode`] constants.
+    pub lookup: u32,
     /// Reserved for future use; zero.
     pub reserved: u32,
 }

@@ -16,22 +16,16 @@ const EEXIST: i32 = 17;
 pub fn account(ctx: &TcContext, direction: Direction) {
     // SAFETY: reading a field of the context the kernel handed us.
     let segs = unsafe { (*ctx.skb.skb).gso_segs };
-    let value = CounterValue {
-        packets: if segs > 1 { segs as u64 } else { 1 },
-        bytes: ctx.len() as u64,
-    };
+    let value =
+        CounterValue { packets: if segs > 1 { segs as u64 } else { 1 }, bytes: ctx.len() as u64 };
     match parse(ctx, direction) {
         Parsed::Ip { mac, remote } => {
             let country = country_of(&remote);
             if country == CountryId::LOCAL {
                 add_stat(Stat::Local, direction, &value);
             } else {
-                let key = CounterKey {
-                    mac,
-                    country: country.0,
-                    direction: direction as u8,
-                    reserved: 0,
-                };
+                let key =
+                    CounterKey { mac, country: country.0, direction: direction as u8, reserved: 0 };
                 add_counter(&key, direction, &value);
             }
         }

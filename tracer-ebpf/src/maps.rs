@@ -27,7 +27,11 @@ pub static GEO_V4_TABLE: Array<Block> = Array::with_max_entries(ROOT_BLOCKS, 0);
 #[map]
 pub static GEO_V4_LPM: LpmTrie<u32, u16> = LpmTrie::with_max_entries(PLACEHOLDER_GEO_ENTRIES, 0);
 
-/// The IPv6 LPM trie.
+/// The IPv6 direct-indexed table (to /64).
+#[map]
+pub static GEO_V6_TABLE: Array<Block> = Array::with_max_entries(ROOT_BLOCKS, 0);
+
+/// The IPv6 LPM trie: prefixes finer than /64 (or all of them in reference mode).
 #[map]
 pub static GEO_V6_LPM: LpmTrie<Ipv6LpmKey, u16> =
     LpmTrie::with_max_entries(PLACEHOLDER_GEO_ENTRIES, 0);

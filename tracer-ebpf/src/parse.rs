@@ -46,11 +46,7 @@ fn bytes<const N: usize>(ctx: &TcContext, offset: usize) -> Option<[u8; N]> {
 #[inline(always)]
 fn linearize(ctx: &TcContext) {
     let linear = (ctx.data_end() - ctx.data()) as u32;
-    let wanted = if ctx.len() < MAX_HEADERS {
-        ctx.len()
-    } else {
-        MAX_HEADERS
-    };
+    let wanted = if ctx.len() < MAX_HEADERS { ctx.len() } else { MAX_HEADERS };
     if linear < wanted {
         // Failure only means we parse what is linear and call the rest malformed.
         let _ = ctx.pull_data(wanted);
@@ -121,8 +117,5 @@ fn parse_ipv6(ctx: &TcContext, offset: usize, direction: Direction, mac: [u8; 6]
     };
     let mut addr = [0u8; 16];
     addr.copy_from_slice(&hdr[at..at + 16]);
-    Parsed::Ip {
-        mac,
-        remote: Remote::V6(addr),
-    }
+    Parsed::Ip { mac, remote: Remote::V6(addr) }
 }

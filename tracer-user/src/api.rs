@@ -27,10 +27,8 @@ pub async fn serve(
 async fn metrics_handler(State(metrics): State<Arc<Metrics>>) -> Response {
     match metrics.render() {
         Ok(body) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response(),
-        Err(_) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "reading the counters failed\n",
-        )
-            .into_response(),
+        Err(_) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, "reading the counters failed\n").into_response()
+        }
     }
 }

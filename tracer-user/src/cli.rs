@@ -4,7 +4,7 @@ use std::{net::SocketAddr, path::PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::kernel::Ipv4Lookup;
+use crate::kernel::Lookup;
 
 /// Attribution printed in `--help`: the embedded default database is CC BY 4.0.
 pub const ATTRIBUTION: &str = "The embedded default country database is derived from \
@@ -61,9 +61,17 @@ pub struct RunArgs {
     /// Capacity of the counter map (devices x countries x 2 directions).
     #[arg(long, value_name = "N", default_value_t = tracer_common::maps::DEFAULT_COUNTER_ENTRIES)]
     pub counter_entries: u32,
-    /// IPv4 lookup structure: the direct table, or the LPM trie it is checked against.
-    #[arg(long, value_enum, default_value_t = Ipv4Lookup::Table)]
-    pub ipv4_lookup: Ipv4Lookup,
+    /// bpffs directory where the counter maps are pinned, so that a reload or a restart
+    /// continues the counts.
+    #[arg(long, value_name = "DIR", default_value = "/sys/fs/bpf/egress-tracer")]
+    pub bpffs_dir: PathBuf,
+    /// Check the --geo files for changes every SECS seconds and reload them (0: never; SIGHUP
+    /// always reloads).
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    pub watch_interval: u64,
+    /// Lookup structures: the direct tables, or the LPM tries they are checked against.
+    #[arg(long, value_enum, default_value_t = Lookup::Table)]
+    pub lookup: Lookup,
 }
 
 /// `egress-tracer lookup`.

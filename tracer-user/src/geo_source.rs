@@ -8,7 +8,7 @@ use tracer_common::{CountryId, geo_table::Block};
 use crate::{
     cli::{GeoArgs, GeoCompileArgs},
     geo::{self, CompiledGeo, GeoData},
-    kernel::{Ipv4Lookup, Kernel, KernelError},
+    kernel::{GeoMapSizes, Kernel, KernelError, Lookup},
 };
 
 /// The embedded default database: geo-whois-asn-country (CC BY 4.0, NRO) in the compact form,
@@ -22,11 +22,7 @@ pub fn load(args: &GeoArgs) -> anyhow::Result<GeoData> {
     } else {
         geo::load_files(&args.geo)?
     };
-    anyhow::ensure!(
-        !data.is_empty(),
-        "the country database {} holds no ranges",
-        data.source
-    );
+    anyhow::ensure!(!data.is_empty(), "the country database {} holds no ranges", data.source);
     Ok(data)
 }
 
@@ -51,29 +47,46 @@ pub fn describe(geo: &CompiledGeo) -> String {
 pub struct KernelTables {
     /// The IPv4 direct table.
     pub v4_table: Vec<Block>,
-    /// IPv4 prefixes for the LPM trie (empty unless that is the lookup in use).
+    /// IPv4 prefixes for the LPM trie (empty unless the LPM reference is in use).
     pub v4_prefixes: Vec<(Ipv4Net, CountryId)>,
-    /// IPv6 prefixes for the LPM trie.
+    /// The IPv6 direct table.
+    pub v6_table: Vec<Block>,
+    /// IPv6 prefixes for the LPM trie: those finer than the table resolves, or all of them for
+    /// the LPM reference.
     pub v6_prefixes: Vec<(Ipv6Net, CountryId)>,
 }
 
 impl KernelTables {
-    /// The tables for `geo`; the IPv4 LPM trie is only filled when `lookup` uses it.
-    pub fn build(geo: &CompiledGeo, lookup: Ipv4Lookup) -> anyhow::Result<Self> {
-        Ok(Self {
+    /// The tables for `geo` and the lookup mode.
+    pub fn build(geo: &CompiledGeo, lookup: Lookup) -> Self {
+        let (v4_prefixes, v6_prefixes) = match lookup {
+            Lookup::Table => (Vec::new(), geo.v6_prefixes()),
+            Lookup::Lpm => (geo.v4_prefixes(), geo.v6_prefixes()),
+        };
+        Self {
             v4_table: geo.v4_table().to_vec(),
-            v4_prefixes: match lookup {
-                Ipv4Lookup::Table => Vec::new(),
-                Ipv4Lookup::Lpm => geo.v4_prefixes(),
-            },
-            v6_prefixes: geo.v6_prefixes(),
-        })
+            v4_prefixes,
+            v6_table: vec![Block::filled(CountryId::FALLBACK); 256],
+            v6_prefixes,
+        }
+    }
+
+    /// The map capacities these tables need.
+    pub fn sizes(&self) -> GeoMapSizes {
+        let len = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        GeoMapSizes {
+            v4_blocks: len(self.v4_table.len()),
+            v4_lpm_prefixes: len(self.v4_prefixes.len()),
+            v6_blocks: len(self.v6_table.len()),
+            v6_prefixes: len(self.v6_prefixes.len()),
+        }
     }
 
     /// Writes the tables into a freshly loaded kernel.
     pub fn fill(&self, kernel: &mut Kernel) -> Result<(), KernelError> {
         kernel.fill_v4_table(&self.v4_table)?;
         kernel.fill_v4_lpm(&self.v4_prefixes)?;
+        kernel.fill_v6_table(&self.v6_table)?;
         kernel.fill_v6_lpm(&self.v6_prefixes)
     }
 }

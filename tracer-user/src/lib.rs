@@ -7,6 +7,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod bpffs;
 pub mod cli;
 pub mod geo;
 pub mod geo_source;
@@ -16,3 +17,4 @@ pub mod metrics;
 pub mod names;
 pub mod netif;
 pub mod preflight;
+pub mod status;

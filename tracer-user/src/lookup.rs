@@ -29,11 +29,7 @@ pub fn run(args: &LookupArgs) -> anyhow::Result<()> {
     for addr in &args.addrs {
         let id = geo.lookup(*addr);
         let local = id == CountryId::LOCAL;
-        let answer = Answer {
-            addr: *addr,
-            country: (!local).then(|| country_label(id)),
-            local,
-        };
+        let answer = Answer { addr: *addr, country: (!local).then(|| country_label(id)), local };
         if args.json {
             println!("{}", serde_json::to_string(&answer)?);
         } else if local {
@@ -53,10 +49,7 @@ pub fn geo_info(args: &GeoArgs) -> anyhow::Result<()> {
     if let Some(attribution) = &geo.data().attribution {
         println!("attribution:   {attribution}");
     }
-    println!(
-        "IPv4:          {} runs, {} CIDR prefixes",
-        stats.v4_runs, stats.v4_prefixes
-    );
+    println!("IPv4:          {} runs, {} CIDR prefixes", stats.v4_runs, stats.v4_prefixes);
     println!(
         "IPv4 table:    {} blocks, {:.1} MiB",
         stats.v4_table_blocks,

@@ -16,6 +16,7 @@ use tracer_common::{CountryId, Direction, Stat};
 use crate::{
     kernel::{CounterReader, CounterSnapshot},
     names::{country_label, format_mac},
+    status::SharedStatus,
 };
 
 /// Content type of [`Metrics::render`]'s output (Prometheus text format 0.0.4).
@@ -29,9 +30,10 @@ pub struct Metrics {
 
 impl Metrics {
     /// A registry whose counters come from `reader` at each scrape.
-    pub fn new(reader: Arc<CounterReader>) -> Self {
+    pub fn new(reader: Arc<CounterReader>, status: SharedStatus) -> Self {
         let mut registry = Registry::with_prefix("egress_tracer");
         registry.register_collector(Box::new(KernelCollector { reader }));
+        registry.register_collector(Box::new(StatusCollector { status }));
         registry.register_collector(Box::new(BuildInfo));
         Self { registry }
     }
@@ -58,6 +60,67 @@ impl Collector for BuildInfo {
         )?;
         let labels = [("version", env!("CARGO_PKG_VERSION"))];
         gauge.encode(metric.encode_family(&labels)?)
+    }
+}
+
+#[derive(Debug)]
+struct StatusCollector {
+    status: SharedStatus,
+}
+
+impl Collector for StatusCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let status = self.status.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let geo = &status.geo;
+        let mut metric = encoder.encode_descriptor(
+            "geo_database_info",
+            "The country database in use (always 1): its source and build date",
+            None,
+            MetricType::Gauge,
+        )?;
+        let labels = [
+            ("source", geo.source.clone()),
+            ("build_date", geo.build_date.clone().unwrap_or_default()),
+        ];
+        ConstGauge::new(1i64).encode(metric.encode_family(&labels)?)?;
+        let loaded = geo
+            .loaded_at
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0.0, |d| d.as_secs_f64());
+        for (name, help, value) in [
+            (
+                "geo_database_load_timestamp_seconds",
+                "Unix time the country database was loaded into the kernel",
+                loaded,
+            ),
+            (
+                "geo_database_load_duration_seconds",
+                "Seconds compiling and loading the country database took",
+                geo.load_duration.as_secs_f64(),
+            ),
+        ] {
+            let metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            ConstGauge::new(value).encode(metric)?;
+        }
+        let mut metric = encoder.encode_descriptor(
+            "geo_database_ranges",
+            "Address ranges (merged runs, local networks included) in the country database",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (family, n) in [("ipv4", geo.runs.0), ("ipv6", geo.runs.1)] {
+            ConstGauge::new(n as i64).encode(metric.encode_family(&[("family", family)])?)?;
+        }
+        let mut metric = encoder.encode_descriptor(
+            "reloads",
+            "Reloads of the country database (SIGHUP or a changed file), by result",
+            None,
+            MetricType::Counter,
+        )?;
+        for (result, n) in [("success", status.reloads_ok), ("failure", status.reloads_failed)] {
+            ConstCounter::new(n).encode(metric.encode_family(&[("result", result)])?)?;
+        }
+        Ok(())
     }
 }
 
@@ -140,19 +203,13 @@ fn encode_stats(
             "Packets not counted per device because the counter map was full",
             false,
         ),
-        (
-            "overflow_bytes",
-            "Bytes not counted per device because the counter map was full",
-            true,
-        ),
+        ("overflow_bytes", "Bytes not counted per device because the counter map was full", true),
     ] {
         let metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
         let total = Direction::ALL
             .iter()
             .map(|d| snapshot.stat(Stat::Overflow, *d))
-            .fold(0u64, |acc, v| {
-                acc.wrapping_add(if bytes { v.bytes } else { v.packets })
-            });
+            .fold(0u64, |acc, v| acc.wrapping_add(if bytes { v.bytes } else { v.packets }));
         ConstCounter::new(total).encode(metric)?;
     }
     for (name, help, bytes) in [
@@ -191,14 +248,8 @@ pub fn render_table(snapshot: &CounterSnapshot) -> String {
     let mut rows: std::collections::BTreeMap<([u8; 6], &'static str), [u64; 4]> =
         Default::default();
     for (key, value) in &snapshot.counters {
-        let row = rows
-            .entry((key.mac, country_label(CountryId(key.country))))
-            .or_default();
-        let (b, p) = if key.direction == Direction::Upload as u8 {
-            (0, 1)
-        } else {
-            (2, 3)
-        };
+        let row = rows.entry((key.mac, country_label(CountryId(key.country)))).or_default();
+        let (b, p) = if key.direction == Direction::Upload as u8 { (0, 1) } else { (2, 3) };
         row[b] += value.bytes;
         row[p] += value.packets;
     }

@@ -36,8 +36,5 @@ pub fn prefixes(names: &[String]) -> std::io::Result<Vec<IpNet>> {
 
 /// Whether `name` is `lan` itself or a VLAN sub-interface of it (`lan.100`).
 fn belongs(name: &str, lan: &str) -> bool {
-    name == lan
-        || name
-            .strip_prefix(lan)
-            .is_some_and(|rest| rest.starts_with('.'))
+    name == lan || name.strip_prefix(lan).is_some_and(|rest| rest.starts_with('.'))
 }

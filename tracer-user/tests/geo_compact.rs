@@ -69,10 +69,7 @@ fn rejects_garbage_and_every_truncation() {
     assert!(decode(b"").is_err());
     assert!(decode(b"ETGEO\x02whatever").is_err());
     assert!(decode(MAGIC).is_err());
-    for len in (0..bytes.len())
-        .step_by(97)
-        .chain(bytes.len() - 8..bytes.len())
-    {
+    for len in (0..bytes.len()).step_by(97).chain(bytes.len() - 8..bytes.len()) {
         let err = decode(&bytes[..len]).expect_err("truncated");
         assert!(matches!(err, GeoError::Compact { .. }), "{len}: {err}");
     }
@@ -81,10 +78,7 @@ fn rejects_garbage_and_every_truncation() {
         let mut corrupt = bytes.clone();
         let at = rng.random_range(MAGIC.len()..corrupt.len());
         corrupt[at] ^= 1 << rng.random_range(0..8);
-        assert!(
-            decode(&corrupt).is_err(),
-            "flipped bit at {at} went unnoticed"
-        );
+        assert!(decode(&corrupt).is_err(), "flipped bit at {at} went unnoticed");
     }
 }
 
@@ -107,22 +101,14 @@ fn rejects_hostile_bodies_with_a_reason() {
     // Empty metadata: source "", no build date, no attribution.
     let meta = [0u8, 0, 0];
     let huge_count = [&meta[..], &[0xff, 0xff, 0xff, 0xff, 0x0f]].concat();
-    assert!(
-        reason(&huge_count).contains("segment count"),
-        "{}",
-        reason(&huge_count)
-    );
+    assert!(reason(&huge_count).contains("segment count"), "{}", reason(&huge_count));
     let huge_string = [0xff, 0xff, 0xff, 0xff, 0x0f, b'x'];
     assert!(reason(&huge_string).contains("exceeds the data"));
     let overlong_varint = [0xffu8; 30];
     assert!(reason(&overlong_varint).contains("varint"));
     // One IPv4 segment with country id 1023 (LOCAL is not stored in a database).
     let bad_id = [&meta[..], &[1, 0, 0xff, 0x07], &[0]].concat();
-    assert!(
-        reason(&bad_id).contains("invalid country id 1023"),
-        "{}",
-        reason(&bad_id)
-    );
+    assert!(reason(&bad_id).contains("invalid country id 1023"), "{}", reason(&bad_id));
     // Two IPv4 segments, the second not after the first.
     let unordered = [&meta[..], &[2, 0, 0, 1, 2], &[0]].concat();
     assert!(reason(&unordered).contains("does not start after"));
@@ -141,15 +127,8 @@ fn rejects_hostile_bodies_with_a_reason() {
     }
     many.push(n as u8);
     many.extend(std::iter::repeat_n(1u8, 2 * over));
-    assert!(
-        reason(&many).contains("exceeds the data or limit"),
-        "{}",
-        reason(&many)
-    );
+    assert!(reason(&many).contains("exceeds the data or limit"), "{}", reason(&many));
     // Valid but holding nothing.
     let empty = [&meta[..], &[0], &[0]].concat();
-    assert!(matches!(
-        decode(&with_body(&empty)),
-        Err(GeoError::Empty { .. })
-    ));
+    assert!(matches!(decode(&with_body(&empty)), Err(GeoError::Empty { .. })));
 }

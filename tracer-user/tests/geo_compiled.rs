@@ -65,26 +65,15 @@ fn local_networks_win_over_the_data() {
     ] {
         assert_eq!(geo.lookup(ip(addr)), expected, "{addr}");
     }
-    assert_eq!(
-        geo.data().lookup(ip("192.168.1.1")),
-        id(b"AU"),
-        "the data itself is unchanged"
-    );
+    assert_eq!(geo.data().lookup(ip("192.168.1.1")), id(b"AU"), "the data itself is unchanged");
 }
 
 #[test]
 fn prefixes_tile_the_runs() {
     let geo = compiled(&[]);
     let v4 = geo.v4_prefixes();
-    let covered: u64 = v4
-        .iter()
-        .map(|(net, _)| 1u64 << (32 - net.prefix_len()))
-        .sum();
-    let in_runs: u64 = geo
-        .v4_runs()
-        .iter()
-        .map(|r| u64::from(r.last - r.first) + 1)
-        .sum();
+    let covered: u64 = v4.iter().map(|(net, _)| 1u64 << (32 - net.prefix_len())).sum();
+    let in_runs: u64 = geo.v4_runs().iter().map(|r| u64::from(r.last - r.first) + 1).sum();
     assert_eq!(covered, in_runs);
     assert_eq!(in_runs, 1 << 32, "AU covers the whole space");
     for (net, expected) in &v4 {
@@ -151,44 +140,27 @@ fn files_are_recognised_by_content() {
     mmdb.extend_from_slice(b"\xab\xcd\xefMaxMind.com");
     mmdb.extend_from_slice(&[0xe0; 32]);
     let mmdb = TempFile::new("country.mmdb", &mmdb);
-    assert!(matches!(
-        load_file(&mmdb.0),
-        Err(GeoError::Unsupported { .. })
-    ));
+    assert!(matches!(load_file(&mmdb.0), Err(GeoError::Unsupported { .. })));
 
     let both = load_files(&[&csv.0, &compact.0]).expect("both");
     assert!(both.source.ends_with(" + test data"), "{}", both.source);
-    assert_eq!(
-        both.lookup(IpAddr::V4(Ipv4Addr::new(8, 8, 8, 8))),
-        id(b"US")
-    );
+    assert_eq!(both.lookup(IpAddr::V4(Ipv4Addr::new(8, 8, 8, 8))), id(b"US"));
 }
 
 #[test]
 fn oversized_files_are_refused_before_reading() {
     let big = TempFile::new("huge.csv", b"");
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&big.0)
-        .expect("open");
+    let file = std::fs::OpenOptions::new().write(true).open(&big.0).expect("open");
     // A sparse file: no disk space used.
-    file.set_len(tracer_user::geo::MAX_INPUT_BYTES + 1)
-        .expect("set_len");
+    file.set_len(tracer_user::geo::MAX_INPUT_BYTES + 1).expect("set_len");
     assert!(matches!(load_file(&big.0), Err(GeoError::TooLarge { .. })));
 }
 
 #[test]
 fn invalid_ids_are_refused() {
     let data = GeoData {
-        v6: vec![tracer_user::geo::Run::new(
-            1,
-            2,
-            CountryId(CountryId::NUM_IDS),
-        )],
+        v6: vec![tracer_user::geo::Run::new(1, 2, CountryId(CountryId::NUM_IDS))],
         ..GeoData::default()
     };
-    assert!(matches!(
-        CompiledGeo::new(data, &[]),
-        Err(GeoError::InvalidId { .. })
-    ));
+    assert!(matches!(CompiledGeo::new(data, &[]), Err(GeoError::InvalidId { .. })));
 }

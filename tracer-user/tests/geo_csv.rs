@@ -23,9 +23,7 @@ fn parse(text: &str) -> GeoData {
 }
 
 fn parse_err(text: &[u8]) -> String {
-    parse_csv("geo.csv", text)
-        .expect_err("must fail")
-        .to_string()
+    parse_csv("geo.csv", text).expect_err("must fail").to_string()
 }
 
 #[test]
@@ -50,11 +48,7 @@ fn plain_quoted_commented_and_mixed_rows() {
     );
     assert_eq!(
         data.v6,
-        vec![Run::new(
-            v6("2001:200::"),
-            v6("2001:200:ffff:ffff:ffff:ffff:ffff:ffff"),
-            id(b"JP")
-        )]
+        vec![Run::new(v6("2001:200::"), v6("2001:200:ffff:ffff:ffff:ffff:ffff:ffff"), id(b"JP"))]
     );
 }
 
@@ -92,10 +86,7 @@ fn integer_rows_are_ipv4_unless_the_file_has_big_integers() {
     let data = parse("\"16777216\",\"16777471\",\"AU\",\"Australia\"\n0,0,US\n");
     assert_eq!(
         data.v4,
-        vec![
-            Run::new(0, 0, id(b"US")),
-            Run::new(16_777_216, 16_777_471, id(b"AU"))
-        ]
+        vec![Run::new(0, 0, id(b"US")), Run::new(16_777_216, 16_777_471, id(b"AU"))]
     );
     assert!(data.v6.is_empty());
 
@@ -105,14 +96,8 @@ fn integer_rows_are_ipv4_unless_the_file_has_big_integers() {
         "\"281470698520576\",\"281470698520831\",\"AU\",\"Australia\"\n", // ::ffff:1.0.0.0/120
         "\"42540528726795050063891204319802818560\",\"42540528726795050063891204319802818560\",\"JP\",\"Japan\"\n",
     ));
-    assert_eq!(
-        data.v4,
-        vec![Run::new(v4("1.0.0.0"), v4("1.0.0.255"), id(b"AU"))]
-    );
-    assert_eq!(
-        data.v6,
-        vec![Run::new(v6("2001:200::"), v6("2001:200::"), id(b"JP"))]
-    );
+    assert_eq!(data.v4, vec![Run::new(v4("1.0.0.0"), v4("1.0.0.255"), id(b"AU"))]);
+    assert_eq!(data.v6, vec![Run::new(v6("2001:200::"), v6("2001:200::"), id(b"JP"))]);
 }
 
 #[test]
@@ -121,10 +106,7 @@ fn gzip_is_transparent() {
     enc.write_all(b"1.0.0.0,1.0.0.255,AU\n").expect("in memory");
     let gz = enc.finish().expect("in memory");
     let data = parse_csv("geo.csv.gz", &gz).expect("parses");
-    assert_eq!(
-        data.v4,
-        vec![Run::new(v4("1.0.0.0"), v4("1.0.0.255"), id(b"AU"))]
-    );
+    assert_eq!(data.v4, vec![Run::new(v4("1.0.0.0"), v4("1.0.0.255"), id(b"AU"))]);
 }
 
 #[test]
@@ -138,62 +120,34 @@ fn errors_name_the_line_and_reason() {
             b"1.0.0.0,::1,AU\n",
             "geo.csv:1: first address 1.0.0.0 and last address ::1 are of different families",
         ),
-        (
-            b"1.0.0.0,1.0.0.255,AU\n1.0.0.256,1.0.1.0,AU\n",
-            "geo.csv:2: bad address \"1.0.0.256\"",
-        ),
-        (
-            b"1.0.0.0,1.0.0.x,AU\n",
-            "geo.csv:1: bad address \"1.0.0.x\"",
-        ),
+        (b"1.0.0.0,1.0.0.255,AU\n1.0.0.256,1.0.1.0,AU\n", "geo.csv:2: bad address \"1.0.0.256\""),
+        (b"1.0.0.0,1.0.0.x,AU\n", "geo.csv:1: bad address \"1.0.0.x\""),
         (
             b"1.0.0.0,1.0.0.255,A1B\n",
             "geo.csv:1: bad country code \"A1B\": expected two ASCII letters",
         ),
-        (
-            b"1.0.0.0,1.0.0.255,C3\n",
-            "geo.csv:1: bad country code \"C3\"",
-        ),
+        (b"1.0.0.0,1.0.0.255,C3\n", "geo.csv:1: bad country code \"C3\""),
         (
             b"1.0.0.0,1.0.0.255\n",
             "geo.csv:1: expected at least 3 fields (first,last,country), found 2",
         ),
-        (
-            b"1.0.0.0,1.0.0.255,AU\n\n2.0.0.0,2.0.0.\xff,AU\n",
-            "geo.csv:3: not valid UTF-8",
-        ),
-        (
-            b"1.0.0.0,1.0.0.255,AU\nfirst,last,cc\n",
-            "geo.csv:2: bad address \"first\"",
-        ),
-        (
-            b"\"1.0.0.0,1.0.0.255,AU\n",
-            "geo.csv:1: unterminated quote in field 1",
-        ),
-        (
-            b"1,::5,AU\n",
-            "geo.csv:1: first address 1 and last address ::5 are of different",
-        ),
-        (
-            b"first,last,cc\n# nothing\n",
-            "geo.csv: the database holds no address ranges",
-        ),
+        (b"1.0.0.0,1.0.0.255,AU\n\n2.0.0.0,2.0.0.\xff,AU\n", "geo.csv:3: not valid UTF-8"),
+        (b"1.0.0.0,1.0.0.255,AU\nfirst,last,cc\n", "geo.csv:2: bad address \"first\""),
+        (b"\"1.0.0.0,1.0.0.255,AU\n", "geo.csv:1: unterminated quote in field 1"),
+        (b"1,::5,AU\n", "geo.csv:1: first address 1 and last address ::5 are of different"),
+        (b"first,last,cc\n# nothing\n", "geo.csv: the database holds no address ranges"),
         (b"", "geo.csv: the database holds no address ranges"),
     ];
     for (input, expected) in cases {
         let message = parse_err(input);
-        assert!(
-            message.starts_with(expected),
-            "{message:?} should start with {expected:?}"
-        );
+        assert!(message.starts_with(expected), "{message:?} should start with {expected:?}");
     }
 }
 
 #[test]
 fn truncated_gzip_is_a_decompression_error() {
     let mut enc = GzEncoder::new(Vec::new(), Compression::default());
-    enc.write_all(&b"1.0.0.0,1.0.0.255,AU\n".repeat(1000))
-        .expect("in memory");
+    enc.write_all(&b"1.0.0.0,1.0.0.255,AU\n".repeat(1000)).expect("in memory");
     let gz = enc.finish().expect("in memory");
     let err = parse_csv("geo.csv.gz", &gz[..gz.len() / 2]).expect_err("truncated");
     assert!(matches!(err, GeoError::Decompress { .. }), "{err}");

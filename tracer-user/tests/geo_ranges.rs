@@ -22,10 +22,7 @@ fn matches_a_naive_model() {
         }
         let runs = map.into_runs();
         assert!(runs.windows(2).all(|w| w[0].last < w[1].first));
-        assert!(
-            runs.windows(2)
-                .all(|w| w[0].last + 1 < w[1].first || w[0].id != w[1].id)
-        );
+        assert!(runs.windows(2).all(|w| w[0].last + 1 < w[1].first || w[0].id != w[1].id));
         assert!(runs.iter().all(|r| r.id != CountryId::UNKNOWN));
         for (addr, expected) in (0u32..).zip(&model) {
             assert_eq!(lookup_runs(&runs, addr), *expected, "address {addr}");

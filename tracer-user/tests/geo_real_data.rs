@@ -64,18 +64,11 @@ fn real_data_loads_merges_and_answers() {
     assert_eq!(stats.v4_prefixes, v4_prefixes.len());
     assert_eq!(stats.v6_prefixes, v6_prefixes.len());
     assert!(v4_prefixes.len() >= stats.v4_runs && v6_prefixes.len() >= stats.v6_runs);
-    assert!(
-        compact.len() < 4 << 20,
-        "compact form is {} bytes",
-        compact.len()
-    );
+    assert!(compact.len() < 4 << 20, "compact form is {} bytes", compact.len());
 
     let code = |addr: &str| {
         let id = geo.lookup(addr.parse::<IpAddr>().expect("address"));
-        id.code().map_or_else(
-            || format!("{id:?}"),
-            |c| String::from_utf8_lossy(&c).into_owned(),
-        )
+        id.code().map_or_else(|| format!("{id:?}"), |c| String::from_utf8_lossy(&c).into_owned())
     };
     for (addr, expected) in [
         ("36.110.0.1", "CN"),
@@ -88,20 +81,11 @@ fn real_data_loads_merges_and_answers() {
         assert_eq!(code(addr), expected, "{addr}");
     }
     for local in ["192.168.1.1", "10.0.0.1", "2001:db8::1", "fe80::1"] {
-        assert_eq!(
-            geo.lookup(local.parse().expect("address")),
-            CountryId::LOCAL,
-            "{local}"
-        );
+        assert_eq!(geo.lookup(local.parse().expect("address")), CountryId::LOCAL, "{local}");
     }
     // The table answers as the runs do at every IPv4 run boundary.
     for run in geo.v4_runs() {
-        for addr in [
-            run.first,
-            run.last,
-            run.first.wrapping_sub(1),
-            run.last.wrapping_add(1),
-        ] {
+        for addr in [run.first, run.last, run.first.wrapping_sub(1), run.last.wrapping_add(1)] {
             let expected = tracer_user::geo::lookup_runs(geo.v4_runs(), addr);
             assert_eq!(geo.lookup(IpAddr::V4(addr.into())), expected, "{addr:#x}");
         }

@@ -23,11 +23,7 @@ fn random_runs(rng: &mut SmallRng) -> Vec<Run<u32>> {
             0x6400_0000 | rng.random_range(0..0x0100_0000)
         };
         let last = first.saturating_add(rng.random_range(0..1u32 << size_bits));
-        map.insert(
-            first,
-            last,
-            CountryId(rng.random_range(0..=CountryId::MAX_COUNTRY)),
-        );
+        map.insert(first, last, CountryId(rng.random_range(0..=CountryId::MAX_COUNTRY)));
     }
     map.overlay(0x0a00_0000, 0x0aff_ffff, CountryId::LOCAL);
     map.into_runs()
@@ -44,10 +40,7 @@ fn table_equals_binary_search() {
     for _ in 0..3 {
         let runs = random_runs(&mut rng);
         let table = build_v4_table(&runs).expect("fits");
-        assert!(
-            table.len() > ROOT_BLOCKS as usize,
-            "the data must need deeper levels"
-        );
+        assert!(table.len() > ROOT_BLOCKS as usize, "the data must need deeper levels");
         for run in &runs {
             for addr in [run.first, run.last] {
                 check(&runs, &table, addr);
@@ -59,11 +52,7 @@ fn table_equals_binary_search() {
             check(&runs, &table, rng.random());
         }
         for _ in 0..200_000 {
-            check(
-                &runs,
-                &table,
-                0x6400_0000 | rng.random_range(0..0x0100_0000),
-            );
+            check(&runs, &table, 0x6400_0000 | rng.random_range(0..0x0100_0000));
         }
     }
 }
@@ -83,8 +72,5 @@ fn blocks_are_deduplicated() {
 fn empty_database_is_all_unknown() {
     let table = build_v4_table(&[]).expect("fits");
     assert_eq!(table.len(), ROOT_BLOCKS as usize);
-    assert_eq!(
-        lookup_v4(0x0808_0808, |i| table.get(i as usize)),
-        CountryId::UNKNOWN
-    );
+    assert_eq!(lookup_v4(0x0808_0808, |i| table.get(i as usize)), CountryId::UNKNOWN);
 }

@@ -66,9 +66,7 @@ pub fn encode(data: &GeoData) -> Vec<u8> {
     put_family(&mut body, &data.v4);
     put_family(&mut body, &data.v6);
     let mut out = ZlibEncoder::new(MAGIC.to_vec(), Compression::best());
-    out.write_all(&body)
-        .and_then(|()| out.finish())
-        .expect("compressing into a Vec cannot fail")
+    out.write_all(&body).and_then(|()| out.finish()).expect("compressing into a Vec cannot fail")
 }
 
 /// Decodes a compact database (named "compact database" in errors).
@@ -96,22 +94,11 @@ pub fn decode_named(name: &str, bytes: &[u8]) -> Result<GeoData, GeoError> {
     let v4 = reader.family::<u32>("IPv4").map_err(err)?;
     let v6 = reader.family::<u128>("IPv6").map_err(err)?;
     if !reader.bytes.is_empty() {
-        return Err(err(format!(
-            "{} unexpected trailing bytes",
-            reader.bytes.len()
-        )));
+        return Err(err(format!("{} unexpected trailing bytes", reader.bytes.len())));
     }
-    let data = GeoData {
-        source,
-        build_date,
-        attribution,
-        v4,
-        v6,
-    };
+    let data = GeoData { source, build_date, attribution, v4, v6 };
     if data.is_empty() {
-        return Err(GeoError::Empty {
-            name: name.to_owned(),
-        });
+        return Err(GeoError::Empty { name: name.to_owned() });
     }
     Ok(data)
 }
@@ -229,9 +216,7 @@ impl Reader<'_> {
         for i in 0..count {
             let delta = self.varint(what)?;
             if (i == 0) != (delta == 0) {
-                return Err(format!(
-                    "{what}: segment {i} does not start after the previous"
-                ));
+                return Err(format!("{what}: segment {i} does not start after the previous"));
             }
             start = start
                 .checked_add(delta)
@@ -249,9 +234,7 @@ impl Reader<'_> {
                 .ok_or_else(|| format!("{what}: invalid country id {id}"))?;
             let first = first.to_u128();
             // Starts are strictly increasing, so `next - 1` does not underflow.
-            let last = starts
-                .get(i + 1)
-                .map_or(A::MAX.to_u128(), |next| next.to_u128() - 1);
+            let last = starts.get(i + 1).map_or(A::MAX.to_u128(), |next| next.to_u128() - 1);
             if id == CountryId::UNKNOWN {
                 continue;
             }

@@ -128,13 +128,7 @@ impl CompiledGeo {
         overlay_local(&mut v4, &mut v6, &local);
         let v4 = v4.into_runs();
         let table = build_v4_table(&v4)?;
-        Ok(Self {
-            data,
-            local,
-            v4,
-            v6: v6.into_runs(),
-            table,
-        })
+        Ok(Self { data, local, v4, v6: v6.into_runs(), table })
     }
 
     /// The database as loaded (metadata and runs without the local networks).

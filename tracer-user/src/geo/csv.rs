@@ -88,9 +88,7 @@ pub fn parse_csv(name: &str, bytes: &[u8]) -> Result<GeoData, GeoError> {
                     (Field::V4(a), Field::V4(b))
                 } else {
                     // Cannot happen (a big integer makes the file IPv6); an error, not a panic.
-                    return Err(err(format!(
-                        "integer address {a} or {b} is too large for IPv4"
-                    )));
+                    return Err(err(format!("integer address {a} or {b} is too large for IPv4")));
                 }
             }
             pair => pair,
@@ -119,9 +117,7 @@ pub fn parse_csv(name: &str, bytes: &[u8]) -> Result<GeoData, GeoError> {
         }
     }
     if v4.is_empty() && v6.is_empty() {
-        return Err(GeoError::Empty {
-            name: name.to_owned(),
-        });
+        return Err(GeoError::Empty { name: name.to_owned() });
     }
     Ok(GeoData {
         source: name.to_owned(),
@@ -211,10 +207,7 @@ mod tests {
     #[test]
     fn fields_are_split_quote_aware() {
         assert_eq!(split_fields("a,b,c"), Ok(["a", "b", "c"]));
-        assert_eq!(
-            split_fields(r#" "1" , "2","AU","Korea, Republic of""#),
-            Ok(["1", "2", "AU"])
-        );
+        assert_eq!(split_fields(r#" "1" , "2","AU","Korea, Republic of""#), Ok(["1", "2", "AU"]));
         assert!(split_fields("a,b").is_err());
         assert!(split_fields(r#""a,b,c"#).is_err());
         assert!(split_fields(r#""a"x,b,c"#).is_err());
@@ -222,10 +215,7 @@ mod tests {
 
     #[test]
     fn country_codes() {
-        assert_eq!(
-            parse_country("cn"),
-            Ok(CountryId::from_code(*b"CN").unwrap())
-        );
+        assert_eq!(parse_country("cn"), Ok(CountryId::from_code(*b"CN").unwrap()));
         assert_eq!(parse_country("ZZ"), Ok(CountryId::UNKNOWN));
         assert_eq!(parse_country("--"), Ok(CountryId::UNKNOWN));
         assert!(parse_country("EU").is_ok_and(|id| id.is_country()));

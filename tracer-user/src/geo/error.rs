@@ -90,18 +90,11 @@ pub enum GeoError {
 impl GeoError {
     /// A parse error at `line` (1-based) of source `name`.
     pub fn parse(name: &str, line: usize, reason: impl Into<String>) -> Self {
-        Self::Parse {
-            name: name.to_owned(),
-            line,
-            reason: reason.into(),
-        }
+        Self::Parse { name: name.to_owned(), line, reason: reason.into() }
     }
 
     /// A compact-format error in source `name`.
     pub fn compact(name: &str, reason: impl Into<String>) -> Self {
-        Self::Compact {
-            name: name.to_owned(),
-            reason: reason.into(),
-        }
+        Self::Compact { name: name.to_owned(), reason: reason.into() }
     }
 }

@@ -33,10 +33,9 @@ pub(crate) fn read_limited(
 ) -> Result<Vec<u8>, GeoError> {
     let mut out = Vec::with_capacity(size_hint);
     match reader.take(limit.saturating_add(1)).read_to_end(&mut out) {
-        Ok(_) if out.len() as u64 > limit => Err(GeoError::TooLarge {
-            name: name.to_owned(),
-            limit,
-        }),
+        Ok(_) if out.len() as u64 > limit => {
+            Err(GeoError::TooLarge { name: name.to_owned(), limit })
+        }
         Ok(_) => Ok(out),
         Err(source) => Err(on_error(source)),
     }
@@ -47,28 +46,20 @@ pub fn gunzip(name: &str, bytes: &[u8], limit: u64) -> Result<Vec<u8>, GeoError>
     // Text compresses about 4-8x; cap the initial guess so a tiny hostile input cannot make us
     // reserve much.
     let hint = bytes.len().saturating_mul(6).min(64 << 20);
-    read_limited(name, MultiGzDecoder::new(bytes), limit, hint, |source| {
-        GeoError::Decompress {
-            name: name.to_owned(),
-            source,
-        }
+    read_limited(name, MultiGzDecoder::new(bytes), limit, hint, |source| GeoError::Decompress {
+        name: name.to_owned(),
+        source,
     })
 }
 
 /// Reads a whole file, refusing files over [`MAX_INPUT_BYTES`] before reading them.
 pub fn read_file(path: &Path) -> Result<Vec<u8>, GeoError> {
-    let io_err = |source| GeoError::Io {
-        path: path.to_owned(),
-        source,
-    };
+    let io_err = |source| GeoError::Io { path: path.to_owned(), source };
     let file = File::open(path).map_err(io_err)?;
     let size = file.metadata().map_err(io_err)?.len();
     let name = path.display().to_string();
     if size > MAX_INPUT_BYTES {
-        return Err(GeoError::TooLarge {
-            name,
-            limit: MAX_INPUT_BYTES,
-        });
+        return Err(GeoError::TooLarge { name, limit: MAX_INPUT_BYTES });
     }
     // `size <= MAX_INPUT_BYTES`, so it fits in usize on the 32-bit targets too.
     read_limited(&name, file, MAX_INPUT_BYTES, size as usize, io_err)

@@ -45,9 +45,8 @@ const V6: &[([u16; 8], u8)] = &[
 
 /// The built-in local networks (IPv4 first, then IPv6).
 pub fn default_local_networks() -> Vec<IpNet> {
-    let v4 = V4
-        .iter()
-        .filter_map(|&(octets, len)| Ipv4Net::new(octets.into(), len).ok().map(IpNet::V4));
+    let v4 =
+        V4.iter().filter_map(|&(octets, len)| Ipv4Net::new(octets.into(), len).ok().map(IpNet::V4));
     let v6 = V6
         .iter()
         .filter_map(|&(segments, len)| Ipv6Net::new(segments.into(), len).ok().map(IpNet::V6));
@@ -66,16 +65,12 @@ pub fn local_networks(extra: &[IpNet]) -> Vec<IpNet> {
 pub fn overlay_local(v4: &mut RangeMap<u32>, v6: &mut RangeMap<u128>, nets: &[IpNet]) {
     for net in nets {
         match net.trunc() {
-            IpNet::V4(net) => v4.overlay(
-                net.network().into(),
-                net.broadcast().into(),
-                CountryId::LOCAL,
-            ),
-            IpNet::V6(net) => v6.overlay(
-                net.network().into(),
-                net.broadcast().into(),
-                CountryId::LOCAL,
-            ),
+            IpNet::V4(net) => {
+                v4.overlay(net.network().into(), net.broadcast().into(), CountryId::LOCAL)
+            }
+            IpNet::V6(net) => {
+                v6.overlay(net.network().into(), net.broadcast().into(), CountryId::LOCAL)
+            }
         }
     }
 }

@@ -68,18 +68,16 @@ pub fn parse_bytes(name: &str, bytes: &[u8]) -> Result<GeoData, GeoError> {
         Format::Gzip => {
             let inner = input::gunzip(name, bytes, MAX_INPUT_BYTES)?;
             match detect_format(&inner) {
-                Format::Gzip => Err(GeoError::Unsupported {
-                    name: name.to_owned(),
-                    format: "doubly gzipped",
-                }),
+                Format::Gzip => {
+                    Err(GeoError::Unsupported { name: name.to_owned(), format: "doubly gzipped" })
+                }
                 _ => parse_bytes(name, &inner),
             }
         }
         // MMDB: detected by the metadata marker \xab\xcd\xefMaxMind.com, added later.
-        Format::Mmdb => Err(GeoError::Unsupported {
-            name: name.to_owned(),
-            format: "MaxMind DB (MMDB)",
-        }),
+        Format::Mmdb => {
+            Err(GeoError::Unsupported { name: name.to_owned(), format: "MaxMind DB (MMDB)" })
+        }
         Format::Csv => parse_csv(name, bytes),
     }
 }

@@ -81,9 +81,7 @@ pub struct RangeMap<A> {
 impl<A: Address> RangeMap<A> {
     /// An empty map (every address unknown).
     pub fn new() -> Self {
-        Self {
-            map: BTreeMap::new(),
-        }
+        Self { map: BTreeMap::new() }
     }
 
     /// A map holding `runs`, applied in order.
@@ -193,11 +191,7 @@ pub struct CidrBlocks<A> {
 
 /// `2^bits - 1`, saturating at `u128::MAX`.
 fn low_mask(bits: u32) -> u128 {
-    if bits >= 128 {
-        u128::MAX
-    } else {
-        (1u128 << bits) - 1
-    }
+    if bits >= 128 { u128::MAX } else { (1u128 << bits) - 1 }
 }
 
 impl<A: Address> Iterator for CidrBlocks<A> {
@@ -205,17 +199,9 @@ impl<A: Address> Iterator for CidrBlocks<A> {
 
     fn next(&mut self) -> Option<Self::Item> {
         let start = self.next?;
-        let align = if start == 0 {
-            A::BITS
-        } else {
-            start.trailing_zeros().min(A::BITS)
-        };
+        let align = if start == 0 { A::BITS } else { start.trailing_zeros().min(A::BITS) };
         let span = self.last - start; // number of addresses minus one
-        let fits = if span == u128::MAX {
-            128
-        } else {
-            (span + 1).ilog2()
-        };
+        let fits = if span == u128::MAX { 128 } else { (span + 1).ilog2() };
         let bits = align.min(fits);
         let end = start + low_mask(bits);
         self.next = (end < self.last).then(|| end + 1);
@@ -273,14 +259,8 @@ mod tests {
     fn cidr_decomposition_is_minimal() {
         let blocks: Vec<_> = cidr_blocks::<u32>(1, 6).collect();
         assert_eq!(blocks, vec![(1, 32), (2, 31), (4, 31), (6, 32)]);
-        assert_eq!(
-            cidr_blocks::<u32>(0, u32::MAX).collect::<Vec<_>>(),
-            [(0, 0)]
-        );
-        assert_eq!(
-            cidr_blocks::<u128>(0, u128::MAX).collect::<Vec<_>>(),
-            [(0, 0)]
-        );
+        assert_eq!(cidr_blocks::<u32>(0, u32::MAX).collect::<Vec<_>>(), [(0, 0)]);
+        assert_eq!(cidr_blocks::<u128>(0, u128::MAX).collect::<Vec<_>>(), [(0, 0)]);
         assert_eq!(cidr_blocks::<u32>(u32::MAX, u32::MAX).count(), 1);
         assert_eq!(cidr_blocks::<u32>(2, 1).count(), 0);
         // 1.0.0.0 - 1.0.3.255 is one /22.

@@ -56,28 +56,19 @@ impl Segments {
 
     /// Moves to the segment holding `addr`; addresses must be sought in increasing order.
     fn seek(&mut self, addr: u32) {
-        while self
-            .starts
-            .get(self.at + 1)
-            .is_some_and(|&start| start <= addr)
-        {
+        while self.starts.get(self.at + 1).is_some_and(|&start| start <= addr) {
             self.at += 1;
         }
     }
 
     /// The id of the current segment.
     fn id(&self) -> u16 {
-        self.ids
-            .get(self.at)
-            .copied()
-            .unwrap_or(CountryId::UNKNOWN.0)
+        self.ids.get(self.at).copied().unwrap_or(CountryId::UNKNOWN.0)
     }
 
     /// Whether the current segment reaches `last` (so `sought..=last` is uniform).
     fn reaches(&self, last: u32) -> bool {
-        self.starts
-            .get(self.at + 1)
-            .is_none_or(|&next| u64::from(next) > u64::from(last))
+        self.starts.get(self.at + 1).is_none_or(|&next| u64::from(next) > u64::from(last))
     }
 }
 
@@ -188,15 +179,9 @@ mod tests {
     #[test]
     fn rejects_pointer_ids_and_unsorted_runs() {
         let bad = [Run::new(0, 1, CountryId(CountryId::NUM_IDS))];
-        assert!(matches!(
-            build_v4_table(&bad),
-            Err(GeoError::InvalidId { .. })
-        ));
+        assert!(matches!(build_v4_table(&bad), Err(GeoError::InvalidId { .. })));
         let unsorted = [Run::new(5, 6, CountryId(1)), Run::new(0, 1, CountryId(1))];
-        assert!(matches!(
-            build_v4_table(&unsorted),
-            Err(GeoError::InvalidRuns { .. })
-        ));
+        assert!(matches!(build_v4_table(&unsorted), Err(GeoError::InvalidRuns { .. })));
     }
 
     #[test]
@@ -207,15 +192,9 @@ mod tests {
         let runs: Vec<_> = (0u32..70_000)
             .flat_map(|i| {
                 let base = i << 8;
-                [
-                    Run::new(base, base, id(i)),
-                    Run::new(base + 1, base + 1, id(i / 600)),
-                ]
+                [Run::new(base, base, id(i)), Run::new(base + 1, base + 1, id(i / 600))]
             })
             .collect();
-        assert!(matches!(
-            build_v4_table(&runs),
-            Err(GeoError::TableTooLarge { .. })
-        ));
+        assert!(matches!(build_v4_table(&runs), Err(GeoError::TableTooLarge { .. })));
     }
 }

@@ -1,7 +1,8 @@
-//! Attaching the programs to LAN interfaces (TCX on kernels >= 6.6, netlink clsact below).
+//! Attaching the programs to LAN interfaces (TCX on kernels >= 6.6, netlink clsact below), and
+//! handing the attachments over to a new object atomically.
 
 use aya::{
-    programs::{TcAttachType, tc},
+    programs::{TcAttachType, tc, tc::SchedClassifierLinkId},
     util::KernelVersion,
 };
 
@@ -25,11 +26,38 @@ pub struct Attachment {
     pub mode: AttachMode,
 }
 
+/// An attachment and the links that make it.
+#[derive(Debug)]
+pub(super) struct Attached {
+    info: Attachment,
+    upload: SchedClassifierLinkId,
+    download: SchedClassifierLinkId,
+}
+
+/// Program, hook and its name, upload first.
+const HOOKS: [(&str, TcAttachType, &str); 2] = [
+    (programs::UPLOAD, TcAttachType::Ingress, "ingress"),
+    (programs::DOWNLOAD, TcAttachType::Egress, "egress"),
+];
+
+fn attach_err(
+    program: &'static str,
+    interface: &str,
+    direction: &'static str,
+) -> impl Fn(aya::programs::ProgramError) -> KernelError {
+    move |source| KernelError::Attach {
+        program,
+        interface: interface.to_owned(),
+        direction,
+        source: Box::new(source),
+    }
+}
+
 impl Kernel {
     /// Attaches the upload program to ingress and the download program to egress of
     /// `interface`. Detached again when the [`Kernel`] is dropped.
     pub fn attach(&mut self, interface: &str) -> Result<Attachment, KernelError> {
-        if nix_if_index(interface) == 0 {
+        if crate::netif::index(interface) == 0 {
             return Err(KernelError::NoSuchInterface(interface.to_owned()));
         }
         let mode = if KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0)) {
@@ -39,31 +67,50 @@ impl Kernel {
             let _ = tc::qdisc_add_clsact(interface);
             AttachMode::Netlink
         };
-        for (program, attach_type, direction) in [
-            (programs::UPLOAD, TcAttachType::Ingress, "ingress"),
-            (programs::DOWNLOAD, TcAttachType::Egress, "egress"),
-        ] {
-            self.program_mut(program)?
-                .attach(interface, attach_type)
-                .map_err(|source| KernelError::Attach {
-                    program,
-                    interface: interface.to_owned(),
-                    direction,
-                    source: Box::new(source),
-                })?;
-        }
-        Ok(Attachment {
-            interface: interface.to_owned(),
-            mode,
-        })
+        let [(up, up_hook, up_dir), (down, down_hook, down_dir)] = HOOKS;
+        let upload = self
+            .program_mut(up)?
+            .attach(interface, up_hook)
+            .map_err(attach_err(up, interface, up_dir))?;
+        let download = self
+            .program_mut(down)?
+            .attach(interface, down_hook)
+            .map_err(attach_err(down, interface, down_dir))?;
+        let info = Attachment { interface: interface.to_owned(), mode };
+        self.attachments.push(Attached { info: info.clone(), upload, download });
+        Ok(info)
     }
-}
 
-/// The interface index of `name`, 0 if there is none.
-pub(crate) fn nix_if_index(name: &str) -> u32 {
-    let Ok(c_name) = std::ffi::CString::new(name) else {
-        return 0;
-    };
-    // SAFETY: `c_name` is a valid NUL-terminated string.
-    unsafe { libc::if_nametoindex(c_name.as_ptr()) }
+    /// The interfaces the programs are attached to.
+    pub fn attachments(&self) -> Vec<Attachment> {
+        self.attachments.iter().map(|a| a.info.clone()).collect()
+    }
+
+    /// Moves every attachment of `old` to this object's programs, atomically per hook (a TCX
+    /// link update, or a netlink filter replace): each packet runs either the old or the new
+    /// program, never neither. `old` keeps no attachment and can be dropped.
+    pub fn take_over(&mut self, old: &mut Kernel) -> Result<(), KernelError> {
+        let [(up, _, up_dir), (down, _, down_dir)] = HOOKS;
+        for attached in std::mem::take(&mut old.attachments) {
+            let iface = attached.info.interface.as_str();
+            let link = old
+                .program_mut(up)?
+                .take_link(attached.upload)
+                .map_err(attach_err(up, iface, up_dir))?;
+            let upload = self
+                .program_mut(up)?
+                .attach_to_link(link)
+                .map_err(attach_err(up, iface, up_dir))?;
+            let link = old
+                .program_mut(down)?
+                .take_link(attached.download)
+                .map_err(attach_err(down, iface, down_dir))?;
+            let download = self
+                .program_mut(down)?
+                .attach_to_link(link)
+                .map_err(attach_err(down, iface, down_dir))?;
+            self.attachments.push(Attached { info: attached.info, upload, download });
+        }
+        Ok(())
+    }
 }

@@ -19,9 +19,7 @@ pub struct CounterReader {
 
 impl std::fmt::Debug for CounterReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CounterReader")
-            .field("capacity", &self.capacity)
-            .finish_non_exhaustive()
+        f.debug_struct("CounterReader").field("capacity", &self.capacity).finish_non_exhaustive()
     }
 }
 
@@ -58,44 +56,35 @@ impl CounterSnapshot {
 }
 
 fn sum<'a>(values: impl IntoIterator<Item = &'a CounterValue>) -> CounterValue {
-    values
-        .into_iter()
-        .fold(CounterValue::default(), |acc, v| CounterValue {
-            packets: acc.packets.wrapping_add(v.packets),
-            bytes: acc.bytes.wrapping_add(v.bytes),
-        })
+    values.into_iter().fold(CounterValue::default(), |acc, v| CounterValue {
+        packets: acc.packets.wrapping_add(v.packets),
+        bytes: acc.bytes.wrapping_add(v.bytes),
+    })
 }
 
 impl Kernel {
-    /// Takes the counter maps out of the object into a shareable reader.
+    /// Takes the counter maps out of the object into a shareable reader. With pinned maps the
+    /// reader stays valid across reloads (every object shares the same pinned counters).
     pub fn counter_reader(&mut self) -> Result<CounterReader, KernelError> {
-        let err = |map| {
-            move |source| KernelError::Map {
-                map,
-                source: Box::new(source),
+        let err = |map| move |source| KernelError::Map { map, source: Box::new(source) };
+        let map = self.take_map(COUNTERS_MAP)?;
+        let capacity = match &map {
+            aya::maps::Map::PerCpuHashMap(data) => {
+                data.info().map_err(err(COUNTERS_MAP))?.max_entries()
             }
+            _ => self.counter_entries,
         };
         let counters: PerCpuHashMap<MapData, CounterKey, CounterValue> =
-            PerCpuHashMap::try_from(self.take_map(COUNTERS_MAP)?).map_err(err(COUNTERS_MAP))?;
-        let capacity = self.counter_entries;
+            PerCpuHashMap::try_from(map).map_err(err(COUNTERS_MAP))?;
         let stats = PerCpuArray::try_from(self.take_map(STATS_MAP)?).map_err(err(STATS_MAP))?;
-        Ok(CounterReader {
-            counters,
-            stats,
-            capacity,
-        })
+        Ok(CounterReader { counters, stats, capacity })
     }
 }
 
 impl CounterReader {
     /// Reads every counter now.
     pub fn snapshot(&self) -> Result<CounterSnapshot, KernelError> {
-        let err = |map| {
-            move |source| KernelError::Map {
-                map,
-                source: Box::new(source),
-            }
-        };
+        let err = |map| move |source| KernelError::Map { map, source: Box::new(source) };
         let mut counters = BTreeMap::new();
         for entry in self.counters.iter() {
             let (key, values) = entry.map_err(err(COUNTERS_MAP))?;
@@ -104,21 +93,10 @@ impl CounterReader {
         let mut stats = Vec::new();
         for stat in Stat::ALL {
             for direction in Direction::ALL {
-                let values = self
-                    .stats
-                    .get(&stat.index(direction), 0)
-                    .map_err(err(STATS_MAP))?;
-                stats.push(StatSnapshot {
-                    stat,
-                    direction,
-                    value: sum(values.iter()),
-                });
+                let values = self.stats.get(&stat.index(direction), 0).map_err(err(STATS_MAP))?;
+                stats.push(StatSnapshot { stat, direction, value: sum(values.iter()) });
             }
         }
-        Ok(CounterSnapshot {
-            counters,
-            stats,
-            capacity: self.capacity,
-        })
+        Ok(CounterSnapshot { counters, stats, capacity: self.capacity })
     }
 }

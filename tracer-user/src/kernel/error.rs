@@ -55,7 +55,7 @@ pub enum KernelError {
     #[error("interface {0:?} does not exist (see `ip link`)")]
     NoSuchInterface(String),
     /// Another I/O error.
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Io {
         /// What was being done.
         context: String,

@@ -5,7 +5,10 @@ use ipnet::{Ipv4Net, Ipv6Net};
 use tracer_common::{
     CountryId, Settings,
     geo_table::Block,
-    maps::{GEO_V4_LPM_MAP, GEO_V4_TABLE_MAP, GEO_V6_LPM_MAP, SETTINGS_MAP, ipv4_lookup},
+    maps::{
+        GEO_V4_LPM_MAP, GEO_V4_TABLE_MAP, GEO_V6_LPM_MAP, GEO_V6_TABLE_MAP, SETTINGS_MAP,
+        lookup_mode,
+    },
 };
 
 use super::{Kernel, KernelError};
@@ -17,35 +20,43 @@ pub struct GeoMapSizes {
     pub v4_blocks: u32,
     /// Prefixes of the IPv4 LPM trie (0 when only the table is used).
     pub v4_lpm_prefixes: u32,
+    /// Blocks of the IPv6 direct table.
+    pub v6_blocks: u32,
     /// Prefixes of the IPv6 LPM trie.
     pub v6_prefixes: u32,
 }
 
-/// Which structure the program uses for IPv4 lookups.
+/// Which structures the program uses for lookups.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum Ipv4Lookup {
-    /// The direct-indexed table: at most three array reads (the default).
+pub enum Lookup {
+    /// The direct-indexed tables: at most three array reads for IPv4, seven for IPv6 (plus an
+    /// LPM lookup where the data is finer than /64). The default.
     #[default]
     Table,
-    /// The LPM trie: the reference implementation (slower, more kernel memory).
+    /// The LPM tries only: the reference implementation (slower, more kernel memory).
     Lpm,
 }
 
 fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> KernelError {
-    move |source| KernelError::Map {
-        map,
-        source: Box::new(source),
-    }
+    move |source| KernelError::Map { map, source: Box::new(source) }
 }
 
 impl Kernel {
     /// Writes the IPv4 table into its map.
     pub fn fill_v4_table(&mut self, blocks: &[Block]) -> Result<(), KernelError> {
+        self.fill_table(GEO_V4_TABLE_MAP, blocks)
+    }
+
+    /// Writes the IPv6 table into its map.
+    pub fn fill_v6_table(&mut self, blocks: &[Block]) -> Result<(), KernelError> {
+        self.fill_table(GEO_V6_TABLE_MAP, blocks)
+    }
+
+    fn fill_table(&mut self, name: &'static str, blocks: &[Block]) -> Result<(), KernelError> {
         let mut map: Array<_, Block> =
-            Array::try_from(self.map_mut(GEO_V4_TABLE_MAP)?).map_err(map_err(GEO_V4_TABLE_MAP))?;
+            Array::try_from(self.map_mut(name)?).map_err(map_err(name))?;
         for (index, block) in (0u32..).zip(blocks) {
-            map.set(index, block, 0)
-                .map_err(map_err(GEO_V4_TABLE_MAP))?;
+            map.set(index, block, 0).map_err(map_err(name))?;
         }
         Ok(())
     }
@@ -55,10 +66,8 @@ impl Kernel {
         let mut map: LpmTrie<_, u32, u16> =
             LpmTrie::try_from(self.map_mut(GEO_V4_LPM_MAP)?).map_err(map_err(GEO_V4_LPM_MAP))?;
         for (net, id) in prefixes {
-            let key = Key::new(
-                u32::from(net.prefix_len()),
-                u32::from_ne_bytes(net.addr().octets()),
-            );
+            let key =
+                Key::new(u32::from(net.prefix_len()), u32::from_ne_bytes(net.addr().octets()));
             map.insert(&key, id.0, 0).map_err(map_err(GEO_V4_LPM_MAP))?;
         }
         Ok(())
@@ -75,22 +84,14 @@ impl Kernel {
         Ok(())
     }
 
-    /// Selects the IPv4 lookup structure the programs use.
-    pub fn set_ipv4_lookup(&mut self, lookup: Ipv4Lookup) -> Result<(), KernelError> {
+    /// Selects the lookup structures the programs use.
+    pub fn set_lookup(&mut self, lookup: Lookup) -> Result<(), KernelError> {
         let mut map: Array<_, Settings> =
             Array::try_from(self.map_mut(SETTINGS_MAP)?).map_err(map_err(SETTINGS_MAP))?;
-        let ipv4_lookup = match lookup {
-            Ipv4Lookup::Table => ipv4_lookup::TABLE,
-            Ipv4Lookup::Lpm => ipv4_lookup::LPM,
+        let lookup = match lookup {
+            Lookup::Table => lookup_mode::TABLE,
+            Lookup::Lpm => lookup_mode::LPM,
         };
-        map.set(
-            0,
-            Settings {
-                ipv4_lookup,
-                reserved: 0,
-            },
-            0,
-        )
-        .map_err(map_err(SETTINGS_MAP))
+        map.set(0, Settings { lookup, reserved: 0 }, 0).map_err(map_err(SETTINGS_MAP))
     }
 }

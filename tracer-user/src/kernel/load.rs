@@ -1,11 +1,14 @@
-//! Loading the object with maps sized for the database.
+//! Loading the object with maps sized for the database, the counter maps optionally pinned.
+
+use std::path::PathBuf;
 
 use aya::{Ebpf, EbpfLoader, programs::SchedClassifier};
 use tracer_common::maps::{
     COUNTERS_MAP, DEFAULT_COUNTER_ENTRIES, GEO_V4_LPM_MAP, GEO_V4_TABLE_MAP, GEO_V6_LPM_MAP,
+    GEO_V6_TABLE_MAP, STATS_MAP,
 };
 
-use super::{EBPF_OBJECT, GeoMapSizes, KernelError, programs};
+use super::{EBPF_OBJECT, GeoMapSizes, KernelError, attach::Attached, programs};
 
 /// How to size the maps when loading.
 #[derive(Clone, Debug)]
@@ -14,6 +17,9 @@ pub struct LoadOptions {
     pub counter_entries: u32,
     /// Capacities of the geo maps.
     pub geo: GeoMapSizes,
+    /// bpffs directory to pin the counter maps in, so that a reload (and a restart) continues
+    /// them; `None` keeps them private to this object.
+    pub pin_dir: Option<PathBuf>,
 }
 
 impl Default for LoadOptions {
@@ -21,20 +27,29 @@ impl Default for LoadOptions {
         Self {
             counter_entries: DEFAULT_COUNTER_ENTRIES,
             geo: GeoMapSizes::default(),
+            pin_dir: None,
         }
     }
 }
 
-/// The loaded programs and the maps still owned by the object.
+/// The maps that carry state worth keeping: pinned when a pin directory is given.
+pub const PINNED_MAPS: [&str; 2] = [COUNTERS_MAP, STATS_MAP];
+
+/// The loaded programs, the maps still owned by the object, and the attachments.
 pub struct Kernel {
     pub(super) ebpf: Ebpf,
     pub(super) counter_entries: u32,
+    pub(super) attachments: Vec<Attached>,
 }
 
 impl std::fmt::Debug for Kernel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Kernel").finish_non_exhaustive()
+        f.debug_struct("Kernel").field("attachments", &self.attachments).finish_non_exhaustive()
     }
+}
+
+fn program_err(name: &'static str) -> impl Fn(aya::programs::ProgramError) -> KernelError {
+    move |source| KernelError::Program { name, source: Box::new(source) }
 }
 
 impl Kernel {
@@ -45,53 +60,41 @@ impl Kernel {
             .map_max_entries(COUNTERS_MAP, options.counter_entries)
             .map_max_entries(GEO_V4_TABLE_MAP, options.geo.v4_blocks.max(1))
             .map_max_entries(GEO_V4_LPM_MAP, options.geo.v4_lpm_prefixes.max(1))
+            .map_max_entries(GEO_V6_TABLE_MAP, options.geo.v6_blocks.max(1))
             .map_max_entries(GEO_V6_LPM_MAP, options.geo.v6_prefixes.max(1));
+        if let Some(dir) = &options.pin_dir {
+            std::fs::create_dir_all(dir).map_err(|source| KernelError::Io {
+                context: format!(
+                    "creating the pin directory {} (is bpffs mounted? `mount -t bpf bpf /sys/fs/bpf`)",
+                    dir.display()
+                ),
+                source,
+            })?;
+            for name in PINNED_MAPS {
+                loader.map_pin_path(name, dir.join(name));
+            }
+        }
         let mut ebpf = loader
             .load(EBPF_OBJECT)
-            .map_err(|source| KernelError::Load {
-                source: Box::new(source),
-            })?;
-        for name in [
-            programs::UPLOAD,
-            programs::DOWNLOAD,
-            programs::PARSE_ONLY,
-            programs::EMPTY,
-        ] {
+            .map_err(|source| KernelError::Load { source: Box::new(source) })?;
+        for name in [programs::UPLOAD, programs::DOWNLOAD, programs::PARSE_ONLY, programs::EMPTY] {
             let program: &mut SchedClassifier = ebpf
                 .program_mut(name)
-                .ok_or(KernelError::Missing {
-                    kind: "program",
-                    name,
-                })?
+                .ok_or(KernelError::Missing { kind: "program", name })?
                 .try_into()
-                .map_err(|source| KernelError::Program {
-                    name,
-                    source: Box::new(source),
-                })?;
-            program.load().map_err(|source| KernelError::Program {
-                name,
-                source: Box::new(source),
-            })?;
+                .map_err(program_err(name))?;
+            program.load().map_err(program_err(name))?;
         }
-        Ok(Self {
-            ebpf,
-            counter_entries: options.counter_entries,
-        })
+        Ok(Self { ebpf, counter_entries: options.counter_entries, attachments: Vec::new() })
     }
 
     /// A loaded program by name, for attaching or `BPF_PROG_TEST_RUN`.
     pub fn program(&self, name: &'static str) -> Result<&SchedClassifier, KernelError> {
         self.ebpf
             .program(name)
-            .ok_or(KernelError::Missing {
-                kind: "program",
-                name,
-            })?
+            .ok_or(KernelError::Missing { kind: "program", name })?
             .try_into()
-            .map_err(|source| KernelError::Program {
-                name,
-                source: Box::new(source),
-            })
+            .map_err(program_err(name))
     }
 
     pub(super) fn program_mut(
@@ -100,29 +103,19 @@ impl Kernel {
     ) -> Result<&mut SchedClassifier, KernelError> {
         self.ebpf
             .program_mut(name)
-            .ok_or(KernelError::Missing {
-                kind: "program",
-                name,
-            })?
+            .ok_or(KernelError::Missing { kind: "program", name })?
             .try_into()
-            .map_err(|source| KernelError::Program {
-                name,
-                source: Box::new(source),
-            })
+            .map_err(program_err(name))
     }
 
     pub(super) fn take_map(&mut self, name: &'static str) -> Result<aya::maps::Map, KernelError> {
-        self.ebpf
-            .take_map(name)
-            .ok_or(KernelError::Missing { kind: "map", name })
+        self.ebpf.take_map(name).ok_or(KernelError::Missing { kind: "map", name })
     }
 
     pub(super) fn map_mut(
         &mut self,
         name: &'static str,
     ) -> Result<&mut aya::maps::Map, KernelError> {
-        self.ebpf
-            .map_mut(name)
-            .ok_or(KernelError::Missing { kind: "map", name })
+        self.ebpf.map_mut(name).ok_or(KernelError::Missing { kind: "map", name })
     }
 }

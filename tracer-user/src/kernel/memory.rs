@@ -35,10 +35,7 @@ pub fn map_memory() -> Vec<MapMemory> {
         .flatten()
         .filter_map(|info| {
             let memlock = *by_id.get(&info.id())?;
-            Some(MapMemory {
-                name: info.name_as_str().unwrap_or("?").to_owned(),
-                memlock,
-            })
+            Some(MapMemory { name: info.name_as_str().unwrap_or("?").to_owned(), memlock })
         })
         .collect();
     out.sort_by(|a, b| a.name.cmp(&b.name));

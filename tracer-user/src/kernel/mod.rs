@@ -11,7 +11,7 @@ mod memory;
 pub use attach::{AttachMode, Attachment};
 pub use counters::{CounterReader, CounterSnapshot, StatSnapshot};
 pub use error::KernelError;
-pub use geo_maps::{GeoMapSizes, Ipv4Lookup};
+pub use geo_maps::{GeoMapSizes, Lookup};
 pub use load::{Kernel, LoadOptions};
 pub use memory::{MapMemory, map_memory};
 

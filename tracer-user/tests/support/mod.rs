@@ -2,6 +2,8 @@
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
 pub mod frames;
+pub mod netns_http;
+pub mod prom;
 
 /// Whether the tests can touch the kernel (root). Privileged tests are `#[ignore]`d and run by
 /// `cargo xtask test`; this guards against running them by hand without root.

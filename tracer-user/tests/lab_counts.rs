@@ -1,0 +1,370 @@
+//! The real agent in a network-namespace gateway lab: devices ping remote "countries" through
+//! the gateway and the counters must be exact, per device, country and direction.
+//!
+//! Needs root: run by `cargo xtask test` (these tests are `#[ignore]`d for plain `cargo test`).
+
+mod support;
+
+use std::{
+    io::Write as _,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use support::prom::{self, Samples};
+use tracer_lab::Lab;
+
+/// The lab's remote addresses as a country database (what the lab's "internet" holds).
+const LAB_DB: &str = "\
+36.110.0.0,36.110.255.255,CN
+8.8.8.0,8.8.8.255,US
+193.0.0.0,193.0.7.255,NL
+240e::,240e:fff:ffff:ffff:ffff:ffff:ffff:ffff,CN
+2001:4860::,2001:4860:ffff:ffff:ffff:ffff:ffff:ffff,US
+";
+
+/// The same with 8.8.8.0/24 moved to DE, for the reload test.
+const LAB_DB_MOVED: &str = "\
+36.110.0.0,36.110.255.255,CN
+8.8.8.0,8.8.8.255,DE
+193.0.0.0,193.0.7.255,NL
+240e::,240e:fff:ffff:ffff:ffff:ffff:ffff:ffff,CN
+2001:4860::,2001:4860:ffff:ffff:ffff:ffff:ffff:ffff,US
+";
+
+const LISTEN: &str = "127.0.0.1:9977";
+/// Ethernet + IPv4 + ICMP header + 56 bytes of ping payload.
+const PING4_FRAME: f64 = 98.0;
+/// Ethernet + IPv6 + ICMPv6 header + 56 bytes of ping payload.
+const PING6_FRAME: f64 = 118.0;
+
+/// The agent running in the lab's gateway namespace; killed and unpinned on drop.
+struct Agent {
+    child: Child,
+    netns: PathBuf,
+    bpffs_dir: PathBuf,
+    _geo: tempfile_path::TempPath,
+}
+
+mod tempfile_path {
+    //! A file removed on drop.
+    use std::path::{Path, PathBuf};
+
+    /// Owns a path and removes the file when dropped.
+    pub struct TempPath(pub PathBuf);
+
+    impl TempPath {
+        /// The path.
+        pub fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TempPath {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+}
+
+fn write_db(name: &str, contents: &str) -> tempfile_path::TempPath {
+    let path =
+        std::env::temp_dir().join(format!("egress-tracer-{}-{name}.csv", std::process::id()));
+    let mut f = std::fs::File::create(&path).expect("create db");
+    f.write_all(contents.as_bytes()).expect("write db");
+    tempfile_path::TempPath(path)
+}
+
+impl Agent {
+    fn start(lab: &Lab, db: &str) -> Agent {
+        let geo = write_db(&lab.prefix(), db);
+        let netns = lab.netns_path(&lab.gateway());
+        let bpffs_dir = PathBuf::from(format!("/sys/fs/bpf/egress-tracer-test-{}", lab.prefix()));
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net={}", netns.display()))
+            .arg("--")
+            .arg(env!("CARGO_BIN_EXE_egress-tracer"))
+            .args(["run", "--interval", "0", "--watch-interval", "1", "--listen", LISTEN])
+            .arg("--geo")
+            .arg(geo.path())
+            .arg("--bpffs-dir")
+            .arg(&bpffs_dir)
+            .stdout(Stdio::null());
+        for lan in lab.lan_interfaces() {
+            cmd.args(["--lan", lan]);
+        }
+        let child = cmd.spawn().expect("spawn agent");
+        let mut agent = Agent { child, netns, bpffs_dir, _geo: geo };
+        agent.wait_ready();
+        agent
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("the agent exited during start-up: {status}");
+            }
+            if let Ok((200, _)) = support::netns_http::get(&self.netns, LISTEN, "/healthz") {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("the agent did not come up within 30 s");
+    }
+
+    fn scrape(&self) -> Samples {
+        let (status, body) =
+            support::netns_http::get(&self.netns, LISTEN, "/metrics").expect("scrape");
+        assert_eq!(status, 200, "{body}");
+        prom::parse(&body)
+    }
+
+    fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, signal).expect("signal agent");
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.bpffs_dir);
+    }
+}
+
+/// `egress_tracer_{bytes,packets}_total` for one device, country and direction.
+fn counts(samples: &Samples, mac: &str, country: &str, direction: &str) -> (f64, f64) {
+    let labels = [("mac", mac), ("country", country), ("direction", direction)];
+    (
+        prom::value(samples, "egress_tracer_packets_total", &labels),
+        prom::value(samples, "egress_tracer_bytes_total", &labels),
+    )
+}
+
+/// Every per-country series, as (mac, country, direction) -> (packets, bytes).
+fn all_counts(samples: &Samples) -> Vec<(String, String, String, f64, f64)> {
+    let mut out = Vec::new();
+    for (labels, packets) in prom::matching(samples, "egress_tracer_packets_total", &[]) {
+        let get = |k: &str| {
+            labels.iter().find(|(lk, _)| lk == k).map(|(_, v)| v.clone()).unwrap_or_default()
+        };
+        let (mac, country, direction) = (get("mac"), get("country"), get("direction"));
+        let (_, bytes) = counts(samples, &mac, &country, &direction);
+        out.push((mac, country, direction, packets, bytes));
+    }
+    out.sort_by(|a, b| (&a.0, &a.1, &a.2).cmp(&(&b.0, &b.1, &b.2)));
+    out
+}
+
+fn lab() -> Lab {
+    support::require_root();
+    Lab::create(&format!("et{}", std::process::id() % 100_000)).expect("create lab")
+}
+
+fn expect_exact(samples: &Samples, expected: &[(&str, &str, f64, f64)]) {
+    let mut want: Vec<(String, String, String, f64, f64)> = Vec::new();
+    for (mac, country, packets, frame) in expected {
+        for direction in ["upload", "download"] {
+            want.push((
+                (*mac).into(),
+                (*country).into(),
+                direction.into(),
+                *packets,
+                packets * frame,
+            ));
+        }
+    }
+    want.sort_by(|a, b| (&a.0, &a.1, &a.2).cmp(&(&b.0, &b.1, &b.2)));
+    assert_eq!(all_counts(samples), want, "per-device counters must be exact");
+}
+
+#[test]
+#[ignore = "needs root and network namespaces: run by cargo xtask test"]
+fn counts_every_device_country_and_direction_exactly() {
+    let lab = lab();
+    let agent = Agent::start(&lab, LAB_DB);
+    lab.warm_up().expect("warm up");
+    let before = agent.scrape();
+    assert!(all_counts(&before).is_empty(), "nothing egress yet: {:?}", all_counts(&before));
+    let local_before = prom::value(
+        &before,
+        "egress_tracer_uncounted_packets_total",
+        &[("reason", "local"), ("direction", "upload")],
+    );
+
+    let [d1, d2, d3, d4] = lab.devices() else { panic!("the lab has four devices") };
+    lab.ping(d1, "36.110.0.1", 5).unwrap();
+    lab.ping(d1, "8.8.8.8", 3).unwrap();
+    lab.ping(d2, "193.0.0.1", 4).unwrap();
+    lab.ping(d2, "2001:4860:4860::8888", 2).unwrap();
+    lab.ping(d3, "240e::1", 3).unwrap();
+    lab.ping(d3, "45.0.0.1", 2).unwrap(); // not in the database: unknown
+    lab.ping(d4, "8.8.8.8", 6).unwrap(); // on the second LAN interface
+    lab.ping(d4, "240e::1", 1).unwrap();
+    lab.ping(d1, "10.77.0.1", 4).unwrap(); // the gateway itself: local, not egress
+    lab.ping(d2, "fd77::1", 4).unwrap();
+
+    let after = agent.scrape();
+    let (m1, m2, m3, m4) = (d1.mac.as_str(), d2.mac.as_str(), d3.mac.as_str(), d4.mac.as_str());
+    expect_exact(
+        &after,
+        &[
+            (m1, "CN", 5.0, PING4_FRAME),
+            (m1, "US", 3.0, PING4_FRAME),
+            (m2, "NL", 4.0, PING4_FRAME),
+            (m2, "US", 2.0, PING6_FRAME),
+            (m3, "CN", 3.0, PING6_FRAME),
+            (m3, "unknown", 2.0, PING4_FRAME),
+            (m4, "US", 6.0, PING4_FRAME),
+            (m4, "CN", 1.0, PING6_FRAME),
+        ],
+    );
+    let local_after = prom::value(
+        &after,
+        "egress_tracer_uncounted_packets_total",
+        &[("reason", "local"), ("direction", "upload")],
+    );
+    assert!(
+        local_after - local_before >= 8.0,
+        "pings to the gateway count as local: {local_before} -> {local_after}"
+    );
+    assert_eq!(prom::value(&after, "egress_tracer_overflow_packets_total", &[]), 0.0);
+    assert_eq!(
+        prom::value(
+            &after,
+            "egress_tracer_uncounted_packets_total",
+            &[("reason", "malformed"), ("direction", "upload")]
+        ),
+        0.0
+    );
+}
+
+#[test]
+#[ignore = "needs root and network namespaces: run by cargo xtask test"]
+fn reload_swaps_the_database_without_losing_counts_and_rejects_bad_files() {
+    let lab = lab();
+    let agent = Agent::start(&lab, LAB_DB);
+    lab.warm_up().expect("warm up");
+    let [d1, ..] = lab.devices() else { panic!("the lab has devices") };
+    let mac = d1.mac.as_str();
+    lab.ping(d1, "8.8.8.8", 3).unwrap();
+
+    // A broken file is rejected (the watcher notices the change) and the old data stays.
+    let geo_path = agent._geo.path().to_owned();
+    std::fs::write(&geo_path, "8.8.8.0,8.8.7.255,US\n").unwrap();
+    wait_for_reload(&agent, "failure", 1.0);
+    lab.ping(d1, "8.8.8.8", 2).unwrap();
+    let samples = agent.scrape();
+    assert_eq!(counts(&samples, mac, "US", "upload"), (5.0, 5.0 * PING4_FRAME));
+
+    // A good file moves 8.8.8.0/24 to DE: old counts stay, new packets go to DE.
+    std::fs::write(&geo_path, LAB_DB_MOVED).unwrap();
+    wait_for_reload(&agent, "success", 1.0);
+    lab.ping(d1, "8.8.8.8", 4).unwrap();
+    let samples = agent.scrape();
+    assert_eq!(counts(&samples, mac, "US", "upload"), (5.0, 5.0 * PING4_FRAME));
+    assert_eq!(counts(&samples, mac, "DE", "upload"), (4.0, 4.0 * PING4_FRAME));
+    assert_eq!(counts(&samples, mac, "DE", "download"), (4.0, 4.0 * PING4_FRAME));
+
+    // SIGHUP reloads too.
+    std::fs::write(&geo_path, LAB_DB).unwrap();
+    agent.signal(nix::sys::signal::Signal::SIGHUP);
+    wait_for_reload(&agent, "success", 2.0);
+    lab.ping(d1, "8.8.8.8", 1).unwrap();
+    let samples = agent.scrape();
+    assert_eq!(counts(&samples, mac, "US", "upload"), (6.0, 6.0 * PING4_FRAME));
+}
+
+fn wait_for_reload(agent: &Agent, result: &str, at_least: f64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        let samples = agent.scrape();
+        if prom::value(&samples, "egress_tracer_reloads_total", &[("result", result)]) >= at_least {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("no {result} reload within 20 s");
+}
+
+fn mac_bytes(mac: &str) -> [u8; 6] {
+    let mut out = [0u8; 6];
+    for (o, part) in out.iter_mut().zip(mac.split(':')) {
+        *o = u8::from_str_radix(part, 16).expect("hex");
+    }
+    out
+}
+
+fn read_mac(lab: &Lab, netns: &str, iface: &str) -> [u8; 6] {
+    let out =
+        lab.exec(netns, &["cat", &format!("/sys/class/net/{iface}/address")]).expect("read mac");
+    mac_bytes(out.trim())
+}
+
+#[test]
+#[ignore = "needs root and network namespaces: run by cargo xtask test"]
+fn tagged_and_malformed_frames_on_the_wire() {
+    use support::frames::{DOT1AD, DOT1Q, Frame, IPV4};
+    let lab = lab();
+    let agent = Agent::start(&lab, LAB_DB);
+    lab.warm_up().expect("warm up");
+    let [.., d4] = lab.devices() else { panic!("the lab has four devices") };
+    let dev4 = mac_bytes(&d4.mac);
+    let lanv = read_mac(&lab, &lab.gateway(), "lanv");
+    let lan_ip = "10.77.100.14".parse().unwrap();
+    let us = "8.8.8.8".parse().unwrap();
+    let cn = "36.110.0.1".parse().unwrap();
+
+    // Upload: 3 single-tagged and 2 double-tagged frames from d4. The receiving kernel moves
+    // the outer tag into metadata before TC, so TC sees 4 bytes less than was sent for each.
+    let single = Frame::eth(lanv, dev4).vlan(DOT1Q, 100).ethertype(IPV4).ipv4(lan_ip, us, 5, 64);
+    let double = Frame::eth(lanv, dev4)
+        .vlan(DOT1AD, 200)
+        .vlan(DOT1Q, 100)
+        .ethertype(IPV4)
+        .ipv4(lan_ip, us, 6, 64);
+    let mut up = vec![single.0.clone(); 3];
+    up.extend(vec![double.0.clone(); 2]);
+    tracer_lab::inject(&lab.netns_path(&d4.netns), "eth0", &up).unwrap();
+    // Download: 4 single-tagged frames from the gateway to d4; TC egress sees the whole frame.
+    let down = Frame::eth(dev4, lanv).vlan(DOT1Q, 100).ethertype(IPV4).ipv4(cn, lan_ip, 5, 32);
+    tracer_lab::inject(&lab.netns_path(&lab.gateway()), "lanv", &vec![down.0.clone(); 4]).unwrap();
+    // Malformed frames from d4 to the gateway: truncated IPv4, IHL 3, IPv6 header cut short.
+    // (Sent on the routed port: the lab's bridge does not pass such frames up to br-lan.)
+    let bad = [
+        Frame::eth(lanv, dev4).ethertype(IPV4).ipv4(lan_ip, us, 5, 0).truncate(24),
+        Frame::eth(lanv, dev4).ethertype(IPV4).ipv4(lan_ip, us, 5, 20).with_byte(14, 0x43),
+        Frame::eth(lanv, dev4).ethertype(0x86dd).raw(&[0x60; 20]),
+    ];
+    let bad_bytes: usize = bad.iter().map(Frame::len).sum();
+    tracer_lab::inject(
+        &lab.netns_path(&d4.netns),
+        "eth0",
+        &bad.iter().map(|f| f.0.clone()).collect::<Vec<_>>(),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+
+    let s = agent.scrape();
+    let up_bytes = 3 * (single.len() - 4) + 2 * (double.len() - 4);
+    assert_eq!(counts(&s, &d4.mac, "US", "upload"), (5.0, up_bytes as f64));
+    assert_eq!(counts(&s, &d4.mac, "CN", "download"), (4.0, (4 * down.len()) as f64));
+    let malformed = [("reason", "malformed"), ("direction", "upload")];
+    assert_eq!(prom::value(&s, "egress_tracer_uncounted_packets_total", &malformed), 3.0);
+    assert_eq!(
+        prom::value(&s, "egress_tracer_uncounted_bytes_total", &malformed),
+        bad_bytes as f64
+    );
+    assert!(all_counts(&s).iter().all(|(mac, ..)| *mac == d4.mac), "{:?}", all_counts(&s));
+}
