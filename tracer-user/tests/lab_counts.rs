@@ -169,7 +169,9 @@ fn all_counts(samples: &Samples) -> Vec<(String, String, String, f64, f64)> {
 
 fn lab() -> Lab {
     support::require_root();
-    Lab::create(&format!("et{}", std::process::id() % 100_000)).expect("create lab")
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Lab::create(&format!("et{}x{n}", std::process::id() % 100_000)).expect("create lab")
 }
 
 fn expect_exact(samples: &Samples, expected: &[(&str, &str, f64, f64)]) {
