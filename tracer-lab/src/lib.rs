@@ -12,12 +12,14 @@
 //! is removed when the [`Lab`] is dropped, also when a test panics.
 
 mod cmd;
+mod forward;
 mod inject;
 
 use std::path::PathBuf;
 
 use anyhow::Context as _;
 pub use cmd::run;
+pub use forward::forward;
 pub use inject::inject;
 
 /// A device namespace on the LAN.

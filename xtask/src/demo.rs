@@ -1,0 +1,108 @@
+//! `cargo xtask demo`: the agent on a network-namespace gateway lab, with devices talking to
+//! a few "countries".
+
+use std::{
+    process::{Child, Command},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use tracer_lab::Lab;
+
+use crate::run::{build_agent, is_root};
+
+/// Options of `cargo xtask demo`.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Stop after this many seconds (default: run until Ctrl-C).
+    #[arg(long, value_name = "SECONDS")]
+    pub duration: Option<u64>,
+    /// Host port where /metrics is forwarded to.
+    #[arg(long, default_value_t = 9977)]
+    pub port: u16,
+}
+
+/// Who talks to whom, and how many pings per round.
+const TRAFFIC: &[(usize, &str, u32)] = &[
+    (0, "36.110.0.1", 3),
+    (0, "8.8.8.8", 1),
+    (1, "193.0.0.1", 2),
+    (1, "2001:4860:4860::8888", 1),
+    (2, "240e::1", 2),
+    (2, "45.0.0.1", 1),
+    (3, "8.8.8.8", 2),
+];
+
+struct AgentProcess(Child);
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs the demo until Ctrl-C or `--duration`.
+pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
+    crate::setup::ensure_path();
+    anyhow::ensure!(
+        is_root(),
+        "the demo creates network namespaces and loads eBPF programs: run it as root"
+    );
+    let agent_bin = build_agent()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    // A second demo in the same process (the test suite's smoke run) reuses the first handler.
+    let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
+
+    let prefix = format!("etdemo{}", args.port % 100);
+    let lab = Lab::create(&prefix).context("creating the lab")?;
+    let gw = lab.netns_path(&lab.gateway());
+    let bpffs_dir = format!("/sys/fs/bpf/egress-tracer-{prefix}");
+    println!("lab: gateway {}, LAN {:?}, devices:", lab.gateway(), lab.lan_interfaces());
+    for d in lab.devices() {
+        println!("  {}  {}  {} / {}", d.netns, d.mac, d.ipv4, d.ipv6);
+    }
+    let mut cmd = Command::new("nsenter");
+    cmd.arg(format!("--net={}", gw.display())).arg("--").arg(&agent_bin).args([
+        "run",
+        "--interval",
+        "5",
+        "--listen",
+        "127.0.0.1:9977",
+        "--bpffs-dir",
+        &bpffs_dir,
+    ]);
+    for lan in lab.lan_interfaces() {
+        cmd.args(["--lan", lan]);
+    }
+    let agent = AgentProcess(cmd.spawn().context("starting the agent")?);
+    let listen = format!("127.0.0.1:{}", args.port);
+    tracer_lab::forward(&listen, &gw, "127.0.0.1:9977")?;
+    std::thread::sleep(Duration::from_secs(2));
+    lab.warm_up()?;
+    println!("\nscrape it:  curl -s http://{listen}/metrics | grep ^egress_tracer_bytes");
+    println!("Ctrl-C stops the demo and removes the lab.\n");
+
+    let started = Instant::now();
+    let deadline = args.duration.map(|d| started + Duration::from_secs(d));
+    while !stop.load(Ordering::SeqCst) && deadline.is_none_or(|d| Instant::now() < d) {
+        for (device, addr, count) in TRAFFIC {
+            lab.ping(&lab.devices()[*device], addr, *count)?;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // SAFETY: signalling our own child: print the table one last time.
+    unsafe { libc::kill(agent.0.id() as i32, libc::SIGUSR1) };
+    std::thread::sleep(Duration::from_millis(300));
+    drop(agent);
+    drop(lab);
+    let _ = std::fs::remove_dir_all(&bpffs_dir);
+    println!("demo: stopped after {:.0}s; lab removed", started.elapsed().as_secs_f64());
+    Ok(())
+}

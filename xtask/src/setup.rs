@@ -1,0 +1,165 @@
+//! `cargo xtask setup`: installs what the build and the tests need, idempotently.
+//!
+//! - the nightly toolchain's `rust-src` (aya-build compiles `core` for the BPF target);
+//! - `bpf-linker`, built from crates.io against the nightly toolchain's own LLVM and cached in
+//!   `~/.cache/egress-tracer` (or `$EGRESS_TRACER_CACHE`), unless a working one is on PATH;
+//! - the Debian packages the tests use.
+
+use std::{path::PathBuf, process::Command};
+
+use anyhow::Context as _;
+
+use crate::run::{cmd, status, succeeds};
+
+/// Debian packages the privileged tests and the demo use.
+pub const APT_PACKAGES: &[&str] = &["iproute2", "iputils-ping", "procps", "util-linux"];
+
+/// Where setup caches what it builds.
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("EGRESS_TRACER_CACHE") {
+        return PathBuf::from(dir);
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    base.join("egress-tracer")
+}
+
+/// Puts the cached bpf-linker first on PATH for this process and its children.
+pub fn ensure_path() {
+    let bin = cache_dir().join("bpf-linker/bin");
+    if bin.is_dir() {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let mut parts = vec![bin];
+        parts.extend(std::env::split_paths(&path));
+        if let Ok(joined) = std::env::join_paths(parts) {
+            // SAFETY: xtask is single-threaded while it sets up its environment.
+            unsafe { std::env::set_var("PATH", joined) };
+        }
+    }
+}
+
+fn step(what: &str, done: bool) {
+    println!("setup: {what}: {}", if done { "already done" } else { "installing" });
+}
+
+/// Runs every setup step.
+pub fn run() -> anyhow::Result<()> {
+    ensure_path();
+    apt()?;
+    rust_src()?;
+    bpf_linker()?;
+    println!("setup: complete");
+    Ok(())
+}
+
+fn apt() -> anyhow::Result<()> {
+    let missing: Vec<&str> =
+        APT_PACKAGES.iter().copied().filter(|p| !succeeds(cmd("dpkg", &["-s", p]))).collect();
+    step(&format!("Debian packages {}", APT_PACKAGES.join(" ")), missing.is_empty());
+    if missing.is_empty() {
+        return Ok(());
+    }
+    anyhow::ensure!(
+        crate::run::is_root(),
+        "missing Debian packages {}: run `cargo xtask setup` as root or `apt-get install {}`",
+        missing.join(" "),
+        missing.join(" ")
+    );
+    status(cmd("apt-get", &["update", "-q"]))?;
+    let mut install = cmd("apt-get", &["install", "-y", "-q", "--no-install-recommends"]);
+    install.args(&missing).env("DEBIAN_FRONTEND", "noninteractive");
+    status(install).context("installing Debian packages")
+}
+
+fn rust_src() -> anyhow::Result<()> {
+    let installed = cmd("rustup", &["component", "list", "--toolchain", "nightly", "--installed"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+    let Some(installed) = installed else {
+        step("nightly toolchain", false);
+        status(cmd("rustup", &["toolchain", "install", "nightly", "--profile", "minimal"]))
+            .context("installing the nightly toolchain (aya-build needs it for the BPF target)")?;
+        return rust_src();
+    };
+    let has = installed.lines().any(|l| l.starts_with("rust-src"));
+    step("nightly rust-src", has);
+    if !has {
+        status(cmd("rustup", &["component", "add", "rust-src", "--toolchain", "nightly"]))
+            .context("adding rust-src to the nightly toolchain")?;
+    }
+    Ok(())
+}
+
+fn bpf_linker_runs() -> bool {
+    succeeds(cmd("rustup", &["run", "nightly", "bpf-linker", "--version"]))
+}
+
+/// Whether a working bpf-linker is on PATH (`XTASK_FORCE_BPF_LINKER_BUILD` pretends not).
+fn bpf_linker_works() -> bool {
+    std::env::var_os("XTASK_FORCE_BPF_LINKER_BUILD").is_none() && bpf_linker_runs()
+}
+
+/// The LLVM major version of the nightly rustc (`LLVM version: 22.1.2`).
+fn nightly_llvm_major() -> anyhow::Result<String> {
+    let out =
+        Command::new("rustc").args(["+nightly", "-vV"]).output().context("rustc +nightly -vV")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let version = text
+        .lines()
+        .find_map(|l| l.strip_prefix("LLVM version: "))
+        .context("rustc +nightly -vV printed no LLVM version")?;
+    Ok(version.split('.').next().unwrap_or(version).to_owned())
+}
+
+fn bpf_linker() -> anyhow::Result<()> {
+    let works = bpf_linker_works();
+    step("bpf-linker", works);
+    if works {
+        return Ok(());
+    }
+    let major = nightly_llvm_major()?;
+    let sysroot = Command::new("rustc").args(["+nightly", "--print", "sysroot"]).output()?;
+    let sysroot = PathBuf::from(String::from_utf8_lossy(&sysroot.stdout).trim());
+    let libllvm = std::fs::read_dir(sysroot.join("lib"))
+        .context("reading the nightly sysroot")?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("libLLVM.so")))
+        .context("the nightly toolchain ships no libLLVM.so (is this a rustup nightly?)")?;
+    let prefix = cache_dir().join(format!("llvm-{major}"));
+    std::fs::create_dir_all(prefix.join("lib"))?;
+    let link = prefix.join("lib/libLLVM.so");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&libllvm, &link)
+        .with_context(|| format!("linking {} -> {}", link.display(), libllvm.display()))?;
+    let root = cache_dir().join("bpf-linker");
+    let feature = format!("llvm-{major}");
+    let root_arg = root.to_string_lossy().into_owned();
+    let mut install = cmd(
+        "cargo",
+        &[
+            "+nightly",
+            "install",
+            "bpf-linker",
+            "--no-default-features",
+            "--features",
+            &feature,
+            "--root",
+            &root_arg,
+        ],
+    );
+    install.env("LLVM_PREFIX", &prefix);
+    println!("setup: building bpf-linker against the nightly LLVM {major} (about a minute)");
+    status(install).context("building bpf-linker from crates.io")?;
+    ensure_path();
+    anyhow::ensure!(
+        bpf_linker_runs(),
+        "bpf-linker was built into {} but does not run",
+        root.display()
+    );
+    Ok(())
+}
