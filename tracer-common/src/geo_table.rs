@@ -116,12 +116,10 @@ mod tests {
         let mut blocks = [Block::filled(CountryId::UNKNOWN); 262];
         blocks[0x24].entries[0x0e] = cn.0; // 240e::/16
         blocks[0x20].entries[0x01] = pointer(256); // 2001::/16 mixed
-        let mut next = 256;
-        for byte in 2..V6_TABLE_BYTES {
+        for (next, byte) in (256u32..).zip(2..V6_TABLE_BYTES) {
             let target =
                 if byte + 1 == V6_TABLE_BYTES { CountryId::FALLBACK.0 } else { pointer(next + 1) };
             blocks[next as usize].entries[0x11] = target;
-            next += 1;
         }
         let get = |i: u32| blocks.get(i as usize);
         let mut addr = [0u8; 16];

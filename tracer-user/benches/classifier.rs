@@ -79,9 +79,13 @@ fn main() -> anyhow::Result<()> {
         "  IPv4: {} runs, {} prefixes, table {} blocks",
         stats.v4_runs, stats.v4_prefixes, stats.v4_table_blocks
     );
+    let default_path = KernelTables::build(&geo, Lookup::Table);
     println!(
-        "  IPv6: {} runs, {} prefixes, table {} blocks + {} prefixes finer than /64",
-        stats.v6_runs, stats.v6_prefixes, stats.v6_table_blocks, stats.v6_fallback_prefixes
+        "  IPv6: {} runs, {} prefixes, table {} blocks + {} prefixes in its LPM fallback",
+        stats.v6_runs,
+        stats.v6_prefixes,
+        default_path.v6_table.len(),
+        default_path.v6_prefixes.len()
     );
 
     let mut kernel = Kernel::load(&LoadOptions { geo: tables.sizes(), ..LoadOptions::default() })?;
@@ -101,7 +105,7 @@ fn main() -> anyhow::Result<()> {
     );
     let v4_table = timed("IPv4 table fill", &mut || Ok(kernel.fill_v4_table(&tables.v4_table)?))?;
     let v6_table = timed("IPv6 table fill", &mut || Ok(kernel.fill_v6_table(&tables.v6_table)?))?;
-    let fallback = geo.v6_fallback_prefixes();
+    let fallback = default_path.v6_prefixes;
     let v6_fallback = timed("IPv6 /64+ prefixes (LPM) fill", &mut || {
         let mut scratch = Kernel::load(&LoadOptions {
             geo: tracer_user::kernel::GeoMapSizes {
