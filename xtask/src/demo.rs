@@ -97,6 +97,11 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         }
         std::thread::sleep(Duration::from_millis(500));
     }
+    let counted = scrape_bytes(&listen).context("scraping the agent through the port forward")?;
+    anyhow::ensure!(counted > 0.0, "the agent counted no egress bytes: the demo is broken");
+    println!(
+        "scraped http://{listen}/metrics: {counted} bytes counted in egress_tracer_bytes_total"
+    );
     // SAFETY: signalling our own child: print the table one last time.
     unsafe { libc::kill(agent.0.id() as i32, libc::SIGUSR1) };
     std::thread::sleep(Duration::from_millis(300));
@@ -105,4 +110,19 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&bpffs_dir);
     println!("demo: stopped after {:.0}s; lab removed", started.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// Sum of `egress_tracer_bytes_total` from a scrape of `addr`.
+fn scrape_bytes(addr: &str) -> anyhow::Result<f64> {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(stream, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut body = String::new();
+    stream.read_to_string(&mut body)?;
+    Ok(body
+        .lines()
+        .filter(|l| l.starts_with("egress_tracer_bytes_total{"))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum())
 }
