@@ -62,6 +62,16 @@ fn max_rss_kib() -> i64 {
     usage.ru_maxrss
 }
 
+fn print_memory(title: &str) {
+    let maps = map_memory();
+    let geo: u64 = maps.iter().filter(|m| m.name.starts_with("GEO_")).map(|m| m.memlock).sum();
+    println!("  {title} (memlock from /proc/self/fdinfo):");
+    for m in &maps {
+        println!("    {:<16} {:>8.2} MiB", m.name, m.memlock as f64 / (1024.0 * 1024.0));
+    }
+    println!("    geo tables total {:>8.2} MiB (target < 32 MiB)", geo as f64 / (1024.0 * 1024.0));
+}
+
 fn main() -> anyhow::Result<()> {
     if !nix::unistd::geteuid().is_root() {
         println!("bench: SKIPPED (needs root to load eBPF programs)");
@@ -71,68 +81,44 @@ fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let geo = geo_source::compile(&GeoArgs::default(), &[])?;
     let compiled_in = started.elapsed();
-    // Both the tables and the full LPM tries (the reference), so the run can switch modes.
-    let tables = KernelTables::build(&geo, Lookup::Lpm);
     let stats = geo.stats();
     println!("database: {}", geo_source::describe(&geo));
     println!(
-        "  IPv4: {} runs, {} prefixes, table {} blocks",
+        "  IPv4: {} runs, {} prefixes -> table of {} blocks",
         stats.v4_runs, stats.v4_prefixes, stats.v4_table_blocks
     );
-    let default_path = KernelTables::build(&geo, Lookup::Table);
     println!(
-        "  IPv6: {} runs, {} prefixes, table {} blocks + {} prefixes in its LPM fallback",
-        stats.v6_runs,
-        stats.v6_prefixes,
-        default_path.v6_table.len(),
-        default_path.v6_prefixes.len()
+        "  IPv6: {} runs, {} prefixes -> table of {} blocks + {} prefixes finer than /64",
+        stats.v6_runs, stats.v6_prefixes, stats.v6_table_blocks, stats.v6_fallback_prefixes
     );
 
+    println!("\nload, default path (direct tables; IPv6 LPM only below /64):");
+    let t = Instant::now();
+    let tables = KernelTables::build(&geo, Lookup::Table);
     let mut kernel = Kernel::load(&LoadOptions { geo: tables.sizes(), ..LoadOptions::default() })?;
-    let timed =
-        |what: &str, f: &mut dyn FnMut() -> anyhow::Result<()>| -> anyhow::Result<Duration> {
-            let t = Instant::now();
-            f()?;
-            let took = t.elapsed();
-            println!("  {what:<34} {:>8.0} ms", took.as_secs_f64() * 1e3);
-            Ok(took)
-        };
-    println!("\nload (embedded database -> kernel maps):");
+    tables.fill(&mut kernel)?;
+    let fill = t.elapsed();
+    println!("  decode + merge + compile tables  {:>8.0} ms", compiled_in.as_secs_f64() * 1e3);
+    println!("  load object + fill maps          {:>8.0} ms", fill.as_secs_f64() * 1e3);
     println!(
-        "  {:<34} {:>8.0} ms",
-        "decode + merge + compile tables",
-        compiled_in.as_secs_f64() * 1e3
-    );
-    let v4_table = timed("IPv4 table fill", &mut || Ok(kernel.fill_v4_table(&tables.v4_table)?))?;
-    let v6_table = timed("IPv6 table fill", &mut || Ok(kernel.fill_v6_table(&tables.v6_table)?))?;
-    let fallback = default_path.v6_prefixes;
-    let v6_fallback = timed("IPv6 /64+ prefixes (LPM) fill", &mut || {
-        let mut scratch = Kernel::load(&LoadOptions {
-            geo: tracer_user::kernel::GeoMapSizes {
-                v6_prefixes: fallback.len() as u32,
-                ..Default::default()
-            },
-            ..LoadOptions::default()
-        })?;
-        Ok(scratch.fill_v6_lpm(&fallback)?)
-    })?;
-    timed("IPv4 LPM trie fill (reference)", &mut || Ok(kernel.fill_v4_lpm(&tables.v4_prefixes)?))?;
-    timed("IPv6 LPM trie fill (reference)", &mut || Ok(kernel.fill_v6_lpm(&tables.v6_prefixes)?))?;
-    println!(
-        "  default path total (compile + tables + fallback LPM): {:.2} s",
-        (compiled_in + v4_table + v6_table + v6_fallback).as_secs_f64()
+        "  total                            {:>8.2} s (target < 2 s)",
+        (compiled_in + fill).as_secs_f64()
     );
     println!(
-        "  peak RSS of this process: {} MiB (before loading: {} MiB)",
+        "  peak RSS of this process: {} MiB (before: {} MiB)",
         max_rss_kib() / 1024,
         rss_before / 1024
     );
-    println!(
-        "\nkernel memory (memlock from /proc/self/fdinfo; default path = both tables + fallback LPM):"
-    );
-    for m in map_memory() {
-        println!("  {:<16} {:>8.2} MiB", m.name, m.memlock as f64 / (1024.0 * 1024.0));
-    }
+    print_memory("kernel memory, default path");
+    drop((kernel, tables));
+
+    println!("\nload, LPM reference (all prefixes in LPM tries, next to the tables):");
+    let t = Instant::now();
+    let tables = KernelTables::build(&geo, Lookup::Lpm);
+    let mut kernel = Kernel::load(&LoadOptions { geo: tables.sizes(), ..LoadOptions::default() })?;
+    tables.fill(&mut kernel)?;
+    println!("  load object + fill maps          {:>8.0} ms", t.elapsed().as_secs_f64() * 1e3);
+    print_memory("kernel memory, reference");
 
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("IPv4 hit (CN)", frame_v4(false, Ipv4Addr::new(36, 110, 0, 1))),

@@ -60,13 +60,13 @@ impl KernelTables {
     /// The tables for `geo` and the lookup mode.
     pub fn build(geo: &CompiledGeo, lookup: Lookup) -> Self {
         let (v4_prefixes, v6_prefixes) = match lookup {
-            Lookup::Table => (Vec::new(), geo.v6_prefixes()),
+            Lookup::Table => (Vec::new(), geo.v6_fallback_prefixes()),
             Lookup::Lpm => (geo.v4_prefixes(), geo.v6_prefixes()),
         };
         Self {
             v4_table: geo.v4_table().to_vec(),
             v4_prefixes,
-            v6_table: vec![Block::filled(CountryId::FALLBACK); 256],
+            v6_table: geo.v6_table().to_vec(),
             v6_prefixes,
         }
     }

@@ -55,9 +55,12 @@ pub fn geo_info(args: &GeoArgs) -> anyhow::Result<()> {
         stats.v4_table_blocks,
         stats.v4_table_bytes as f64 / (1024.0 * 1024.0)
     );
+    println!("IPv6:          {} runs, {} CIDR prefixes", stats.v6_runs, stats.v6_prefixes);
     println!(
-        "IPv6:          {} runs, {} CIDR prefixes (LPM trie)",
-        stats.v6_runs, stats.v6_prefixes
+        "IPv6 table:    {} blocks, {:.1} MiB, + {} prefixes finer than /64 (LPM trie)",
+        stats.v6_table_blocks,
+        stats.v6_table_bytes as f64 / (1024.0 * 1024.0),
+        stats.v6_fallback_prefixes
     );
     Ok(())
 }

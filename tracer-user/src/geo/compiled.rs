@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use tracer_common::{
     CountryId,
-    geo_table::{Block, lookup_v4},
+    geo_table::{Block, lookup_v4, lookup_v6},
 };
 
 use super::{
@@ -14,6 +14,7 @@ use super::{
     local::{local_networks, overlay_local},
     ranges::{Address, RangeMap, Run, cidr_blocks, lookup_runs},
     table::{build_v4_table, table_bytes},
+    table_v6::{V6Table, build_v6_table},
 };
 
 /// A country database: sorted, disjoint, merged runs per family, plus where it came from.
@@ -100,6 +101,12 @@ pub struct GeoStats {
     pub v4_table_blocks: usize,
     /// Bytes of the IPv4 direct table's values.
     pub v4_table_bytes: usize,
+    /// Blocks of the IPv6 direct table.
+    pub v6_table_blocks: usize,
+    /// Bytes of the IPv6 direct table's values.
+    pub v6_table_bytes: usize,
+    /// Prefixes finer than the IPv6 table resolves (the IPv6 LPM trie's entries).
+    pub v6_fallback_prefixes: usize,
 }
 
 /// A database with the local networks overlaid as [`CountryId::LOCAL`], and its IPv4 table.
@@ -110,6 +117,7 @@ pub struct CompiledGeo {
     v4: Vec<Run<u32>>,
     v6: Vec<Run<u128>>,
     table: Vec<Block>,
+    v6_table: V6Table,
 }
 
 impl CompiledGeo {
@@ -128,7 +136,9 @@ impl CompiledGeo {
         overlay_local(&mut v4, &mut v6, &local);
         let v4 = v4.into_runs();
         let table = build_v4_table(&v4)?;
-        Ok(Self { data, local, v4, v6: v6.into_runs(), table })
+        let v6 = v6.into_runs();
+        let v6_table = build_v6_table(&v6)?;
+        Ok(Self { data, local, v4, v6, table, v6_table })
     }
 
     /// The database as loaded (metadata and runs without the local networks).
@@ -156,7 +166,15 @@ impl CompiledGeo {
     pub fn lookup(&self, addr: IpAddr) -> CountryId {
         match addr {
             IpAddr::V4(a) => lookup_v4(u32::from(a), |i| self.table.get(i as usize)),
-            IpAddr::V6(a) => lookup_runs(&self.v6, u128::from(a)),
+            IpAddr::V6(a) => {
+                let found = lookup_v6(&a.octets(), |i| self.v6_table.blocks.get(i as usize));
+                if found == CountryId::FALLBACK {
+                    // The LPM trie holds exactly the runs inside the fallback /64s.
+                    lookup_runs(&self.v6, u128::from(a))
+                } else {
+                    found
+                }
+            }
         }
     }
 
@@ -170,6 +188,19 @@ impl CompiledGeo {
     /// [`v4_prefixes`](Self::v4_prefixes).
     pub fn v6_prefixes(&self) -> Vec<(Ipv6Net, CountryId)> {
         prefixes(&self.v6, |addr, len| Ipv6Net::new(addr.into(), len).ok())
+    }
+
+    /// The IPv6 direct-indexed table (to /64), root blocks first.
+    pub fn v6_table(&self) -> &[Block] {
+        &self.v6_table.blocks
+    }
+
+    /// The prefixes inside the IPv6 table's FALLBACK /64s: what the kernel's IPv6 LPM trie
+    /// holds next to the table.
+    pub fn v6_fallback_prefixes(&self) -> Vec<(Ipv6Net, CountryId)> {
+        (self.v6_table.fallback.iter())
+            .filter_map(|(addr, len, id)| Some((Ipv6Net::new((*addr).into(), *len).ok()?, *id)))
+            .collect()
     }
 
     /// The IPv4 direct-indexed table ([`tracer_common::geo_table`]), root blocks first.
@@ -191,6 +222,9 @@ impl CompiledGeo {
                 .fold(0, count),
             v4_table_blocks: self.table.len(),
             v4_table_bytes: table_bytes(&self.table),
+            v6_table_blocks: self.v6_table.blocks.len(),
+            v6_table_bytes: table_bytes(&self.v6_table.blocks),
+            v6_fallback_prefixes: self.v6_table.fallback.len(),
         }
     }
 }

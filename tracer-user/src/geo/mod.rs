@@ -15,6 +15,7 @@ pub mod input;
 pub mod local;
 pub mod ranges;
 pub mod table;
+pub mod table_v6;
 
 use std::path::Path;
 
