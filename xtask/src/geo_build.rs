@@ -9,7 +9,7 @@ use crate::run::{cmd, status, workspace_root};
 #[derive(Debug, clap::Args)]
 pub struct GeoBuildArgs {
     /// Source files, applied in order (default: the geo-whois-asn-country CSVs in
-    /// ../shared/data).
+    /// tracer-user/data/source).
     #[arg(long = "from", value_name = "FILE")]
     from: Vec<PathBuf>,
     /// Description stored in the database.
@@ -27,7 +27,7 @@ pub struct GeoBuildArgs {
 pub fn run(args: &GeoBuildArgs) -> anyhow::Result<()> {
     crate::setup::ensure_path();
     let from = if args.from.is_empty() {
-        let dir = workspace_root().join("../shared/data/geo-whois-asn-country");
+        let dir = workspace_root().join("tracer-user/data/source");
         vec![
             dir.join("geo-whois-asn-country-ipv4.csv.gz"),
             dir.join("geo-whois-asn-country-ipv6.csv.gz"),

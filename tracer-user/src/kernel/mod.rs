@@ -7,6 +7,7 @@ mod error;
 mod geo_maps;
 mod load;
 mod memory;
+mod readback;
 
 pub use attach::{AttachMode, Attachment};
 pub use counters::{CounterReader, CounterSnapshot, StatSnapshot};
@@ -14,6 +15,7 @@ pub use error::KernelError;
 pub use geo_maps::{GeoMapSizes, Lookup};
 pub use load::{Kernel, LoadOptions};
 pub use memory::{MapMemory, map_memory};
+pub use readback::KernelGeo;
 
 /// The eBPF object built by `build.rs` (aya-build) for this machine's endianness.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer"));
