@@ -12,7 +12,12 @@ use anyhow::Context as _;
 use crate::run::{cmd, status, succeeds};
 
 /// Debian packages the privileged tests and the demo use.
-pub const APT_PACKAGES: &[&str] = &["iproute2", "iputils-ping", "procps", "util-linux"];
+pub const APT_PACKAGES: &[&str] =
+    &["ca-certificates", "curl", "iproute2", "iputils-ping", "procps", "tar", "util-linux"];
+
+/// ip-location-db's own MMDB build of the embedded default data (CC BY 4.0, NRO), fetched from
+/// the npm registry: the independent reference the CSV and MMDB loaders are checked against.
+const REFERENCE_MMDB_URL: &str = "https://registry.npmjs.org/@ip-location-db/geo-whois-asn-country-mmdb/-/geo-whois-asn-country-mmdb-2.3.2026061719.tgz";
 
 /// Where setup caches what it builds.
 pub fn cache_dir() -> PathBuf {
@@ -50,6 +55,7 @@ pub fn run() -> anyhow::Result<()> {
     apt()?;
     rust_src()?;
     bpf_linker()?;
+    reference_mmdb()?;
     println!("setup: complete");
     Ok(())
 }
@@ -161,5 +167,29 @@ fn bpf_linker() -> anyhow::Result<()> {
         "bpf-linker was built into {} but does not run",
         root.display()
     );
+    Ok(())
+}
+
+/// Where `setup` keeps the reference MMDB.
+pub fn reference_mmdb_path() -> PathBuf {
+    cache_dir().join("reference/package/geo-whois-asn-country.mmdb")
+}
+
+fn reference_mmdb() -> anyhow::Result<()> {
+    let path = reference_mmdb_path();
+    step("reference MMDB (ip-location-db geo-whois-asn-country-mmdb)", path.exists());
+    if path.exists() {
+        return Ok(());
+    }
+    let dir = cache_dir().join("reference");
+    std::fs::create_dir_all(&dir)?;
+    let tgz = dir.join("mmdb.tgz");
+    let tgz_arg = tgz.to_string_lossy().into_owned();
+    status(cmd("curl", &["-sSfL", "--retry", "3", "-o", &tgz_arg, REFERENCE_MMDB_URL]))
+        .context("downloading the reference MMDB from the npm registry")?;
+    let dir_arg = dir.to_string_lossy().into_owned();
+    status(cmd("tar", &["xzf", &tgz_arg, "-C", &dir_arg]))
+        .context("unpacking the reference MMDB")?;
+    anyhow::ensure!(path.exists(), "{} is not in the package", path.display());
     Ok(())
 }

@@ -43,6 +43,10 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
         steps.push(Step { name, outcome, took: t.elapsed() });
     };
     go("setup", &|| crate::setup::run().map(|()| Outcome::Pass));
+    // SAFETY: set before any thread is spawned; read by the tests cargo runs.
+    unsafe {
+        std::env::set_var("EGRESS_TRACER_REFERENCE_MMDB", crate::setup::reference_mmdb_path())
+    };
     if args.skip_lint {
         go("fmt", &|| Ok(Outcome::Skip("--skip-lint")));
     } else {

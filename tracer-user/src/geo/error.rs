@@ -59,6 +59,14 @@ pub enum GeoError {
         /// What is wrong.
         reason: String,
     },
+    /// A MaxMind DB file could not be read, or holds no country data.
+    #[error("{name}: invalid MaxMind DB: {reason}")]
+    Mmdb {
+        /// The source's name.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// The format was recognised but is not supported by this build.
     #[error("{name}: {format} databases are not supported yet")]
     Unsupported {

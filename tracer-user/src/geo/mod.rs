@@ -13,6 +13,7 @@ pub mod csv;
 pub mod error;
 pub mod input;
 pub mod local;
+pub mod mmdb;
 pub mod ranges;
 pub mod table;
 pub mod table_v6;
@@ -75,10 +76,7 @@ pub fn parse_bytes(name: &str, bytes: &[u8]) -> Result<GeoData, GeoError> {
                 _ => parse_bytes(name, &inner),
             }
         }
-        // MMDB: detected by the metadata marker \xab\xcd\xefMaxMind.com, added later.
-        Format::Mmdb => {
-            Err(GeoError::Unsupported { name: name.to_owned(), format: "MaxMind DB (MMDB)" })
-        }
+        Format::Mmdb => mmdb::parse_mmdb(name, bytes),
         Format::Csv => parse_csv(name, bytes),
     }
 }
