@@ -83,6 +83,9 @@ pub struct LookupArgs {
     /// Print one JSON object per line.
     #[arg(long)]
     pub json: bool,
+    /// Configuration file defining extra named regions.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Addresses to look up.
     #[arg(required = true, value_name = "ADDR")]
     pub addrs: Vec<std::net::IpAddr>,

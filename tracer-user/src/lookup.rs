@@ -8,8 +8,10 @@ use tracer_common::CountryId;
 
 use crate::{
     cli::{GeoArgs, LookupArgs},
+    config::Config,
     geo_source,
     names::country_label,
+    regions::{Regions, continent_of, country_name},
 };
 
 /// One answer of `lookup`.
@@ -17,25 +19,49 @@ use crate::{
 pub struct Answer {
     /// The address asked about.
     pub addr: IpAddr,
-    /// ISO code, `unknown`, or `null` when local.
+    /// ISO code; `unknown` when no range covers the address; `null` when it is local.
     pub country: Option<&'static str>,
+    /// Continent code, if the country has one.
+    pub continent: Option<&'static str>,
+    /// Continent and named regions containing the country.
+    pub regions: Vec<String>,
     /// Whether the address is local (not egress, never counted per country).
     pub local: bool,
 }
 
+/// The answer for one address.
+pub fn answer(addr: IpAddr, id: CountryId, regions: &Regions) -> Answer {
+    let local = id == CountryId::LOCAL;
+    Answer {
+        addr,
+        country: (!local).then(|| country_label(id)),
+        continent: continent_of(id),
+        regions: if id.is_country() { regions.containing(id) } else { Vec::new() },
+        local,
+    }
+}
+
 /// Runs `lookup`.
 pub fn run(args: &LookupArgs) -> anyhow::Result<()> {
+    let regions = match &args.config {
+        Some(path) => Config::load(path)?.regions()?,
+        None => Regions::builtin(),
+    };
     let geo = geo_source::compile(&args.geo, &[])?;
     for addr in &args.addrs {
         let id = geo.lookup(*addr);
-        let local = id == CountryId::LOCAL;
-        let answer = Answer { addr: *addr, country: (!local).then(|| country_label(id)), local };
+        let a = answer(*addr, id, &regions);
         if args.json {
-            println!("{}", serde_json::to_string(&answer)?);
-        } else if local {
-            println!("{addr}\tlocal");
+            println!("{}", serde_json::to_string(&a)?);
+        } else if a.local {
+            println!("{addr}\tlocal (not egress)");
         } else {
-            println!("{addr}\t{}", country_label(id));
+            let name = country_name(id).unwrap_or("not in the database");
+            println!(
+                "{addr}\t{} ({name})\t{}",
+                a.country.unwrap_or("unknown"),
+                if a.regions.is_empty() { "-".to_owned() } else { a.regions.join(",") }
+            );
         }
     }
     Ok(())
@@ -61,6 +87,11 @@ pub fn geo_info(args: &GeoArgs) -> anyhow::Result<()> {
         stats.v6_table_blocks,
         stats.v6_table_bytes as f64 / (1024.0 * 1024.0),
         stats.v6_fallback_prefixes
+    );
+    let kernel = stats.v4_table_bytes + stats.v6_table_bytes + stats.v6_fallback_prefixes * 40;
+    println!(
+        "kernel maps:   about {:.1} MiB (tables + LPM fallback)",
+        kernel as f64 / (1024.0 * 1024.0)
     );
     Ok(())
 }

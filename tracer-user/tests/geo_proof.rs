@@ -208,3 +208,20 @@ fn kernel_tables_and_program_answer_what_the_csv_says() {
         }
     }
 }
+
+#[test]
+fn every_country_in_the_embedded_database_has_a_name_and_a_continent() {
+    let geo = embedded();
+    let mut missing = std::collections::BTreeSet::new();
+    for id in geo.v4_runs().iter().map(|r| r.id).chain(geo.v6_runs().iter().map(|r| r.id)) {
+        if id.is_country()
+            && (tracer_user::regions::country_name(id).is_none()
+                || tracer_user::regions::continent_of(id).is_none())
+        {
+            missing.insert(country_label(id));
+        }
+    }
+    // EU and AP are registry pseudo-codes: named, but on no continent.
+    missing.retain(|c| *c != "EU" && *c != "AP");
+    assert!(missing.is_empty(), "codes without a name or continent: {missing:?}");
+}

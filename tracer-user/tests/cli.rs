@@ -1,0 +1,98 @@
+//! The `egress-tracer` binary's commands, as a user runs them.
+
+use std::process::{Command, Output};
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_egress-tracer"))
+        .args(args)
+        .output()
+        .expect("run egress-tracer")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn lookup_json_is_one_object_per_line() {
+    let o = run(&["lookup", "--json", "36.110.0.1", "193.0.0.1", "10.1.2.3", "2001:db8::1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines: Vec<String> = stdout(&o).lines().map(str::to_owned).collect();
+    assert_eq!(
+        lines,
+        [
+            r#"{"addr":"36.110.0.1","country":"CN","continent":"AS","regions":["continent:AS"],"local":false}"#,
+            r#"{"addr":"193.0.0.1","country":"NL","continent":"EU","regions":["continent:EU","eea","eu"],"local":false}"#,
+            r#"{"addr":"10.1.2.3","country":null,"continent":null,"regions":[],"local":true}"#,
+            r#"{"addr":"2001:db8::1","country":null,"continent":null,"regions":[],"local":true}"#,
+        ]
+    );
+}
+
+#[test]
+fn lookup_uses_custom_regions_from_the_config() {
+    let dir = std::env::temp_dir().join(format!("et-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("config.toml");
+    std::fs::write(&config, "[regions]\nbenelux = [\"BE\", \"NL\", \"LU\"]\n").unwrap();
+    let o = run(&["lookup", "--json", "--config", config.to_str().unwrap(), "193.0.0.1"]);
+    assert!(
+        stdout(&o).contains(r#""regions":["continent:EU","benelux","eea","eu"]"#),
+        "{}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    std::fs::write(&config, "[regions]\nbenelux = [\"BE\", \"NL\", \"LX\"]\n").unwrap();
+    let o = run(&["lookup", "--config", config.to_str().unwrap(), "193.0.0.1"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("config.toml:1:") && stderr(&o).contains("\"LX\" is not an ISO"),
+        "{}",
+        stderr(&o)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_databases_are_refused_with_file_line_and_reason() {
+    let dir = std::env::temp_dir().join(format!("et-cli-db-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cases = [
+        ("reversed.csv", "1.0.0.0,1.0.0.255,AU\n1.0.1.9,1.0.1.0,CN\n", "reversed.csv:2:"),
+        ("badcode.csv", "1.0.0.0,1.0.0.255,AU\n1.0.1.0,1.0.1.255,C1\n", "badcode.csv:2:"),
+        ("garbage.csv", "hello world\nthis is not a database\n", "garbage.csv:"),
+        ("empty.csv", "", "empty.csv"),
+    ];
+    for (name, text, expect) in cases {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        let o = run(&["lookup", "--geo", path.to_str().unwrap(), "1.0.0.1"]);
+        assert!(!o.status.success(), "{name} was accepted");
+        assert!(stderr(&o).contains(expect), "{name}: {}", stderr(&o));
+    }
+    let o = run(&["geo-info", "--geo", "/nonexistent/geo.csv"]);
+    assert!(!o.status.success() && stderr(&o).contains("/nonexistent/geo.csv"), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn run_refuses_a_missing_interface_or_missing_privileges() {
+    let o = run(&["run", "--lan", "nosuch-if0"]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    if nix::unistd::geteuid().is_root() {
+        assert!(err.contains("interface \"nosuch-if0\" does not exist"), "{err}");
+    } else {
+        assert!(err.contains("missing capability"), "{err}");
+    }
+}
+
+#[test]
+fn help_carries_the_attribution() {
+    let o = run(&["--help"]);
+    assert!(stdout(&o).contains("CC BY 4.0") && stdout(&o).contains("NRO"), "{}", stdout(&o));
+}
