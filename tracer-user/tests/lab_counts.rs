@@ -370,3 +370,26 @@ fn tagged_and_malformed_frames_on_the_wire() {
     );
     assert!(all_counts(&s).iter().all(|(mac, ..)| *mac == d4.mac), "{:?}", all_counts(&s));
 }
+
+#[test]
+#[ignore = "needs root and network namespaces: run by cargo xtask test"]
+fn reloads_under_traffic_lose_no_packet() {
+    let lab = lab();
+    let agent = Agent::start(&lab, LAB_DB);
+    lab.warm_up().expect("warm up");
+    let [_, d2, ..] = lab.devices() else { panic!("the lab has devices") };
+    let sent = 400;
+    std::thread::scope(|s| {
+        let pinger = s.spawn(|| lab.ping(d2, "8.8.8.8", sent));
+        for n in 1..=4 {
+            std::thread::sleep(Duration::from_millis(600));
+            agent.signal(nix::sys::signal::Signal::SIGHUP);
+            wait_for_reload(&agent, "success", f64::from(n));
+        }
+        pinger.join().expect("pinger").expect("every echo answered");
+    });
+    let s = agent.scrape();
+    let expected = (f64::from(sent), f64::from(sent) * PING4_FRAME);
+    assert_eq!(counts(&s, &d2.mac, "US", "upload"), expected);
+    assert_eq!(counts(&s, &d2.mac, "US", "download"), expected);
+}
