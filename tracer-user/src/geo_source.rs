@@ -42,33 +42,29 @@ pub fn describe(geo: &CompiledGeo) -> String {
     }
 }
 
-/// The contents of the kernel's geo maps.
+/// The contents of the kernel's geo maps (the tables borrowed from the compiled database, so
+/// the agent's peak memory holds them once).
 #[derive(Debug)]
-pub struct KernelTables {
+pub struct KernelTables<'a> {
     /// The IPv4 direct table.
-    pub v4_table: Vec<Block>,
+    pub v4_table: &'a [Block],
     /// IPv4 prefixes for the LPM trie (empty unless the LPM reference is in use).
     pub v4_prefixes: Vec<(Ipv4Net, CountryId)>,
     /// The IPv6 direct table.
-    pub v6_table: Vec<Block>,
+    pub v6_table: &'a [Block],
     /// IPv6 prefixes for the LPM trie: those finer than the table resolves, or all of them for
     /// the LPM reference.
     pub v6_prefixes: Vec<(Ipv6Net, CountryId)>,
 }
 
-impl KernelTables {
+impl<'a> KernelTables<'a> {
     /// The tables for `geo` and the lookup mode.
-    pub fn build(geo: &CompiledGeo, lookup: Lookup) -> Self {
+    pub fn build(geo: &'a CompiledGeo, lookup: Lookup) -> Self {
         let (v4_prefixes, v6_prefixes) = match lookup {
             Lookup::Table => (Vec::new(), geo.v6_fallback_prefixes()),
             Lookup::Lpm => (geo.v4_prefixes(), geo.v6_prefixes()),
         };
-        Self {
-            v4_table: geo.v4_table().to_vec(),
-            v4_prefixes,
-            v6_table: geo.v6_table().to_vec(),
-            v6_prefixes,
-        }
+        Self { v4_table: geo.v4_table(), v4_prefixes, v6_table: geo.v6_table(), v6_prefixes }
     }
 
     /// The map capacities these tables need.
@@ -84,9 +80,9 @@ impl KernelTables {
 
     /// Writes the tables into a freshly loaded kernel.
     pub fn fill(&self, kernel: &mut Kernel) -> Result<(), KernelError> {
-        kernel.fill_v4_table(&self.v4_table)?;
+        kernel.fill_v4_table(self.v4_table)?;
         kernel.fill_v4_lpm(&self.v4_prefixes)?;
-        kernel.fill_v6_table(&self.v6_table)?;
+        kernel.fill_v6_table(self.v6_table)?;
         kernel.fill_v6_lpm(&self.v6_prefixes)
     }
 }

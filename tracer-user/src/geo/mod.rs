@@ -7,6 +7,7 @@
 //!            --> lookup(), v4_table() (direct table), v4_prefixes()/v6_prefixes() (LPM tries)
 //! ```
 
+mod blocks;
 pub mod compact;
 pub mod compiled;
 pub mod csv;

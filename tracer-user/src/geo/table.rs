@@ -5,15 +5,14 @@
 //! a block with one entry per address. Identical non-root blocks are stored once, which keeps
 //! the kernel map small (many /24 blocks are alike).
 
-use std::collections::HashMap;
-
 use tracer_common::{
     CountryId,
-    geo_table::{BLOCK_ENTRIES, Block, MAX_BLOCKS, ROOT_BLOCKS, pointer},
+    geo_table::{BLOCK_ENTRIES, Block, ROOT_BLOCKS},
 };
 
 use super::{
     GeoError,
+    blocks::BlockStore,
     ranges::{Run, runs_are_valid},
 };
 
@@ -72,28 +71,6 @@ impl Segments {
     }
 }
 
-/// The blocks of a table under construction, with identical non-root blocks shared.
-struct Builder {
-    blocks: Vec<Block>,
-    index: HashMap<Block, u32>,
-}
-
-impl Builder {
-    /// The pointer entry for `block`, adding it unless an identical block exists.
-    fn intern(&mut self, block: Block) -> Result<u16, GeoError> {
-        if let Some(&index) = self.index.get(&block) {
-            return Ok(pointer(index));
-        }
-        let index = self.blocks.len() as u32;
-        if index >= MAX_BLOCKS {
-            return Err(GeoError::TableTooLarge { max: MAX_BLOCKS });
-        }
-        self.blocks.push(block);
-        self.index.insert(block, index);
-        Ok(pointer(index))
-    }
-}
-
 /// Builds the table for sorted, disjoint `runs` (gaps are unknown).
 ///
 /// Fails if a run's id is not below [`CountryId::NUM_IDS`], if the runs are not sorted and
@@ -106,10 +83,7 @@ pub fn build_v4_table(runs: &[Run<u32>]) -> Result<Vec<Block>, GeoError> {
         return Err(GeoError::InvalidId { id: run.id.0 });
     }
     let mut segments = Segments::new(runs);
-    let mut builder = Builder {
-        blocks: vec![Block::filled(CountryId::UNKNOWN); ROOT_BLOCKS as usize],
-        index: HashMap::new(),
-    };
+    let mut builder = BlockStore::with_roots();
     for slash16 in 0..(ROOT_BLOCKS * BLOCK_ENTRIES as u32) {
         let base = slash16 << 16;
         segments.seek(base);
@@ -133,8 +107,7 @@ pub fn build_v4_table(runs: &[Run<u32>]) -> Result<Vec<Block>, GeoError> {
             }
             builder.intern(level24)?
         };
-        let root = &mut builder.blocks[(slash16 >> 8) as usize];
-        root.entries[(slash16 & 0xff) as usize] = entry;
+        builder.set_root(slash16, entry);
     }
     Ok(builder.blocks)
 }

@@ -5,15 +5,14 @@
 //! is still mixed, its entry is [`CountryId::FALLBACK`] and the runs inside it, cut to it, go to
 //! the small LPM trie the program consults in that case. Identical non-root blocks are shared.
 
-use std::collections::HashMap;
-
 use tracer_common::{
     CountryId,
-    geo_table::{BLOCK_ENTRIES, Block, MAX_BLOCKS, ROOT_BLOCKS, V6_TABLE_BYTES, pointer},
+    geo_table::{BLOCK_ENTRIES, Block, ROOT_BLOCKS, V6_TABLE_BYTES},
 };
 
 use super::{
     GeoError,
+    blocks::BlockStore,
     ranges::{Run, cidr_blocks, runs_are_valid},
 };
 
@@ -74,25 +73,11 @@ impl Segments {
 struct Builder<'a> {
     segments: &'a Segments,
     runs: &'a [Run<u128>],
-    blocks: Vec<Block>,
-    index: HashMap<Block, u32>,
+    store: BlockStore,
     fallback: Vec<(u128, u8, CountryId)>,
 }
 
 impl Builder<'_> {
-    fn intern(&mut self, block: Block) -> Result<u16, GeoError> {
-        if let Some(&index) = self.index.get(&block) {
-            return Ok(pointer(index));
-        }
-        let index = self.blocks.len() as u32;
-        if index >= MAX_BLOCKS {
-            return Err(GeoError::TableTooLarge { max: MAX_BLOCKS });
-        }
-        self.blocks.push(block);
-        self.index.insert(block, index);
-        Ok(pointer(index))
-    }
-
     /// The entry for the node at `base` after `depth` bytes (the node spans the rest).
     fn node(&mut self, base: u128, depth: usize) -> Result<u16, GeoError> {
         let span = 128 - 8 * depth as u32;
@@ -108,7 +93,7 @@ impl Builder<'_> {
         for (byte, slot) in (0u128..).zip(block.entries.iter_mut()) {
             *slot = self.node(base | (byte << (span - 8)), depth + 1)?;
         }
-        self.intern(block)
+        self.store.intern(block)
     }
 
     /// The runs inside `first..=last`, cut to it, as CIDR prefixes.
@@ -136,15 +121,14 @@ pub fn build_v6_table(runs: &[Run<u128>]) -> Result<V6Table, GeoError> {
     let mut builder = Builder {
         segments: &segments,
         runs,
-        blocks: vec![Block::filled(CountryId::UNKNOWN); ROOT_BLOCKS as usize],
-        index: HashMap::new(),
+        store: BlockStore::with_roots(),
         fallback: Vec::new(),
     };
     for slash16 in 0..(ROOT_BLOCKS * BLOCK_ENTRIES as u32) {
         let entry = builder.node(u128::from(slash16) << 112, 2)?;
-        builder.blocks[(slash16 >> 8) as usize].entries[(slash16 & 0xff) as usize] = entry;
+        builder.store.set_root(slash16, entry);
     }
-    Ok(V6Table { blocks: builder.blocks, fallback: builder.fallback })
+    Ok(V6Table { blocks: builder.store.blocks, fallback: builder.fallback })
 }
 
 #[cfg(test)]
