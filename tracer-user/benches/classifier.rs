@@ -62,14 +62,14 @@ fn max_rss_kib() -> i64 {
     usage.ru_maxrss
 }
 
-fn print_memory(title: &str) {
+fn print_memory(title: &str, target: &str) {
     let maps = map_memory();
     let geo: u64 = maps.iter().filter(|m| m.name.starts_with("GEO_")).map(|m| m.memlock).sum();
     println!("  {title} (memlock from /proc/self/fdinfo):");
     for m in &maps {
         println!("    {:<16} {:>8.2} MiB", m.name, m.memlock as f64 / (1024.0 * 1024.0));
     }
-    println!("    geo tables total {:>8.2} MiB (target < 32 MiB)", geo as f64 / (1024.0 * 1024.0));
+    println!("    geo tables total {:>8.2} MiB{target}", geo as f64 / (1024.0 * 1024.0));
 }
 
 fn main() -> anyhow::Result<()> {
@@ -109,7 +109,7 @@ fn main() -> anyhow::Result<()> {
         max_rss_kib() / 1024,
         rss_before / 1024
     );
-    print_memory("kernel memory, default path");
+    print_memory("kernel memory, default path", " (target < 32 MiB)");
     drop((kernel, tables));
 
     println!("\nload, LPM reference (all prefixes in LPM tries, next to the tables):");
@@ -118,7 +118,7 @@ fn main() -> anyhow::Result<()> {
     let mut kernel = Kernel::load(&LoadOptions { geo: tables.sizes(), ..LoadOptions::default() })?;
     tables.fill(&mut kernel)?;
     println!("  load object + fill maps          {:>8.0} ms", t.elapsed().as_secs_f64() * 1e3);
-    print_memory("kernel memory, reference");
+    print_memory("kernel memory, reference", "");
 
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("IPv4 hit (CN)", frame_v4(false, Ipv4Addr::new(36, 110, 0, 1))),
