@@ -140,7 +140,10 @@ fn files_are_recognised_by_content() {
     mmdb.extend_from_slice(b"\xab\xcd\xefMaxMind.com");
     mmdb.extend_from_slice(&[0xe0; 32]);
     let mmdb = TempFile::new("country.mmdb", &mmdb);
-    assert!(matches!(load_file(&mmdb.0), Err(GeoError::Mmdb { .. })), "garbage behind the MMDB marker");
+    assert!(
+        matches!(load_file(&mmdb.0), Err(GeoError::Mmdb { .. })),
+        "garbage behind the MMDB marker"
+    );
 
     let both = load_files(&[&csv.0, &compact.0]).expect("both");
     assert!(both.source.ends_with(" + test data"), "{}", both.source);
