@@ -96,7 +96,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let (mut kernel, geo) = load_kernel(&args, &lan_prefixes)?;
     let reader: Arc<CounterReader> = Arc::new(kernel.counter_reader()?);
     for lan in &args.lan {
-        let attachment = kernel.attach(lan)?;
+        let attachment = kernel.attach(lan, args.tc_attach)?;
         info!(interface = %attachment.interface, mode = ?attachment.mode, "attached");
     }
     if args.lookup == Lookup::Lpm {

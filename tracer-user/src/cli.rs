@@ -4,7 +4,7 @@ use std::{net::SocketAddr, path::PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::kernel::Lookup;
+use crate::kernel::{AttachPreference, Lookup};
 
 /// Attribution printed in `--help`: the embedded default database is CC BY 4.0.
 pub const ATTRIBUTION: &str = "The embedded default country database is derived from \
@@ -69,6 +69,9 @@ pub struct RunArgs {
     /// always reloads).
     #[arg(long, value_name = "SECS", default_value_t = 5)]
     pub watch_interval: u64,
+    /// TC attach mechanism.
+    #[arg(long, value_enum, default_value_t = AttachPreference::Auto)]
+    pub tc_attach: AttachPreference,
     /// Lookup structures: the direct tables, or the LPM tries they are checked against.
     #[arg(long, value_enum, default_value_t = Lookup::Table)]
     pub lookup: Lookup,

@@ -92,6 +92,21 @@ fn run_refuses_a_missing_interface_or_missing_privileges() {
 }
 
 #[test]
+fn run_without_privileges_names_the_missing_capability() {
+    if !nix::unistd::geteuid().is_root() {
+        return; // covered by run_refuses_a_missing_interface_or_missing_privileges
+    }
+    let o = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_egress-tracer"))
+        .args(["run", "--lan", "lo"])
+        .output()
+        .expect("setpriv (util-linux)");
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("missing capability CAP_BPF"), "{}", stderr(&o));
+}
+
+#[test]
 fn help_carries_the_attribution() {
     let o = run(&["--help"]);
     assert!(stdout(&o).contains("CC BY 4.0") && stdout(&o).contains("NRO"), "{}", stdout(&o));

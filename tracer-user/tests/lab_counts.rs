@@ -44,6 +44,7 @@ struct Agent {
     child: Child,
     netns: PathBuf,
     bpffs_dir: PathBuf,
+    args: Vec<String>,
     _geo: tempfile_path::TempPath,
 }
 
@@ -78,26 +79,48 @@ fn write_db(name: &str, contents: &str) -> tempfile_path::TempPath {
 
 impl Agent {
     fn start(lab: &Lab, db: &str) -> Agent {
+        Self::start_with(lab, db, &[])
+    }
+
+    fn start_with(lab: &Lab, db: &str, extra: &[&str]) -> Agent {
         let geo = write_db(&lab.prefix(), db);
         let netns = lab.netns_path(&lab.gateway());
         let bpffs_dir = PathBuf::from(format!("/sys/fs/bpf/egress-tracer-test-{}", lab.prefix()));
-        let mut cmd = Command::new("nsenter");
-        cmd.arg(format!("--net={}", netns.display()))
-            .arg("--")
-            .arg(env!("CARGO_BIN_EXE_egress-tracer"))
-            .args(["run", "--interval", "0", "--watch-interval", "1", "--listen", LISTEN])
-            .arg("--geo")
-            .arg(geo.path())
-            .arg("--bpffs-dir")
-            .arg(&bpffs_dir)
-            .stdout(Stdio::null());
+        let mut args: Vec<String> =
+            ["run", "--interval", "0", "--watch-interval", "1", "--listen", LISTEN]
+                .into_iter()
+                .map(String::from)
+                .collect();
+        args.extend(["--geo".into(), geo.path().display().to_string()]);
+        args.extend(["--bpffs-dir".into(), bpffs_dir.display().to_string()]);
         for lan in lab.lan_interfaces() {
-            cmd.args(["--lan", lan]);
+            args.extend(["--lan".into(), lan.into()]);
         }
-        let child = cmd.spawn().expect("spawn agent");
-        let mut agent = Agent { child, netns, bpffs_dir, _geo: geo };
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        let child = Self::spawn(&netns, &args);
+        let mut agent = Agent { child, netns, bpffs_dir, args, _geo: geo };
         agent.wait_ready();
         agent
+    }
+
+    fn spawn(netns: &std::path::Path, args: &[String]) -> Child {
+        Command::new("nsenter")
+            .arg(format!("--net={}", netns.display()))
+            .arg("--")
+            .arg(env!("CARGO_BIN_EXE_egress-tracer"))
+            .args(args)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn agent")
+    }
+
+    /// Stops the agent (SIGTERM) and starts it again with the same arguments and pins.
+    fn restart(&mut self) {
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+        let status = self.child.wait().expect("wait for the agent");
+        assert!(status.success(), "the agent exits cleanly on SIGTERM: {status}");
+        self.child = Self::spawn(&self.netns, &self.args);
+        self.wait_ready();
     }
 
     fn wait_ready(&mut self) {
@@ -392,4 +415,45 @@ fn reloads_under_traffic_lose_no_packet() {
     let expected = (f64::from(sent), f64::from(sent) * PING4_FRAME);
     assert_eq!(counts(&s, &d2.mac, "US", "upload"), expected);
     assert_eq!(counts(&s, &d2.mac, "US", "download"), expected);
+}
+
+#[test]
+#[ignore = "needs root and network namespaces: run by cargo xtask test"]
+fn netlink_clsact_attachment_counts_and_reloads_like_tcx() {
+    let lab = lab();
+    let agent = Agent::start_with(&lab, LAB_DB, &["--tc-attach", "netlink"]);
+    let filters =
+        lab.exec(&lab.gateway(), &["tc", "filter", "show", "dev", "br-lan", "ingress"]).unwrap();
+    assert!(filters.contains("tc_upload"), "a cls_bpf filter on the clsact qdisc: {filters}");
+    lab.warm_up().expect("warm up");
+    let [d1, ..] = lab.devices() else { panic!("the lab has devices") };
+    lab.ping(d1, "193.0.0.1", 3).unwrap();
+    agent.signal(nix::sys::signal::Signal::SIGHUP);
+    wait_for_reload(&agent, "success", 1.0);
+    lab.ping(d1, "193.0.0.1", 2).unwrap();
+    let s = agent.scrape();
+    assert_eq!(counts(&s, &d1.mac, "NL", "upload"), (5.0, 5.0 * PING4_FRAME));
+    assert_eq!(counts(&s, &d1.mac, "NL", "download"), (5.0, 5.0 * PING4_FRAME));
+    let filters =
+        lab.exec(&lab.gateway(), &["tc", "filter", "show", "dev", "br-lan", "ingress"]).unwrap();
+    assert_eq!(
+        filters.lines().filter(|l| l.contains("tc_upload")).count(),
+        1,
+        "replaced, not added: {filters}"
+    );
+}
+
+#[test]
+#[ignore = "needs root and network namespaces: run by cargo xtask test"]
+fn a_restarted_agent_continues_the_pinned_counters() {
+    let lab = lab();
+    let mut agent = Agent::start(&lab, LAB_DB);
+    lab.warm_up().expect("warm up");
+    let [_, _, d3, _] = lab.devices() else { panic!("the lab has devices") };
+    lab.ping(d3, "240e::1", 3).unwrap();
+    agent.restart();
+    lab.ping(d3, "240e::1", 2).unwrap();
+    let s = agent.scrape();
+    assert_eq!(counts(&s, &d3.mac, "CN", "upload"), (5.0, 5.0 * PING6_FRAME));
+    assert_eq!(counts(&s, &d3.mac, "CN", "download"), (5.0, 5.0 * PING6_FRAME));
 }

@@ -2,7 +2,10 @@
 //! handing the attachments over to a new object atomically.
 
 use aya::{
-    programs::{TcAttachType, tc, tc::SchedClassifierLinkId},
+    programs::{
+        LinkOrder, TcAttachType, tc,
+        tc::{NlOptions, SchedClassifierLinkId, TcAttachOptions},
+    },
     util::KernelVersion,
 };
 
@@ -14,6 +17,18 @@ pub enum AttachMode {
     /// TCX links (kernel >= 6.6).
     Tcx,
     /// cls_bpf filters on a clsact qdisc.
+    Netlink,
+}
+
+/// Which attach mechanism to use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum AttachPreference {
+    /// TCX where the kernel has it (>= 6.6), netlink clsact otherwise.
+    #[default]
+    Auto,
+    /// TCX links only.
+    Tcx,
+    /// cls_bpf filters on a clsact qdisc, as on kernels before 6.6 (OpenWrt 23.05 runs 5.15).
     Netlink,
 }
 
@@ -56,25 +71,36 @@ fn attach_err(
 impl Kernel {
     /// Attaches the upload program to ingress and the download program to egress of
     /// `interface`. Detached again when the [`Kernel`] is dropped.
-    pub fn attach(&mut self, interface: &str) -> Result<Attachment, KernelError> {
+    pub fn attach(
+        &mut self,
+        interface: &str,
+        preference: AttachPreference,
+    ) -> Result<Attachment, KernelError> {
         if crate::netif::index(interface) == 0 {
             return Err(KernelError::NoSuchInterface(interface.to_owned()));
         }
-        let mode = if KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0)) {
-            AttachMode::Tcx
-        } else {
-            // Fails with EEXIST when the qdisc is already there, which is fine.
-            let _ = tc::qdisc_add_clsact(interface);
-            AttachMode::Netlink
+        let tcx = KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0));
+        let mode = match preference {
+            AttachPreference::Tcx => AttachMode::Tcx,
+            AttachPreference::Auto if tcx => AttachMode::Tcx,
+            AttachPreference::Auto | AttachPreference::Netlink => {
+                // Fails with EEXIST when the qdisc is already there, which is fine.
+                let _ = tc::qdisc_add_clsact(interface);
+                AttachMode::Netlink
+            }
+        };
+        let options = || match mode {
+            AttachMode::Tcx => TcAttachOptions::TcxOrder(LinkOrder::default()),
+            AttachMode::Netlink => TcAttachOptions::Netlink(NlOptions::default()),
         };
         let [(up, up_hook, up_dir), (down, down_hook, down_dir)] = HOOKS;
         let upload = self
             .program_mut(up)?
-            .attach(interface, up_hook)
+            .attach_with_options(interface, up_hook, options())
             .map_err(attach_err(up, interface, up_dir))?;
         let download = self
             .program_mut(down)?
-            .attach(interface, down_hook)
+            .attach_with_options(interface, down_hook, options())
             .map_err(attach_err(down, interface, down_dir))?;
         let info = Attachment { interface: interface.to_owned(), mode };
         self.attachments.push(Attached { info: info.clone(), upload, download });

@@ -9,7 +9,7 @@ mod load;
 mod memory;
 mod readback;
 
-pub use attach::{AttachMode, Attachment};
+pub use attach::{AttachMode, AttachPreference, Attachment};
 pub use counters::{CounterReader, CounterSnapshot, StatSnapshot};
 pub use error::KernelError;
 pub use geo_maps::{GeoMapSizes, Lookup};
