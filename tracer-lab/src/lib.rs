@@ -202,38 +202,22 @@ impl Lab {
             ])?;
             self.exec(&d.netns, &["ip", "link", "set", &tmp, "name", "eth0"])?;
             self.exec(&d.netns, &["ip", "link", "set", "eth0", "address", &d.mac, "up"])?;
-            if d.vlan {
+            let (gw4, gw6) = if d.vlan {
                 // The lab's kernel may lack 802.1Q devices (CONFIG_VLAN_8021Q), so d4 sits on a
                 // separate, routed LAN port; tagged frames are injected with `inject`.
                 self.exec(&gw, &["ip", "link", "set", &port, "up"])?;
                 self.exec(&gw, &["ip", "addr", "add", "10.77.100.1/24", "dev", &port])?;
                 self.exec(&gw, &["ip", "addr", "add", "fd77:100::1/64", "dev", &port, "nodad"])?;
-                self.exec(
-                    &d.netns,
-                    &["ip", "addr", "add", &format!("{}/24", d.ipv4), "dev", "eth0"],
-                )?;
-                self.exec(
-                    &d.netns,
-                    &["ip", "addr", "add", &format!("{}/64", d.ipv6), "dev", "eth0", "nodad"],
-                )?;
-                self.exec(&d.netns, &["ip", "route", "add", "default", "via", "10.77.100.1"])?;
-                self.exec(
-                    &d.netns,
-                    &["ip", "-6", "route", "add", "default", "via", "fd77:100::1"],
-                )?;
+                ("10.77.100.1", "fd77:100::1")
             } else {
                 self.exec(&gw, &["ip", "link", "set", &port, "master", "br-lan", "up"])?;
-                self.exec(
-                    &d.netns,
-                    &["ip", "addr", "add", &format!("{}/24", d.ipv4), "dev", "eth0"],
-                )?;
-                self.exec(
-                    &d.netns,
-                    &["ip", "addr", "add", &format!("{}/64", d.ipv6), "dev", "eth0", "nodad"],
-                )?;
-                self.exec(&d.netns, &["ip", "route", "add", "default", "via", "10.77.0.1"])?;
-                self.exec(&d.netns, &["ip", "-6", "route", "add", "default", "via", "fd77::1"])?;
-            }
+                ("10.77.0.1", "fd77::1")
+            };
+            let (v4, v6) = (format!("{}/24", d.ipv4), format!("{}/64", d.ipv6));
+            self.exec(&d.netns, &["ip", "addr", "add", &v4, "dev", "eth0"])?;
+            self.exec(&d.netns, &["ip", "addr", "add", &v6, "dev", "eth0", "nodad"])?;
+            self.exec(&d.netns, &["ip", "route", "add", "default", "via", gw4])?;
+            self.exec(&d.netns, &["ip", "-6", "route", "add", "default", "via", gw6])?;
         }
         let tmp = format!("{p}tw");
         run(&[
