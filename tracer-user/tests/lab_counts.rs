@@ -5,14 +5,12 @@
 
 mod support;
 
-use std::{
-    io::Write as _,
-    path::PathBuf,
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
-};
+use std::time::Duration;
 
-use support::prom::{self, Samples};
+use support::{
+    agent::{Agent, all_counts, counts, wait_for_reload},
+    prom::{self, Samples},
+};
 use tracer_lab::Lab;
 
 /// The lab's remote addresses as a country database (what the lab's "internet" holds).
@@ -33,162 +31,10 @@ const LAB_DB_MOVED: &str = "\
 2001:4860::,2001:4860:ffff:ffff:ffff:ffff:ffff:ffff,US
 ";
 
-const LISTEN: &str = "127.0.0.1:9977";
 /// Ethernet + IPv4 + ICMP header + 56 bytes of ping payload.
 const PING4_FRAME: f64 = 98.0;
 /// Ethernet + IPv6 + ICMPv6 header + 56 bytes of ping payload.
 const PING6_FRAME: f64 = 118.0;
-
-/// The agent running in the lab's gateway namespace; killed and unpinned on drop.
-struct Agent {
-    child: Child,
-    netns: PathBuf,
-    bpffs_dir: PathBuf,
-    args: Vec<String>,
-    _geo: tempfile_path::TempPath,
-}
-
-mod tempfile_path {
-    //! A file removed on drop.
-    use std::path::{Path, PathBuf};
-
-    /// Owns a path and removes the file when dropped.
-    pub struct TempPath(pub PathBuf);
-
-    impl TempPath {
-        /// The path.
-        pub fn path(&self) -> &Path {
-            &self.0
-        }
-    }
-
-    impl Drop for TempPath {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_file(&self.0);
-        }
-    }
-}
-
-fn write_db(name: &str, contents: &str) -> tempfile_path::TempPath {
-    let path =
-        std::env::temp_dir().join(format!("egress-tracer-{}-{name}.csv", std::process::id()));
-    let mut f = std::fs::File::create(&path).expect("create db");
-    f.write_all(contents.as_bytes()).expect("write db");
-    tempfile_path::TempPath(path)
-}
-
-impl Agent {
-    fn start(lab: &Lab, db: &str) -> Agent {
-        Self::start_with(lab, db, &[])
-    }
-
-    fn start_with(lab: &Lab, db: &str, extra: &[&str]) -> Agent {
-        let geo = write_db(&lab.prefix(), db);
-        let netns = lab.netns_path(&lab.gateway());
-        let bpffs_dir = PathBuf::from(format!("/sys/fs/bpf/egress-tracer-test-{}", lab.prefix()));
-        let mut args: Vec<String> =
-            ["run", "--interval", "0", "--watch-interval", "1", "--listen", LISTEN]
-                .into_iter()
-                .map(String::from)
-                .collect();
-        args.extend(["--geo".into(), geo.path().display().to_string()]);
-        args.extend(["--bpffs-dir".into(), bpffs_dir.display().to_string()]);
-        for lan in lab.lan_interfaces() {
-            args.extend(["--lan".into(), lan.into()]);
-        }
-        args.extend(extra.iter().map(|a| (*a).to_owned()));
-        let child = Self::spawn(&netns, &args);
-        let mut agent = Agent { child, netns, bpffs_dir, args, _geo: geo };
-        agent.wait_ready();
-        agent
-    }
-
-    fn spawn(netns: &std::path::Path, args: &[String]) -> Child {
-        Command::new("nsenter")
-            .arg(format!("--net={}", netns.display()))
-            .arg("--")
-            .arg(env!("CARGO_BIN_EXE_egress-tracer"))
-            .args(args)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("spawn agent")
-    }
-
-    /// Stops the agent (SIGTERM) and starts it again with the same arguments and pins.
-    fn restart(&mut self) {
-        self.signal(nix::sys::signal::Signal::SIGTERM);
-        let status = self.child.wait().expect("wait for the agent");
-        assert!(status.success(), "the agent exits cleanly on SIGTERM: {status}");
-        self.child = Self::spawn(&self.netns, &self.args);
-        self.wait_ready();
-    }
-
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("the agent exited during start-up: {status}");
-            }
-            if let Ok((200, _)) = support::netns_http::get(&self.netns, LISTEN, "/healthz") {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("the agent did not come up within 30 s");
-    }
-
-    fn scrape(&self) -> Samples {
-        let (status, body) =
-            support::netns_http::get(&self.netns, LISTEN, "/metrics").expect("scrape");
-        assert_eq!(status, 200, "{body}");
-        prom::parse(&body)
-    }
-
-    fn signal(&self, signal: nix::sys::signal::Signal) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        nix::sys::signal::kill(pid, signal).expect("signal agent");
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        self.signal(nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.bpffs_dir);
-    }
-}
-
-/// `egress_tracer_{bytes,packets}_total` for one device, country and direction.
-fn counts(samples: &Samples, mac: &str, country: &str, direction: &str) -> (f64, f64) {
-    let labels = [("mac", mac), ("country", country), ("direction", direction)];
-    (
-        prom::value(samples, "egress_tracer_packets_total", &labels),
-        prom::value(samples, "egress_tracer_bytes_total", &labels),
-    )
-}
-
-/// Every per-country series, as (mac, country, direction) -> (packets, bytes).
-fn all_counts(samples: &Samples) -> Vec<(String, String, String, f64, f64)> {
-    let mut out = Vec::new();
-    for (labels, packets) in prom::matching(samples, "egress_tracer_packets_total", &[]) {
-        let get = |k: &str| {
-            labels.iter().find(|(lk, _)| lk == k).map(|(_, v)| v.clone()).unwrap_or_default()
-        };
-        let (mac, country, direction) = (get("mac"), get("country"), get("direction"));
-        let (_, bytes) = counts(samples, &mac, &country, &direction);
-        out.push((mac, country, direction, packets, bytes));
-    }
-    out.sort_by(|a, b| (&a.0, &a.1, &a.2).cmp(&(&b.0, &b.1, &b.2)));
-    out
-}
 
 fn lab() -> Lab {
     support::require_root();
@@ -286,7 +132,7 @@ fn reload_swaps_the_database_without_losing_counts_and_rejects_bad_files() {
     lab.ping(d1, "8.8.8.8", 3).unwrap();
 
     // A broken file is rejected (the watcher notices the change) and the old data stays.
-    let geo_path = agent._geo.path().to_owned();
+    let geo_path = agent.geo.path().to_owned();
     std::fs::write(&geo_path, "8.8.8.0,8.8.7.255,US\n").unwrap();
     wait_for_reload(&agent, "failure", 1.0);
     lab.ping(d1, "8.8.8.8", 2).unwrap();
@@ -309,18 +155,6 @@ fn reload_swaps_the_database_without_losing_counts_and_rejects_bad_files() {
     lab.ping(d1, "8.8.8.8", 1).unwrap();
     let samples = agent.scrape();
     assert_eq!(counts(&samples, mac, "US", "upload"), (6.0, 6.0 * PING4_FRAME));
-}
-
-fn wait_for_reload(agent: &Agent, result: &str, at_least: f64) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        let samples = agent.scrape();
-        if prom::value(&samples, "egress_tracer_reloads_total", &[("result", result)]) >= at_least {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    panic!("no {result} reload within 20 s");
 }
 
 fn mac_bytes(mac: &str) -> [u8; 6] {

@@ -56,6 +56,7 @@ pub fn run() -> anyhow::Result<()> {
     rust_src()?;
     bpf_linker()?;
     reference_mmdb()?;
+    bpffs()?;
     println!("setup: complete");
     Ok(())
 }
@@ -191,5 +192,22 @@ fn reference_mmdb() -> anyhow::Result<()> {
     status(cmd("tar", &["xzf", &tgz_arg, "-C", &dir_arg]))
         .context("unpacking the reference MMDB")?;
     anyhow::ensure!(path.exists(), "{} is not in the package", path.display());
+    Ok(())
+}
+
+/// Mounts bpffs on /sys/fs/bpf if nothing is there, so that parallel tests never race to mount
+/// it themselves (the agent mounts it too when it must).
+fn bpffs() -> anyhow::Result<()> {
+    if !crate::run::is_root() {
+        step("bpffs on /sys/fs/bpf (needs root; skipped)", true);
+        return Ok(());
+    }
+    let mounted = std::fs::read_to_string("/proc/mounts").is_ok_and(|m| {
+        m.lines().any(|l| l.split_whitespace().nth(1) == Some("/sys/fs/bpf") && l.contains(" bpf "))
+    });
+    step("bpffs on /sys/fs/bpf", mounted);
+    if !mounted {
+        status(cmd("mount", &["-t", "bpf", "bpf", "/sys/fs/bpf"])).context("mounting bpffs")?;
+    }
     Ok(())
 }

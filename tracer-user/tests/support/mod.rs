@@ -1,6 +1,7 @@
 //! Shared helpers of the privileged tests.
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
+pub mod agent;
 pub mod csv_oracle;
 pub mod frames;
 pub mod netns_http;

@@ -1,0 +1,180 @@
+//! The real agent, started in a lab's gateway namespace for a test, and reading its metrics.
+
+use std::{
+    io::Write as _,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use tracer_lab::Lab;
+
+use super::prom::{self, Samples};
+
+/// Where the agent listens inside the gateway namespace.
+pub const LISTEN: &str = "127.0.0.1:9977";
+
+/// The agent running in the lab's gateway namespace; killed and unpinned on drop.
+pub struct Agent {
+    child: Child,
+    netns: PathBuf,
+    bpffs_dir: PathBuf,
+    args: Vec<String>,
+    /// The database file the agent was started with.
+    pub geo: tempfile_path::TempPath,
+}
+
+mod tempfile_path {
+    //! A file removed on drop.
+    use std::path::{Path, PathBuf};
+
+    /// Owns a path and removes the file when dropped.
+    pub struct TempPath(pub PathBuf);
+
+    impl TempPath {
+        /// The path.
+        pub fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TempPath {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+}
+
+fn write_db(name: &str, contents: &str) -> tempfile_path::TempPath {
+    let path =
+        std::env::temp_dir().join(format!("egress-tracer-{}-{name}.csv", std::process::id()));
+    let mut f = std::fs::File::create(&path).expect("create db");
+    f.write_all(contents.as_bytes()).expect("write db");
+    tempfile_path::TempPath(path)
+}
+
+impl Agent {
+    pub fn start(lab: &Lab, db: &str) -> Agent {
+        Self::start_with(lab, db, &[])
+    }
+
+    pub fn start_with(lab: &Lab, db: &str, extra: &[&str]) -> Agent {
+        let geo = write_db(&lab.prefix(), db);
+        let netns = lab.netns_path(&lab.gateway());
+        let bpffs_dir = PathBuf::from(format!("/sys/fs/bpf/egress-tracer-test-{}", lab.prefix()));
+        let mut args: Vec<String> =
+            ["run", "--interval", "0", "--watch-interval", "1", "--listen", LISTEN]
+                .into_iter()
+                .map(String::from)
+                .collect();
+        args.extend(["--geo".into(), geo.path().display().to_string()]);
+        args.extend(["--bpffs-dir".into(), bpffs_dir.display().to_string()]);
+        for lan in lab.lan_interfaces() {
+            args.extend(["--lan".into(), lan.into()]);
+        }
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        let child = Self::spawn(&netns, &args);
+        let mut agent = Agent { child, netns, bpffs_dir, args, geo };
+        agent.wait_ready();
+        agent
+    }
+
+    fn spawn(netns: &std::path::Path, args: &[String]) -> Child {
+        Command::new("nsenter")
+            .arg(format!("--net={}", netns.display()))
+            .arg("--")
+            .arg(env!("CARGO_BIN_EXE_egress-tracer"))
+            .args(args)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn agent")
+    }
+
+    /// Stops the agent (SIGTERM) and starts it again with the same arguments and pins.
+    pub fn restart(&mut self) {
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+        let status = self.child.wait().expect("wait for the agent");
+        assert!(status.success(), "the agent exits cleanly on SIGTERM: {status}");
+        self.child = Self::spawn(&self.netns, &self.args);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("the agent exited during start-up: {status}");
+            }
+            if let Ok((200, _)) = super::netns_http::get(&self.netns, LISTEN, "/healthz") {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("the agent did not come up within 30 s");
+    }
+
+    pub fn scrape(&self) -> Samples {
+        let (status, body) =
+            super::netns_http::get(&self.netns, LISTEN, "/metrics").expect("scrape");
+        assert_eq!(status, 200, "{body}");
+        prom::parse(&body)
+    }
+
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, signal).expect("signal agent");
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.bpffs_dir);
+    }
+}
+
+/// `egress_tracer_{bytes,packets}_total` for one device, country and direction.
+pub fn counts(samples: &Samples, mac: &str, country: &str, direction: &str) -> (f64, f64) {
+    let labels = [("mac", mac), ("country", country), ("direction", direction)];
+    (
+        prom::value(samples, "egress_tracer_packets_total", &labels),
+        prom::value(samples, "egress_tracer_bytes_total", &labels),
+    )
+}
+
+/// Every per-country series, as (mac, country, direction) -> (packets, bytes).
+pub fn all_counts(samples: &Samples) -> Vec<(String, String, String, f64, f64)> {
+    let mut out = Vec::new();
+    for (labels, packets) in prom::matching(samples, "egress_tracer_packets_total", &[]) {
+        let get = |k: &str| {
+            labels.iter().find(|(lk, _)| lk == k).map(|(_, v)| v.clone()).unwrap_or_default()
+        };
+        let (mac, country, direction) = (get("mac"), get("country"), get("direction"));
+        let (_, bytes) = counts(samples, &mac, &country, &direction);
+        out.push((mac, country, direction, packets, bytes));
+    }
+    out.sort_by(|a, b| (&a.0, &a.1, &a.2).cmp(&(&b.0, &b.1, &b.2)));
+    out
+}
+
+/// Waits until `egress_tracer_reloads_total{result}` reaches `at_least`.
+pub fn wait_for_reload(agent: &Agent, result: &str, at_least: f64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        let samples = agent.scrape();
+        if prom::value(&samples, "egress_tracer_reloads_total", &[("result", result)]) >= at_least {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("no {result} reload within 20 s");
+}
