@@ -37,7 +37,8 @@ pub enum Command {
 /// Where the country data comes from.
 #[derive(Debug, Args, Clone, Default)]
 pub struct GeoArgs {
-    /// Country database file (CSV ranges, optionally gzipped, or the compact form); may be
+    /// Country database file (MaxMind/DB-IP/ip-location-db MMDB, CSV ranges optionally gzipped,
+    /// or the compact form; detected by content); may be
     /// given once per family or once for a combined file. Default: the embedded database.
     #[arg(long = "geo", value_name = "FILE")]
     pub geo: Vec<PathBuf>,

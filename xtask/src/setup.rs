@@ -46,7 +46,7 @@ pub fn ensure_path() {
 }
 
 fn step(what: &str, done: bool) {
-    println!("setup: {what}: {}", if done { "already done" } else { "installing" });
+    println!("setup: {what}: {}", if done { "already done" } else { "missing, setting it up" });
 }
 
 /// Runs every setup step.
