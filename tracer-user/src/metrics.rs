@@ -142,13 +142,13 @@ impl Collector for KernelCollector {
         encode_stats(&mut encoder, &snapshot)?;
         let gauges = [
             (
-                "counter_entries",
-                "Entries in use in the per-device counter map",
+                "traffic_map_entries",
+                "Entries in use in the per-(device, country, direction) traffic map",
                 snapshot.counters.len() as i64,
             ),
             (
-                "counter_capacity",
-                "Capacity of the per-device counter map (device x country x direction)",
+                "traffic_map_capacity",
+                "Capacity of the per-(device, country, direction) traffic map (--counter-entries)",
                 i64::from(snapshot.capacity),
             ),
         ];

@@ -12,8 +12,16 @@ use anyhow::Context as _;
 use crate::run::{cmd, status, succeeds};
 
 /// Debian packages the privileged tests and the demo use.
-pub const APT_PACKAGES: &[&str] =
-    &["ca-certificates", "curl", "iproute2", "iputils-ping", "procps", "tar", "util-linux"];
+pub const APT_PACKAGES: &[&str] = &[
+    "ca-certificates",
+    "curl",
+    "iproute2",
+    "iputils-ping",
+    "procps",
+    "prometheus",
+    "tar",
+    "util-linux",
+];
 
 /// ip-location-db's own MMDB build of the embedded default data (CC BY 4.0, NRO), fetched from
 /// the npm registry: the independent reference the CSV and MMDB loaders are checked against.
