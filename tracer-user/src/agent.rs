@@ -17,8 +17,9 @@ use crate::{
     cli::RunArgs,
     geo_source::{self, KernelTables},
     kernel::{CounterReader, Kernel, LoadOptions, Lookup},
-    metrics::{Metrics, render_table},
+    metrics::Metrics,
     netif, preflight,
+    report::Report,
     status::{AgentStatus, GeoStatus, SharedStatus},
 };
 
@@ -113,7 +114,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
     info!(url = %format!("http://{}/metrics", listener.local_addr()?), "serving metrics");
-    let server = tokio::spawn(api::serve(listener, Arc::clone(&metrics)));
+    let state = api::AppState { metrics, reader: Arc::clone(&reader), status: Arc::clone(&status) };
+    let server = tokio::spawn(api::serve(listener, state));
 
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
@@ -153,7 +155,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 
 fn print_table(reader: &CounterReader) {
     match reader.snapshot() {
-        Ok(snapshot) => println!("{}", render_table(&snapshot)),
+        Ok(snapshot) => println!("{}", Report::from_snapshot(&snapshot).render_table()),
         Err(err) => warn!(%err, "reading counters failed"),
     }
 }

@@ -1,34 +1,100 @@
-//! The HTTP server: `/metrics` (Prometheus) and `/healthz`.
+//! The HTTP server (read-only): `/metrics` (Prometheus), `/api/v1/devices` (JSON) and
+//! `/healthz`.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::UNIX_EPOCH};
 
 use axum::{
-    Router,
+    Json, Router,
     extract::State,
     http::{StatusCode, header},
     response::{IntoResponse, Response},
     routing::get,
 };
+use serde::{Deserialize, Serialize};
 
-use crate::metrics::{CONTENT_TYPE, Metrics};
+use crate::{
+    kernel::CounterReader,
+    metrics::{CONTENT_TYPE, Metrics},
+    report::Report,
+    status::SharedStatus,
+};
+
+/// What the handlers read.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The Prometheus registry.
+    pub metrics: Arc<Metrics>,
+    /// The kernel counters.
+    pub reader: Arc<CounterReader>,
+    /// What the agent runs with.
+    pub status: SharedStatus,
+}
+
+/// The body of `GET /healthz`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Health {
+    /// `ok`, or `degraded` when the maps cannot be read.
+    pub status: String,
+    /// Interfaces the programs are attached to.
+    pub interfaces: Vec<String>,
+    /// The country database's source.
+    pub geo_source: String,
+    /// Its build date, if known.
+    pub geo_build_date: Option<String>,
+    /// Unix time it was loaded.
+    pub geo_loaded_at: Option<u64>,
+    /// Reloads: successful and rejected.
+    pub reloads: [u64; 2],
+    /// Entries in use / capacity of the traffic map, if readable.
+    pub traffic_map: Option<[u64; 2]>,
+}
 
 /// Serves until the task is aborted.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    metrics: Arc<Metrics>,
-) -> std::io::Result<()> {
+pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::io::Result<()> {
     let app = Router::new()
         .route("/metrics", get(metrics_handler))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .with_state(metrics);
+        .route("/api/v1/devices", get(devices_handler))
+        .route("/healthz", get(health_handler))
+        .with_state(state);
     axum::serve(listener, app).await
 }
 
-async fn metrics_handler(State(metrics): State<Arc<Metrics>>) -> Response {
-    match metrics.render() {
+async fn metrics_handler(State(state): State<AppState>) -> Response {
+    match state.metrics.render() {
         Ok(body) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response(),
         Err(_) => {
             (StatusCode::INTERNAL_SERVER_ERROR, "reading the counters failed\n").into_response()
         }
     }
+}
+
+async fn devices_handler(State(state): State<AppState>) -> Response {
+    match state.reader.snapshot() {
+        Ok(snapshot) => Json(Report::from_snapshot(&snapshot)).into_response(),
+        Err(err) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, format!("reading the counters failed: {err}\n"))
+                .into_response()
+        }
+    }
+}
+
+async fn health_handler(State(state): State<AppState>) -> Response {
+    let map =
+        state.reader.snapshot().ok().map(|s| [s.counters.len() as u64, u64::from(s.capacity)]);
+    let status = state.status.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let health = Health {
+        status: if map.is_some() { "ok" } else { "degraded" }.to_owned(),
+        interfaces: status.interfaces.clone(),
+        geo_source: status.geo.source.clone(),
+        geo_build_date: status.geo.build_date.clone(),
+        geo_loaded_at: status
+            .geo
+            .loaded_at
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map(|d| d.as_secs()),
+        reloads: [status.reloads_ok, status.reloads_failed],
+        traffic_map: map,
+    };
+    let code = if map.is_some() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (code, Json(health)).into_response()
 }

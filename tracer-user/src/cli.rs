@@ -25,6 +25,8 @@ pub struct Cli {
 pub enum Command {
     /// Attach to LAN interfaces, count traffic per device and country, serve metrics.
     Run(RunArgs),
+    /// Show a running agent's per-device, per-country table (from its API).
+    Status(StatusArgs),
     /// Show the country (and whether it is local) of addresses, as the kernel would decide.
     Lookup(LookupArgs),
     /// Describe the geo database: source, build date, prefix counts, kernel memory.
@@ -110,4 +112,15 @@ pub struct GeoCompileArgs {
     /// Build date stored in the output.
     #[arg(long)]
     pub build_date: Option<String>,
+}
+
+/// `egress-tracer status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Base URL of the running agent.
+    #[arg(long, default_value = "http://127.0.0.1:9977")]
+    pub url: String,
+    /// Print the agent's JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }

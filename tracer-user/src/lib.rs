@@ -19,4 +19,6 @@ pub mod names;
 pub mod netif;
 pub mod preflight;
 pub mod regions;
+pub mod report;
 pub mod status;
+pub mod status_cmd;

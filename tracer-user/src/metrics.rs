@@ -3,7 +3,7 @@
 //! Nothing is copied in the background: every scrape reads the per-CPU counters afresh, so the
 //! numbers can never be stale.
 
-use std::{fmt::Write as _, sync::Arc};
+use std::sync::Arc;
 
 use prometheus_client::{
     collector::Collector,
@@ -235,56 +235,4 @@ fn encode_stats(
         }
     }
     Ok(())
-}
-
-/// Renders a snapshot as the human-readable table printed by `run`.
-pub fn render_table(snapshot: &CounterSnapshot) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{:<17}  {:<7}  {:>14}  {:>10}  {:>14}  {:>10}",
-        "DEVICE", "COUNTRY", "UPLOAD BYTES", "UP PKTS", "DOWNLOAD BYTES", "DOWN PKTS"
-    );
-    let mut rows: std::collections::BTreeMap<([u8; 6], &'static str), [u64; 4]> =
-        Default::default();
-    for (key, value) in &snapshot.counters {
-        let row = rows.entry((key.mac, country_label(CountryId(key.country)))).or_default();
-        let (b, p) = if key.direction == Direction::Upload as u8 { (0, 1) } else { (2, 3) };
-        row[b] += value.bytes;
-        row[p] += value.packets;
-    }
-    if rows.is_empty() {
-        let _ = writeln!(out, "(no egress traffic counted yet)");
-    }
-    for ((mac, country), v) in rows {
-        let _ = writeln!(
-            out,
-            "{:<17}  {:<7}  {:>14}  {:>10}  {:>14}  {:>10}",
-            format_mac(mac),
-            country,
-            v[0],
-            v[1],
-            v[2],
-            v[3]
-        );
-    }
-    let local = Direction::ALL.map(|d| snapshot.stat(Stat::Local, d).packets);
-    let other = Direction::ALL.map(|d| snapshot.stat(Stat::Other, d).packets);
-    let bad = Direction::ALL.map(|d| snapshot.stat(Stat::Malformed, d).packets);
-    let overflow = Direction::ALL.map(|d| snapshot.stat(Stat::Overflow, d).packets);
-    let _ = writeln!(
-        out,
-        "not egress (packets up/down): local {}/{}, non-IP {}/{}, malformed {}/{}; overflow {}/{}; counter map {}/{} entries",
-        local[0],
-        local[1],
-        other[0],
-        other[1],
-        bad[0],
-        bad[1],
-        overflow[0],
-        overflow[1],
-        snapshot.counters.len(),
-        snapshot.capacity
-    );
-    out
 }
