@@ -1,5 +1,5 @@
-//! The HTTP server (read-only): `/metrics` (Prometheus), `/api/v1/devices` (JSON) and
-//! `/healthz`.
+//! The HTTP server (read-only): the web page at `/`, `/metrics` (Prometheus),
+//! `/api/v1/devices` (JSON) and `/healthz`.
 
 use std::{sync::Arc, time::UNIX_EPOCH};
 
@@ -55,8 +55,23 @@ pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::i
         .route("/metrics", get(metrics_handler))
         .route("/api/v1/devices", get(devices_handler))
         .route("/healthz", get(health_handler))
+        .route("/", get(page_handler))
         .with_state(state);
     axum::serve(listener, app).await
+}
+
+/// The web page: one self-contained file (no CDN, no build step), embedded in the binary.
+const PAGE: &str = include_str!("../web/index.html");
+
+async fn page_handler() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CONTENT_SECURITY_POLICY, "default-src 'self'; script-src 'unsafe-inline' 'self'; style-src 'unsafe-inline' 'self'"),
+        ],
+        PAGE,
+    )
+        .into_response()
 }
 
 async fn metrics_handler(State(state): State<AppState>) -> Response {

@@ -1,0 +1,87 @@
+//! The web page in a real headless Chromium (Debian's package) against the agent in the lab:
+//! it loads without console errors, shows the lab's devices and countries, and a screenshot is
+//! taken (`target/web-page.png`).
+//!
+//! Needs root: run by `cargo xtask test` (these tests are `#[ignore]`d for plain `cargo test`).
+
+mod support;
+
+use std::{net::TcpListener, path::Path, process::Command};
+
+use support::agent::{Agent, LISTEN};
+use tracer_lab::Lab;
+
+const LAB_DB: &str = "\
+36.110.0.0,36.110.255.255,CN
+193.0.0.0,193.0.7.255,NL
+2001:4860::,2001:4860:ffff:ffff:ffff:ffff:ffff:ffff,US
+";
+
+fn chromium(args: &[&str], profile: &Path) -> std::process::Output {
+    Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--virtual-time-budget=5000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .output()
+        .expect("chromium (cargo xtask setup installs Debian's package)")
+}
+
+#[test]
+#[ignore = "needs root, network namespaces and chromium: run by cargo xtask test"]
+fn the_page_shows_devices_and_countries_without_console_errors() {
+    support::require_root();
+    let lab = Lab::create(&format!("ew{}", std::process::id() % 100_000)).expect("lab");
+    let agent = Agent::start(&lab, LAB_DB);
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("http://127.0.0.1:{port}/");
+    tracer_lab::forward(&format!("127.0.0.1:{port}"), &lab.netns_path(&lab.gateway()), LISTEN)
+        .unwrap();
+    lab.warm_up().unwrap();
+    let [d1, d2, ..] = lab.devices() else { panic!("devices") };
+    lab.ping(d1, "36.110.0.1", 3).unwrap();
+    lab.ping(d2, "193.0.0.1", 2).unwrap();
+    lab.ping(d2, "2001:4860:4860::8888", 2).unwrap();
+
+    let profile = std::env::temp_dir().join(format!("et-chromium-{}", std::process::id()));
+    let out = chromium(&["--dump-dom", &url], &profile);
+    let dom = String::from_utf8_lossy(&out.stdout);
+    let log = String::from_utf8_lossy(&out.stderr);
+    for mac in [&d1.mac, &d2.mac] {
+        assert!(
+            dom.contains(&format!("data-mac=\"{mac}\"")),
+            "device {mac} not on the page:\n{dom}"
+        );
+    }
+    for country in ["CN China", "NL Netherlands", "US United States"] {
+        assert!(dom.contains(country), "{country} not on the page:\n{dom}");
+    }
+    assert!(dom.contains("<span id=\"error\"></span>"), "the page reports an error:\n{dom}");
+    let console: Vec<&str> = log.lines().filter(|l| l.contains("CONSOLE")).collect();
+    assert!(
+        !console.iter().any(|l| l.contains("Uncaught") || l.to_lowercase().contains("error")),
+        "console errors: {console:#?}"
+    );
+
+    let shot = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/web-page.png");
+    let out = chromium(
+        &["--window-size=1200,900", &format!("--screenshot={}", shot.display()), &url],
+        &profile,
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let png = std::fs::read(&shot).expect("screenshot written");
+    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "a real screenshot");
+    let _ = std::fs::remove_dir_all(&profile);
+    drop(agent);
+}
