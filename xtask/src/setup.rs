@@ -14,6 +14,7 @@ use crate::run::{cmd, status, succeeds};
 /// Debian packages the privileged tests and the demo use.
 pub const APT_PACKAGES: &[&str] = &[
     "ca-certificates",
+    "chromium",
     "curl",
     "iproute2",
     "iputils-ping",
