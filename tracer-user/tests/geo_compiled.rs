@@ -1,13 +1,14 @@
 //! The compiled database: local networks win over the data, prefixes tile the runs, lookups
-//! agree with the data, and files are recognised by content.
+//! agree with the data (IPv6 through the table and its fallback prefixes, as the kernel reads
+//! them), and files are recognised by content.
 
 use std::{
-    net::{IpAddr, Ipv4Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::PathBuf,
 };
 
-use ipnet::IpNet;
-use tracer_common::CountryId;
+use ipnet::{IpNet, Ipv6Net};
+use tracer_common::{CountryId, geo_table::lookup_v6};
 use tracer_user::geo::{
     CompiledGeo, GeoData, GeoError, NRO_ATTRIBUTION, encode, load_file, load_files, parse_csv,
 };
@@ -166,4 +167,92 @@ fn invalid_ids_are_refused() {
         ..GeoData::default()
     };
     assert!(matches!(CompiledGeo::new(data, &[]), Err(GeoError::InvalidId { .. })));
+}
+
+/// IPv6 data finer than /64 in places (a /120, a /128, a range ending mid-/64 and a gap inside a
+/// /64), inside coarser allocations.
+const FINE_V6: &str = "\
+2a00::,2a00:ffff:ffff:ffff:ffff:ffff:ffff:ffff,DE
+2a00:1450:4001:800::,2a00:1450:4001:800::ff,IE
+2a00:1450:4001:800::1:0,2a00:1450:4001:800::1:0,FR
+2a00:1450:4001:801::,2a00:1450:4001:801:8000::,NL
+2a00:1450:4001:802::,2a00:1450:4001:802:ffff:ffff:ffff:ffff,US
+2a01::,2a01::7fff:ffff:ffff:ffff,GB
+2a01:0:0:1::,2a01:0:0:1:ffff:ffff:ffff:ffff,GB
+";
+
+/// A longest-prefix match over `prefixes`, as the kernel's LPM trie answers.
+fn lpm(prefixes: &[(Ipv6Net, CountryId)], addr: Ipv6Addr) -> CountryId {
+    (prefixes.iter())
+        .filter(|(net, _)| net.contains(&addr))
+        .max_by_key(|(net, _)| net.prefix_len())
+        .map_or(CountryId::UNKNOWN, |(_, id)| *id)
+}
+
+#[test]
+fn ipv6_answers_as_the_kernel_table_and_fallback_trie() {
+    let data = parse_csv("fine.csv", FINE_V6.as_bytes()).expect("parses");
+    let geo = CompiledGeo::new(data, &["2a00:1450:4001:803::/64".parse().expect("prefix")])
+        .expect("compiles");
+    let table = geo.v6_table();
+    let fallback = geo.v6_fallback_prefixes();
+    let nodes = geo.v6_fallback_nodes();
+    let slash64 = |s: &str| u128::from(s.parse::<Ipv6Addr>().expect("address"));
+    // The /64s the data is finer in: ::/64 (local ::1 and ::ffff:0:0/96 amid unknown), the
+    // three of the data, and 2a01::/64 (half GB, half a gap: unknown is an answer too).
+    assert_eq!(
+        nodes.iter().map(|n| n.0).collect::<Vec<_>>(),
+        ["::", "2a00:1450:4001:800::", "2a00:1450:4001:801::", "2a01::"].map(slash64)
+    );
+    for (net, _) in &fallback {
+        assert!(
+            nodes.iter().any(|&(first, last)| (first..=last).contains(&u128::from(net.network()))
+                && u128::from(net.broadcast()) <= last),
+            "{net} is outside the FALLBACK /64s"
+        );
+    }
+    let mut probes: Vec<u128> = vec![0, u128::MAX];
+    for run in geo.v6_runs() {
+        probes.extend([run.first, run.last, run.first.wrapping_sub(1), run.last.wrapping_add(1)]);
+    }
+    for &(first, last) in nodes {
+        probes.extend((0..64).map(|bit| first | (1u128 << bit)));
+        probes.extend([first, last, first + 0xff, first + 0x100, first + 0x1_0000]);
+    }
+    let mut fell_back = 0;
+    for addr in probes {
+        let a = Ipv6Addr::from(addr);
+        let kernel = match lookup_v6(&a.octets(), |i| table.get(i as usize)) {
+            CountryId::FALLBACK => {
+                fell_back += 1;
+                lpm(&fallback, a)
+            }
+            id => id,
+        };
+        let runs = tracer_user::geo::lookup_runs(geo.v6_runs(), addr);
+        assert_eq!(kernel, runs, "{a}: table + trie vs runs");
+        assert_eq!(geo.lookup(IpAddr::V6(a)), runs, "{a}: CompiledGeo::lookup vs runs");
+    }
+    assert!(fell_back > 100, "{fell_back}");
+    for (addr, expected) in [
+        ("2a00:1450:4001:800::80", id(b"IE")),
+        ("2a00:1450:4001:800::100", id(b"DE")),
+        ("2a00:1450:4001:800::1:0", id(b"FR")),
+        ("2a00:1450:4001:801:8000::", id(b"NL")),
+        ("2a00:1450:4001:801:8000::1", id(b"DE")),
+        ("2a00:1450:4001:802::1", id(b"US")),
+        ("2a00:1450:4001:803::1", CountryId::LOCAL),
+        ("2a01::8000:0:0:0", CountryId::UNKNOWN),
+        ("2a01::1:0:0:0", id(b"GB")),
+        ("2a01:0:0:1::1", id(b"GB")),
+        ("2a01::", id(b"GB")),
+    ] {
+        assert_eq!(geo.lookup(ip(addr)), expected, "{addr}");
+    }
+
+    let stats = geo.stats();
+    assert_eq!(stats.v6_table_blocks, table.len());
+    assert_eq!(stats.v6_table_bytes, table.len() * 512);
+    assert_eq!(stats.v6_fallback_prefixes, fallback.len());
+    assert!(fallback.len() < stats.v6_prefixes, "the trie holds only the fine part");
 }

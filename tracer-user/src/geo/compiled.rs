@@ -6,15 +6,14 @@ use std::net::IpAddr;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use tracer_common::{
     CountryId,
-    geo_table::{Block, lookup_v4, lookup_v6},
+    geo_table::{Block, V6_TABLE_BYTES, lookup_v4, lookup_v6},
 };
 
 use super::{
     GeoError,
     local::{local_networks, overlay_local},
     ranges::{Address, RangeMap, Run, cidr_blocks, lookup_runs},
-    table::{build_v4_table, table_bytes},
-    table_v6::{V6Table, build_v6_table},
+    table::{Table, build_table, build_v4_table, table_bytes},
 };
 
 /// A country database: sorted, disjoint, merged runs per family, plus where it came from.
@@ -105,11 +104,11 @@ pub struct GeoStats {
     pub v6_table_blocks: usize,
     /// Bytes of the IPv6 direct table's values.
     pub v6_table_bytes: usize,
-    /// Prefixes finer than the IPv6 table resolves (the IPv6 LPM trie's entries).
+    /// Prefixes inside the IPv6 table's FALLBACK /64s (the IPv6 LPM trie's entries).
     pub v6_fallback_prefixes: usize,
 }
 
-/// A database with the local networks overlaid as [`CountryId::LOCAL`], and its IPv4 table.
+/// A database with the local networks overlaid as [`CountryId::LOCAL`], and its direct tables.
 #[derive(Clone, Debug)]
 pub struct CompiledGeo {
     data: GeoData,
@@ -117,12 +116,12 @@ pub struct CompiledGeo {
     v4: Vec<Run<u32>>,
     v6: Vec<Run<u128>>,
     table: Vec<Block>,
-    v6_table: V6Table,
+    v6_table: Table<u128>,
 }
 
 impl CompiledGeo {
     /// Overlays the built-in local networks and `extra_local` (e.g. the LAN prefixes) on
-    /// `data` and builds the IPv4 table.
+    /// `data` and builds the IPv4 table and the IPv6 table (to /64).
     pub fn new(data: GeoData, extra_local: &[IpNet]) -> Result<Self, GeoError> {
         if let Some(id) = (data.v6.iter().map(|run| run.id))
             .chain(data.v4.iter().map(|run| run.id))
@@ -137,7 +136,7 @@ impl CompiledGeo {
         let v4 = v4.into_runs();
         let table = build_v4_table(&v4)?;
         let v6 = v6.into_runs();
-        let v6_table = build_v6_table(&v6)?;
+        let v6_table = build_table(&v6, V6_TABLE_BYTES)?;
         Ok(Self { data, local, v4, v6, table, v6_table })
     }
 
@@ -162,14 +161,18 @@ impl CompiledGeo {
     }
 
     /// The id the kernel will find for `addr`: IPv4 through the direct table (read by the same
-    /// [`lookup_v4`] as the eBPF program), IPv6 through the runs the LPM trie is filled from.
+    /// [`lookup_v4`] as the eBPF program); IPv6 through the IPv6 table ([`lookup_v6`]) and,
+    /// where it says [`CountryId::FALLBACK`], the runs inside that /64, which answer exactly as
+    /// the longest-prefix match over [`v6_fallback_prefixes`](Self::v6_fallback_prefixes) (the
+    /// kernel's LPM trie) does: those prefixes tile the runs cut to the FALLBACK /64s.
     pub fn lookup(&self, addr: IpAddr) -> CountryId {
         match addr {
             IpAddr::V4(a) => lookup_v4(u32::from(a), |i| self.table.get(i as usize)),
             IpAddr::V6(a) => {
                 let found = lookup_v6(&a.octets(), |i| self.v6_table.blocks.get(i as usize));
                 if found == CountryId::FALLBACK {
-                    // The LPM trie holds exactly the runs inside the fallback /64s.
+                    // The LPM trie holds exactly the runs inside the FALLBACK /64s, and `a` is in
+                    // one of them: binary search over all runs gives the same answer.
                     lookup_runs(&self.v6, u128::from(a))
                 } else {
                     found
@@ -195,12 +198,19 @@ impl CompiledGeo {
         &self.v6_table.blocks
     }
 
-    /// The prefixes inside the IPv6 table's FALLBACK /64s: what the kernel's IPv6 LPM trie
-    /// holds next to the table.
+    /// The CIDR decomposition of the IPv6 runs cut to the table's FALLBACK /64s, in address
+    /// order: what the kernel's IPv6 LPM trie holds next to the table. Gaps inside those /64s
+    /// are absent (unknown).
     pub fn v6_fallback_prefixes(&self) -> Vec<(Ipv6Net, CountryId)> {
-        (self.v6_table.fallback.iter())
-            .filter_map(|(addr, len, id)| Some((Ipv6Net::new((*addr).into(), *len).ok()?, *id)))
+        (self.v6_table.fallback_prefixes(&self.v6).into_iter())
+            .filter_map(|(addr, len, id)| Some((Ipv6Net::new(addr.into(), len).ok()?, id)))
             .collect()
+    }
+
+    /// `(first, last)` of every /64 whose IPv6 table entry is [`CountryId::FALLBACK`] (the data
+    /// is finer there), in address order.
+    pub fn v6_fallback_nodes(&self) -> &[(u128, u128)] {
+        &self.v6_table.fallback
     }
 
     /// The IPv4 direct-indexed table ([`tracer_common::geo_table`]), root blocks first.
@@ -223,8 +233,10 @@ impl CompiledGeo {
             v4_table_blocks: self.table.len(),
             v4_table_bytes: table_bytes(&self.table),
             v6_table_blocks: self.v6_table.blocks.len(),
-            v6_table_bytes: table_bytes(&self.v6_table.blocks),
-            v6_fallback_prefixes: self.v6_table.fallback.len(),
+            v6_table_bytes: self.v6_table.bytes(),
+            v6_fallback_prefixes: (self.v6_table.fallback_runs(&self.v6).iter())
+                .map(|run| cidr_blocks(run.first, run.last).count())
+                .fold(0, count),
         }
     }
 }

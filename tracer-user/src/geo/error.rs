@@ -87,8 +87,8 @@ pub enum GeoError {
         /// "IPv4" or "IPv6".
         family: &'static str,
     },
-    /// The IPv4 table would need more blocks than entries can point to.
-    #[error("the IPv4 table needs more than the maximum of {max} blocks")]
+    /// A direct table would need more blocks than entries can point to.
+    #[error("the direct table needs more than the maximum of {max} blocks")]
     TableTooLarge {
         /// The maximum number of blocks ([`tracer_common::geo_table::MAX_BLOCKS`]).
         max: u32,

@@ -17,7 +17,6 @@ pub mod local;
 pub mod mmdb;
 pub mod ranges;
 pub mod table;
-pub mod table_v6;
 
 use std::path::Path;
 
@@ -28,7 +27,7 @@ pub use error::GeoError;
 pub use input::MAX_INPUT_BYTES;
 pub use local::{default_local_networks, local_networks};
 pub use ranges::{Address, RangeMap, Run, lookup_runs};
-pub use table::build_v4_table;
+pub use table::{Table, build_table, build_v4_table};
 
 /// The marker that precedes the metadata section of a MaxMind DB file.
 const MMDB_METADATA_MARKER: &[u8] = b"\xab\xcd\xefMaxMind.com";
