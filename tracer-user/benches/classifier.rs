@@ -155,5 +155,74 @@ fn main() -> anyhow::Result<()> {
     println!(
         "\nclassifier (default tables) / empty program: mean {mean:.2}x, worst {worst:.2}x (target <= 2x)"
     );
+    scrape_bench(&geo)?;
+    Ok(())
+}
+
+/// Time to render /metrics with 1,000 devices x 50 countries x 2 directions in the map.
+fn scrape_bench(geo: &tracer_user::geo::CompiledGeo) -> anyhow::Result<()> {
+    use std::sync::{Arc, RwLock};
+
+    use tracer_user::{metrics::Metrics, status::AgentStatus};
+    let tables = KernelTables::build(geo, Lookup::Table);
+    let options =
+        LoadOptions { geo: tables.sizes(), counter_entries: 131_072, ..LoadOptions::default() };
+    let mut kernel = Kernel::load(&options)?;
+    tables.fill(&mut kernel)?;
+    let reader = Arc::new(kernel.counter_reader()?);
+    // One address in each of 50 countries, taken from the database itself.
+    let mut remotes: Vec<Ipv4Addr> = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for run in geo.v4_runs() {
+        if run.id.is_country() && seen.insert(run.id) {
+            remotes.push(Ipv4Addr::from(run.first));
+        }
+        if remotes.len() == 50 {
+            break;
+        }
+    }
+    let upload = kernel.program(programs::UPLOAD)?;
+    let download = kernel.program(programs::DOWNLOAD)?;
+    let t = Instant::now();
+    for device in 0..1000u32 {
+        let d = device.to_be_bytes();
+        for remote in &remotes {
+            let mut up = frame_v4(false, *remote);
+            up[6..12].copy_from_slice(&[0x02, 0xdd, d[0], d[1], d[2], d[3]]);
+            let mut down = up.clone();
+            down[..6].copy_from_slice(&up[6..12]);
+            down[26..30].copy_from_slice(&remote.octets()); // source = remote
+            for (prog, frame) in [(upload, &up), (download, &down)] {
+                prog.test_run(TestRunOptions { data_in: Some(frame), ..Default::default() })?;
+            }
+        }
+    }
+    let filled = t.elapsed();
+    let metrics = Metrics::new(Arc::clone(&reader), Arc::new(RwLock::new(AgentStatus::default())));
+    let mut best = Duration::MAX;
+    let mut size = 0;
+    for _ in 0..10 {
+        let t = Instant::now();
+        size = metrics.render().map_err(|_| anyhow::anyhow!("render failed"))?.len();
+        best = best.min(t.elapsed());
+    }
+    let mut read_best = Duration::MAX;
+    for _ in 0..5 {
+        let t = Instant::now();
+        let _ = reader.snapshot()?;
+        read_best = read_best.min(t.elapsed());
+    }
+    let entries = reader.snapshot()?.counters.len();
+    println!(
+        "\nscrape: {entries} map entries (1,000 devices x {} countries x 2 directions, filled in {:.1} s)",
+        remotes.len(),
+        filled.as_secs_f64()
+    );
+    println!(
+        "  /metrics render: {:.1} ms best of 10, {:.1} MiB of text (target < 50 ms); of which reading the map: {:.1} ms",
+        best.as_secs_f64() * 1e3,
+        size as f64 / (1024.0 * 1024.0),
+        read_best.as_secs_f64() * 1e3
+    );
     Ok(())
 }

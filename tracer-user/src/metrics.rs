@@ -177,14 +177,19 @@ fn encode_device_counters(
         ),
     ] {
         let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+        // Keys are sorted by MAC, so each device's label text is formatted once.
+        let mut mac_text = (None, String::new());
         for (key, value) in &snapshot.counters {
             let Some(direction) = Direction::from_raw(key.direction) else {
                 continue;
             };
+            if mac_text.0 != Some(key.mac) {
+                mac_text = (Some(key.mac), format_mac(key.mac));
+            }
             let labels = [
-                ("mac", format_mac(key.mac)),
-                ("country", country_label(CountryId(key.country)).to_owned()),
-                ("direction", direction.as_str().to_owned()),
+                ("mac", mac_text.1.as_str()),
+                ("country", country_label(CountryId(key.country))),
+                ("direction", direction.as_str()),
             ];
             let v = if bytes { value.bytes } else { value.packets };
             ConstCounter::new(v).encode(metric.encode_family(&labels)?)?;

@@ -2,6 +2,7 @@
 //! programs to the LAN interfaces and read the counters back.
 
 mod attach;
+mod batch;
 mod counters;
 mod error;
 mod geo_maps;
