@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod names;
 pub mod netif;
 pub mod preflight;
+pub mod process_metrics;
 pub mod regions;
 pub mod report;
 pub mod status;

@@ -31,10 +31,12 @@ pub struct Metrics {
 impl Metrics {
     /// A registry whose counters come from `reader` at each scrape.
     pub fn new(reader: Arc<CounterReader>, status: SharedStatus) -> Self {
-        let mut registry = Registry::with_prefix("egress_tracer");
-        registry.register_collector(Box::new(KernelCollector { reader }));
-        registry.register_collector(Box::new(StatusCollector { status }));
-        registry.register_collector(Box::new(BuildInfo));
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(crate::process_metrics::ProcessCollector));
+        let ours = registry.sub_registry_with_prefix("egress_tracer");
+        ours.register_collector(Box::new(KernelCollector { reader }));
+        ours.register_collector(Box::new(StatusCollector { status }));
+        ours.register_collector(Box::new(BuildInfo));
         Self { registry }
     }
 
