@@ -159,3 +159,17 @@ fn print_table(reader: &CounterReader) {
         Err(err) => warn!(%err, "reading counters failed"),
     }
 }
+
+/// `egress-tracer reset`: unpins this version's counter maps. A running agent keeps counting
+/// into the maps it holds; the next start begins from zero.
+pub fn reset(args: &crate::cli::ResetArgs) -> anyhow::Result<()> {
+    let dir = pin_dir(&args.bpffs_dir);
+    match std::fs::remove_dir_all(&dir) {
+        Ok(()) => println!("removed the pinned counters in {}", dir.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            println!("nothing pinned in {}", dir.display());
+        }
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("removing {}", dir.display()))),
+    }
+    Ok(())
+}

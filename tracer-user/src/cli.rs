@@ -25,6 +25,8 @@ pub struct Cli {
 pub enum Command {
     /// Attach to LAN interfaces, count traffic per device and country, serve metrics.
     Run(RunArgs),
+    /// Remove the pinned counters, so the next start counts from zero.
+    Reset(ResetArgs),
     /// Show a running agent's per-device, per-country table (from its API).
     Status(StatusArgs),
     /// Show the country (and whether it is local) of addresses, as the kernel would decide.
@@ -123,4 +125,12 @@ pub struct StatusArgs {
     /// Print the agent's JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `egress-tracer reset`.
+#[derive(Debug, Args)]
+pub struct ResetArgs {
+    /// bpffs directory the agent pins its counters in (as given to `run`).
+    #[arg(long, value_name = "DIR", default_value = "/sys/fs/bpf/egress-tracer")]
+    pub bpffs_dir: PathBuf,
 }

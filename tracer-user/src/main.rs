@@ -19,6 +19,7 @@ fn main() -> std::process::ExitCode {
             .build()
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(tracer_user::agent::run(args))),
+        Command::Reset(args) => tracer_user::agent::reset(&args),
         Command::Status(args) => tracer_user::status_cmd::run(&args),
         Command::Lookup(args) => tracer_user::lookup::run(&args),
         Command::GeoInfo(args) => tracer_user::lookup::geo_info(&args),

@@ -290,4 +290,15 @@ fn a_restarted_agent_continues_the_pinned_counters() {
     let s = agent.scrape();
     assert_eq!(counts(&s, &d3.mac, "CN", "upload"), (5.0, 5.0 * PING6_FRAME));
     assert_eq!(counts(&s, &d3.mac, "CN", "download"), (5.0, 5.0 * PING6_FRAME));
+
+    // `egress-tracer reset` clears them on purpose: after a restart, counting starts again.
+    agent.stop();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_egress-tracer"))
+        .args(["reset", "--bpffs-dir", agent.bpffs_dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    agent.start_again();
+    lab.ping(d3, "240e::1", 1).unwrap();
+    assert_eq!(counts(&agent.scrape(), &d3.mac, "CN", "upload"), (1.0, PING6_FRAME));
 }

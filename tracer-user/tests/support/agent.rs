@@ -18,7 +18,8 @@ pub const LISTEN: &str = "127.0.0.1:9977";
 pub struct Agent {
     child: Child,
     netns: PathBuf,
-    bpffs_dir: PathBuf,
+    /// Where the agent pins its counters.
+    pub bpffs_dir: PathBuf,
     args: Vec<String>,
     /// The database file the agent was started with.
     pub geo: tempfile_path::TempPath,
@@ -92,9 +93,19 @@ impl Agent {
 
     /// Stops the agent (SIGTERM) and starts it again with the same arguments and pins.
     pub fn restart(&mut self) {
+        self.stop();
+        self.start_again();
+    }
+
+    /// Stops the agent with SIGTERM; it must exit cleanly.
+    pub fn stop(&mut self) {
         self.signal(nix::sys::signal::Signal::SIGTERM);
         let status = self.child.wait().expect("wait for the agent");
         assert!(status.success(), "the agent exits cleanly on SIGTERM: {status}");
+    }
+
+    /// Starts the agent again after [`stop`](Self::stop), with the same arguments.
+    pub fn start_again(&mut self) {
         self.child = Self::spawn(&self.netns, &self.args);
         self.wait_ready();
     }
