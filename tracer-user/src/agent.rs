@@ -148,6 +148,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     }
     server.abort();
+    kernel.detach_all();
     drop(kernel);
     info!("programs detached; counters stay pinned in {}", pin_dir(&args.bpffs_dir).display());
     Ok(())

@@ -302,3 +302,51 @@ fn a_restarted_agent_continues_the_pinned_counters() {
     lab.ping(d3, "240e::1", 1).unwrap();
     assert_eq!(counts(&agent.scrape(), &d3.mac, "CN", "upload"), (1.0, PING6_FRAME));
 }
+
+/// A killed agent leaves its programs attached and counting into the pinned maps; the next
+/// agent takes the attachment over (one filter or link, never two); a clean stop detaches.
+fn killed_agent_keeps_counting(mode: &str) {
+    let lab = lab();
+    let mut agent = Agent::start_with(&lab, LAB_DB, &["--tc-attach", mode]);
+    lab.warm_up().expect("warm up");
+    let [d1, ..] = lab.devices() else { panic!("the lab has devices") };
+    lab.ping(d1, "8.8.8.8", 3).unwrap();
+    agent.kill();
+    lab.ping(d1, "8.8.8.8", 2).unwrap(); // no agent runs: the kernel keeps counting
+    agent.start_again();
+    lab.ping(d1, "8.8.8.8", 1).unwrap();
+    let s = agent.scrape();
+    assert_eq!(
+        counts(&s, &d1.mac, "US", "upload"),
+        (6.0, 6.0 * PING4_FRAME),
+        "{mode}: nothing lost, nothing twice"
+    );
+    assert_eq!(counts(&s, &d1.mac, "US", "download"), (6.0, 6.0 * PING4_FRAME));
+    if mode == "netlink" {
+        let filters = lab
+            .exec(&lab.gateway(), &["tc", "filter", "show", "dev", "br-lan", "ingress"])
+            .unwrap();
+        assert_eq!(filters.lines().filter(|l| l.contains("tc_upload")).count(), 1, "{filters}");
+    }
+    agent.stop(); // clean: detached, so these are not counted
+    lab.ping(d1, "8.8.8.8", 4).unwrap();
+    agent.start_again();
+    lab.ping(d1, "8.8.8.8", 1).unwrap();
+    assert_eq!(
+        counts(&agent.scrape(), &d1.mac, "US", "upload"),
+        (7.0, 7.0 * PING4_FRAME),
+        "{mode}"
+    );
+}
+
+#[test]
+#[ignore = "needs root and network namespaces: run by cargo xtask test"]
+fn killed_agent_keeps_counting_tcx() {
+    killed_agent_keeps_counting("tcx");
+}
+
+#[test]
+#[ignore = "needs root and network namespaces: run by cargo xtask test"]
+fn killed_agent_keeps_counting_netlink() {
+    killed_agent_keeps_counting("netlink");
+}

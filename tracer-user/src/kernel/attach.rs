@@ -1,10 +1,14 @@
 //! Attaching the programs to LAN interfaces (TCX on kernels >= 6.6, netlink clsact below), and
 //! handing the attachments over to a new object atomically.
 
+use std::path::{Path, PathBuf};
+
 use aya::{
     programs::{
-        LinkOrder, TcAttachType, tc,
-        tc::{NlOptions, SchedClassifierLinkId, TcAttachOptions},
+        LinkOrder, SchedClassifier, TcAttachType,
+        links::{FdLink, PinnedLink},
+        tc,
+        tc::{NlOptions, SchedClassifierLink, SchedClassifierLinkId, TcAttachOptions, TcHandle},
     },
     util::KernelVersion,
 };
@@ -47,6 +51,76 @@ pub(super) struct Attached {
     info: Attachment,
     upload: SchedClassifierLinkId,
     download: SchedClassifierLinkId,
+    /// Pinned TCX links (removed on a clean detach).
+    pins: Vec<PathBuf>,
+}
+
+/// Priority and handle of our netlink filters. Fixed, so that an agent started after one that
+/// was killed replaces the filter left behind instead of adding a second one.
+const NL_PRIORITY: u16 = 0x4554;
+const NL_HANDLE: TcHandle = TcHandle::new(0, 0x4554);
+
+fn link_err(
+    program: &'static str,
+    interface: &str,
+    direction: &'static str,
+) -> impl Fn(aya::programs::links::LinkError) -> KernelError {
+    let attach = attach_err(program, interface, direction);
+    move |e| attach(aya::programs::ProgramError::IOError(std::io::Error::other(e.to_string())))
+}
+
+/// Attaches `prog` to one hook so that the attachment outlives a killed agent and is taken over
+/// by the next one: netlink filters at a fixed priority and handle; TCX links pinned in
+/// `pin_dir`. Returns the link id and the pin (TCX).
+fn attach_hook(
+    prog: &mut SchedClassifier,
+    (program, hook, direction): (&'static str, TcAttachType, &'static str),
+    interface: &str,
+    mode: AttachMode,
+    pin_dir: Option<&Path>,
+) -> Result<(SchedClassifierLinkId, Option<PathBuf>), KernelError> {
+    let err = attach_err(program, interface, direction);
+    let lerr = link_err(program, interface, direction);
+    match mode {
+        AttachMode::Netlink => {
+            let options =
+                NlOptions { priority: NL_PRIORITY, handle: NL_HANDLE, ..NlOptions::default() };
+            match prog.attach_with_options(interface, hook, TcAttachOptions::Netlink(options)) {
+                Ok(id) => Ok((id, None)),
+                Err(first) => {
+                    // Our filter is still there (its agent was killed): replace it atomically.
+                    let link = SchedClassifierLink::attached(
+                        interface,
+                        hook,
+                        NL_PRIORITY,
+                        NL_HANDLE,
+                        None,
+                    )
+                    .map_err(|_| err(first))?;
+                    Ok((prog.attach_to_link(link).map_err(&err)?, None))
+                }
+            }
+        }
+        AttachMode::Tcx => {
+            let tcx = || TcAttachOptions::TcxOrder(LinkOrder::default());
+            let Some(dir) = pin_dir else {
+                return Ok((prog.attach_with_options(interface, hook, tcx()).map_err(err)?, None));
+            };
+            let path = dir.join(format!("link-{interface}-{direction}"));
+            if let Ok(old) = PinnedLink::from_pin(&path) {
+                // A killed agent's link, still counting: move it to this program in one step.
+                let link = SchedClassifierLink::try_from(FdLink::from(old)).map_err(&lerr)?;
+                return Ok((prog.attach_to_link(link).map_err(&err)?, Some(path)));
+            }
+            let id = prog.attach_with_options(interface, hook, tcx()).map_err(&err)?;
+            let fd = FdLink::try_from(prog.take_link(id).map_err(&err)?).map_err(&lerr)?;
+            let pinned = fd.pin(&path).map_err(|e| {
+                err(aya::programs::ProgramError::IOError(std::io::Error::other(e.to_string())))
+            })?;
+            let link = SchedClassifierLink::try_from(FdLink::from(pinned)).map_err(&lerr)?;
+            Ok((prog.attach_to_link(link).map_err(&err)?, Some(path)))
+        }
+    }
 }
 
 /// Program, hook and its name, upload first.
@@ -89,22 +163,36 @@ impl Kernel {
                 AttachMode::Netlink
             }
         };
-        let options = || match mode {
-            AttachMode::Tcx => TcAttachOptions::TcxOrder(LinkOrder::default()),
-            AttachMode::Netlink => TcAttachOptions::Netlink(NlOptions::default()),
-        };
-        let [(up, up_hook, up_dir), (down, down_hook, down_dir)] = HOOKS;
-        let upload = self
-            .program_mut(up)?
-            .attach_with_options(interface, up_hook, options())
-            .map_err(attach_err(up, interface, up_dir))?;
-        let download = self
-            .program_mut(down)?
-            .attach_with_options(interface, down_hook, options())
-            .map_err(attach_err(down, interface, down_dir))?;
+        let pin_dir = self.pin_dir.clone();
+        let [up_hook, down_hook] = HOOKS;
+        let (upload, up_pin) = attach_hook(
+            self.program_mut(up_hook.0)?,
+            up_hook,
+            interface,
+            mode,
+            pin_dir.as_deref(),
+        )?;
+        let (download, down_pin) = attach_hook(
+            self.program_mut(down_hook.0)?,
+            down_hook,
+            interface,
+            mode,
+            pin_dir.as_deref(),
+        )?;
         let info = Attachment { interface: interface.to_owned(), mode };
-        self.attachments.push(Attached { info: info.clone(), upload, download });
+        let pins = up_pin.into_iter().chain(down_pin).collect();
+        self.attachments.push(Attached { info: info.clone(), upload, download, pins });
         Ok(info)
+    }
+
+    /// Detaches for good: removes the link pins, so that dropping the object detaches the
+    /// programs (a killed agent leaves them attached and counting instead).
+    pub fn detach_all(&mut self) {
+        for attached in &self.attachments {
+            for pin in &attached.pins {
+                let _ = std::fs::remove_file(pin);
+            }
+        }
     }
 
     /// The interfaces the programs are attached to.
@@ -135,7 +223,12 @@ impl Kernel {
                 .program_mut(down)?
                 .attach_to_link(link)
                 .map_err(attach_err(down, iface, down_dir))?;
-            self.attachments.push(Attached { info: attached.info, upload, download });
+            self.attachments.push(Attached {
+                info: attached.info,
+                upload,
+                download,
+                pins: attached.pins,
+            });
         }
         Ok(())
     }

@@ -40,6 +40,7 @@ pub struct Kernel {
     pub(super) ebpf: Ebpf,
     pub(super) counter_entries: u32,
     pub(super) attachments: Vec<Attached>,
+    pub(super) pin_dir: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Kernel {
@@ -85,7 +86,12 @@ impl Kernel {
                 .map_err(program_err(name))?;
             program.load().map_err(program_err(name))?;
         }
-        Ok(Self { ebpf, counter_entries: options.counter_entries, attachments: Vec::new() })
+        Ok(Self {
+            ebpf,
+            counter_entries: options.counter_entries,
+            attachments: Vec::new(),
+            pin_dir: options.pin_dir.clone(),
+        })
     }
 
     /// A loaded program by name, for attaching or `BPF_PROG_TEST_RUN`.

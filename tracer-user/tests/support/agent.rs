@@ -104,6 +104,12 @@ impl Agent {
         assert!(status.success(), "the agent exits cleanly on SIGTERM: {status}");
     }
 
+    /// Kills the agent with SIGKILL: no clean-up runs.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL the agent");
+        let _ = self.child.wait();
+    }
+
     /// Starts the agent again after [`stop`](Self::stop), with the same arguments.
     pub fn start_again(&mut self) {
         self.child = Self::spawn(&self.netns, &self.args);
