@@ -11,7 +11,6 @@ use support::{
     agent::{Agent, LISTEN, all_counts},
     netns_http,
 };
-use tracer_lab::Lab;
 use tracer_user::{api::Health, report::Report};
 
 const LAB_DB: &str = "\
@@ -24,8 +23,7 @@ const LAB_DB: &str = "\
 #[test]
 #[ignore = "needs root and network namespaces: run by cargo xtask test"]
 fn api_status_and_metrics_agree() {
-    support::require_root();
-    let lab = Lab::create(&format!("ea{}", std::process::id() % 100_000)).expect("lab");
+    let lab = support::lab("ea");
     let agent = Agent::start(&lab, LAB_DB);
     lab.warm_up().unwrap();
     let [d1, d2, ..] = lab.devices() else { panic!("devices") };

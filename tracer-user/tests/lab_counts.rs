@@ -37,10 +37,7 @@ const PING4_FRAME: f64 = 98.0;
 const PING6_FRAME: f64 = 118.0;
 
 fn lab() -> Lab {
-    support::require_root();
-    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    Lab::create(&format!("et{}x{n}", std::process::id() % 100_000)).expect("create lab")
+    support::lab("et")
 }
 
 fn expect_exact(samples: &Samples, expected: &[(&str, &str, f64, f64)]) {

@@ -14,7 +14,6 @@ use std::{
 };
 
 use support::agent::{Agent, LISTEN};
-use tracer_lab::Lab;
 
 const LAB_DB: &str = "\
 36.110.0.0,36.110.255.255,CN
@@ -112,8 +111,7 @@ impl Drop for Prometheus {
 #[test]
 #[ignore = "needs root, network namespaces and prometheus: run by cargo xtask test"]
 fn prometheus_scrapes_exact_counts_and_promtool_accepts_the_exposition() {
-    support::require_root();
-    let lab = Lab::create(&format!("ep{}", std::process::id() % 100_000)).expect("lab");
+    let lab = support::lab("ep");
     let agent = Agent::start(&lab, LAB_DB);
     let forward = format!("127.0.0.1:{}", free_port());
     tracer_lab::forward(&forward, &lab.netns_path(&lab.gateway()), LISTEN).unwrap();

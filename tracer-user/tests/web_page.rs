@@ -9,7 +9,6 @@ mod support;
 use std::{net::TcpListener, path::Path, process::Command};
 
 use support::agent::{Agent, LISTEN};
-use tracer_lab::Lab;
 
 const LAB_DB: &str = "\
 36.110.0.0,36.110.255.255,CN
@@ -41,8 +40,7 @@ fn chromium(args: &[&str], profile: &Path) -> std::process::Output {
 #[test]
 #[ignore = "needs root, network namespaces and chromium: run by cargo xtask test"]
 fn the_page_shows_devices_and_countries_without_console_errors() {
-    support::require_root();
-    let lab = Lab::create(&format!("ew{}", std::process::id() % 100_000)).expect("lab");
+    let lab = support::lab("ew");
     let agent = Agent::start(&lab, LAB_DB);
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let url = format!("http://127.0.0.1:{port}/");

@@ -204,25 +204,19 @@ impl Kernel {
     /// link update, or a netlink filter replace): each packet runs either the old or the new
     /// program, never neither. `old` keeps no attachment and can be dropped.
     pub fn take_over(&mut self, old: &mut Kernel) -> Result<(), KernelError> {
-        let [(up, _, up_dir), (down, _, down_dir)] = HOOKS;
         for attached in std::mem::take(&mut old.attachments) {
             let iface = attached.info.interface.as_str();
-            let link = old
-                .program_mut(up)?
-                .take_link(attached.upload)
-                .map_err(attach_err(up, iface, up_dir))?;
-            let upload = self
-                .program_mut(up)?
-                .attach_to_link(link)
-                .map_err(attach_err(up, iface, up_dir))?;
-            let link = old
-                .program_mut(down)?
-                .take_link(attached.download)
-                .map_err(attach_err(down, iface, down_dir))?;
-            let download = self
-                .program_mut(down)?
-                .attach_to_link(link)
-                .map_err(attach_err(down, iface, down_dir))?;
+            let mut moved = Vec::with_capacity(2);
+            for ((program, _, direction), id) in
+                HOOKS.into_iter().zip([attached.upload, attached.download])
+            {
+                let err = attach_err(program, iface, direction);
+                let link = old.program_mut(program)?.take_link(id).map_err(&err)?;
+                moved.push(self.program_mut(program)?.attach_to_link(link).map_err(&err)?);
+            }
+            let (Some(download), Some(upload)) = (moved.pop(), moved.pop()) else {
+                unreachable!("two hooks were moved")
+            };
             self.attachments.push(Attached {
                 info: attached.info,
                 upload,

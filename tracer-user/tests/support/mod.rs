@@ -15,3 +15,13 @@ pub fn require_root() {
         "this test loads eBPF programs: run it as root (cargo xtask test does)"
     );
 }
+
+/// A fresh lab for a test; `tag` (two letters) and a per-process counter keep names unique so
+/// tests can run in parallel.
+pub fn lab(tag: &str) -> tracer_lab::Lab {
+    require_root();
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    tracer_lab::Lab::create(&format!("{tag}{}x{n}", std::process::id() % 100_000))
+        .expect("create the lab")
+}
