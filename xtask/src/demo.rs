@@ -13,7 +13,7 @@ use std::{
 use anyhow::Context as _;
 use tracer_lab::Lab;
 
-use crate::run::{build_agent, is_root};
+use crate::run::{cargo_build_release_agent, is_root};
 
 /// Options of `cargo xtask demo`.
 #[derive(Debug, clap::Args)]
@@ -54,7 +54,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         is_root(),
         "the demo creates network namespaces and loads eBPF programs: run it as root"
     );
-    let agent_bin = build_agent()?;
+    let agent_bin = cargo_build_release_agent()?;
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
     // A second demo in the same process (the test suite's smoke run) reuses the first handler.

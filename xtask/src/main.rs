@@ -5,6 +5,7 @@ mod demo;
 mod geo_build;
 mod run;
 mod setup;
+mod steps;
 mod test;
 
 use clap::{Parser, Subcommand};

@@ -47,8 +47,17 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// Builds the agent in release mode and returns the binary's path.
-pub fn build_agent() -> anyhow::Result<PathBuf> {
+/// Builds the agent (`cargo build --release -p tracer-user`) and returns the binary's path,
+/// `target/release/egress-tracer`.
+pub fn cargo_build_release_agent() -> anyhow::Result<PathBuf> {
     status(cmd("cargo", &["build", "--release", "-p", "tracer-user", "--bin", "egress-tracer"]))?;
-    Ok(workspace_root().join("target/release/egress-tracer"))
+    Ok(target_dir().join("release/egress-tracer"))
+}
+
+/// Cargo's target directory: `$CARGO_TARGET_DIR` (relative to the workspace root) or `target`.
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => workspace_root().join(dir),
+        None => workspace_root().join("target"),
+    }
 }

@@ -5,7 +5,10 @@
 //!   `~/.cache/egress-tracer` (or `$EGRESS_TRACER_CACHE`), unless a working one is on PATH;
 //! - the Debian packages the tests use.
 
-use std::{path::PathBuf, process::Command};
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
 
 use anyhow::Context as _;
 
@@ -45,8 +48,8 @@ pub fn ensure_path() {
     let bin = cache_dir().join("bpf-linker/bin");
     if bin.is_dir() {
         let path = std::env::var_os("PATH").unwrap_or_default();
-        let mut parts = vec![bin];
-        parts.extend(std::env::split_paths(&path));
+        let mut parts = vec![bin.clone()];
+        parts.extend(std::env::split_paths(&path).filter(|p| *p != bin));
         if let Ok(joined) = std::env::join_paths(parts) {
             // SAFETY: xtask is single-threaded while it sets up its environment.
             unsafe { std::env::set_var("PATH", joined) };
@@ -70,9 +73,16 @@ pub fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether Debian package `name` is installed (`dpkg -s` alone also succeeds for a removed
+/// package whose configuration files remain).
+fn deb_installed(name: &str) -> bool {
+    cmd("dpkg-query", &["-W", "-f=${Status}", name])
+        .output()
+        .is_ok_and(|o| o.status.success() && o.stdout.ends_with(b" installed"))
+}
+
 fn apt() -> anyhow::Result<()> {
-    let missing: Vec<&str> =
-        APT_PACKAGES.iter().copied().filter(|p| !succeeds(cmd("dpkg", &["-s", p]))).collect();
+    let missing: Vec<&str> = APT_PACKAGES.iter().copied().filter(|p| !deb_installed(p)).collect();
     step(&format!("Debian packages {}", APT_PACKAGES.join(" ")), missing.is_empty());
     if missing.is_empty() {
         return Ok(());
@@ -89,17 +99,31 @@ fn apt() -> anyhow::Result<()> {
     status(install).context("installing Debian packages")
 }
 
-fn rust_src() -> anyhow::Result<()> {
-    let installed = cmd("rustup", &["component", "list", "--toolchain", "nightly", "--installed"])
+/// The nightly toolchain's installed components, or `None` if it is not installed.
+fn nightly_components() -> Option<String> {
+    cmd("rustup", &["component", "list", "--toolchain", "nightly", "--installed"])
         .output()
         .ok()
         .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
-    let Some(installed) = installed else {
-        step("nightly toolchain", false);
-        status(cmd("rustup", &["toolchain", "install", "nightly", "--profile", "minimal"]))
-            .context("installing the nightly toolchain (aya-build needs it for the BPF target)")?;
-        return rust_src();
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+fn rust_src() -> anyhow::Result<()> {
+    let installed = nightly_components();
+    let installed = match installed {
+        Some(installed) => {
+            step("nightly toolchain", true);
+            installed
+        }
+        None => {
+            step("nightly toolchain", false);
+            status(cmd("rustup", &["toolchain", "install", "nightly", "--profile", "minimal"]))
+                .context(
+                    "installing the nightly toolchain (aya-build needs it for the BPF target)",
+                )?;
+            nightly_components()
+                .context("rustup lists no components of the freshly installed nightly")?
+        }
     };
     let has = installed.lines().any(|l| l.starts_with("rust-src"));
     step("nightly rust-src", has);
@@ -153,31 +177,44 @@ fn bpf_linker() -> anyhow::Result<()> {
     std::os::unix::fs::symlink(&libllvm, &link)
         .with_context(|| format!("linking {} -> {}", link.display(), libllvm.display()))?;
     let root = cache_dir().join("bpf-linker");
-    let feature = format!("llvm-{major}");
-    let root_arg = root.to_string_lossy().into_owned();
-    let mut install = cmd(
-        "cargo",
-        &[
-            "+nightly",
-            "install",
-            "bpf-linker",
-            "--no-default-features",
-            "--features",
-            &feature,
-            "--root",
-            &root_arg,
-        ],
-    );
-    install.env("LLVM_PREFIX", &prefix);
     println!("setup: building bpf-linker against the nightly LLVM {major} (about a minute)");
-    status(install).context("building bpf-linker from crates.io")?;
+    // `--locked` builds with the dependency versions bpf-linker was released with; if those no
+    // longer resolve (yanked), fall back to the newest compatible ones.
+    let locked = cargo_install_bpf_linker(&prefix, &root, &major, true);
+    if let Err(e) = locked {
+        println!("setup: `cargo install --locked` failed ({e:#}); retrying without --locked");
+        cargo_install_bpf_linker(&prefix, &root, &major, false)
+            .context("building bpf-linker from crates.io")?;
+    }
     ensure_path();
+    let built = root.join("bin/bpf-linker");
+    let built_arg = built.to_string_lossy().into_owned();
     anyhow::ensure!(
-        bpf_linker_runs(),
-        "bpf-linker was built into {} but does not run",
-        root.display()
+        succeeds(cmd("rustup", &["run", "nightly", &built_arg, "--version"])),
+        "bpf-linker was built as {built_arg} but does not run (`rustup run nightly {built_arg} \
+         --version`)"
     );
+    println!("setup: bpf-linker built: {built_arg} (first on PATH for xtask's commands)");
     Ok(())
+}
+
+/// `cargo +nightly install bpf-linker` against the LLVM in `llvm_prefix`, into `root`.
+fn cargo_install_bpf_linker(
+    llvm_prefix: &Path,
+    root: &Path,
+    llvm_major: &str,
+    locked: bool,
+) -> anyhow::Result<()> {
+    let feature = format!("llvm-{llvm_major}");
+    let mut install = cmd("cargo", &["+nightly", "install", "bpf-linker", "--force"]);
+    if locked {
+        install.arg("--locked");
+    }
+    install
+        .args(["--no-default-features", "--features", &feature, "--root"])
+        .arg(root)
+        .env("LLVM_PREFIX", llvm_prefix);
+    status(install)
 }
 
 /// Where `setup` keeps the reference MMDB.

@@ -1,8 +1,11 @@
 //! `cargo xtask test`: everything CI runs, with a summary at the end.
 
-use std::time::{Duration, Instant};
+use std::{process::Command, time::Instant};
 
-use crate::run::{cmd, is_root, status};
+use crate::{
+    run::{cmd, is_root, status},
+    steps::{Outcome, Steps},
+};
 
 /// Options of `cargo xtask test`.
 #[derive(Debug, clap::Args)]
@@ -10,125 +13,85 @@ pub struct TestArgs {
     /// Skip fmt and clippy.
     #[arg(long)]
     skip_lint: bool,
-    /// Only run privileged tests whose name contains this.
-    #[arg(long)]
+    /// Only run privileged tests whose name contains this (test filter); skips the demo run.
+    #[arg(long, value_name = "PATTERN")]
     only: Option<String>,
+    /// Test threads for the privileged tests (each builds its own lab and agent; one at a time
+    /// keeps their timing-sensitive checks away from each other).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    test_threads: usize,
 }
 
-enum Outcome {
-    Pass,
-    Fail(String),
-    Skip(&'static str),
+/// `cargo` with `args`, run from the workspace root: passes or fails.
+fn cargo(args: &[&str]) -> anyhow::Result<Outcome> {
+    status(cmd("cargo", args)).map(|()| Outcome::Pass)
 }
 
-struct Step {
-    name: &'static str,
-    outcome: Outcome,
-    took: Duration,
+/// Clippy for the eBPF crate on its real target; `bpf_target_arch` is the cfg aya-build sets.
+fn clippy_ebpf() -> Command {
+    let mut c = cmd(
+        "cargo",
+        &[
+            "+nightly",
+            "clippy",
+            "-p",
+            "tracer-ebpf",
+            "--target",
+            "bpfel-unknown-none",
+            "-Z",
+            "build-std=core",
+            "--target-dir",
+            "target/ebpf-clippy",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    );
+    c.env("CARGO_ENCODED_RUSTFLAGS", "--cfg=bpf_target_arch=\"x86_64\"");
+    c
 }
 
 /// Runs the steps in order, stopping at the first failure, and prints the summary.
 pub fn run(args: &TestArgs) -> anyhow::Result<()> {
     let started = Instant::now();
-    let mut steps: Vec<Step> = Vec::new();
-    let mut failed = false;
-    let mut go = |name: &'static str, f: &dyn Fn() -> anyhow::Result<Outcome>| {
-        if failed {
-            return;
-        }
-        println!("\n=== {name}");
-        let t = Instant::now();
-        let outcome = f().unwrap_or_else(|e| Outcome::Fail(format!("{e:#}")));
-        failed |= matches!(outcome, Outcome::Fail(_));
-        steps.push(Step { name, outcome, took: t.elapsed() });
-    };
-    go("setup", &|| crate::setup::run().map(|()| Outcome::Pass));
+    let mut steps = Steps::default();
+    steps.run("setup", || crate::setup::run().map(|()| Outcome::Pass));
     // SAFETY: set before any thread is spawned; read by the tests cargo runs.
     unsafe {
         std::env::set_var("EGRESS_TRACER_REFERENCE_MMDB", crate::setup::reference_mmdb_path())
     };
-    if args.skip_lint {
-        go("fmt", &|| Ok(Outcome::Skip("--skip-lint")));
-    } else {
-        go("fmt", &|| {
-            status(cmd("cargo", &["fmt", "--all", "--", "--check"])).map(|()| Outcome::Pass)
-        });
-        go("clippy (user crates)", &|| {
-            status(cmd(
-                "cargo",
-                &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],
-            ))
-            .map(|()| Outcome::Pass)
-        });
-        go("clippy (eBPF crate)", &|| {
-            let mut c = cmd(
-                "cargo",
-                &[
-                    "+nightly",
-                    "clippy",
-                    "-p",
-                    "tracer-ebpf",
-                    "--target",
-                    "bpfel-unknown-none",
-                    "-Z",
-                    "build-std=core",
-                    "--target-dir",
-                    "target/ebpf-clippy",
-                    "--",
-                    "-D",
-                    "warnings",
-                ],
-            );
-            c.env("CARGO_ENCODED_RUSTFLAGS", "--cfg=bpf_target_arch=\"x86_64\"");
-            status(c).map(|()| Outcome::Pass)
-        });
-    }
-    go("unit tests", &|| status(cmd("cargo", &["test", "--workspace"])).map(|()| Outcome::Pass));
-    go("privileged tests (eBPF + network-namespace lab)", &|| {
+    let lint = |step: fn() -> anyhow::Result<Outcome>| {
+        move || if args.skip_lint { Ok(Outcome::Skip("--skip-lint".into())) } else { step() }
+    };
+    steps.run("fmt", lint(|| cargo(&["fmt", "--all", "--", "--check"])));
+    steps.run(
+        "clippy (user crates)",
+        lint(|| cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])),
+    );
+    steps.run("clippy (eBPF crate)", lint(|| status(clippy_ebpf()).map(|()| Outcome::Pass)));
+    steps.run("unit tests", || cargo(&["test", "--workspace"]));
+    steps.run("privileged tests (eBPF + network-namespace lab)", || {
         if !is_root() {
-            return Ok(Outcome::Skip("needs root"));
+            println!("SKIPPED: the privileged tests need root (network namespaces, eBPF)");
+            return Ok(Outcome::Skip("needs root".into()));
         }
-        let mut c = cmd("cargo", &["test", "--workspace"]);
-        c.args(["--", "--ignored"]);
+        let threads = format!("--test-threads={}", args.test_threads);
+        let mut c = cmd("cargo", &["test", "--workspace", "--", "--ignored", &threads]);
         if let Some(only) = &args.only {
             c.arg(only);
         }
         status(c).map(|()| Outcome::Pass)
     });
-    go("demo smoke test", &|| {
+    steps.run("demo smoke test", || {
         if !is_root() {
-            return Ok(Outcome::Skip("needs root"));
+            println!("SKIPPED: the demo needs root (network namespaces, eBPF)");
+            return Ok(Outcome::Skip("needs root".into()));
         }
         if args.only.is_some() {
-            return Ok(Outcome::Skip("--only"));
+            return Ok(Outcome::Skip("--only".into()));
         }
         crate::demo::run(&crate::demo::DemoArgs { duration: Some(6), port: 19977 })
             .map(|()| Outcome::Pass)
     });
-
-    println!("\n=== summary");
-    let (mut passed, mut failures, mut skipped) = (0, 0, 0);
-    for step in &steps {
-        let (word, note) = match &step.outcome {
-            Outcome::Pass => {
-                passed += 1;
-                ("PASS", String::new())
-            }
-            Outcome::Fail(e) => {
-                failures += 1;
-                ("FAIL", format!(" - {}", e.lines().next().unwrap_or_default()))
-            }
-            Outcome::Skip(why) => {
-                skipped += 1;
-                ("SKIP", format!(" - {why}"))
-            }
-        };
-        println!("  {word}  {:<48} {:>6.1}s{note}", step.name, step.took.as_secs_f64());
-    }
-    println!(
-        "xtask test: {passed} passed, {failures} failed, {skipped} skipped in {:.0}s",
-        started.elapsed().as_secs_f64()
-    );
-    anyhow::ensure!(failures == 0, "{failures} step(s) failed");
-    Ok(())
+    steps.finish("xtask test", started)
 }
