@@ -9,6 +9,7 @@
 pub mod country;
 pub mod geo_table;
 pub mod maps;
+pub mod policy;
 
 pub use country::CountryId;
 pub use maps::{CounterKey, CounterValue, Direction, Ipv6LpmKey, LAYOUT_VERSION, Settings, Stat};

@@ -4,7 +4,7 @@
 //! key built on either side compares byte for byte with the one the other side built.
 
 /// Bumped whenever a pinned map's layout changes, so an agent never reuses pins it cannot read.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 
 /// Per-CPU hash: [`CounterKey`] -> [`CounterValue`], one entry per (device, country, direction).
 pub const COUNTERS_MAP: &str = "COUNTERS";
@@ -70,8 +70,16 @@ pub struct CounterKey {
     pub country: u16,
     /// [`Direction`] as a byte.
     pub direction: u8,
-    /// Always zero; makes the padding explicit.
-    pub reserved: u8,
+    /// What happened to the traffic: [`verdict::PASSED`] or [`verdict::BLOCKED`].
+    pub verdict: u8,
+}
+
+/// Values of [`CounterKey::verdict`].
+pub mod verdict {
+    /// The packets went through.
+    pub const PASSED: u8 = 0;
+    /// The packets were dropped by a `block` policy.
+    pub const BLOCKED: u8 = 1;
 }
 
 /// Packets and bytes, as TC sees them (`skb->len`, link-layer header included; a GSO packet
@@ -98,11 +106,14 @@ pub enum Stat {
     Overflow = 2,
     /// Frames whose Ethernet, VLAN or IP header is truncated or invalid (IHL < 5, ...).
     Malformed = 3,
+    /// Alert events not sent: over the per-second budget or the ring buffer was full.
+    EventsSuppressed = 4,
 }
 
 impl Stat {
     /// All stats, in index order.
-    pub const ALL: [Self; 4] = [Self::Other, Self::Local, Self::Overflow, Self::Malformed];
+    pub const ALL: [Self; 5] =
+        [Self::Other, Self::Local, Self::Overflow, Self::Malformed, Self::EventsSuppressed];
     /// Number of entries in [`STATS_MAP`].
     pub const ENTRIES: u32 = Self::ALL.len() as u32 * 2;
 
@@ -118,6 +129,7 @@ impl Stat {
             Self::Local => "local",
             Self::Overflow => "overflow",
             Self::Malformed => "malformed",
+            Self::EventsSuppressed => "events_suppressed",
         }
     }
 }

@@ -1,37 +1,73 @@
-//! Adds a frame to exactly one counter.
+//! Adds a frame to exactly one counter, after the policy has had its say.
 
-use aya_ebpf::{bindings::BPF_NOEXIST, programs::TcContext};
-use tracer_common::{CounterKey, CounterValue, CountryId, Direction, Stat};
+use aya_ebpf::{
+    bindings::{BPF_NOEXIST, TC_ACT_OK, TC_ACT_SHOT},
+    programs::TcContext,
+};
+use tracer_common::{
+    CounterKey, CounterValue, CountryId, Direction, Stat, maps::verdict, policy::Action,
+};
 
 use crate::{
     classify::country_of,
     maps::{COUNTERS, STATS},
     parse::{Parsed, parse},
+    policy::{self, Violation},
 };
 
 const EEXIST: i32 = 17;
 
-/// Parses, classifies and counts one frame.
+/// Parses, classifies and counts one frame; returns the TC verdict (`TC_ACT_SHOT` only for
+/// packets a `block` policy drops).
 #[inline(always)]
-pub fn account(ctx: &TcContext, direction: Direction) {
+pub fn account(ctx: &TcContext, direction: Direction) -> i32 {
     // SAFETY: reading a field of the context the kernel handed us.
     let segs = unsafe { (*ctx.skb.skb).gso_segs };
     let value =
         CounterValue { packets: if segs > 1 { segs as u64 } else { 1 }, bytes: ctx.len() as u64 };
     match parse(ctx, direction) {
-        Parsed::Ip { mac, remote } => {
+        Parsed::Ip { mac, remote, transport } => {
             let country = country_of(&remote);
             if country == CountryId::LOCAL {
                 add_stat(Stat::Local, direction, &value);
-            } else {
-                let key =
-                    CounterKey { mac, country: country.0, direction: direction as u8, reserved: 0 };
-                add_counter(&key, direction, &value);
+                return TC_ACT_OK;
             }
+            let mut action = Action::Allow;
+            if let Some(settings) = policy::settings() {
+                action = policy::action(&mac, country);
+                if action != Action::Allow {
+                    let violation = Violation {
+                        ctx,
+                        mac,
+                        remote: &remote,
+                        transport,
+                        country,
+                        direction,
+                        action,
+                    };
+                    policy::report(&violation, settings);
+                }
+            }
+            let blocked = action == Action::Block;
+            let key = CounterKey {
+                mac,
+                country: country.0,
+                direction: direction as u8,
+                verdict: if blocked { verdict::BLOCKED } else { verdict::PASSED },
+            };
+            add_counter(&key, direction, &value);
+            return if blocked { TC_ACT_SHOT } else { TC_ACT_OK };
         }
         Parsed::Other => add_stat(Stat::Other, direction, &value),
         Parsed::Malformed => add_stat(Stat::Malformed, direction, &value),
     }
+    TC_ACT_OK
+}
+
+/// Adds one packet of no size to a stat (events suppressed).
+#[inline(always)]
+pub fn add_stat_packet(stat: Stat, direction: Direction) {
+    add_stat(stat, direction, &CounterValue { packets: 1, bytes: 0 });
 }
 
 #[inline(always)]

@@ -3,7 +3,8 @@
 //!
 //! `tc_upload` runs on TC ingress of a LAN interface (frames sent by devices, the remote is the
 //! destination); `tc_download` on TC egress (frames sent to devices, the remote is the source).
-//! Both always return `TC_ACT_OK`: this program observes, it never drops.
+//! Both return `TC_ACT_OK` except for packets a `block` policy drops (`TC_ACT_SHOT`); with no
+//! policy configured they only observe.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
@@ -15,6 +16,8 @@ mod count;
 mod maps;
 #[cfg(target_arch = "bpf")]
 mod parse;
+#[cfg(target_arch = "bpf")]
+mod policy;
 
 #[cfg(target_arch = "bpf")]
 mod programs {
@@ -24,15 +27,13 @@ mod programs {
     /// Frames sent by LAN devices (TC ingress of the LAN interface).
     #[classifier]
     pub fn tc_upload(ctx: TcContext) -> i32 {
-        crate::count::account(&ctx, Direction::Upload);
-        TC_ACT_OK
+        crate::count::account(&ctx, Direction::Upload)
     }
 
     /// Frames sent to LAN devices (TC egress of the LAN interface).
     #[classifier]
     pub fn tc_download(ctx: TcContext) -> i32 {
-        crate::count::account(&ctx, Direction::Download);
-        TC_ACT_OK
+        crate::count::account(&ctx, Direction::Download)
     }
 
     /// Parses like the classifier but touches no map: the bench's "parse only" baseline.

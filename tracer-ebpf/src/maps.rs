@@ -2,12 +2,16 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, LpmTrie, PerCpuArray, PerCpuHashMap},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use tracer_common::{
     CounterKey, CounterValue, Ipv6LpmKey, Settings, Stat,
     geo_table::{Block, ROOT_BLOCKS},
     maps::{DEFAULT_COUNTER_ENTRIES, PLACEHOLDER_GEO_ENTRIES},
+    policy::{
+        ALERTED_ENTRIES, AlertKey, EVENTS_BYTES, EventBudget, MAX_POLICY_DEVICES, MAX_PROFILES,
+        PolicySettings, Profile,
+    },
 };
 
 /// Per (device, country, direction) packets and bytes.
@@ -39,3 +43,27 @@ pub static GEO_V6_LPM: LpmTrie<Ipv6LpmKey, u16> =
 /// Run-time settings written by the agent.
 #[map]
 pub static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
+
+/// Policy-wide settings written by the agent.
+#[map]
+pub static POLICY_SETTINGS: Array<PolicySettings> = Array::with_max_entries(1, 0);
+
+/// The compiled policies; index 0 is the default.
+#[map]
+pub static PROFILES: Array<Profile> = Array::with_max_entries(MAX_PROFILES, 0);
+
+/// Device MAC -> profile index, for devices that do not follow the default.
+#[map]
+pub static DEVICE_PROFILE: HashMap<[u8; 6], u32> = HashMap::with_max_entries(MAX_POLICY_DEVICES, 0);
+
+/// Alert events for the agent.
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
+
+/// When each (device, remote address) last raised an event.
+#[map]
+pub static ALERTED: LruHashMap<AlertKey, u64> = LruHashMap::with_max_entries(ALERTED_ENTRIES, 0);
+
+/// Events sent by this CPU in the current second.
+#[map]
+pub static EVENT_BUDGET: PerCpuArray<EventBudget> = PerCpuArray::with_max_entries(1, 0);

@@ -11,8 +11,9 @@ const ETH_P_8021Q: u16 = 0x8100;
 const ETH_P_8021AD: u16 = 0x88a8;
 const IPV4_MIN_HLEN: usize = 20;
 const IPV6_HLEN: usize = 40;
-/// Headers we may read: Ethernet, two VLAN tags, an IPv4 header with full options.
-const MAX_HEADERS: u32 = (ETH_HLEN + 2 * VLAN_HLEN + 60) as u32;
+/// Headers we may read: Ethernet, two VLAN tags, an IPv4 header with full options, and the
+/// ports of the transport header.
+const MAX_HEADERS: u32 = (ETH_HLEN + 2 * VLAN_HLEN + 60 + 4) as u32;
 
 /// The remote address of an IP packet.
 pub enum Remote {
@@ -22,10 +23,19 @@ pub enum Remote {
     V6([u8; 16]),
 }
 
+/// The transport header of an IP packet, for alert events (read only when one is sent).
+#[derive(Clone, Copy)]
+pub struct Transport {
+    /// IP protocol number (IPv4 protocol, IPv6 next header).
+    pub protocol: u8,
+    /// Offset of the transport header in the frame; zero for non-first IPv4 fragments.
+    pub offset: usize,
+}
+
 /// What a frame turned out to be.
 pub enum Parsed {
-    /// An IP packet: the LAN device's MAC and the remote address.
-    Ip { mac: [u8; 6], remote: Remote },
+    /// An IP packet: the LAN device's MAC, the remote address and where its transport header is.
+    Ip { mac: [u8; 6], remote: Remote, transport: Transport },
     /// Not IPv4/IPv6 (ARP, LLDP, three or more VLAN tags, ...).
     Other,
     /// A truncated or invalid header.
@@ -50,6 +60,25 @@ fn linearize(ctx: &TcContext) {
     if linear < wanted {
         // Failure only means we parse what is linear and call the rest malformed.
         let _ = ctx.pull_data(wanted);
+    }
+}
+
+/// The remote port of a TCP, UDP, UDP-Lite or SCTP packet (zero otherwise, or if truncated).
+#[inline(always)]
+pub fn remote_port(ctx: &TcContext, transport: Transport, direction: Direction) -> u16 {
+    const TCP: u8 = 6;
+    const UDP: u8 = 17;
+    const UDPLITE: u8 = 136;
+    const SCTP: u8 = 132;
+    if transport.offset == 0 || !matches!(transport.protocol, TCP | UDP | UDPLITE | SCTP) {
+        return 0;
+    }
+    let Some(ports) = bytes::<4>(ctx, transport.offset) else {
+        return 0;
+    };
+    match direction {
+        Direction::Upload => u16::from_be_bytes([ports[2], ports[3]]),
+        Direction::Download => u16::from_be_bytes([ports[0], ports[1]]),
     }
 }
 
@@ -100,7 +129,10 @@ fn parse_ipv4(ctx: &TcContext, offset: usize, direction: Direction, mac: [u8; 6]
         Direction::Download => 12,
     };
     let remote = Remote::V4([hdr[at], hdr[at + 1], hdr[at + 2], hdr[at + 3]]);
-    Parsed::Ip { mac, remote }
+    let first_fragment = u16::from_be_bytes([hdr[6], hdr[7]]) & 0x1fff == 0;
+    let transport =
+        Transport { protocol: hdr[9], offset: if first_fragment { offset + ihl } else { 0 } };
+    Parsed::Ip { mac, remote, transport }
 }
 
 #[inline(always)]
@@ -117,5 +149,6 @@ fn parse_ipv6(ctx: &TcContext, offset: usize, direction: Direction, mac: [u8; 6]
     };
     let mut addr = [0u8; 16];
     addr.copy_from_slice(&hdr[at..at + 16]);
-    Parsed::Ip { mac, remote: Remote::V6(addr) }
+    let transport = Transport { protocol: hdr[6], offset: offset + IPV6_HLEN };
+    Parsed::Ip { mac, remote: Remote::V6(addr), transport }
 }

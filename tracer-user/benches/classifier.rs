@@ -198,7 +198,11 @@ fn scrape_bench(geo: &tracer_user::geo::CompiledGeo) -> anyhow::Result<()> {
         }
     }
     let filled = t.elapsed();
-    let metrics = Metrics::new(Arc::clone(&reader), Arc::new(RwLock::new(AgentStatus::default())));
+    let ctx = tracer_user::context::Context::bare(
+        Arc::clone(&reader),
+        Arc::new(RwLock::new(AgentStatus::default())),
+    );
+    let metrics = Metrics::new(Arc::new(ctx));
     let mut best = Duration::MAX;
     let mut size = 0;
     for _ in 0..10 {

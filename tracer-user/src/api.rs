@@ -1,5 +1,5 @@
 //! The HTTP server (read-only): the web page at `/`, `/metrics` (Prometheus),
-//! `/api/v1/devices` (JSON) and `/healthz`.
+//! `/api/v1/devices` and `/api/v1/alerts` (JSON) and `/healthz`.
 
 use std::{sync::Arc, time::UNIX_EPOCH};
 
@@ -13,10 +13,9 @@ use axum::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    kernel::CounterReader,
+    context::Context,
     metrics::{CONTENT_TYPE, Metrics},
     report::Report,
-    status::SharedStatus,
 };
 
 /// What the handlers read.
@@ -24,10 +23,8 @@ use crate::{
 pub struct AppState {
     /// The Prometheus registry.
     pub metrics: Arc<Metrics>,
-    /// The kernel counters.
-    pub reader: Arc<CounterReader>,
-    /// What the agent runs with.
-    pub status: SharedStatus,
+    /// The agent's shared state.
+    pub ctx: Arc<Context>,
 }
 
 /// The body of `GET /healthz`.
@@ -54,6 +51,7 @@ pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::i
     let app = Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/api/v1/devices", get(devices_handler))
+        .route("/api/v1/alerts", get(alerts_handler))
         .route("/healthz", get(health_handler))
         .route("/", get(page_handler))
         .with_state(state);
@@ -84,8 +82,11 @@ async fn metrics_handler(State(state): State<AppState>) -> Response {
 }
 
 async fn devices_handler(State(state): State<AppState>) -> Response {
-    match state.reader.snapshot() {
-        Ok(snapshot) => Json(Report::from_snapshot(&snapshot)).into_response(),
+    match state.ctx.reader.snapshot() {
+        Ok(snapshot) => {
+            let known: &dyn crate::alerts::Enricher = state.ctx.as_ref();
+            Json(Report::build(&snapshot, Some(known))).into_response()
+        }
         Err(err) => {
             (StatusCode::INTERNAL_SERVER_ERROR, format!("reading the counters failed: {err}\n"))
                 .into_response()
@@ -93,10 +94,21 @@ async fn devices_handler(State(state): State<AppState>) -> Response {
     }
 }
 
+/// The body of `GET /api/v1/alerts`.
+#[derive(Debug, Serialize)]
+struct AlertList {
+    /// Most recent first.
+    alerts: Vec<crate::alerts::Alert>,
+}
+
+async fn alerts_handler(State(state): State<AppState>) -> Response {
+    Json(AlertList { alerts: state.ctx.alerts.recent() }).into_response()
+}
+
 async fn health_handler(State(state): State<AppState>) -> Response {
     let map =
-        state.reader.snapshot().ok().map(|s| [s.counters.len() as u64, u64::from(s.capacity)]);
-    let status = state.status.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        state.ctx.reader.snapshot().ok().map(|s| [s.counters.len() as u64, u64::from(s.capacity)]);
+    let status = state.ctx.status.read().unwrap_or_else(std::sync::PoisonError::into_inner);
     let health = Health {
         status: if map.is_some() { "ok" } else { "degraded" }.to_owned(),
         interfaces: status.interfaces.clone(),

@@ -24,7 +24,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Attach to LAN interfaces, count traffic per device and country, serve metrics.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
+    /// Validate a configuration file: every error with its line and reason.
+    CheckConfig(CheckConfigArgs),
     /// Remove the pinned counters, so the next start counts from zero.
     Reset(ResetArgs),
     /// Show a running agent's per-device, per-country table (from its API).
@@ -39,7 +41,7 @@ pub enum Command {
 }
 
 /// Where the country data comes from.
-#[derive(Debug, Args, Clone, Default)]
+#[derive(Debug, Args, Clone, Default, PartialEq, Eq)]
 pub struct GeoArgs {
     /// Country database file (MaxMind/DB-IP/ip-location-db MMDB, CSV ranges optionally gzipped,
     /// or the compact form; detected by content); may be
@@ -48,38 +50,89 @@ pub struct GeoArgs {
     pub geo: Vec<PathBuf>,
 }
 
-/// `egress-tracer run`.
-#[derive(Debug, Args)]
+/// `egress-tracer run`. Every option has a key in the configuration file's `[agent]` or
+/// `[alerts]` section; an option given here wins over the file.
+#[derive(Debug, Args, Clone, Default)]
 pub struct RunArgs {
+    /// Configuration file (TOML): agent settings, policy, groups, devices, alerts.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// LAN interface to attach to (the side facing the devices, e.g. br-lan); repeatable.
-    #[arg(long = "lan", value_name = "IFACE", required = true)]
+    #[arg(long = "lan", value_name = "IFACE")]
     pub lan: Vec<String>,
     /// Country database.
     #[command(flatten)]
     pub geo: GeoArgs,
-    /// Address for /metrics and the API.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9977")]
-    pub listen: SocketAddr,
-    /// Print the per-device table every SECS seconds (0: only on SIGUSR1).
-    #[arg(long, value_name = "SECS", default_value_t = 10)]
-    pub interval: u64,
-    /// Capacity of the counter map (devices x countries x 2 directions).
-    #[arg(long, value_name = "N", default_value_t = tracer_common::maps::DEFAULT_COUNTER_ENTRIES)]
-    pub counter_entries: u32,
-    /// bpffs directory where the counter maps are pinned, so that a reload or a restart
-    /// continues the counts.
-    #[arg(long, value_name = "DIR", default_value = "/sys/fs/bpf/egress-tracer")]
-    pub bpffs_dir: PathBuf,
-    /// Check the --geo files for changes every SECS seconds and reload them (0: never; SIGHUP
-    /// always reloads).
-    #[arg(long, value_name = "SECS", default_value_t = 5)]
-    pub watch_interval: u64,
-    /// TC attach mechanism.
-    #[arg(long, value_enum, default_value_t = AttachPreference::Auto)]
-    pub tc_attach: AttachPreference,
-    /// Lookup structures: the direct tables, or the LPM tries they are checked against.
-    #[arg(long, value_enum, default_value_t = Lookup::Table)]
-    pub lookup: Lookup,
+    /// Address for /metrics and the API [default: 127.0.0.1:9977].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Print the per-device table every SECS seconds; 0: only on SIGUSR1 [default: 10].
+    #[arg(long, value_name = "SECS")]
+    pub interval: Option<u64>,
+    /// Capacity of the counter map (devices x countries x directions) [default: 65536].
+    #[arg(long, value_name = "N")]
+    pub counter_entries: Option<u32>,
+    /// bpffs directory where the maps are pinned, so that a reload or a restart continues the
+    /// counts [default: /sys/fs/bpf/egress-tracer].
+    #[arg(long, value_name = "DIR")]
+    pub bpffs_dir: Option<PathBuf>,
+    /// Check the config, --geo and --leases files for changes every SECS seconds and reload
+    /// them; 0: never (SIGHUP always reloads) [default: 5].
+    #[arg(long, value_name = "SECS")]
+    pub watch_interval: Option<u64>,
+    /// TC attach mechanism [default: auto].
+    #[arg(long, value_enum)]
+    pub tc_attach: Option<AttachPreference>,
+    /// Lookup structures: the direct tables, or the LPM tries they are checked against
+    /// [default: table].
+    #[arg(long, value_enum)]
+    pub lookup: Option<Lookup>,
+    /// Approved regions for every device, comma-separated (e.g. US,CA,eu,continent:EU);
+    /// traffic elsewhere raises alerts. Replaces `[policy] allow`.
+    #[arg(long, value_name = "REGIONS", value_delimiter = ',')]
+    pub allow: Option<Vec<String>>,
+    /// Regions blocked in the kernel for every device, comma-separated (e.g.
+    /// CN,continent:AF). Replaces `[policy] block`.
+    #[arg(long, value_name = "REGIONS", value_delimiter = ',')]
+    pub block: Option<Vec<String>>,
+    /// Action for traffic to addresses with no country [default: as for other unapproved
+    /// regions].
+    #[arg(long, value_enum, value_name = "ACTION")]
+    pub unknown_action: Option<crate::policy::ActionName>,
+    /// Turn every `block` into `alert`: see what a policy would drop without dropping it.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// DHCP lease file naming devices (dnsmasq leases or odhcpd state file); repeatable.
+    #[arg(long = "leases", value_name = "FILE")]
+    pub leases: Vec<PathBuf>,
+    /// URL each alert is POSTed to as JSON.
+    #[arg(long, value_name = "URL")]
+    pub webhook: Option<String>,
+    /// Seconds a webhook request may take before it is retried [default: 5].
+    #[arg(long, value_name = "SECS")]
+    pub webhook_timeout_secs: Option<u64>,
+    /// Repeated alerts for the same (device, country) within SECS are summarised when the
+    /// window ends [default: 600].
+    #[arg(long, value_name = "SECS")]
+    pub alert_suppress_secs: Option<u64>,
+    /// Recent alerts kept for the API [default: 200].
+    #[arg(long, value_name = "N")]
+    pub alerts_keep: Option<usize>,
+    /// Alert events each CPU may send per second; the kernel counts the rest as suppressed
+    /// [default: 100].
+    #[arg(long, value_name = "N")]
+    pub events_per_second: Option<u32>,
+    /// Seconds before the same (device, remote address) raises another event [default: 60].
+    #[arg(long, value_name = "SECS")]
+    pub event_rearm_secs: Option<u32>,
+}
+
+/// `egress-tracer check-config`.
+#[derive(Debug, Args)]
+pub struct CheckConfigArgs {
+    /// The configuration file to validate.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
 }
 
 /// `egress-tracer lookup`.

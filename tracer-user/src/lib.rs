@@ -6,10 +6,13 @@
 //! `run` loop), [`lookup`] (`lookup` and `geo-info`).
 
 pub mod agent;
+pub mod alert_metrics;
+pub mod alerts;
 pub mod api;
 pub mod bpffs;
 pub mod cli;
 pub mod config;
+pub mod context;
 pub mod geo;
 pub mod geo_source;
 pub mod kernel;
@@ -17,6 +20,7 @@ pub mod lookup;
 pub mod metrics;
 pub mod names;
 pub mod netif;
+pub mod policy;
 pub mod preflight;
 pub mod process_metrics;
 pub mod regions;

@@ -18,7 +18,8 @@ fn main() -> std::process::ExitCode {
             .enable_all()
             .build()
             .map_err(anyhow::Error::from)
-            .and_then(|rt| rt.block_on(tracer_user::agent::run(args))),
+            .and_then(|rt| rt.block_on(tracer_user::agent::run(*args))),
+        Command::CheckConfig(args) => tracer_user::config::check_command(&args.file),
         Command::Reset(args) => tracer_user::agent::reset(&args),
         Command::Status(args) => tracer_user::status_cmd::run(&args),
         Command::Lookup(args) => tracer_user::lookup::run(&args),

@@ -11,10 +11,11 @@ use prometheus_client::{
     metrics::{MetricType, counter::ConstCounter, gauge::ConstGauge},
     registry::Registry,
 };
-use tracer_common::{CountryId, Direction, Stat};
+use tracer_common::{CountryId, Direction, Stat, maps::verdict};
 
 use crate::{
-    kernel::{CounterReader, CounterSnapshot},
+    context::Context,
+    kernel::CounterSnapshot,
     names::{country_label, format_mac},
     status::SharedStatus,
 };
@@ -29,13 +30,16 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// A registry whose counters come from `reader` at each scrape.
-    pub fn new(reader: Arc<CounterReader>, status: SharedStatus) -> Self {
+    /// A registry whose counters come from the kernel maps at each scrape.
+    pub fn new(ctx: Arc<Context>) -> Self {
         let mut registry = Registry::default();
         registry.register_collector(Box::new(crate::process_metrics::ProcessCollector));
         let ours = registry.sub_registry_with_prefix("egress_tracer");
-        ours.register_collector(Box::new(KernelCollector { reader }));
-        ours.register_collector(Box::new(StatusCollector { status }));
+        ours.register_collector(Box::new(StatusCollector { status: Arc::clone(&ctx.status) }));
+        ours.register_collector(Box::new(crate::alert_metrics::AlertCollector {
+            ctx: Arc::clone(&ctx),
+        }));
+        ours.register_collector(Box::new(KernelCollector { ctx }));
         ours.register_collector(Box::new(BuildInfo));
         Self { registry }
     }
@@ -128,12 +132,12 @@ impl Collector for StatusCollector {
 
 #[derive(Debug)]
 struct KernelCollector {
-    reader: Arc<CounterReader>,
+    ctx: Arc<Context>,
 }
 
 impl Collector for KernelCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let snapshot = match self.reader.snapshot() {
+        let snapshot = match self.ctx.reader.snapshot() {
             Ok(s) => s,
             Err(err) => {
                 tracing::error!(%err, "reading the counter maps for a scrape failed");
@@ -141,6 +145,7 @@ impl Collector for KernelCollector {
             }
         };
         encode_device_counters(&mut encoder, &snapshot)?;
+        encode_blocked(&mut encoder, &snapshot)?;
         encode_stats(&mut encoder, &snapshot)?;
         let gauges = [
             (
@@ -185,6 +190,9 @@ fn encode_device_counters(
             let Some(direction) = Direction::from_raw(key.direction) else {
                 continue;
             };
+            if key.verdict != verdict::PASSED {
+                continue;
+            }
             if mac_text.0 != Some(key.mac) {
                 mac_text = (Some(key.mac), format_mac(key.mac));
             }
@@ -195,6 +203,44 @@ fn encode_device_counters(
             ];
             let v = if bytes { value.bytes } else { value.packets };
             ConstCounter::new(v).encode(metric.encode_family(&labels)?)?;
+        }
+    }
+    Ok(())
+}
+
+/// Blocked packets and bytes per (device, country), both directions together.
+fn encode_blocked(
+    encoder: &mut DescriptorEncoder,
+    snapshot: &CounterSnapshot,
+) -> Result<(), std::fmt::Error> {
+    let mut blocked: Vec<([u8; 6], u16, u64, u64)> = Vec::new();
+    for (key, value) in snapshot.counters.iter().filter(|(k, _)| k.verdict == verdict::BLOCKED) {
+        match blocked.last_mut() {
+            Some(last) if last.0 == key.mac && last.1 == key.country => {
+                last.2 += value.packets;
+                last.3 += value.bytes;
+            }
+            _ => blocked.push((key.mac, key.country, value.packets, value.bytes)),
+        }
+    }
+    for (name, help, bytes) in [
+        (
+            "blocked_packets",
+            "Packets dropped in the kernel by a block policy, by LAN device and country of the remote address",
+            false,
+        ),
+        (
+            "blocked_bytes",
+            "Bytes of the packets counted in egress_tracer_blocked_packets_total",
+            true,
+        ),
+    ] {
+        let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+        for (mac, country, packets, byte_count) in &blocked {
+            let mac = format_mac(*mac);
+            let labels = [("mac", mac.as_str()), ("country", country_label(CountryId(*country)))];
+            ConstCounter::new(if bytes { *byte_count } else { *packets })
+                .encode(metric.encode_family(&labels)?)?;
         }
     }
     Ok(())
@@ -219,6 +265,17 @@ fn encode_stats(
             .fold(0u64, |acc, v| acc.wrapping_add(if bytes { v.bytes } else { v.packets }));
         ConstCounter::new(total).encode(metric)?;
     }
+    let metric = encoder.encode_descriptor(
+        "events_suppressed",
+        "Alert events the kernel did not send: over the per-CPU rate limit (--events-per-second) or the ring buffer was full",
+        None,
+        MetricType::Counter,
+    )?;
+    let suppressed = Direction::ALL
+        .iter()
+        .map(|d| snapshot.stat(Stat::EventsSuppressed, *d).packets)
+        .sum::<u64>();
+    ConstCounter::new(suppressed).encode(metric)?;
     for (name, help, bytes) in [
         (
             "uncounted_packets",

@@ -4,9 +4,10 @@
 use std::{collections::BTreeMap, fmt::Write as _};
 
 use serde::{Deserialize, Serialize};
-use tracer_common::{CountryId, Direction, Stat};
+use tracer_common::{CountryId, Direction, Stat, maps::verdict};
 
 use crate::{
+    alerts::Enricher,
     kernel::CounterSnapshot,
     names::{country_label, format_mac},
     regions::{continent_of, country_name},
@@ -41,6 +42,19 @@ pub struct CountryTraffic {
     pub upload: Traffic,
     /// Received by the device.
     pub download: Traffic,
+    /// Dropped by a block policy (both directions).
+    #[serde(default)]
+    pub blocked: Traffic,
+    /// What the device's policy says about the country: `allow`, `alert` or `block`.
+    #[serde(default = "allow")]
+    pub policy: String,
+    /// The rule behind [`Self::policy`].
+    #[serde(default)]
+    pub rule: Option<String>,
+}
+
+fn allow() -> String {
+    "allow".to_owned()
 }
 
 /// One LAN device.
@@ -48,12 +62,35 @@ pub struct CountryTraffic {
 pub struct DeviceReport {
     /// MAC address, `aa:bb:cc:dd:ee:ff`.
     pub mac: String,
+    /// Name, vendor, group and addresses, as far as known.
+    #[serde(flatten)]
+    pub info: DeviceInfo,
     /// Totals over all countries.
     pub upload: Traffic,
     /// Totals over all countries.
     pub download: Traffic,
     /// Per country, most bytes first.
     pub countries: Vec<CountryTraffic>,
+}
+
+/// What the agent knows about a device besides its traffic.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceInfo {
+    /// Name from the config or a DHCP lease (escaped).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Vendor from the OUI, or `locally administered`.
+    #[serde(default)]
+    pub vendor: Option<String>,
+    /// Group in the config.
+    #[serde(default)]
+    pub group: Option<String>,
+    /// Current IPv4 addresses.
+    #[serde(default)]
+    pub ipv4: Vec<String>,
+    /// Current IPv6 addresses.
+    #[serde(default)]
+    pub ipv6: Vec<String>,
 }
 
 /// Traffic that is not egress, per reason and direction.
@@ -85,25 +122,38 @@ pub struct Report {
 impl Report {
     /// Groups a snapshot by device and country.
     pub fn from_snapshot(snapshot: &CounterSnapshot) -> Report {
-        let mut by_mac: BTreeMap<[u8; 6], BTreeMap<u16, [Traffic; 2]>> = BTreeMap::new();
+        Self::build(snapshot, None)
+    }
+
+    /// Groups a snapshot by device and country, with what `known` says of devices and policy.
+    pub fn build(snapshot: &CounterSnapshot, known: Option<&dyn Enricher>) -> Report {
+        let mut by_mac: BTreeMap<[u8; 6], BTreeMap<u16, [Traffic; 3]>> = BTreeMap::new();
         for (key, value) in &snapshot.counters {
             let Some(direction) = Direction::from_raw(key.direction) else { continue };
             let slot = by_mac.entry(key.mac).or_default().entry(key.country).or_default();
-            slot[direction as usize].add(value.packets, value.bytes);
+            let index = if key.verdict == verdict::PASSED { direction as usize } else { 2 };
+            slot[index].add(value.packets, value.bytes);
         }
         let mut devices: Vec<DeviceReport> = by_mac
             .into_iter()
             .map(|(mac, countries)| {
                 let mut countries: Vec<CountryTraffic> = countries
                     .into_iter()
-                    .map(|(id, [upload, download])| {
+                    .map(|(id, [upload, download, blocked])| {
                         let id = CountryId(id);
+                        let decision = known.map(|k| k.decide(mac, id));
                         CountryTraffic {
                             country: country_label(id).to_owned(),
                             name: country_name(id).map(str::to_owned),
                             continent: continent_of(id).map(str::to_owned),
                             upload,
                             download,
+                            blocked,
+                            policy: decision
+                                .as_ref()
+                                .map_or("allow", |d| d.action.as_str())
+                                .to_owned(),
+                            rule: decision.map(|d| d.rule),
                         }
                     })
                     .collect();
@@ -114,8 +164,17 @@ impl Report {
                         acc
                     })
                 };
+                let info =
+                    known.map(|k| k.device(mac)).map_or_else(DeviceInfo::default, |d| DeviceInfo {
+                        name: d.name,
+                        vendor: d.vendor,
+                        group: d.group,
+                        ipv4: d.ipv4,
+                        ipv6: d.ipv6,
+                    });
                 DeviceReport {
                     mac: format_mac(mac),
+                    info,
                     upload: total(|c| c.upload),
                     download: total(|c| c.download),
                     countries,
@@ -145,32 +204,51 @@ impl Report {
     /// The human-readable table printed by `run` and `status`.
     pub fn render_table(&self) -> String {
         let mut out = String::new();
-        let row = |out: &mut String, cells: [&str; 6]| {
+        let row = |out: &mut String, cells: [&str; 8]| {
             let _ = writeln!(
                 out,
-                "{:<17}  {:<7}  {:>14}  {:>10}  {:>14}  {:>10}",
-                cells[0], cells[1], cells[2], cells[3], cells[4], cells[5]
+                "{:<17}  {:<20}  {:<7}  {:>14}  {:>10}  {:>14}  {:>10}  {}",
+                cells[0], cells[1], cells[2], cells[3], cells[4], cells[5], cells[6], cells[7]
             );
         };
         row(
             &mut out,
-            ["DEVICE", "COUNTRY", "UPLOAD BYTES", "UP PKTS", "DOWNLOAD BYTES", "DOWN PKTS"],
+            [
+                "DEVICE",
+                "NAME",
+                "COUNTRY",
+                "UPLOAD BYTES",
+                "UP PKTS",
+                "DOWNLOAD BYTES",
+                "DOWN PKTS",
+                "POLICY",
+            ],
         );
         if self.devices.is_empty() {
             let _ = writeln!(out, "(no egress traffic counted yet)");
         }
         for d in &self.devices {
+            let name: String = d.info.name.as_deref().unwrap_or("").chars().take(20).collect();
             for c in &d.countries {
                 let n = |v: u64| v.to_string();
+                let policy = match c.policy.as_str() {
+                    "allow" => String::new(),
+                    p if c.blocked.packets > 0 => {
+                        format!("UNAPPROVED ({p}; {} packets dropped)", c.blocked.packets)
+                    }
+                    p => format!("UNAPPROVED ({p})"),
+                };
                 row(
                     &mut out,
                     [
                         &d.mac,
+                        &name,
                         &c.country,
                         &n(c.upload.bytes),
                         &n(c.upload.packets),
                         &n(c.download.bytes),
                         &n(c.download.packets),
+                        &policy,
                     ],
                 );
             }

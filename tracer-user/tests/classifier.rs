@@ -65,7 +65,7 @@ fn run(kernel: &Kernel, program: &'static str, frame: &Frame) {
 }
 
 fn key(country: CountryId, direction: Direction) -> CounterKey {
-    CounterKey { mac: DEVICE, country: country.0, direction: direction as u8, reserved: 0 }
+    CounterKey { mac: DEVICE, country: country.0, direction: direction as u8, verdict: 0 }
 }
 
 fn upload_v4(dst: Ipv4Addr, ihl: u8) -> Frame {

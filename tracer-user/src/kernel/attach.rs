@@ -25,7 +25,8 @@ pub enum AttachMode {
 }
 
 /// Which attach mechanism to use.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum AttachPreference {
     /// TCX where the kernel has it (>= 6.6), netlink clsact otherwise.
     #[default]

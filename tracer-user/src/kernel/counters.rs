@@ -116,3 +116,23 @@ impl CounterReader {
         Ok(CounterSnapshot { counters, stats, capacity: self.capacity })
     }
 }
+
+impl CounterReader {
+    /// What `mac` has exchanged with `country` so far (both directions, blocked included).
+    pub fn device_country(&self, mac: [u8; 6], country: u16) -> CounterValue {
+        let mut total = CounterValue::default();
+        for direction in Direction::ALL {
+            for verdict in
+                [tracer_common::maps::verdict::PASSED, tracer_common::maps::verdict::BLOCKED]
+            {
+                let key = CounterKey { mac, country, direction: direction as u8, verdict };
+                if let Ok(values) = self.counters.get(&key, 0) {
+                    let v = sum(values.iter());
+                    total.packets += v.packets;
+                    total.bytes += v.bytes;
+                }
+            }
+        }
+        total
+    }
+}

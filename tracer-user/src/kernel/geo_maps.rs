@@ -27,7 +27,8 @@ pub struct GeoMapSizes {
 }
 
 /// Which structures the program uses for lookups.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Lookup {
     /// The direct-indexed tables: at most three array reads for IPv4, seven for IPv6 (plus an
     /// LPM lookup where the data is finer than /64). The default.

@@ -3,9 +3,15 @@
 use std::path::PathBuf;
 
 use aya::{Ebpf, EbpfLoader, programs::SchedClassifier};
-use tracer_common::maps::{
-    COUNTERS_MAP, DEFAULT_COUNTER_ENTRIES, GEO_V4_LPM_MAP, GEO_V4_TABLE_MAP, GEO_V6_LPM_MAP,
-    GEO_V6_TABLE_MAP, STATS_MAP,
+use tracer_common::{
+    maps::{
+        COUNTERS_MAP, DEFAULT_COUNTER_ENTRIES, GEO_V4_LPM_MAP, GEO_V4_TABLE_MAP, GEO_V6_LPM_MAP,
+        GEO_V6_TABLE_MAP, STATS_MAP,
+    },
+    policy::{
+        ALERTED_MAP, DEVICE_PROFILE_MAP, EVENT_BUDGET_MAP, EVENTS_MAP, POLICY_SETTINGS_MAP,
+        PROFILES_MAP,
+    },
 };
 
 use super::{EBPF_OBJECT, GeoMapSizes, KernelError, attach::Attached, programs};
@@ -32,8 +38,19 @@ impl Default for LoadOptions {
     }
 }
 
-/// The maps that carry state worth keeping: pinned when a pin directory is given.
-pub const PINNED_MAPS: [&str; 2] = [COUNTERS_MAP, STATS_MAP];
+/// The maps that carry state worth keeping: pinned when a pin directory is given, so that a
+/// reload or a restart continues the counts, keeps enforcing the policy while no agent runs,
+/// and reads the same alert events.
+pub const PINNED_MAPS: [&str; 8] = [
+    COUNTERS_MAP,
+    STATS_MAP,
+    POLICY_SETTINGS_MAP,
+    PROFILES_MAP,
+    DEVICE_PROFILE_MAP,
+    EVENTS_MAP,
+    ALERTED_MAP,
+    EVENT_BUDGET_MAP,
+];
 
 /// The loaded programs, the maps still owned by the object, and the attachments.
 pub struct Kernel {

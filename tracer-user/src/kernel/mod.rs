@@ -8,6 +8,7 @@ mod error;
 mod geo_maps;
 mod load;
 mod memory;
+mod policy_maps;
 mod readback;
 
 pub use attach::{AttachMode, AttachPreference, Attachment};
@@ -16,6 +17,7 @@ pub use error::KernelError;
 pub use geo_maps::{GeoMapSizes, Lookup};
 pub use load::{Kernel, LoadOptions};
 pub use memory::{MapMemory, map_memory};
+pub use policy_maps::EventLimits;
 pub use readback::KernelGeo;
 
 /// The eBPF object built by `build.rs` (aya-build) for this machine's endianness.

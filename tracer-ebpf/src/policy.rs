@@ -1,0 +1,113 @@
+//! The per-packet policy decision and the rate-limited alert events.
+
+use aya_ebpf::{helpers::bpf_ktime_get_ns, programs::TcContext};
+use tracer_common::{
+    CountryId, Direction, Stat,
+    policy::{Action, AlertEvent, AlertKey, PROFILE_ENTRIES, PolicySettings},
+};
+
+use crate::{
+    maps::{ALERTED, DEVICE_PROFILE, EVENT_BUDGET, EVENTS, POLICY_SETTINGS, PROFILES},
+    parse::{Remote, Transport, remote_port},
+};
+
+const NS_PER_SEC: u64 = 1_000_000_000;
+
+/// The settings, if any profile can say anything but allow.
+#[inline(always)]
+pub fn settings() -> Option<&'static PolicySettings> {
+    POLICY_SETTINGS.get(0).filter(|s| s.enabled != 0)
+}
+
+/// The action the device's profile gives the country.
+#[inline(always)]
+pub fn action(mac: &[u8; 6], country: CountryId) -> Action {
+    // SAFETY: a plain lookup; the value is copied out at once.
+    let index = unsafe { DEVICE_PROFILE.get(mac) }.copied().unwrap_or(0);
+    match PROFILES.get(index) {
+        Some(profile) => {
+            Action::from_raw(profile.actions[usize::from(country.0) & (PROFILE_ENTRIES - 1)])
+        }
+        None => Action::Allow,
+    }
+}
+
+/// Everything an alert event says about the packet.
+pub struct Violation<'a> {
+    /// The frame.
+    pub ctx: &'a TcContext,
+    /// The device.
+    pub mac: [u8; 6],
+    /// The remote address.
+    pub remote: &'a Remote,
+    /// Where the ports are.
+    pub transport: Transport,
+    /// The remote's country.
+    pub country: CountryId,
+    /// Which way the packet goes.
+    pub direction: Direction,
+    /// What the policy said.
+    pub action: Action,
+}
+
+/// Sends an event for the first packet to a remote address (again after `rearm_secs`), within
+/// the per-CPU budget; what the budget or a full ring buffer refuses is counted.
+#[inline(always)]
+pub fn report(v: &Violation<'_>, settings: &PolicySettings) {
+    let (family, addr) = match v.remote {
+        Remote::V4(a) => (4u8, [a[0], a[1], a[2], a[3], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+        Remote::V6(a) => (6u8, *a),
+    };
+    let key = AlertKey { mac: v.mac, family, reserved: 0, addr };
+    // SAFETY: the kernel's clock helper has no preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    // SAFETY: a plain lookup; the value is copied out at once.
+    if let Some(last) = unsafe { ALERTED.get(key) }.copied()
+        && now.wrapping_sub(last) < u64::from(settings.rearm_secs) * NS_PER_SEC
+    {
+        return;
+    }
+    if !take_budget(now, settings.events_per_sec) {
+        crate::count::add_stat_packet(Stat::EventsSuppressed, v.direction);
+        return;
+    }
+    let Some(mut entry) = EVENTS.reserve::<AlertEvent>(0) else {
+        crate::count::add_stat_packet(Stat::EventsSuppressed, v.direction);
+        return;
+    };
+    let len = v.ctx.len();
+    entry.write(AlertEvent {
+        time_ns: now,
+        addr,
+        mac: v.mac,
+        country: v.country.0,
+        port: remote_port(v.ctx, v.transport, v.direction),
+        direction: v.direction as u8,
+        family,
+        protocol: v.transport.protocol,
+        action: v.action as u8,
+        len: if len > 0xffff { 0xffff } else { len as u16 },
+    });
+    entry.submit(0);
+    let _ = ALERTED.insert(key, now, 0);
+}
+
+/// Takes one event from this CPU's budget for the current second.
+#[inline(always)]
+fn take_budget(now: u64, per_sec: u32) -> bool {
+    let Some(budget) = EVENT_BUDGET.get_ptr_mut(0) else {
+        return false;
+    };
+    // SAFETY: this CPU's own entry; per-CPU maps need no atomics.
+    unsafe {
+        if now.wrapping_sub((*budget).window_start) >= NS_PER_SEC {
+            (*budget).window_start = now;
+            (*budget).sent = 0;
+        }
+        if (*budget).sent >= u64::from(per_sec) {
+            return false;
+        }
+        (*budget).sent += 1;
+    }
+    true
+}

@@ -1,0 +1,129 @@
+//! Building what the agent runs with: configuration, settings, policy, kernel object.
+
+use std::{
+    collections::BTreeMap,
+    path::PathBuf,
+    time::{Instant, SystemTime},
+};
+
+use anyhow::Context as _;
+use ipnet::IpNet;
+use tracing::info;
+
+use crate::{
+    cli::RunArgs,
+    config::{Config, RunSettings},
+    geo_source::{self, KernelTables},
+    kernel::{EventLimits, Kernel, LoadOptions},
+    policy::{KernelPolicy, Policy},
+    status::GeoStatus,
+};
+
+/// Where this version's maps are pinned under `--bpffs-dir`.
+pub fn pin_dir(bpffs_dir: &std::path::Path) -> PathBuf {
+    bpffs_dir.join(format!("v{}", tracer_common::LAYOUT_VERSION))
+}
+
+/// Everything a (re)load is made of, built before anything running is touched.
+#[derive(Debug)]
+pub struct Plan {
+    /// The configuration file's contents (empty without `--config`).
+    pub config: Config,
+    /// The settings.
+    pub settings: RunSettings,
+    /// The policy as the agent explains it.
+    pub policy: Policy,
+    /// The policy as the kernel applies it.
+    pub kernel_policy: KernelPolicy,
+}
+
+impl Plan {
+    /// Reads the configuration (if any), resolves the settings and compiles the policy.
+    pub fn build(args: &RunArgs) -> anyhow::Result<Plan> {
+        let config = match &args.config {
+            Some(path) => Config::load(path)?,
+            None => Config::default(),
+        };
+        let settings = RunSettings::resolve(args, &config)?;
+        let mut rules = config.policy.clone();
+        rules.apply_shortcuts(args.allow.as_deref(), args.block.as_deref(), args.unknown_action);
+        let config = Config { policy: rules, ..config };
+        let regions = config.regions().context("the config's [regions]")?;
+        let policy = Policy::compile(&config, &regions, settings.dry_run).map_err(|e| {
+            if e.span == crate::policy::COMMAND_LINE {
+                anyhow::anyhow!("--allow/--block: {}", e.reason)
+            } else {
+                anyhow::anyhow!(
+                    "{}: {}",
+                    args.config.as_deref().unwrap_or(std::path::Path::new("config")).display(),
+                    e.reason
+                )
+            }
+        })?;
+        let kernel_policy = policy.kernel()?;
+        Ok(Plan { config, settings, policy, kernel_policy })
+    }
+
+    /// Writes the policy into the (pinned, shared) policy maps.
+    pub fn apply_policy(&self, kernel: &mut Kernel) -> anyhow::Result<()> {
+        let limits = EventLimits {
+            per_second: self.settings.events_per_second,
+            rearm_secs: self.settings.event_rearm_secs,
+        };
+        kernel.write_policy(&self.kernel_policy, limits)?;
+        info!(
+            policy = %self.config.policy.summary(),
+            groups = self.config.groups.len(),
+            devices = self.config.devices.len(),
+            profiles = self.kernel_policy.profiles.len(),
+            dry_run = self.settings.dry_run,
+            enforced = self.kernel_policy.enabled(),
+            "policy loaded"
+        );
+        Ok(())
+    }
+
+    /// Device names given in the configuration.
+    pub fn names(&self) -> BTreeMap<[u8; 6], String> {
+        self.config
+            .devices
+            .iter()
+            .filter_map(|d| Some((crate::config::parse_mac(d.mac.get_ref())?, d.name.clone()?)))
+            .collect()
+    }
+}
+
+/// Compiles the database and loads it into a fresh object (not attached yet).
+pub fn load_kernel(
+    settings: &RunSettings,
+    lan_prefixes: &[IpNet],
+) -> anyhow::Result<(Kernel, GeoStatus)> {
+    let started = Instant::now();
+    let geo = geo_source::compile(&settings.geo, lan_prefixes)?;
+    let tables = KernelTables::build(&geo, settings.lookup);
+    let options = LoadOptions {
+        counter_entries: settings.counter_entries,
+        geo: tables.sizes(),
+        pin_dir: Some(pin_dir(&settings.bpffs_dir)),
+    };
+    let mut kernel = Kernel::load(&options)?;
+    tables.fill(&mut kernel)?;
+    kernel.set_lookup(settings.lookup)?;
+    let stats = geo.stats();
+    let status = GeoStatus {
+        source: geo.data().source.clone(),
+        build_date: geo.data().build_date.clone(),
+        loaded_at: Some(SystemTime::now()),
+        load_duration: started.elapsed(),
+        runs: (stats.v4_runs, stats.v6_runs),
+    };
+    info!(
+        source = %geo_source::describe(&geo),
+        v4_table_blocks = tables.v4_table.len(),
+        v6_table_blocks = tables.v6_table.len(),
+        v6_lpm_prefixes = tables.v6_prefixes.len(),
+        took_ms = status.load_duration.as_millis() as u64,
+        "country database loaded"
+    );
+    Ok((kernel, status))
+}

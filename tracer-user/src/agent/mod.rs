@@ -1,0 +1,201 @@
+//! `egress-tracer run`: the long-running agent.
+
+mod load;
+mod watch;
+
+use std::{
+    sync::{Arc, RwLock},
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use ipnet::IpNet;
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::{error, info, warn};
+
+pub use load::{Plan, load_kernel, pin_dir};
+
+use crate::{
+    alerts::{self, AlertBook, AlertSettings, Enrichment, Webhook},
+    api,
+    cli::RunArgs,
+    context::Context,
+    kernel::{CounterReader, Kernel, Lookup},
+    metrics::Metrics,
+    netif, preflight,
+    report::Report,
+    status::{AgentStatus, SharedStatus},
+};
+
+fn alert_settings(plan: &Plan) -> AlertSettings {
+    AlertSettings { suppress: plan.settings.alert_suppress, keep: plan.settings.alerts_keep }
+}
+
+/// The running agent: what it was started with and what it holds.
+struct Agent {
+    args: RunArgs,
+    plan: Plan,
+    lan_prefixes: Vec<IpNet>,
+    kernel: Kernel,
+    ctx: Arc<Context>,
+}
+
+impl Agent {
+    fn status(&self) -> std::sync::RwLockWriteGuard<'_, AgentStatus> {
+        self.ctx.status.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Reloads the configuration, the policy and (if `geo` or its files changed) the country
+    /// database. Everything is built first; if anything is wrong the running state stays.
+    fn reload(&mut self, geo: bool) {
+        let result = Plan::build(&self.args).and_then(|plan| {
+            self.plan.settings.check_reloadable(&plan.settings)?;
+            let geo = geo
+                || plan.settings.geo != self.plan.settings.geo
+                || plan.settings.lookup != self.plan.settings.lookup;
+            let fresh = if geo {
+                let (mut fresh, status) = load_kernel(&plan.settings, &self.lan_prefixes)?;
+                fresh.take_over(&mut self.kernel)?;
+                Some((fresh, status))
+            } else {
+                None
+            };
+            Ok((plan, fresh))
+        });
+        let (plan, fresh) = match result {
+            Ok(ok) => ok,
+            Err(err) => {
+                self.status().reloads_failed += 1;
+                error!("reload rejected, keeping the running configuration: {err:#}");
+                return;
+            }
+        };
+        if let Some((fresh, geo)) = fresh {
+            self.kernel = fresh;
+            self.status().geo = geo;
+            info!("country database reloaded; programs swapped atomically, counters continue");
+        }
+        if let Err(err) = plan.apply_policy(&mut self.kernel) {
+            self.status().reloads_failed += 1;
+            error!("writing the policy failed: {err:#}");
+            return;
+        }
+        self.ctx.set_policy(plan.policy.clone());
+        *self.ctx.names.write().unwrap_or_else(std::sync::PoisonError::into_inner) = plan.names();
+        self.ctx.alerts.set_settings(alert_settings(&plan));
+        self.plan = plan;
+        self.status().reloads_ok += 1;
+        info!("reloaded");
+    }
+}
+
+/// Runs the agent until SIGINT or SIGTERM; the programs are detached on return.
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let plan = Plan::build(&args)?;
+    let settings = &plan.settings;
+    preflight::check(&settings.lan)?;
+    crate::bpffs::ensure(&settings.bpffs_dir)?;
+    let lan_prefixes =
+        netif::prefixes(&settings.lan).context("reading the LAN interfaces' addresses")?;
+    info!(lan_prefixes = ?lan_prefixes.iter().map(ToString::to_string).collect::<Vec<_>>(), "local networks include the LAN prefixes");
+    let (mut kernel, geo) = load_kernel(settings, &lan_prefixes)?;
+    plan.apply_policy(&mut kernel)?;
+    let reader: Arc<CounterReader> = Arc::new(kernel.counter_reader()?);
+    let ring = kernel.event_reader()?;
+    for lan in &settings.lan {
+        let attachment = kernel.attach(lan, settings.tc_attach)?;
+        info!(interface = %attachment.interface, mode = ?attachment.mode, "attached");
+    }
+    if settings.lookup == Lookup::Lpm {
+        warn!("lookups use the LPM tries (reference mode): slower than the default tables");
+    }
+    let status: SharedStatus = Arc::new(RwLock::new(AgentStatus {
+        geo,
+        interfaces: settings.lan.clone(),
+        ..AgentStatus::default()
+    }));
+    let webhook = match &settings.webhook {
+        Some(url) => Some(Webhook::start(url.clone(), settings.webhook_timeout)?),
+        None => None,
+    };
+    let ctx = Arc::new(Context {
+        reader: Arc::clone(&reader),
+        status: Arc::clone(&status),
+        policy: RwLock::new(Arc::new(plan.policy.clone())),
+        alerts: Arc::new(AlertBook::new(alert_settings(&plan), webhook)),
+        names: RwLock::new(plan.names()),
+    });
+    let events =
+        alerts::spawn_reader(ring, Arc::clone(&ctx.alerts), Arc::clone(&ctx) as Enrichment)?;
+
+    let metrics = Arc::new(Metrics::new(Arc::clone(&ctx)));
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("listening on {}", settings.listen))?;
+    info!(url = %format!("http://{}/metrics", listener.local_addr()?), "serving metrics");
+    let state = api::AppState { metrics, ctx: Arc::clone(&ctx) };
+    let server = tokio::spawn(api::serve(listener, state));
+
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigusr1 = signal(SignalKind::user_defined1())?;
+    let mut sighup = signal(SignalKind::hangup())?;
+    let interval = settings.interval;
+    let period = Duration::from_secs(interval.max(1));
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    let watch_interval = settings.watch_interval;
+    let watch = Duration::from_secs(watch_interval.max(1));
+    let mut watcher = tokio::time::interval_at(tokio::time::Instant::now() + watch, watch);
+    let mut alert_tick = tokio::time::interval(Duration::from_millis(500));
+    let mut agent = Agent { args, plan, lan_prefixes, kernel, ctx };
+    let mut watched = watch::Watched::new(&agent.args, &agent.plan.settings);
+    loop {
+        tokio::select! {
+            _ = sigint.recv() => break,
+            _ = sigterm.recv() => break,
+            _ = sighup.recv() => {
+                info!("SIGHUP: reloading the configuration, the policy and the country database");
+                agent.reload(true);
+                watched = watch::Watched::new(&agent.args, &agent.plan.settings);
+            }
+            _ = watcher.tick(), if watch_interval > 0 => {
+                if let Some(change) = watched.changed() {
+                    info!("{change} changed: reloading");
+                    agent.reload(change == watch::Change::Geo);
+                    watched = watch::Watched::new(&agent.args, &agent.plan.settings);
+                }
+            }
+            _ = alert_tick.tick() => agent.ctx.alerts.tick(),
+            _ = sigusr1.recv() => print_table(&agent.ctx.reader),
+            _ = ticker.tick(), if interval > 0 => print_table(&agent.ctx.reader),
+        }
+    }
+    server.abort();
+    events.abort();
+    agent.kernel.detach_all();
+    let dir = pin_dir(&agent.plan.settings.bpffs_dir);
+    drop(agent);
+    info!("programs detached; counters stay pinned in {}", dir.display());
+    Ok(())
+}
+
+fn print_table(reader: &CounterReader) {
+    match reader.snapshot() {
+        Ok(snapshot) => println!("{}", Report::from_snapshot(&snapshot).render_table()),
+        Err(err) => warn!(%err, "reading counters failed"),
+    }
+}
+
+/// `egress-tracer reset`: unpins this version's maps. A running agent keeps counting into the
+/// maps it holds; the next start begins from zero.
+pub fn reset(args: &crate::cli::ResetArgs) -> anyhow::Result<()> {
+    let dir = pin_dir(&args.bpffs_dir);
+    match std::fs::remove_dir_all(&dir) {
+        Ok(()) => println!("removed the pinned counters in {}", dir.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            println!("nothing pinned in {}", dir.display());
+        }
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("removing {}", dir.display()))),
+    }
+    Ok(())
+}

@@ -1,0 +1,57 @@
+//! Noticing changed files: the configuration and the country databases.
+
+use std::{path::PathBuf, time::SystemTime};
+
+use crate::{cli::RunArgs, config::RunSettings};
+
+/// What changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// The configuration file.
+    Config,
+    /// A country database file.
+    Geo,
+}
+
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Config => "the configuration file",
+            Self::Geo => "a --geo file",
+        })
+    }
+}
+
+/// The files watched and their modification times when last loaded.
+#[derive(Debug)]
+pub struct Watched {
+    config: Option<(PathBuf, Option<SystemTime>)>,
+    geo: Vec<(PathBuf, Option<SystemTime>)>,
+}
+
+fn mtime(path: &PathBuf) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+impl Watched {
+    /// The files of the running configuration, as they are now.
+    pub fn new(args: &RunArgs, settings: &RunSettings) -> Self {
+        Self {
+            config: args.config.clone().map(|p| {
+                let t = mtime(&p);
+                (p, t)
+            }),
+            geo: settings.geo.geo.iter().map(|p| (p.clone(), mtime(p))).collect(),
+        }
+    }
+
+    /// The first kind of file that changed since [`Self::new`].
+    pub fn changed(&self) -> Option<Change> {
+        if let Some((path, t)) = &self.config
+            && mtime(path) != *t
+        {
+            return Some(Change::Config);
+        }
+        self.geo.iter().any(|(p, t)| mtime(p) != *t).then_some(Change::Geo)
+    }
+}

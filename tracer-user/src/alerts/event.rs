@@ -1,0 +1,92 @@
+//! From a kernel [`AlertEvent`] to an [`Alert`].
+
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    time::{Duration, SystemTime},
+};
+
+use tracer_common::{CounterValue, CountryId, Direction, policy::AlertEvent};
+
+use super::{Alert, AlertDevice, AlertKind, RemoteEnd, rfc3339};
+use crate::{
+    names::country_label,
+    policy::{Action, Decision},
+    regions::country_name,
+};
+
+/// What the agent knows beyond the event: the device, the policy, the counters.
+pub trait Enricher: Send + Sync {
+    /// The device as known now.
+    fn device(&self, mac: [u8; 6]) -> AlertDevice;
+    /// The policy's decision and rule for (device, country).
+    fn decide(&self, mac: [u8; 6], country: CountryId) -> Decision;
+    /// Packets and bytes the device has exchanged with the country so far.
+    fn so_far(&self, mac: [u8; 6], country: CountryId) -> CounterValue;
+}
+
+/// A boxed [`Enricher`], shared by the reader and the API.
+pub type Enrichment = std::sync::Arc<dyn Enricher>;
+
+/// The wall-clock time of a `bpf_ktime_get_ns` (CLOCK_MONOTONIC) timestamp.
+fn wall_time(monotonic_ns: u64) -> SystemTime {
+    let now = SystemTime::now();
+    let Ok(mono) = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC) else {
+        return now;
+    };
+    let mono_now = Duration::from(mono);
+    let age = mono_now.saturating_sub(Duration::from_nanos(monotonic_ns));
+    now.checked_sub(age).unwrap_or(now)
+}
+
+/// Name of an IP protocol number.
+fn protocol_name(protocol: u8) -> String {
+    match protocol {
+        1 => "icmp".to_owned(),
+        6 => "tcp".to_owned(),
+        17 => "udp".to_owned(),
+        58 => "icmpv6".to_owned(),
+        132 => "sctp".to_owned(),
+        136 => "udplite".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+/// The remote address of an event.
+pub(super) fn remote_address(event: &AlertEvent) -> IpAddr {
+    if event.family == 4 {
+        let [a, b, c, d, ..] = event.addr;
+        IpAddr::V4(Ipv4Addr::new(a, b, c, d))
+    } else {
+        IpAddr::V6(Ipv6Addr::from(event.addr))
+    }
+}
+
+/// Builds the alert for `event`.
+pub(super) fn to_alert(event: &AlertEvent, enricher: &dyn Enricher, id: u64) -> Alert {
+    let country = CountryId(event.country);
+    let decision = enricher.decide(event.mac, country);
+    let so_far = enricher.so_far(event.mac, country);
+    let action = Action::from_raw(event.action);
+    Alert {
+        id,
+        kind: AlertKind::Violation,
+        time: rfc3339(wall_time(event.time_ns)),
+        device: enricher.device(event.mac),
+        remote: Some(RemoteEnd {
+            address: remote_address(event),
+            port: (event.port != 0).then_some(event.port),
+            protocol: protocol_name(event.protocol),
+        }),
+        country: country_label(country).to_owned(),
+        country_name: country_name(country).map(str::to_owned),
+        rule: decision.rule,
+        action: action.as_str(),
+        blocked: action == Action::Block,
+        direction: Direction::from_raw(event.direction).map_or("upload", Direction::as_str),
+        bytes_so_far: so_far.bytes,
+        packets_so_far: so_far.packets,
+        repeats: None,
+        repeat_addresses: None,
+        window_secs: None,
+    }
+}

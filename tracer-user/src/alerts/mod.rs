@@ -1,0 +1,102 @@
+//! Alerts: kernel events about unapproved traffic, turned into records carrying the device, the
+//! remote end, the country and the rule that failed; repeats summarised; delivered as a JSON
+//! line on stdout, to a webhook, and to the API's recent list.
+
+mod book;
+mod event;
+mod reader;
+mod webhook;
+
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+pub use book::{AlertBook, AlertSettings, Violation};
+pub use event::{Enricher, Enrichment};
+pub use reader::spawn_reader;
+pub use webhook::{Webhook, WebhookStats};
+
+/// The device an alert is about, as the agent knows it at the time.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct AlertDevice {
+    /// `aa:bb:cc:dd:ee:ff`.
+    pub mac: String,
+    /// Its name (from the config or a DHCP lease; escaped, as all network-supplied text).
+    pub name: Option<String>,
+    /// Vendor from the MAC's OUI, or `locally administered`.
+    pub vendor: Option<String>,
+    /// Its group in the config.
+    pub group: Option<String>,
+    /// Current IPv4 addresses.
+    pub ipv4: Vec<String>,
+    /// Current IPv6 addresses.
+    pub ipv6: Vec<String>,
+}
+
+/// The remote end of the traffic.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct RemoteEnd {
+    /// The address.
+    pub address: IpAddr,
+    /// TCP/UDP/SCTP port (absent for other protocols).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// `tcp`, `udp`, `icmp`, ... or the protocol number.
+    pub protocol: String,
+}
+
+/// What kind of record an [`Alert`] is.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertKind {
+    /// A device reached a region its policy does not approve.
+    Violation,
+    /// The end of a suppression window in which repeats were not reported one by one.
+    Summary,
+}
+
+/// One alert.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Alert {
+    /// Increasing number, from 1 at agent start.
+    pub id: u64,
+    /// Violation or summary.
+    pub kind: AlertKind,
+    /// When the first packet was seen (RFC 3339, UTC); for a summary, when the window ended.
+    pub time: String,
+    /// The device.
+    pub device: AlertDevice,
+    /// The remote end (violations only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote: Option<RemoteEnd>,
+    /// ISO code of the remote's country, or `unknown`.
+    pub country: String,
+    /// The country's English name.
+    pub country_name: Option<String>,
+    /// The rule that failed, e.g. `group "iot": otherwise = block (CN is not listed)`.
+    pub rule: String,
+    /// `alert` or `block`: what the kernel did.
+    pub action: &'static str,
+    /// Whether the packets are dropped.
+    pub blocked: bool,
+    /// `upload` (the device sent the first packet) or `download`.
+    pub direction: &'static str,
+    /// Bytes the device has exchanged with the country so far (both directions).
+    pub bytes_so_far: u64,
+    /// Packets the device has exchanged with the country so far.
+    pub packets_so_far: u64,
+    /// Summary: repeats (new remote addresses) not reported one by one in the window.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repeats: Option<u64>,
+    /// Summary: up to 8 of the repeats' remote addresses.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repeat_addresses: Option<Vec<IpAddr>>,
+    /// Summary: the window's length in seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window_secs: Option<u64>,
+}
+
+/// RFC 3339 text of a wall-clock time, in UTC with milliseconds.
+pub fn rfc3339(time: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_millis(time).to_string()
+}

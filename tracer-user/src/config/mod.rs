@@ -1,0 +1,135 @@
+//! The TOML configuration file: agent settings, alert channels, the policy, named regions,
+//! groups and devices. Unknown keys are refused, and every error names the line and the reason.
+
+mod sections;
+mod settings;
+
+use std::{collections::BTreeMap, path::Path};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+pub use sections::{AgentSection, AlertsSection, DeviceSection, GroupSection, parse_mac};
+pub use settings::{RunSettings, Unchangeable};
+
+use crate::{policy::Rules, regions::Regions};
+
+/// The configuration file's contents.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Settings of `run`, each with a command-line flag that overrides it.
+    #[serde(default)]
+    pub agent: AgentSection,
+    /// Alert delivery.
+    #[serde(default)]
+    pub alerts: AlertsSection,
+    /// The default policy of every device.
+    #[serde(default)]
+    pub policy: Rules,
+    /// Named regions: `name = ["AT", "BE", ...]`.
+    #[serde(default)]
+    pub regions: BTreeMap<String, Vec<String>>,
+    /// Groups of devices with their own policy (`[[group]]`).
+    #[serde(default, rename = "group")]
+    pub groups: Vec<GroupSection>,
+    /// Devices with a name, a group and possibly their own policy (`[[device]]`).
+    #[serde(default, rename = "device")]
+    pub devices: Vec<DeviceSection>,
+}
+
+/// A configuration that cannot be used, with where and why.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML, does not match the schema, or says something impossible.
+    #[error("{path}:{line}: {reason}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// 1-based line of the problem.
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// A problem found after parsing, at a byte span of the text.
+#[derive(Debug)]
+pub struct SpannedError {
+    /// Byte range in the configuration text.
+    pub span: std::ops::Range<usize>,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl SpannedError {
+    /// An error at `value`'s place in the file.
+    pub fn at<T>(value: &Spanned<T>, reason: impl std::fmt::Display) -> Self {
+        Self { span: value.span(), reason: reason.to_string() }
+    }
+}
+
+/// The 1-based line of byte `offset` in `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
+}
+
+impl Config {
+    /// Parses and validates configuration text; `path` names it in errors.
+    pub fn parse(path: &str, text: &str) -> Result<Config, ConfigError> {
+        let invalid = |offset: usize, reason: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            line: line_of(text, offset),
+            reason,
+        };
+        let config: Config = toml::from_str(text)
+            .map_err(|e| invalid(e.span().map_or(0, |s| s.start), e.message().to_owned()))?;
+        let regions = config.regions().map_err(|e| {
+            let at = text.find("[regions]").unwrap_or(0);
+            invalid(at, e.to_string())
+        })?;
+        crate::policy::Policy::compile(&config, &regions, false)
+            .map_err(|e| invalid(e.span.start, e.reason))?;
+        Ok(config)
+    }
+
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+        Self::parse(&path.display().to_string(), &text)
+    }
+
+    /// The built-in regions plus the ones defined here.
+    pub fn regions(&self) -> Result<Regions, crate::regions::RegionError> {
+        self.regions
+            .iter()
+            .try_fold(Regions::builtin(), |r, (name, codes)| r.with_custom(name, codes))
+    }
+}
+
+/// `egress-tracer check-config FILE`: validates a file and summarises it.
+pub fn check_command(path: &Path) -> anyhow::Result<()> {
+    let config = Config::load(path)?;
+    println!(
+        "{}: OK ({} named regions, {} groups, {} devices; default policy: {})",
+        path.display(),
+        config.regions.len(),
+        config.groups.len(),
+        config.devices.len(),
+        config.policy.summary(),
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,97 @@
+//! The sections of the configuration file other than `[policy]` and `[regions]`.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::kernel::{AttachPreference, Lookup};
+
+/// `[agent]`: the settings of `egress-tracer run`. Each key has a flag of the same name (with
+/// dashes); a flag given on the command line wins.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSection {
+    /// LAN interfaces (`--lan`).
+    pub lan: Option<Vec<String>>,
+    /// Country database files (`--geo`); empty: the embedded database.
+    pub geo: Option<Vec<PathBuf>>,
+    /// Address of the HTTP server (`--listen`).
+    pub listen: Option<SocketAddr>,
+    /// Seconds between table printouts, 0 for none (`--interval`).
+    pub interval: Option<u64>,
+    /// Capacity of the traffic map (`--counter-entries`).
+    pub counter_entries: Option<u32>,
+    /// bpffs directory of the pinned maps (`--bpffs-dir`).
+    pub bpffs_dir: Option<PathBuf>,
+    /// Seconds between checks of the config, database and lease files (`--watch-interval`).
+    pub watch_interval: Option<u64>,
+    /// TC attach mechanism (`--tc-attach`).
+    pub tc_attach: Option<AttachPreference>,
+    /// Lookup structures (`--lookup`).
+    pub lookup: Option<Lookup>,
+    /// DHCP lease files: dnsmasq leases or odhcpd state files (`--leases`).
+    pub leases: Option<Vec<PathBuf>>,
+    /// Turn every `block` into `alert` (`--dry-run`).
+    pub dry_run: Option<bool>,
+}
+
+/// `[alerts]`: how alerts are raised and delivered.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsSection {
+    /// Repeats for the same (device, country) within this many seconds are summarised when the
+    /// window ends (`--alert-suppress-secs`).
+    pub suppress_secs: Option<u64>,
+    /// How many recent alerts the API keeps (`--alerts-keep`).
+    pub keep: Option<usize>,
+    /// Kernel rate limit of alert events per CPU per second (`--events-per-second`).
+    pub events_per_second: Option<u32>,
+    /// Seconds before the same (device, remote address) raises another kernel event
+    /// (`--event-rearm-secs`).
+    pub rearm_secs: Option<u32>,
+    /// URL alerts are POSTed to as JSON (`--webhook`).
+    pub webhook: Option<String>,
+    /// Seconds a webhook request may take (`--webhook-timeout-secs`).
+    pub webhook_timeout_secs: Option<u64>,
+}
+
+crate::policy::with_rules! {
+    /// `[[group]]`: a named set of devices with its own rules; whatever they leave open falls
+    /// through to `[policy]`.
+    #[derive(Clone, Debug, Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    pub struct GroupSection {
+        /// The group's name, as devices refer to it.
+        pub name: Spanned<String>,
+    }
+}
+
+crate::policy::with_rules! {
+    /// `[[device]]`: one device by MAC address, with its own rules; whatever they leave open
+    /// falls through to its group, then to `[policy]`.
+    #[derive(Clone, Debug, Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    pub struct DeviceSection {
+        /// `aa:bb:cc:dd:ee:ff` (or with dashes).
+        pub mac: Spanned<String>,
+        /// Its name; wins over DHCP lease names.
+        pub name: Option<String>,
+        /// The `[[group]]` it belongs to.
+        pub group: Option<Spanned<String>>,
+    }
+}
+
+/// Parses `aa:bb:cc:dd:ee:ff` or `aa-bb-cc-dd-ee-ff`, any case.
+pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = text.split([':', '-']);
+    for byte in &mut mac {
+        let part = parts.next()?;
+        if part.len() != 2 {
+            return None;
+        }
+        *byte = u8::from_str_radix(part, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
+}

@@ -1,0 +1,127 @@
+//! The settings `run` works with: the command line over the configuration file over defaults.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use super::Config;
+use crate::{
+    cli::{GeoArgs, RunArgs},
+    kernel::{AttachPreference, Lookup},
+};
+
+/// Everything `run` needs, resolved.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunSettings {
+    /// LAN interfaces.
+    pub lan: Vec<String>,
+    /// Country database files.
+    pub geo: GeoArgs,
+    /// HTTP address.
+    pub listen: SocketAddr,
+    /// Seconds between table printouts (0: none).
+    pub interval: u64,
+    /// Capacity of the traffic map.
+    pub counter_entries: u32,
+    /// bpffs directory of the pinned maps.
+    pub bpffs_dir: PathBuf,
+    /// Seconds between file checks (0: never).
+    pub watch_interval: u64,
+    /// TC attach mechanism.
+    pub tc_attach: AttachPreference,
+    /// Lookup structures.
+    pub lookup: Lookup,
+    /// DHCP lease files.
+    pub leases: Vec<PathBuf>,
+    /// Every `block` acts as `alert`.
+    pub dry_run: bool,
+    /// Alert repeats for a (device, country) within this window are summarised.
+    pub alert_suppress: Duration,
+    /// Recent alerts kept.
+    pub alerts_keep: usize,
+    /// Kernel alert events per CPU per second.
+    pub events_per_second: u32,
+    /// Seconds before a (device, remote address) raises another event.
+    pub event_rearm_secs: u32,
+    /// Webhook URL.
+    pub webhook: Option<String>,
+    /// Webhook request timeout.
+    pub webhook_timeout: Duration,
+}
+
+/// A setting a reload cannot change: it needs a restart.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} changed; it takes effect at the next restart")]
+pub struct Unchangeable(pub &'static str);
+
+impl RunSettings {
+    /// Resolves `args` over `config` (the command line wins) over the defaults.
+    pub fn resolve(args: &RunArgs, config: &Config) -> anyhow::Result<RunSettings> {
+        let agent = &config.agent;
+        let alerts = &config.alerts;
+        let lan = if args.lan.is_empty() {
+            agent.lan.clone().unwrap_or_default()
+        } else {
+            args.lan.clone()
+        };
+        anyhow::ensure!(
+            !lan.is_empty(),
+            "no LAN interface: give --lan IFACE or `lan = [...]` in the config's [agent] section"
+        );
+        let geo = if args.geo.geo.is_empty() {
+            GeoArgs { geo: agent.geo.clone().unwrap_or_default() }
+        } else {
+            args.geo.clone()
+        };
+        let leases = if args.leases.is_empty() {
+            agent.leases.clone().unwrap_or_default()
+        } else {
+            args.leases.clone()
+        };
+        Ok(RunSettings {
+            lan,
+            geo,
+            listen: args.listen.or(agent.listen).unwrap_or(([127, 0, 0, 1], 9977).into()),
+            interval: args.interval.or(agent.interval).unwrap_or(10),
+            counter_entries: args
+                .counter_entries
+                .or(agent.counter_entries)
+                .unwrap_or(tracer_common::maps::DEFAULT_COUNTER_ENTRIES),
+            bpffs_dir: args
+                .bpffs_dir
+                .clone()
+                .or_else(|| agent.bpffs_dir.clone())
+                .unwrap_or_else(|| PathBuf::from("/sys/fs/bpf/egress-tracer")),
+            watch_interval: args.watch_interval.or(agent.watch_interval).unwrap_or(5),
+            tc_attach: args.tc_attach.or(agent.tc_attach).unwrap_or_default(),
+            lookup: args.lookup.or(agent.lookup).unwrap_or_default(),
+            leases,
+            dry_run: args.dry_run || agent.dry_run.unwrap_or(false),
+            alert_suppress: Duration::from_secs(
+                args.alert_suppress_secs.or(alerts.suppress_secs).unwrap_or(600),
+            ),
+            alerts_keep: args.alerts_keep.or(alerts.keep).unwrap_or(200),
+            events_per_second: args.events_per_second.or(alerts.events_per_second).unwrap_or(100),
+            event_rearm_secs: args.event_rearm_secs.or(alerts.rearm_secs).unwrap_or(60),
+            webhook: args.webhook.clone().or_else(|| alerts.webhook.clone()),
+            webhook_timeout: Duration::from_secs(
+                args.webhook_timeout_secs.or(alerts.webhook_timeout_secs).unwrap_or(5),
+            ),
+        })
+    }
+
+    /// Checks that a reload leaves alone what only a restart can change.
+    pub fn check_reloadable(&self, new: &RunSettings) -> Result<(), Unchangeable> {
+        let fixed: [(&'static str, bool); 7] = [
+            ("webhook", self.webhook != new.webhook),
+            ("webhook_timeout_secs", self.webhook_timeout != new.webhook_timeout),
+            ("lan", self.lan != new.lan),
+            ("listen", self.listen != new.listen),
+            ("counter_entries", self.counter_entries != new.counter_entries),
+            ("bpffs_dir", self.bpffs_dir != new.bpffs_dir),
+            ("tc_attach", self.tc_attach != new.tc_attach),
+        ];
+        match fixed.into_iter().find(|(_, changed)| *changed) {
+            Some((name, _)) => Err(Unchangeable(name)),
+            None => Ok(()),
+        }
+    }
+}

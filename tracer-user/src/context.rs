@@ -1,0 +1,77 @@
+//! What the run loop shares with the HTTP server, the metrics and the alert reader.
+
+use std::sync::{Arc, PoisonError, RwLock};
+
+use tracer_common::{CounterValue, CountryId};
+
+use crate::{
+    alerts::{AlertBook, AlertDevice, Enricher},
+    kernel::CounterReader,
+    names::format_mac,
+    policy::{Decision, Policy},
+    status::SharedStatus,
+};
+
+/// The agent's shared state.
+#[derive(Debug)]
+pub struct Context {
+    /// The kernel counters (pinned: valid across reloads).
+    pub reader: Arc<CounterReader>,
+    /// Database, reloads, interfaces.
+    pub status: SharedStatus,
+    /// The policy in force (replaced whole on reload).
+    pub policy: RwLock<Arc<Policy>>,
+    /// Alerts raised so far.
+    pub alerts: Arc<AlertBook>,
+    /// Device names from the configuration.
+    pub names: RwLock<std::collections::BTreeMap<[u8; 6], String>>,
+}
+
+impl Context {
+    /// The policy in force now.
+    pub fn policy(&self) -> Arc<Policy> {
+        Arc::clone(&self.policy.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Replaces the policy.
+    pub fn set_policy(&self, policy: Policy) {
+        *self.policy.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(policy);
+    }
+}
+
+impl Enricher for Context {
+    fn device(&self, mac: [u8; 6]) -> AlertDevice {
+        let names = self.names.read().unwrap_or_else(PoisonError::into_inner);
+        AlertDevice {
+            mac: format_mac(mac),
+            name: names.get(&mac).cloned(),
+            group: self.policy().group_of(mac).map(str::to_owned),
+            ..AlertDevice::default()
+        }
+    }
+
+    fn decide(&self, mac: [u8; 6], country: CountryId) -> Decision {
+        self.policy().decide(mac, country)
+    }
+
+    fn so_far(&self, mac: [u8; 6], country: CountryId) -> CounterValue {
+        self.reader.device_country(mac, country.0)
+    }
+}
+
+impl Context {
+    /// A context with no policy, no names and no webhook (benchmarks and tests).
+    pub fn bare(reader: Arc<CounterReader>, status: SharedStatus) -> Self {
+        let settings = crate::alerts::AlertSettings {
+            suppress: std::time::Duration::from_secs(600),
+            keep: 200,
+        };
+        Self {
+            reader,
+            status,
+            policy: RwLock::default(),
+            alerts: Arc::new(AlertBook::new(settings, None)),
+            names: RwLock::default(),
+        }
+    }
+}
