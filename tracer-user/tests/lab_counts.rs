@@ -7,20 +7,12 @@ mod support;
 
 use std::time::Duration;
 
+use support::LAB_DB;
 use support::{
     agent::{Agent, all_counts, counts, wait_for_reload},
     prom::{self, Samples},
 };
 use tracer_lab::Lab;
-
-/// The lab's remote addresses as a country database (what the lab's "internet" holds).
-const LAB_DB: &str = "\
-36.110.0.0,36.110.255.255,CN
-8.8.8.0,8.8.8.255,US
-193.0.0.0,193.0.7.255,NL
-240e::,240e:fff:ffff:ffff:ffff:ffff:ffff:ffff,CN
-2001:4860::,2001:4860:ffff:ffff:ffff:ffff:ffff:ffff,US
-";
 
 /// The same with 8.8.8.0/24 moved to DE, for the reload test.
 const LAB_DB_MOVED: &str = "\

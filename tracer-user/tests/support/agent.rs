@@ -23,6 +23,10 @@ pub struct Agent {
     args: Vec<String>,
     /// The database file the agent was started with.
     pub geo: tempfile_path::TempPath,
+    /// The configuration file, if the agent was started with one.
+    pub config: Option<tempfile_path::TempPath>,
+    /// Where the agent's stdout (the alert log) goes.
+    pub stdout: tempfile_path::TempPath,
 }
 
 mod tempfile_path {
@@ -47,8 +51,12 @@ mod tempfile_path {
 }
 
 fn write_db(name: &str, contents: &str) -> tempfile_path::TempPath {
-    let path =
-        std::env::temp_dir().join(format!("egress-tracer-{}-{name}.csv", std::process::id()));
+    write_file(&format!("{name}.csv"), contents)
+}
+
+/// Writes a file in the temporary directory, removed when the returned path is dropped.
+pub fn write_file(name: &str, contents: &str) -> tempfile_path::TempPath {
+    let path = std::env::temp_dir().join(format!("egress-tracer-{}-{name}", std::process::id()));
     let mut f = std::fs::File::create(&path).expect("create db");
     f.write_all(contents.as_bytes()).expect("write db");
     tempfile_path::TempPath(path)
@@ -60,7 +68,14 @@ impl Agent {
     }
 
     pub fn start_with(lab: &Lab, db: &str, extra: &[&str]) -> Agent {
+        Self::start_configured(lab, db, None, extra)
+    }
+
+    /// Starts the agent with a configuration file holding `config` (and `extra` flags).
+    pub fn start_configured(lab: &Lab, db: &str, config: Option<&str>, extra: &[&str]) -> Agent {
         let geo = write_db(&lab.prefix(), db);
+        let config = config.map(|text| write_file(&format!("{}.toml", lab.prefix()), text));
+        let stdout = write_file(&format!("{}.stdout", lab.prefix()), "");
         let netns = lab.netns_path(&lab.gateway());
         let bpffs_dir = PathBuf::from(format!("/sys/fs/bpf/egress-tracer-test-{}", lab.prefix()));
         let mut args: Vec<String> =
@@ -73,22 +88,49 @@ impl Agent {
         for lan in lab.lan_interfaces() {
             args.extend(["--lan".into(), lan.into()]);
         }
+        if let Some(config) = &config {
+            args.extend(["--config".into(), config.path().display().to_string()]);
+        }
         args.extend(extra.iter().map(|a| (*a).to_owned()));
-        let child = Self::spawn(&netns, &args);
-        let mut agent = Agent { child, netns, bpffs_dir, args, geo };
+        let child = Self::spawn(&netns, &args, stdout.path());
+        let mut agent = Agent { child, netns, bpffs_dir, args, geo, config, stdout };
         agent.wait_ready();
         agent
     }
 
-    fn spawn(netns: &std::path::Path, args: &[String]) -> Child {
+    fn spawn(netns: &std::path::Path, args: &[String], stdout: &std::path::Path) -> Child {
+        let out = std::fs::OpenOptions::new().append(true).open(stdout).expect("open stdout file");
         Command::new("nsenter")
             .arg(format!("--net={}", netns.display()))
             .arg("--")
             .arg(env!("CARGO_BIN_EXE_egress-tracer"))
             .args(args)
-            .stdout(Stdio::null())
+            .stdout(Stdio::from(out))
             .spawn()
             .expect("spawn agent")
+    }
+
+    /// What the agent printed on stdout so far.
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(self.stdout.path()).unwrap_or_default()
+    }
+
+    /// Rewrites the configuration file (the agent must have been started with one).
+    pub fn write_config(&self, text: &str) {
+        let path = self.config.as_ref().expect("the agent has a config file").path();
+        std::fs::write(path, text).expect("write the config");
+    }
+
+    /// `GET path` from the agent's HTTP server, as JSON.
+    pub fn get_json(&self, path: &str) -> serde_json::Value {
+        let (status, body) = super::netns_http::get(&self.netns, LISTEN, path).expect("GET");
+        assert_eq!(status, 200, "{path}: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
+    }
+
+    /// The namespace the agent runs in.
+    pub fn netns(&self) -> &std::path::Path {
+        &self.netns
     }
 
     /// Stops the agent (SIGTERM) and starts it again with the same arguments and pins.
@@ -112,7 +154,7 @@ impl Agent {
 
     /// Starts the agent again after [`stop`](Self::stop), with the same arguments.
     pub fn start_again(&mut self) {
-        self.child = Self::spawn(&self.netns, &self.args);
+        self.child = Self::spawn(&self.netns, &self.args, self.stdout.path());
         self.wait_ready();
     }
 

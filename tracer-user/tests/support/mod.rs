@@ -6,6 +6,7 @@ pub mod csv_oracle;
 pub mod frames;
 pub mod netns_http;
 pub mod prom;
+pub mod webhook;
 
 /// Whether the tests can touch the kernel (root). Privileged tests are `#[ignore]`d and run by
 /// `cargo xtask test`; this guards against running them by hand without root.
@@ -25,3 +26,12 @@ pub fn lab(tag: &str) -> tracer_lab::Lab {
     tracer_lab::Lab::create(&format!("{tag}{}x{n}", std::process::id() % 100_000))
         .expect("create the lab")
 }
+
+/// The lab's remote addresses as a country database (what the lab's "internet" holds).
+pub const LAB_DB: &str = "\
+36.110.0.0,36.110.255.255,CN
+8.8.8.0,8.8.8.255,US
+193.0.0.0,193.0.7.255,NL
+240e::,240e:fff:ffff:ffff:ffff:ffff:ffff:ffff,CN
+2001:4860::,2001:4860:ffff:ffff:ffff:ffff:ffff:ffff,US
+";
