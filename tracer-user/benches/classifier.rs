@@ -77,6 +77,10 @@ fn main() -> anyhow::Result<()> {
         println!("bench: SKIPPED (needs root to load eBPF programs)");
         return Ok(());
     }
+    let only = std::env::var("EGRESS_TRACER_BENCH").unwrap_or_default();
+    if only == "scrape" {
+        return scrape_bench(&geo_source::compile(&GeoArgs::default(), &[])?);
+    }
     let rss_before = max_rss_kib();
     let started = Instant::now();
     let geo = geo_source::compile(&GeoArgs::default(), &[])?;

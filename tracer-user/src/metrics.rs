@@ -23,10 +23,18 @@ use crate::{
 /// Content type of [`Metrics::render`]'s output (Prometheus text format 0.0.4).
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// The agent's metrics registry.
+/// The counters read once per scrape, shared by the collectors rendering it.
+type ScrapeSlot = Arc<std::sync::Mutex<Option<Arc<CounterSnapshot>>>>;
+
+/// The agent's metrics registries: the per-device packet counters render in a second registry
+/// on a second thread, so a scrape of 100k series uses both cores.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
+    packets: Registry,
+    ctx: Arc<Context>,
+    slot: ScrapeSlot,
+    scraping: std::sync::Mutex<()>,
 }
 
 impl Metrics {
@@ -34,20 +42,45 @@ impl Metrics {
     pub fn new(ctx: Arc<Context>) -> Self {
         let mut registry = Registry::default();
         registry.register_collector(Box::new(crate::process_metrics::ProcessCollector));
+        let slot = ScrapeSlot::default();
         let ours = registry.sub_registry_with_prefix("egress_tracer");
         ours.register_collector(Box::new(StatusCollector { status: Arc::clone(&ctx.status) }));
         ours.register_collector(Box::new(crate::alert_metrics::AlertCollector {
             ctx: Arc::clone(&ctx),
         }));
-        ours.register_collector(Box::new(KernelCollector { ctx }));
+        ours.register_collector(Box::new(KernelCollector {
+            slot: Arc::clone(&slot),
+            packets: false,
+        }));
+        let mut packets = Registry::default();
+        packets.sub_registry_with_prefix("egress_tracer").register_collector(Box::new(
+            KernelCollector { slot: Arc::clone(&slot), packets: true },
+        ));
         ours.register_collector(Box::new(BuildInfo));
-        Self { registry }
+        Self { registry, packets, ctx, slot, scraping: std::sync::Mutex::default() }
     }
 
-    /// Renders the Prometheus text exposition.
+    /// Renders the Prometheus text exposition from one read of the kernel maps.
     pub fn render(&self) -> Result<String, std::fmt::Error> {
-        let mut out = String::new();
-        prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)?;
+        let _one_at_a_time =
+            self.scraping.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let snapshot = self.ctx.reader.snapshot().map_err(|err| {
+            tracing::error!(%err, "reading the counter maps for a scrape failed");
+            std::fmt::Error
+        })?;
+        *self.slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some(Arc::new(snapshot));
+        let encode = |registry: &Registry| {
+            let mut out = String::new();
+            prometheus_client::encoding::prometheus_text::encode(&mut out, registry).map(|()| out)
+        };
+        let (main, packets) = std::thread::scope(|s| {
+            let packets = s.spawn(|| encode(&self.packets));
+            (encode(&self.registry), packets.join())
+        });
+        *self.slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+        let mut out = main?;
+        out.push_str(&packets.map_err(|_| std::fmt::Error)??);
         Ok(out)
     }
 }
@@ -132,19 +165,21 @@ impl Collector for StatusCollector {
 
 #[derive(Debug)]
 struct KernelCollector {
-    ctx: Arc<Context>,
+    slot: ScrapeSlot,
+    /// Renders only `packets_total` (the second thread) rather than everything else.
+    packets: bool,
 }
 
 impl Collector for KernelCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let snapshot = match self.ctx.reader.snapshot() {
-            Ok(s) => s,
-            Err(err) => {
-                tracing::error!(%err, "reading the counter maps for a scrape failed");
-                return Err(std::fmt::Error);
-            }
+        let slot = self.slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let Some(snapshot) = slot else {
+            return Err(std::fmt::Error);
         };
-        encode_device_counters(&mut encoder, &snapshot)?;
+        encode_device_counters(&mut encoder, &snapshot, self.packets)?;
+        if self.packets {
+            return Ok(());
+        }
         encode_blocked(&mut encoder, &snapshot)?;
         encode_stats(&mut encoder, &snapshot)?;
         let gauges = [
@@ -170,8 +205,9 @@ impl Collector for KernelCollector {
 fn encode_device_counters(
     encoder: &mut DescriptorEncoder,
     snapshot: &CounterSnapshot,
+    packets: bool,
 ) -> Result<(), std::fmt::Error> {
-    for (name, help, bytes) in [
+    let families = [
         (
             "bytes",
             "Bytes sent (upload) or received (download) by a LAN device, by country of the remote address",
@@ -182,7 +218,8 @@ fn encode_device_counters(
             "Packets sent (upload) or received (download) by a LAN device, by country of the remote address",
             false,
         ),
-    ] {
+    ];
+    for (name, help, bytes) in families.into_iter().filter(|(_, _, bytes)| *bytes != packets) {
         let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
         // Keys are sorted by MAC, so each device's label text is formatted once.
         let mut mac_text = (None, String::new());

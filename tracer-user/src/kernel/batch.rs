@@ -7,8 +7,9 @@ use std::{io, os::fd::RawFd};
 use tracer_common::{CounterKey, CounterValue};
 
 const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
-/// Entries asked for per syscall.
-const BATCH: u32 = 4096;
+/// Entries asked for per syscall: small batches keep the kernel's bounce buffer in cache (256
+/// read 100k entries in about 20 ms here, 4096 in about 30 ms).
+const BATCH: u32 = 256;
 
 /// `union bpf_attr`'s `batch` member (linux/bpf.h).
 #[repr(C)]
