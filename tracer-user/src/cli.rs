@@ -102,6 +102,11 @@ pub struct RunArgs {
     /// Turn every `block` into `alert`: see what a policy would drop without dropping it.
     #[arg(long)]
     pub dry_run: bool,
+    /// Most (device, country) pairs exported as their own metric series; pairs beyond it are
+    /// summed per device under country="other". 0: no cap beyond the traffic map's capacity
+    /// [default: 0].
+    #[arg(long, value_name = "N")]
+    pub metrics_max_pairs: Option<usize>,
     /// DHCP lease file naming devices (dnsmasq leases or odhcpd state file); repeatable.
     #[arg(long = "leases", value_name = "FILE")]
     pub leases: Vec<PathBuf>,

@@ -25,6 +25,8 @@ pub struct Context {
     pub alerts: Arc<AlertBook>,
     /// Device names from the configuration.
     pub names: RwLock<std::collections::BTreeMap<[u8; 6], String>>,
+    /// Cap on (device, country) metric series (0: none); see [`crate::metrics`].
+    pub metrics_max_pairs: std::sync::atomic::AtomicUsize,
 }
 
 impl Context {
@@ -72,6 +74,7 @@ impl Context {
             policy: RwLock::default(),
             alerts: Arc::new(AlertBook::new(settings, None)),
             names: RwLock::default(),
+            metrics_max_pairs: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 }

@@ -18,6 +18,7 @@ pub mod geo_source;
 pub mod kernel;
 pub mod lookup;
 pub mod metrics;
+pub mod metrics_cap;
 pub mod names;
 pub mod netif;
 pub mod policy;

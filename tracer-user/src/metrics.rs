@@ -34,7 +34,8 @@ pub struct Metrics {
     packets: Registry,
     ctx: Arc<Context>,
     slot: ScrapeSlot,
-    scraping: std::sync::Mutex<()>,
+    /// Held for a whole scrape (one at a time); remembers which pairs have series.
+    scraping: std::sync::Mutex<crate::metrics_cap::SeriesCap>,
 }
 
 impl Metrics {
@@ -62,12 +63,13 @@ impl Metrics {
 
     /// Renders the Prometheus text exposition from one read of the kernel maps.
     pub fn render(&self) -> Result<String, std::fmt::Error> {
-        let _one_at_a_time =
-            self.scraping.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let snapshot = self.ctx.reader.snapshot().map_err(|err| {
+        let mut cap = self.scraping.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut snapshot = self.ctx.reader.snapshot().map_err(|err| {
             tracing::error!(%err, "reading the counter maps for a scrape failed");
             std::fmt::Error
         })?;
+        let max_pairs = self.ctx.metrics_max_pairs.load(std::sync::atomic::Ordering::Relaxed);
+        snapshot.counters = cap.fold(std::mem::take(&mut snapshot.counters), max_pairs);
         *self.slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
             Some(Arc::new(snapshot));
         let encode = |registry: &Registry| {
@@ -235,7 +237,7 @@ fn encode_device_counters(
             }
             let labels = [
                 ("mac", mac_text.1.as_str()),
-                ("country", country_label(CountryId(key.country))),
+                ("country", label(key.country)),
                 ("direction", direction.as_str()),
             ];
             let v = if bytes { value.bytes } else { value.packets };
@@ -243,6 +245,11 @@ fn encode_device_counters(
         }
     }
     Ok(())
+}
+
+/// The `country` label: an ISO code, `unknown`, or `other` for pairs over the series cap.
+fn label(country: u16) -> &'static str {
+    if country == crate::metrics_cap::OTHER { "other" } else { country_label(CountryId(country)) }
 }
 
 /// Blocked packets and bytes per (device, country), both directions together.
@@ -275,7 +282,7 @@ fn encode_blocked(
         let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
         for (mac, country, packets, byte_count) in &blocked {
             let mac = format_mac(*mac);
-            let labels = [("mac", mac.as_str()), ("country", country_label(CountryId(*country)))];
+            let labels = [("mac", mac.as_str()), ("country", label(*country))];
             ConstCounter::new(if bytes { *byte_count } else { *packets })
                 .encode(metric.encode_family(&labels)?)?;
         }

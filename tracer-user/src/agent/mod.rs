@@ -83,6 +83,9 @@ impl Agent {
         self.ctx.set_policy(plan.policy.clone());
         *self.ctx.names.write().unwrap_or_else(std::sync::PoisonError::into_inner) = plan.names();
         self.ctx.alerts.set_settings(alert_settings(&plan));
+        self.ctx
+            .metrics_max_pairs
+            .store(plan.settings.metrics_max_pairs, std::sync::atomic::Ordering::Relaxed);
         self.plan = plan;
         self.status().reloads_ok += 1;
         info!("reloaded");
@@ -124,6 +127,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         policy: RwLock::new(Arc::new(plan.policy.clone())),
         alerts: Arc::new(AlertBook::new(alert_settings(&plan), webhook)),
         names: RwLock::new(plan.names()),
+        metrics_max_pairs: settings.metrics_max_pairs.into(),
     });
     let events =
         alerts::spawn_reader(ring, Arc::clone(&ctx.alerts), Arc::clone(&ctx) as Enrichment)?;
