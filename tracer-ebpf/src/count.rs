@@ -34,7 +34,7 @@ pub fn account(ctx: &TcContext, direction: Direction) -> i32 {
             }
             let mut action = Action::Allow;
             if let Some(settings) = policy::settings() {
-                action = policy::action(&mac, country);
+                action = policy::action(settings, &mac, country);
                 if action != Action::Allow {
                     let violation = Violation {
                         ctx,

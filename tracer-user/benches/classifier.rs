@@ -136,10 +136,22 @@ fn main() -> anyhow::Result<()> {
     ];
     println!("\nper-packet cost, ns (best of {ROUNDS} x {REPEAT} BPF_PROG_TEST_RUN runs):");
     println!(
-        "  {:<26} {:>7} {:>7} {:>9} {:>9} {:>8} {:>8}",
-        "frame", "empty", "parse", "table", "lpm", "table/e", "lpm/e"
+        "  {:<26} {:>7} {:>7} {:>9} {:>9} {:>8} {:>8} {:>9} {:>9}",
+        "frame", "empty", "parse", "table", "lpm", "table/e", "lpm/e", "+policy", "policy/e"
     );
+    // A realistic policy: most traffic approved, the rest alerting (after the first packet the
+    // kernel only checks that it already reported the address).
+    let config = tracer_user::config::Config::parse(
+        "bench.toml",
+        "[policy]\nallow = [\"eu\", \"US\", \"CN\"]\nunknown = \"alert\"\n",
+    )?;
+    let policy = tracer_user::policy::Policy::compile(&config, &config.regions()?, false)
+        .map_err(|e| anyhow::anyhow!("{}", e.reason))?
+        .kernel()?;
+    let no_policy = tracer_user::policy::Policy::default().kernel()?;
+    let limits = tracer_user::kernel::EventLimits { per_second: 100, rearm_secs: 3600 };
     let mut ratios = Vec::new();
+    let mut policy_ratios = Vec::new();
     for (name, frame) in &cases {
         let empty = measure(&kernel, programs::EMPTY, frame)?;
         let parse = measure(&kernel, programs::PARSE_ONLY, frame)?;
@@ -147,13 +159,24 @@ fn main() -> anyhow::Result<()> {
         let table = measure(&kernel, programs::UPLOAD, frame)?;
         kernel.set_lookup(Lookup::Lpm)?;
         let lpm = measure(&kernel, programs::UPLOAD, frame)?;
+        kernel.set_lookup(Lookup::Table)?;
+        kernel.write_policy(&policy, limits)?;
+        let with_policy = measure(&kernel, programs::UPLOAD, frame)?;
+        kernel.write_policy(&no_policy, limits)?;
         ratios.push(table / empty);
+        policy_ratios.push(with_policy / empty);
         println!(
-            "  {name:<26} {empty:>7.1} {parse:>7.1} {table:>9.1} {lpm:>9.1} {:>7.2}x {:>7.2}x",
+            "  {name:<26} {empty:>7.1} {parse:>7.1} {table:>9.1} {lpm:>9.1} {:>7.2}x {:>7.2}x {with_policy:>9.1} {:>8.2}x",
             table / empty,
-            lpm / empty
+            lpm / empty,
+            with_policy / empty
         );
     }
+    let policy_mean = policy_ratios.iter().sum::<f64>() / policy_ratios.len() as f64;
+    let policy_worst = policy_ratios.iter().copied().fold(0.0, f64::max);
+    println!(
+        "with a policy enforced / empty program: mean {policy_mean:.2}x, worst {policy_worst:.2}x"
+    );
     let mean = ratios.iter().sum::<f64>() / ratios.len() as f64;
     let worst = ratios.iter().copied().fold(0.0, f64::max);
     println!(
