@@ -52,10 +52,11 @@ impl Metrics {
         ours.register_collector(Box::new(KernelCollector {
             slot: Arc::clone(&slot),
             packets: false,
+            ctx: Arc::clone(&ctx),
         }));
         let mut packets = Registry::default();
         packets.sub_registry_with_prefix("egress_tracer").register_collector(Box::new(
-            KernelCollector { slot: Arc::clone(&slot), packets: true },
+            KernelCollector { slot: Arc::clone(&slot), packets: true, ctx: Arc::clone(&ctx) },
         ));
         ours.register_collector(Box::new(BuildInfo));
         Self { registry, packets, ctx, slot, scraping: std::sync::Mutex::default() }
@@ -170,6 +171,8 @@ struct KernelCollector {
     slot: ScrapeSlot,
     /// Renders only `packets_total` (the second thread) rather than everything else.
     packets: bool,
+    /// Device names and addresses for `device_info`.
+    ctx: Arc<Context>,
 }
 
 impl Collector for KernelCollector {
@@ -184,6 +187,7 @@ impl Collector for KernelCollector {
         }
         encode_blocked(&mut encoder, &snapshot)?;
         encode_stats(&mut encoder, &snapshot)?;
+        crate::alert_metrics::encode_device_info(&mut encoder, &snapshot, &self.ctx)?;
         let gauges = [
             (
                 "traffic_map_entries",

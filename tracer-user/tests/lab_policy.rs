@@ -161,6 +161,16 @@ group = "iot"
         [policy_of(&d1.mac), policy_of(&d2.mac), policy_of(&d3.mac)],
         ["allow", "alert", "allow"]
     );
+    let samples = agent.scrape();
+    let info = prom::matching(&samples, "egress_tracer_device_info", &[("mac", d2.mac.as_str())])
+        .map(|(labels, v)| (labels.clone(), v))
+        .collect::<Vec<_>>();
+    assert_eq!(info.len(), 1, "{info:?}");
+    let label = |k: &str| info[0].0.iter().find(|(lk, _)| lk == k).map(|(_, v)| v.clone());
+    assert_eq!(
+        (label("name"), label("group"), info[0].1),
+        (Some("camera".into()), Some("iot".into()), 1.0)
+    );
 }
 
 #[test]
