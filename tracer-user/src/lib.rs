@@ -13,6 +13,7 @@ pub mod bpffs;
 pub mod cli;
 pub mod config;
 pub mod context;
+pub mod devices;
 pub mod geo;
 pub mod geo_source;
 pub mod kernel;
