@@ -25,7 +25,14 @@ pub fn encode_device_info(
     ctx: &Context,
 ) -> Result<(), std::fmt::Error> {
     let mut macs: Vec<[u8; 6]> = snapshot.counters.keys().map(|k| k.mac).collect();
-    macs.extend(ctx.names.read().unwrap_or_else(std::sync::PoisonError::into_inner).keys());
+    macs.extend(
+        ctx.devices
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .known()
+            .iter()
+            .map(|d| d.mac),
+    );
     macs.sort_unstable();
     macs.dedup();
     let mut metric = encoder.encode_descriptor(

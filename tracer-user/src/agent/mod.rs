@@ -81,7 +81,11 @@ impl Agent {
             return;
         }
         self.ctx.set_policy(plan.policy.clone());
-        *self.ctx.names.write().unwrap_or_else(std::sync::PoisonError::into_inner) = plan.names();
+        self.ctx
+            .devices
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .set_sources(plan.device_sources());
         self.ctx.alerts.set_settings(alert_settings(&plan));
         self.ctx
             .metrics_max_pairs
@@ -126,7 +130,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         status: Arc::clone(&status),
         policy: RwLock::new(Arc::new(plan.policy.clone())),
         alerts: Arc::new(AlertBook::new(alert_settings(&plan), webhook)),
-        names: RwLock::new(plan.names()),
+        devices: RwLock::new(crate::devices::Directory::new(plan.device_sources())),
         metrics_max_pairs: settings.metrics_max_pairs.into(),
     });
     let events =
@@ -163,6 +167,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 watched = watch::Watched::new(&agent.args, &agent.plan.settings);
             }
             _ = watcher.tick(), if watch_interval > 0 => {
+                agent.ctx.devices.write().unwrap_or_else(std::sync::PoisonError::into_inner).refresh();
                 if let Some(change) = watched.changed() {
                     info!("{change} changed: reloading");
                     agent.reload(change == watch::Change::Geo);

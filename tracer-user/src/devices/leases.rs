@@ -55,7 +55,8 @@ fn mac_in_duid(duid: &[u8]) -> Option<[u8; 6]> {
 }
 
 fn fields(line: &[u8]) -> Vec<&[u8]> {
-    line.split(|b| b.is_ascii_whitespace()).filter(|f| !f.is_empty()).collect()
+    // Only spaces and tabs separate fields: a CR inside a name stays part of the name.
+    line.split(|&b| b == b' ' || b == b'\t').filter(|f| !f.is_empty()).collect()
 }
 
 /// Parses either format (told apart line by line).
