@@ -104,7 +104,7 @@ fn hostile_hostnames_appear_escaped_in_logs_json_and_metrics() {
     assert_eq!(shown(&d1.mac).as_deref(), Some(HOSTILE_SHOWN));
     assert_eq!(shown(&d2.mac), Some(capped));
     assert_eq!(shown(&d3.mac).as_deref(), Some("split"));
-    assert_eq!(label(&info[0].0, "vendor"), "locally administered", "the lab's MACs are 02:...");
+    assert_eq!(label(info[0].0, "vendor"), "locally administered", "the lab's MACs are 02:...");
 
     // A changed lease file renames the device without a restart.
     std::fs::write(file.path(), leases(&lab, b"camera")).unwrap();
