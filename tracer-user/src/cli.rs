@@ -69,7 +69,8 @@ pub struct RunArgs {
     /// Print the per-device table every SECS seconds; 0: only on SIGUSR1 [default: 10].
     #[arg(long, value_name = "SECS")]
     pub interval: Option<u64>,
-    /// Capacity of the counter map (devices x countries x directions) [default: 65536].
+    /// Capacity of the traffic map: one entry per (device, country), both directions in it
+    /// (blocked traffic takes its own) [default: 65536].
     #[arg(long, value_name = "N")]
     pub counter_entries: Option<u32>,
     /// bpffs directory where the maps are pinned, so that a reload or a restart continues the

@@ -191,12 +191,12 @@ impl Collector for KernelCollector {
         let gauges = [
             (
                 "traffic_map_entries",
-                "Entries in use in the per-(device, country, direction) traffic map",
-                snapshot.counters.len() as i64,
+                "Entries in use in the traffic map (one per device and country, both directions; blocked traffic apart)",
+                snapshot.map_entries as i64,
             ),
             (
                 "traffic_map_capacity",
-                "Capacity of the per-(device, country, direction) traffic map (--counter-entries)",
+                "Capacity of the traffic map (--counter-entries)",
                 i64::from(snapshot.capacity),
             ),
         ];
