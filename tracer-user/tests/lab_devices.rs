@@ -84,6 +84,10 @@ fn hostile_hostnames_appear_escaped_in_logs_json_and_metrics() {
         "addresses from the neighbour table and the lease: {d1_entry}"
     );
     assert!(!listed.iter().any(|d| d["mac"] == "02:00:00:00:00:99"), "no injected device");
+    assert!(
+        d1_entry["ipv6"].as_array().unwrap().iter().any(|a| a == d1.ipv6.as_str()),
+        "the IPv6 address is in no lease: it comes from the neighbour table: {d1_entry}"
+    );
 
     // Logs: every stdout line is one JSON object; no raw control character got through.
     let log = agent.stdout();
