@@ -43,7 +43,7 @@ impl Context {
 
 impl Enricher for Context {
     fn device(&self, mac: [u8; 6]) -> AlertDevice {
-        let device = self.devices.read().unwrap_or_else(PoisonError::into_inner).device(mac);
+        let device = self.devices.read().unwrap_or_else(PoisonError::into_inner).device_now(mac);
         AlertDevice {
             mac: format_mac(mac),
             name: device.name.as_ref().map(crate::devices::Hostname::escaped),

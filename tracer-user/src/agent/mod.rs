@@ -175,8 +175,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 }
             }
             _ = alert_tick.tick() => agent.ctx.alerts.tick(),
-            _ = sigusr1.recv() => print_table(&agent.ctx.reader),
-            _ = ticker.tick(), if interval > 0 => print_table(&agent.ctx.reader),
+            _ = sigusr1.recv() => print_table(&agent.ctx),
+            _ = ticker.tick(), if interval > 0 => print_table(&agent.ctx),
         }
     }
     server.abort();
@@ -188,9 +188,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_table(reader: &CounterReader) {
-    match reader.snapshot() {
-        Ok(snapshot) => println!("{}", Report::from_snapshot(&snapshot).render_table()),
+fn print_table(ctx: &Context) {
+    match ctx.reader.snapshot() {
+        Ok(snapshot) => println!("{}", Report::build(&snapshot, Some(ctx)).render_table()),
         Err(err) => warn!(%err, "reading counters failed"),
     }
 }

@@ -206,6 +206,24 @@ impl Directory {
         }
     }
 
+    /// Like [`Self::device`], but if the cached neighbour table has no address for `mac` (a
+    /// device that appeared since the last refresh), asks the kernel now.
+    pub fn device_now(&self, mac: [u8; 6]) -> Device {
+        let mut device = self.device(mac);
+        if device.ipv4.is_empty()
+            && device.ipv6.is_empty()
+            && let Ok(now) = neighbours::dump(&self.ifindexes)
+        {
+            for addr in now.get(&mac).into_iter().flatten() {
+                match addr {
+                    IpAddr::V4(a) => device.ipv4.push(*a),
+                    IpAddr::V6(a) => device.ipv6.push(*a),
+                }
+            }
+        }
+        device
+    }
+
     /// Every MAC with a name or an address.
     pub fn known(&self) -> Vec<Device> {
         let macs: BTreeSet<[u8; 6]> = self
