@@ -1,9 +1,14 @@
-//! Builds the eBPF programs (`tracer-ebpf`) with aya-build so the agent can embed them.
+//! Builds the eBPF programs (`tracer-ebpf`) with aya-build so the agent can embed them, and
+//! packs the IEEE OUI table (`build/oui_table.rs`).
 
 use anyhow::{Context as _, anyhow};
 use aya_build::{Package, Toolchain};
 
+#[path = "build/oui_table.rs"]
+mod oui_table;
+
 fn main() -> anyhow::Result<()> {
+    oui_table::generate()?;
     let metadata = cargo_metadata()?;
     let root_dir = metadata
         .lines()

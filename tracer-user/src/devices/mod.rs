@@ -6,6 +6,7 @@ mod hostname;
 mod leases;
 mod neighbours;
 mod oui;
+mod oui_table;
 
 use std::{
     collections::{BTreeMap, BTreeSet},

@@ -1,5 +1,5 @@
-//! Vendors from the MAC's OUI, from the IEEE registries (MA-L, MA-M, MA-S, CID, IAB) embedded
-//! by the `oui-data` crate.
+//! Vendors from the MAC's OUI, from the IEEE registries (MA-L, MA-M, MA-S, CID, IAB) of the
+//! `oui-data` crate, packed at build time (see [`super::oui_table`]).
 
 use serde::Serialize;
 
@@ -21,8 +21,7 @@ impl Vendor {
         if mac[0] & 0x02 != 0 {
             return Self::LocallyAdministered;
         }
-        let hex: String = mac.iter().map(|b| format!("{b:02X}")).collect();
-        oui_data::lookup(&hex).map_or(Self::Unknown, |r| Self::Known(r.organization()))
+        super::oui_table::lookup(mac).map_or(Self::Unknown, Self::Known)
     }
 
     /// The text shown: the organisation, `locally administered`, or nothing.
