@@ -83,7 +83,9 @@ impl ApiAccess {
             self.tls.is_none(),
             "--tls-cert/--tls-key: this egress-tracer was built without TLS (cargo feature `tls`)"
         );
+        let credential_files = [&self.auth_token_file, &self.basic_auth_file];
         Ok(Security {
+            credential_files: credential_files.into_iter().flatten().cloned().collect(),
             auth: auth.map(Arc::new),
             #[cfg(feature = "tls")]
             tls,
@@ -99,6 +101,7 @@ pub struct Security {
     /// Serve HTTPS with this configuration; `None`: plain HTTP.
     #[cfg(feature = "tls")]
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    credential_files: Vec<PathBuf>,
 }
 
 impl Security {
@@ -120,6 +123,7 @@ impl Security {
         let scheme = if self.is_tls() { "https" } else { "http" };
         let auth = self.auth.as_ref().map_or("none", |a| a.describe());
         tracing::info!(url = %format!("{scheme}://{addr}/"), authentication = auth, "API");
+        self.credential_files.iter().for_each(|f| crate::http_auth::warn_if_world_readable(f));
         if is_loopback(addr) {
             return;
         }

@@ -69,12 +69,12 @@ pub enum AuthError {
 }
 
 fn read(path: &Path) -> Result<String, AuthError> {
-    warn_if_world_readable(path);
     std::fs::read_to_string(path)
         .map_err(|source| AuthError::Read { path: path.display().to_string(), source })
 }
 
-fn warn_if_world_readable(path: &Path) {
+/// Warns if a credentials file can be read by every user.
+pub fn warn_if_world_readable(path: &Path) {
     use std::os::unix::fs::PermissionsExt as _;
     if let Ok(meta) = std::fs::metadata(path)
         && meta.permissions().mode() & 0o004 != 0
