@@ -134,3 +134,41 @@ impl Security {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(args: RunArgs, listen: &str) -> anyhow::Result<ApiAccess> {
+        ApiAccess::resolve(&args, &AgentSection::default(), listen.parse().unwrap())
+    }
+
+    #[test]
+    fn only_loopback_is_served_without_credentials_or_the_opt_in() {
+        for ok in ["127.0.0.1:9977", "127.8.0.1:1", "[::1]:9977", "[::ffff:127.0.0.1]:9977"] {
+            assert_eq!(resolve(RunArgs::default(), ok).unwrap(), ApiAccess::default(), "{ok}");
+        }
+        for refused in ["0.0.0.0:9977", "[::]:9977", "192.168.1.1:9977", "[::ffff:10.0.0.1]:1"] {
+            let err = resolve(RunArgs::default(), refused).unwrap_err().to_string();
+            assert!(err.starts_with("refusing to serve the API on"), "{refused}: {err}");
+        }
+        let open = RunArgs { insecure_listen: true, ..RunArgs::default() };
+        assert!(resolve(open, "0.0.0.0:9977").unwrap().insecure_listen);
+        let section = AgentSection { insecure_listen: Some(true), ..AgentSection::default() };
+        let from_file =
+            ApiAccess::resolve(&RunArgs::default(), &section, "[::]:1".parse().unwrap());
+        assert!(from_file.unwrap().insecure_listen);
+    }
+
+    #[test]
+    fn tls_needs_both_files() {
+        let half = RunArgs { tls_key: Some("k.pem".into()), ..RunArgs::default() };
+        let err = resolve(half, "127.0.0.1:1").unwrap_err().to_string();
+        assert!(err.contains("--tls-cert and --tls-key"), "{err}");
+        let section = AgentSection { tls_cert: Some("c.pem".into()), ..AgentSection::default() };
+        let args = RunArgs { tls_key: Some("k.pem".into()), ..RunArgs::default() };
+        let err = ApiAccess::resolve(&args, &section, "127.0.0.1:1".parse().unwrap());
+        // Both given (one from the file, one from the command line): the files are read.
+        assert!(err.unwrap_err().to_string().starts_with("c.pem: "));
+    }
+}

@@ -34,13 +34,12 @@ pub const REALM: &str = "egress-tracer";
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     /// The file cannot be read.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Read {
         /// The file.
         path: String,
         /// The underlying error.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The token file is empty or holds something that cannot be a bearer token.
     #[error("{path}: {reason}")]
@@ -70,7 +69,7 @@ pub enum AuthError {
 
 fn read(path: &Path) -> Result<String, AuthError> {
     std::fs::read_to_string(path)
-        .map_err(|source| AuthError::Read { path: path.display().to_string(), source })
+        .map_err(|error| AuthError::Read { path: path.display().to_string(), error })
 }
 
 /// Warns if a credentials file can be read by every user.

@@ -36,15 +36,14 @@ pub enum TlsError {
         reason: String,
     },
     /// rustls refused the pair (e.g. the key does not match the certificate).
-    #[error("{cert} / {key}: {source}")]
+    #[error("{cert} / {key}: {error}")]
     Config {
         /// The certificate file.
         cert: String,
         /// The key file.
         key: String,
-        /// The underlying error.
-        #[source]
-        source: rustls::Error,
+        /// What rustls says.
+        error: rustls::Error,
     },
 }
 
@@ -59,11 +58,16 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsEr
     if chain.is_empty() {
         return Err(pem_err(cert, "no CERTIFICATE in the file".into()));
     }
-    let private = PrivateKeyDer::from_pem_file(key).map_err(|e| pem_err(key, e.to_string()))?;
-    let config_err = |source| TlsError::Config {
+    let private = PrivateKeyDer::from_pem_file(key).map_err(|e| match e {
+        rustls::pki_types::pem::Error::NoItemsFound => {
+            pem_err(key, "no private key (PKCS#8, PKCS#1 or SEC1 PEM) in the file".into())
+        }
+        e => pem_err(key, e.to_string()),
+    })?;
+    let config_err = |error| TlsError::Config {
         cert: cert.display().to_string(),
         key: key.display().to_string(),
-        source,
+        error,
     };
     let mut config =
         ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))

@@ -79,6 +79,15 @@ async fn basic_auth_verifies_bcrypt_from_htpasswd() {
     assert!(!auth.check(Some(&header("Bearer wonderland"))).await, "no token configured");
 }
 
+#[tokio::test]
+async fn a_line_written_by_htpasswd_is_accepted() {
+    // `htpasswd -nbB scraper S3cret` (apache2-utils 2.4).
+    let line = "scraper:$2y$05$9J.boylIIOJEH48.76bcDemP3Ufv3PtFF36k8eNjXu2rTKc.Jacmm\n\n";
+    let auth = HttpAuth::new(None, Some(Htpasswd::parse("h", line).unwrap())).unwrap();
+    assert!(auth.check(Some(&basic("scraper", "S3cret"))).await);
+    assert!(!auth.check(Some(&basic("scraper", "s3cret"))).await);
+}
+
 #[test]
 fn the_challenge_names_each_configured_scheme() {
     let users = Htpasswd::parse("h", &format!("a:{}\n", htpasswd_hash("x"))).unwrap();
