@@ -12,4 +12,7 @@ pub mod maps;
 pub mod policy;
 
 pub use country::CountryId;
-pub use maps::{CounterKey, CounterValue, Direction, Ipv6LpmKey, LAYOUT_VERSION, Settings, Stat};
+pub use maps::{
+    CounterKey, CounterValue, Direction, Ipv6LpmKey, LAYOUT_VERSION, Settings, Stat, TrafficKey,
+    TrafficValue,
+};

@@ -4,9 +4,10 @@
 //! key built on either side compares byte for byte with the one the other side built.
 
 /// Bumped whenever a pinned map's layout changes, so an agent never reuses pins it cannot read.
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;
 
-/// Per-CPU hash: [`CounterKey`] -> [`CounterValue`], one entry per (device, country, direction).
+/// Per-CPU hash: [`TrafficKey`] -> [`TrafficValue`], one entry per (device, country, verdict)
+/// holding both directions (half the entries a scrape reads, compared to one per direction).
 pub const COUNTERS_MAP: &str = "COUNTERS";
 /// Per-CPU array of [`CounterValue`] indexed by [`Stat::index`]: traffic not counted per country.
 pub const STATS_MAP: &str = "STATS";
@@ -22,7 +23,7 @@ pub const GEO_V6_LPM_MAP: &str = "GEO_V6_LPM";
 /// Array with one [`Settings`] entry.
 pub const SETTINGS_MAP: &str = "SETTINGS";
 
-/// Default capacity of [`COUNTERS_MAP`] (devices x countries x directions).
+/// Default capacity of [`COUNTERS_MAP`] (devices x countries, passed and blocked apart).
 pub const DEFAULT_COUNTER_ENTRIES: u32 = 65_536;
 /// Capacity the IPv4 table and the LPM tries are declared with in the object; the agent sizes
 /// them to the database before loading.
@@ -60,7 +61,29 @@ impl Direction {
     }
 }
 
-/// Key of the per-device counters.
+/// Key of [`COUNTERS_MAP`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TrafficKey {
+    /// The LAN device's MAC address (Ethernet source on upload, destination on download).
+    pub mac: [u8; 6],
+    /// [`crate::CountryId`] of the remote address.
+    pub country: u16,
+    /// What happened to the traffic: [`verdict::PASSED`] or [`verdict::BLOCKED`].
+    pub verdict: u8,
+    /// Always zero; makes the padding explicit.
+    pub reserved: u8,
+}
+
+/// Value of [`COUNTERS_MAP`]: packets and bytes per direction.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TrafficValue {
+    /// Indexed by [`Direction`].
+    pub directions: [CounterValue; 2],
+}
+
+/// One direction of one [`COUNTERS_MAP`] entry, as the agent reports it.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CounterKey {
@@ -156,13 +179,17 @@ pub struct Settings {
 pub type Ipv6LpmKey = [u8; 16];
 
 const _: () = assert!(core::mem::size_of::<CounterKey>() == 10);
+const _: () = assert!(core::mem::size_of::<TrafficKey>() == 10);
+const _: () = assert!(core::mem::size_of::<TrafficValue>() == 32);
 const _: () = assert!(core::mem::size_of::<CounterValue>() == 16);
 const _: () = assert!(core::mem::size_of::<Settings>() == 8);
 
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: plain `#[repr(C)]` structs of integers without implicit padding (asserted above).
-    unsafe impl aya::Pod for super::CounterKey {}
+    unsafe impl aya::Pod for super::TrafficKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::TrafficValue {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::CounterValue {}
     // SAFETY: as above.

@@ -89,8 +89,8 @@ pub struct PolicySettings {
     pub events_per_sec: u32,
     /// Seconds before the same (device, remote address) raises another event.
     pub rearm_secs: u32,
-    /// Zero.
-    pub reserved: u32,
+    /// Entries in [`DEVICE_PROFILE_MAP`]; zero lets the programs skip that lookup.
+    pub devices: u32,
 }
 
 /// Key of [`ALERTED_MAP`]: a device and a remote address.

@@ -5,7 +5,8 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use tracer_common::{
-    CounterKey, CounterValue, CountryId, Direction, Stat, maps::verdict, policy::Action,
+    CounterValue, CountryId, Direction, Stat, TrafficKey, TrafficValue, maps::verdict,
+    policy::Action,
 };
 
 use crate::{
@@ -34,7 +35,7 @@ pub fn account(ctx: &TcContext, direction: Direction) -> i32 {
             }
             let mut action = Action::Allow;
             if let Some(settings) = policy::settings() {
-                action = policy::action(&mac, country);
+                action = policy::action(settings, &mac, country);
                 if action != Action::Allow {
                     let violation = Violation {
                         ctx,
@@ -49,11 +50,11 @@ pub fn account(ctx: &TcContext, direction: Direction) -> i32 {
                 }
             }
             let blocked = action == Action::Block;
-            let key = CounterKey {
+            let key = TrafficKey {
                 mac,
                 country: country.0,
-                direction: direction as u8,
                 verdict: if blocked { verdict::BLOCKED } else { verdict::PASSED },
+                reserved: 0,
             };
             add_counter(&key, direction, &value);
             return if blocked { TC_ACT_SHOT } else { TC_ACT_OK };
@@ -87,16 +88,21 @@ fn add_stat(stat: Stat, direction: Direction, value: &CounterValue) {
 }
 
 #[inline(always)]
-fn add_counter(key: &CounterKey, direction: Direction, value: &CounterValue) {
+fn add_counter(key: &TrafficKey, direction: Direction, value: &CounterValue) {
+    let d = direction as usize & 1;
     if let Some(slot) = COUNTERS.get_ptr_mut(key) {
-        add(slot, value);
+        // SAFETY: `slot` is this CPU's value of the entry.
+        add(unsafe { &raw mut (*slot).directions[d] }, value);
         return;
     }
-    match COUNTERS.insert(key, value, BPF_NOEXIST as u64) {
+    let mut fresh = TrafficValue::default();
+    fresh.directions[d] = *value;
+    match COUNTERS.insert(key, fresh, BPF_NOEXIST as u64) {
         Ok(()) => {}
         // Another CPU created the entry between our lookup and insert.
         Err(e) if e == -EEXIST => match COUNTERS.get_ptr_mut(key) {
-            Some(slot) => add(slot, value),
+            // SAFETY: as above.
+            Some(slot) => add(unsafe { &raw mut (*slot).directions[d] }, value),
             None => add_stat(Stat::Overflow, direction, value),
         },
         Err(_) => add_stat(Stat::Overflow, direction, value),

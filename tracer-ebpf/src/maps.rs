@@ -5,7 +5,7 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use tracer_common::{
-    CounterKey, CounterValue, Ipv6LpmKey, Settings, Stat,
+    CounterValue, Ipv6LpmKey, Settings, Stat, TrafficKey, TrafficValue,
     geo_table::{Block, ROOT_BLOCKS},
     maps::{DEFAULT_COUNTER_ENTRIES, PLACEHOLDER_GEO_ENTRIES},
     policy::{
@@ -14,9 +14,9 @@ use tracer_common::{
     },
 };
 
-/// Per (device, country, direction) packets and bytes.
+/// Per (device, country, verdict) packets and bytes in each direction.
 #[map]
-pub static COUNTERS: PerCpuHashMap<CounterKey, CounterValue> =
+pub static COUNTERS: PerCpuHashMap<TrafficKey, TrafficValue> =
     PerCpuHashMap::with_max_entries(DEFAULT_COUNTER_ENTRIES, 0);
 
 /// Traffic not counted per country, indexed by `Stat::index`.

@@ -77,6 +77,10 @@ fn main() -> anyhow::Result<()> {
         println!("bench: SKIPPED (needs root to load eBPF programs)");
         return Ok(());
     }
+    let only = std::env::var("EGRESS_TRACER_BENCH").unwrap_or_default();
+    if only == "scrape" {
+        return scrape_bench(&geo_source::compile(&GeoArgs::default(), &[])?);
+    }
     let rss_before = max_rss_kib();
     let started = Instant::now();
     let geo = geo_source::compile(&GeoArgs::default(), &[])?;
@@ -132,10 +136,22 @@ fn main() -> anyhow::Result<()> {
     ];
     println!("\nper-packet cost, ns (best of {ROUNDS} x {REPEAT} BPF_PROG_TEST_RUN runs):");
     println!(
-        "  {:<26} {:>7} {:>7} {:>9} {:>9} {:>8} {:>8}",
-        "frame", "empty", "parse", "table", "lpm", "table/e", "lpm/e"
+        "  {:<26} {:>7} {:>7} {:>9} {:>9} {:>8} {:>8} {:>9} {:>9}",
+        "frame", "empty", "parse", "table", "lpm", "table/e", "lpm/e", "+policy", "policy/e"
     );
+    // A realistic policy: most traffic approved, the rest alerting (after the first packet the
+    // kernel only checks that it already reported the address).
+    let config = tracer_user::config::Config::parse(
+        "bench.toml",
+        "[policy]\nallow = [\"eu\", \"US\", \"CN\"]\nunknown = \"alert\"\n",
+    )?;
+    let policy = tracer_user::policy::Policy::compile(&config, &config.regions()?, false)
+        .map_err(|e| anyhow::anyhow!("{}", e.reason))?
+        .kernel()?;
+    let no_policy = tracer_user::policy::Policy::default().kernel()?;
+    let limits = tracer_user::kernel::EventLimits { per_second: 100, rearm_secs: 3600 };
     let mut ratios = Vec::new();
+    let mut policy_ratios = Vec::new();
     for (name, frame) in &cases {
         let empty = measure(&kernel, programs::EMPTY, frame)?;
         let parse = measure(&kernel, programs::PARSE_ONLY, frame)?;
@@ -143,13 +159,24 @@ fn main() -> anyhow::Result<()> {
         let table = measure(&kernel, programs::UPLOAD, frame)?;
         kernel.set_lookup(Lookup::Lpm)?;
         let lpm = measure(&kernel, programs::UPLOAD, frame)?;
+        kernel.set_lookup(Lookup::Table)?;
+        kernel.write_policy(&policy, limits)?;
+        let with_policy = measure(&kernel, programs::UPLOAD, frame)?;
+        kernel.write_policy(&no_policy, limits)?;
         ratios.push(table / empty);
+        policy_ratios.push(with_policy / empty);
         println!(
-            "  {name:<26} {empty:>7.1} {parse:>7.1} {table:>9.1} {lpm:>9.1} {:>7.2}x {:>7.2}x",
+            "  {name:<26} {empty:>7.1} {parse:>7.1} {table:>9.1} {lpm:>9.1} {:>7.2}x {:>7.2}x {with_policy:>9.1} {:>8.2}x",
             table / empty,
-            lpm / empty
+            lpm / empty,
+            with_policy / empty
         );
     }
+    let policy_mean = policy_ratios.iter().sum::<f64>() / policy_ratios.len() as f64;
+    let policy_worst = policy_ratios.iter().copied().fold(0.0, f64::max);
+    println!(
+        "with a policy enforced / empty program: mean {policy_mean:.2}x, worst {policy_worst:.2}x"
+    );
     let mean = ratios.iter().sum::<f64>() / ratios.len() as f64;
     let worst = ratios.iter().copied().fold(0.0, f64::max);
     println!(
@@ -159,14 +186,14 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Time to render /metrics with 1,000 devices x 50 countries x 2 directions in the map.
+/// Time to render /metrics with 1,000 devices x 50 countries, both directions, in the map.
 fn scrape_bench(geo: &tracer_user::geo::CompiledGeo) -> anyhow::Result<()> {
     use std::sync::{Arc, RwLock};
 
     use tracer_user::{metrics::Metrics, status::AgentStatus};
     let tables = KernelTables::build(geo, Lookup::Table);
     let options =
-        LoadOptions { geo: tables.sizes(), counter_entries: 131_072, ..LoadOptions::default() };
+        LoadOptions { geo: tables.sizes(), counter_entries: 65_536, ..LoadOptions::default() };
     let mut kernel = Kernel::load(&options)?;
     tables.fill(&mut kernel)?;
     let reader = Arc::new(kernel.counter_reader()?);
@@ -216,9 +243,10 @@ fn scrape_bench(geo: &tracer_user::geo::CompiledGeo) -> anyhow::Result<()> {
         let _ = reader.snapshot()?;
         read_best = read_best.min(t.elapsed());
     }
-    let entries = reader.snapshot()?.counters.len();
+    let snapshot = reader.snapshot()?;
+    let (entries, series) = (snapshot.map_entries, snapshot.counters.len());
     println!(
-        "\nscrape: {entries} map entries (1,000 devices x {} countries x 2 directions, filled in {:.1} s)",
+        "\nscrape: {entries} map entries, {series} series of each counter (1,000 devices x {} countries x 2 directions, filled in {:.1} s)",
         remotes.len(),
         filled.as_secs_f64()
     );

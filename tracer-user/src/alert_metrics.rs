@@ -5,14 +5,56 @@ use std::sync::{Arc, atomic::Ordering};
 use prometheus_client::{
     collector::Collector,
     encoding::{DescriptorEncoder, EncodeMetric as _},
-    metrics::{MetricType, counter::ConstCounter},
+    metrics::{MetricType, counter::ConstCounter, gauge::ConstGauge},
 };
 use tracer_common::CountryId;
 
 use crate::{
+    alerts::Enricher as _,
     context::Context,
+    kernel::CounterSnapshot,
     names::{country_label, format_mac},
 };
+
+/// `device_info{mac,name,vendor,group,ipv4,ipv6} 1` for every device in the traffic map or the
+/// configuration. Names live here and not on the counters, so a renamed device keeps its
+/// counter series.
+pub fn encode_device_info(
+    encoder: &mut DescriptorEncoder,
+    snapshot: &CounterSnapshot,
+    ctx: &Context,
+) -> Result<(), std::fmt::Error> {
+    let mut macs: Vec<[u8; 6]> = snapshot.counters.keys().map(|k| k.mac).collect();
+    macs.extend(
+        ctx.devices
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .known()
+            .iter()
+            .map(|d| d.mac),
+    );
+    macs.sort_unstable();
+    macs.dedup();
+    let mut metric = encoder.encode_descriptor(
+        "device_info",
+        "A LAN device (always 1): name (config or DHCP lease, escaped), vendor (from the MAC's OUI), group, and current addresses (comma-separated)",
+        None,
+        MetricType::Gauge,
+    )?;
+    for mac in macs {
+        let d = ctx.device(mac);
+        let labels = [
+            ("mac", d.mac),
+            ("name", d.name.unwrap_or_default()),
+            ("vendor", d.vendor.unwrap_or_default()),
+            ("group", d.group.unwrap_or_default()),
+            ("ipv4", d.ipv4.join(",")),
+            ("ipv6", d.ipv6.join(",")),
+        ];
+        ConstGauge::new(1i64).encode(metric.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
 
 /// Collects from the alert book at scrape time.
 #[derive(Debug)]

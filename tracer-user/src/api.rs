@@ -119,7 +119,7 @@ async fn alerts_handler(State(state): State<AppState>) -> Response {
 
 async fn health_handler(State(state): State<AppState>) -> Response {
     let map =
-        state.ctx.reader.snapshot().ok().map(|s| [s.counters.len() as u64, u64::from(s.capacity)]);
+        state.ctx.reader.snapshot().ok().map(|s| [s.map_entries as u64, u64::from(s.capacity)]);
     let status = state.ctx.status.read().unwrap_or_else(std::sync::PoisonError::into_inner);
     let health = Health {
         status: if map.is_some() { "ok" } else { "degraded" }.to_owned(),

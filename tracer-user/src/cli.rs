@@ -69,7 +69,8 @@ pub struct RunArgs {
     /// Print the per-device table every SECS seconds; 0: only on SIGUSR1 [default: 10].
     #[arg(long, value_name = "SECS")]
     pub interval: Option<u64>,
-    /// Capacity of the counter map (devices x countries x directions) [default: 65536].
+    /// Capacity of the traffic map: one entry per (device, country), both directions in it
+    /// (blocked traffic takes its own) [default: 65536].
     #[arg(long, value_name = "N")]
     pub counter_entries: Option<u32>,
     /// bpffs directory where the maps are pinned, so that a reload or a restart continues the
@@ -102,6 +103,11 @@ pub struct RunArgs {
     /// Turn every `block` into `alert`: see what a policy would drop without dropping it.
     #[arg(long)]
     pub dry_run: bool,
+    /// Most (device, country) pairs exported as their own metric series; pairs beyond it are
+    /// summed per device under country="other". 0: no cap beyond the traffic map's capacity
+    /// [default: 0].
+    #[arg(long, value_name = "N")]
+    pub metrics_max_pairs: Option<usize>,
     /// DHCP lease file naming devices (dnsmasq leases or odhcpd state file); repeatable.
     #[arg(long = "leases", value_name = "FILE")]
     pub leases: Vec<PathBuf>,

@@ -23,8 +23,10 @@ pub struct Context {
     pub policy: RwLock<Arc<Policy>>,
     /// Alerts raised so far.
     pub alerts: Arc<AlertBook>,
-    /// Device names from the configuration.
-    pub names: RwLock<std::collections::BTreeMap<[u8; 6], String>>,
+    /// Device names, addresses and vendors.
+    pub devices: RwLock<crate::devices::Directory>,
+    /// Cap on (device, country) metric series (0: none); see [`crate::metrics`].
+    pub metrics_max_pairs: std::sync::atomic::AtomicUsize,
 }
 
 impl Context {
@@ -41,12 +43,14 @@ impl Context {
 
 impl Enricher for Context {
     fn device(&self, mac: [u8; 6]) -> AlertDevice {
-        let names = self.names.read().unwrap_or_else(PoisonError::into_inner);
+        let device = self.devices.read().unwrap_or_else(PoisonError::into_inner).device_now(mac);
         AlertDevice {
             mac: format_mac(mac),
-            name: names.get(&mac).cloned(),
+            name: device.name.as_ref().map(crate::devices::Hostname::escaped),
+            vendor: device.vendor.label().map(str::to_owned),
             group: self.policy().group_of(mac).map(str::to_owned),
-            ..AlertDevice::default()
+            ipv4: device.ipv4.iter().map(ToString::to_string).collect(),
+            ipv6: device.ipv6.iter().map(ToString::to_string).collect(),
         }
     }
 
@@ -71,7 +75,8 @@ impl Context {
             status,
             policy: RwLock::default(),
             alerts: Arc::new(AlertBook::new(settings, None)),
-            names: RwLock::default(),
+            devices: RwLock::default(),
+            metrics_max_pairs: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 }

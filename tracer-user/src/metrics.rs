@@ -23,10 +23,19 @@ use crate::{
 /// Content type of [`Metrics::render`]'s output (Prometheus text format 0.0.4).
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// The agent's metrics registry.
+/// The counters read once per scrape, shared by the collectors rendering it.
+type ScrapeSlot = Arc<std::sync::Mutex<Option<Arc<CounterSnapshot>>>>;
+
+/// The agent's metrics registries: the per-device packet counters render in a second registry
+/// on a second thread, so a scrape of 100k series uses both cores.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
+    packets: Registry,
+    ctx: Arc<Context>,
+    slot: ScrapeSlot,
+    /// Held for a whole scrape (one at a time); remembers which pairs have series.
+    scraping: std::sync::Mutex<crate::metrics_cap::SeriesCap>,
 }
 
 impl Metrics {
@@ -34,20 +43,47 @@ impl Metrics {
     pub fn new(ctx: Arc<Context>) -> Self {
         let mut registry = Registry::default();
         registry.register_collector(Box::new(crate::process_metrics::ProcessCollector));
+        let slot = ScrapeSlot::default();
         let ours = registry.sub_registry_with_prefix("egress_tracer");
         ours.register_collector(Box::new(StatusCollector { status: Arc::clone(&ctx.status) }));
         ours.register_collector(Box::new(crate::alert_metrics::AlertCollector {
             ctx: Arc::clone(&ctx),
         }));
-        ours.register_collector(Box::new(KernelCollector { ctx }));
+        ours.register_collector(Box::new(KernelCollector {
+            slot: Arc::clone(&slot),
+            packets: false,
+            ctx: Arc::clone(&ctx),
+        }));
+        let mut packets = Registry::default();
+        packets.sub_registry_with_prefix("egress_tracer").register_collector(Box::new(
+            KernelCollector { slot: Arc::clone(&slot), packets: true, ctx: Arc::clone(&ctx) },
+        ));
         ours.register_collector(Box::new(BuildInfo));
-        Self { registry }
+        Self { registry, packets, ctx, slot, scraping: std::sync::Mutex::default() }
     }
 
-    /// Renders the Prometheus text exposition.
+    /// Renders the Prometheus text exposition from one read of the kernel maps.
     pub fn render(&self) -> Result<String, std::fmt::Error> {
-        let mut out = String::new();
-        prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)?;
+        let mut cap = self.scraping.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut snapshot = self.ctx.reader.snapshot().map_err(|err| {
+            tracing::error!(%err, "reading the counter maps for a scrape failed");
+            std::fmt::Error
+        })?;
+        let max_pairs = self.ctx.metrics_max_pairs.load(std::sync::atomic::Ordering::Relaxed);
+        snapshot.counters = cap.fold(std::mem::take(&mut snapshot.counters), max_pairs);
+        *self.slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some(Arc::new(snapshot));
+        let encode = |registry: &Registry| {
+            let mut out = String::new();
+            prometheus_client::encoding::prometheus_text::encode(&mut out, registry).map(|()| out)
+        };
+        let (main, packets) = std::thread::scope(|s| {
+            let packets = s.spawn(|| encode(&self.packets));
+            (encode(&self.registry), packets.join())
+        });
+        *self.slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+        let mut out = main?;
+        out.push_str(&packets.map_err(|_| std::fmt::Error)??);
         Ok(out)
     }
 }
@@ -132,30 +168,35 @@ impl Collector for StatusCollector {
 
 #[derive(Debug)]
 struct KernelCollector {
+    slot: ScrapeSlot,
+    /// Renders only `packets_total` (the second thread) rather than everything else.
+    packets: bool,
+    /// Device names and addresses for `device_info`.
     ctx: Arc<Context>,
 }
 
 impl Collector for KernelCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let snapshot = match self.ctx.reader.snapshot() {
-            Ok(s) => s,
-            Err(err) => {
-                tracing::error!(%err, "reading the counter maps for a scrape failed");
-                return Err(std::fmt::Error);
-            }
+        let slot = self.slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let Some(snapshot) = slot else {
+            return Err(std::fmt::Error);
         };
-        encode_device_counters(&mut encoder, &snapshot)?;
+        encode_device_counters(&mut encoder, &snapshot, self.packets)?;
+        if self.packets {
+            return Ok(());
+        }
         encode_blocked(&mut encoder, &snapshot)?;
         encode_stats(&mut encoder, &snapshot)?;
+        crate::alert_metrics::encode_device_info(&mut encoder, &snapshot, &self.ctx)?;
         let gauges = [
             (
                 "traffic_map_entries",
-                "Entries in use in the per-(device, country, direction) traffic map",
-                snapshot.counters.len() as i64,
+                "Entries in use in the traffic map (one per device and country, both directions; blocked traffic apart)",
+                snapshot.map_entries as i64,
             ),
             (
                 "traffic_map_capacity",
-                "Capacity of the per-(device, country, direction) traffic map (--counter-entries)",
+                "Capacity of the traffic map (--counter-entries)",
                 i64::from(snapshot.capacity),
             ),
         ];
@@ -170,8 +211,9 @@ impl Collector for KernelCollector {
 fn encode_device_counters(
     encoder: &mut DescriptorEncoder,
     snapshot: &CounterSnapshot,
+    packets: bool,
 ) -> Result<(), std::fmt::Error> {
-    for (name, help, bytes) in [
+    let families = [
         (
             "bytes",
             "Bytes sent (upload) or received (download) by a LAN device, by country of the remote address",
@@ -182,7 +224,8 @@ fn encode_device_counters(
             "Packets sent (upload) or received (download) by a LAN device, by country of the remote address",
             false,
         ),
-    ] {
+    ];
+    for (name, help, bytes) in families.into_iter().filter(|(_, _, bytes)| *bytes != packets) {
         let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
         // Keys are sorted by MAC, so each device's label text is formatted once.
         let mut mac_text = (None, String::new());
@@ -198,7 +241,7 @@ fn encode_device_counters(
             }
             let labels = [
                 ("mac", mac_text.1.as_str()),
-                ("country", country_label(CountryId(key.country))),
+                ("country", label(key.country)),
                 ("direction", direction.as_str()),
             ];
             let v = if bytes { value.bytes } else { value.packets };
@@ -206,6 +249,11 @@ fn encode_device_counters(
         }
     }
     Ok(())
+}
+
+/// The `country` label: an ISO code, `unknown`, or `other` for pairs over the series cap.
+fn label(country: u16) -> &'static str {
+    if country == crate::metrics_cap::OTHER { "other" } else { country_label(CountryId(country)) }
 }
 
 /// Blocked packets and bytes per (device, country), both directions together.
@@ -238,7 +286,7 @@ fn encode_blocked(
         let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
         for (mac, country, packets, byte_count) in &blocked {
             let mac = format_mac(*mac);
-            let labels = [("mac", mac.as_str()), ("country", country_label(CountryId(*country)))];
+            let labels = [("mac", mac.as_str()), ("country", label(*country))];
             ConstCounter::new(if bytes { *byte_count } else { *packets })
                 .encode(metric.encode_family(&labels)?)?;
         }

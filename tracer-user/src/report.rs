@@ -196,7 +196,7 @@ impl Report {
                 malformed: stat(Stat::Malformed),
                 overflow: stat(Stat::Overflow),
             },
-            map_entries: snapshot.counters.len(),
+            map_entries: snapshot.map_entries,
             map_capacity: snapshot.capacity,
         }
     }

@@ -69,7 +69,12 @@ fn api_status_and_metrics_agree() {
     assert_eq!(health.status, "ok");
     assert_eq!(health.interfaces, ["br-lan", "lanv"]);
     assert!(health.geo_loaded_at.is_some() && health.geo_source.contains(".csv"), "{body}");
-    assert_eq!(health.traffic_map.map(|m| m[0]), Some(from_api.len() as u64));
+    let pairs: u64 = report.devices.iter().map(|d| d.countries.len() as u64).sum();
+    assert_eq!(
+        health.traffic_map.map(|m| m[0]),
+        Some(pairs),
+        "one map entry per (device, country)"
+    );
 
     let out = Command::new("nsenter")
         .arg(format!("--net={}", netns.display()))

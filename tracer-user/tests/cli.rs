@@ -154,3 +154,40 @@ fn run_refuses_an_unauthenticated_non_loopback_listener() {
     assert!(stderr(&o).contains("--tls-cert and --tls-key"), "{}", stderr(&o));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn check_config_accepts_a_good_file_and_names_the_line_of_a_bad_one() {
+    let dir = std::env::temp_dir().join(format!("et-cli-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        "[policy]\nallow = [\"eu\", \"US\"]\nblock = [\"CN\"]\n\n[[group]]\nname = \"iot\"\notherwise = \"block\"\n\n[[device]]\nmac = \"02:00:00:00:00:01\"\nname = \"tv\"\ngroup = \"iot\"\n",
+    )
+    .unwrap();
+    let o = run(&["check-config", config.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains(
+            "OK (0 named regions, 1 groups, 1 devices; default policy: allow [eu, US], block [CN])"
+        ),
+        "{}",
+        stdout(&o)
+    );
+    std::fs::write(
+        &config,
+        "[policy]\nallow = [\"eu\"]\n\n[[device]]\nmac = \"02:00:00:00:00:01\"\ngroup = \"iot\"\n",
+    )
+    .unwrap();
+    let o = run(&["check-config", config.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("config.toml:6: no [[group]] named \"iot\""), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn run_refuses_an_unknown_region_on_the_command_line() {
+    let o = run(&["run", "--lan", "lo", "--allow", "eu,atlantis"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--allow/--block: unknown region \"atlantis\""), "{}", stderr(&o));
+}

@@ -25,6 +25,12 @@ const EXPORTED: &[&str] = &[
     "egress_tracer_geo_database_ranges",
     "egress_tracer_reloads_total",
     "egress_tracer_build_info",
+    "egress_tracer_blocked_packets_total",
+    "egress_tracer_blocked_bytes_total",
+    "egress_tracer_policy_violations_total",
+    "egress_tracer_events_suppressed_total",
+    "egress_tracer_webhook_alerts_total",
+    "egress_tracer_device_info",
 ];
 
 fn promtool(args: &[&str]) -> Option<std::process::Output> {

@@ -122,21 +122,7 @@ fn prometheus_scrapes_exact_counts_and_promtool_accepts_the_exposition() {
 
     let exposition = http_get(&forward, "/metrics");
     assert!(exposition.contains("egress_tracer_bytes_total"), "{exposition}");
-    let mut promtool = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool");
-    promtool.stdin.take().unwrap().write_all(exposition.as_bytes()).unwrap();
-    let checked = promtool.wait_with_output().unwrap();
-    assert!(
-        checked.status.success(),
-        "promtool check metrics: {}{}",
-        String::from_utf8_lossy(&checked.stdout),
-        String::from_utf8_lossy(&checked.stderr)
-    );
+    support::promtool::check_metrics(&exposition);
 
     let prometheus = Prometheus::start(&forward);
     let q = |mac: &str, country: &str, direction: &str, what: &str| {

@@ -41,7 +41,8 @@ fn chromium(args: &[&str], profile: &Path) -> std::process::Output {
 #[ignore = "needs root, network namespaces and chromium: run by cargo xtask test"]
 fn the_page_shows_devices_and_countries_without_console_errors() {
     let lab = support::lab("ew");
-    let agent = Agent::start(&lab, LAB_DB);
+    // CN is unapproved: the page must flag it and list the alert.
+    let agent = Agent::start_with(&lab, LAB_DB, &["--allow", "eu,US"]);
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let url = format!("http://127.0.0.1:{port}/");
     tracer_lab::forward(&format!("127.0.0.1:{port}"), &lab.netns_path(&lab.gateway()), LISTEN)
@@ -66,6 +67,12 @@ fn the_page_shows_devices_and_countries_without_console_errors() {
         assert!(dom.contains(country), "{country} not on the page:\n{dom}");
     }
     assert!(dom.contains("<span id=\"error\"></span>"), "the page reports an error:\n{dom}");
+    assert!(
+        dom.contains("data-policy=\"alert\"") && dom.contains("UNAPPROVED"),
+        "CN traffic is not marked unapproved:\n{dom}"
+    );
+    assert!(dom.contains("data-alert=\"1\""), "the alert is not listed:\n{dom}");
+    assert_eq!(dom.matches("data-policy=\"alert\"").count(), 1, "only d1's CN row:\n{dom}");
     let console: Vec<&str> = log.lines().filter(|l| l.contains("CONSOLE")).collect();
     assert!(
         !console.iter().any(|l| l.contains("Uncaught") || l.to_lowercase().contains("error")),

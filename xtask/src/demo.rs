@@ -26,6 +26,37 @@ pub struct DemoArgs {
     pub port: u16,
 }
 
+/// The demo's policy and names: the TV is an IoT device that may only reach the EU and the US
+/// (anything else is dropped), the phone and the laptop alert outside the EU and the US.
+fn demo_config(lab: &Lab) -> String {
+    let d = lab.devices();
+    format!(
+        r#"[policy]
+allow = ["eu", "US"]
+
+[[group]]
+name = "iot"
+otherwise = "block"
+
+[[device]]
+mac = "{}"
+name = "living-room-tv"
+group = "iot"
+
+[[device]]
+mac = "{}"
+name = "phone"
+"#,
+        d[0].mac, d[1].mac
+    )
+}
+
+/// The third device is named by a DHCP lease, as dnsmasq writes them.
+fn demo_leases(lab: &Lab) -> String {
+    let d = &lab.devices()[2];
+    format!("1893456000 {} {} laptop 01:{}\n", d.mac, d.ipv4, d.mac)
+}
+
 /// Who talks to whom, and how many pings per round.
 const TRAFFIC: &[(usize, &str, u32)] = &[
     (0, "36.110.0.1", 3),
@@ -68,6 +99,13 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     for d in lab.devices() {
         println!("  {}  {}  {} / {}", d.netns, d.mac, d.ipv4, d.ipv6);
     }
+    let files = std::env::temp_dir().join(format!("egress-tracer-{prefix}"));
+    std::fs::create_dir_all(&files)?;
+    let config = files.join("config.toml");
+    let leases = files.join("dhcp.leases");
+    std::fs::write(&config, demo_config(&lab))?;
+    std::fs::write(&leases, demo_leases(&lab))?;
+    println!("policy ({}):\n{}", config.display(), demo_config(&lab));
     let mut cmd = Command::new("nsenter");
     cmd.arg(format!("--net={}", gw.display())).arg("--").arg(&agent_bin).args([
         "run",
@@ -78,6 +116,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         "--bpffs-dir",
         &bpffs_dir,
     ]);
+    cmd.arg("--config").arg(&config).arg("--leases").arg(&leases);
     for lan in lab.lan_interfaces() {
         cmd.args(["--lan", lan]);
     }
@@ -87,20 +126,29 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     std::thread::sleep(Duration::from_secs(2));
     lab.warm_up()?;
     println!("\nscrape it:  curl -s http://{listen}/metrics | grep ^egress_tracer_bytes");
+    println!("alerts:     curl -s http://{listen}/api/v1/alerts   (and one JSON line each below)");
+    println!("web page:   http://{listen}/");
     println!("Ctrl-C stops the demo and removes the lab.\n");
 
     let started = Instant::now();
     let deadline = args.duration.map(|d| started + Duration::from_secs(d));
     while !stop.load(Ordering::SeqCst) && deadline.is_none_or(|d| Instant::now() < d) {
         for (device, addr, count) in TRAFFIC {
-            lab.ping(&lab.devices()[*device], addr, *count)?;
+            // The TV's pings to CN are dropped by its policy: no replies is expected.
+            let _ = lab.ping(&lab.devices()[*device], addr, *count);
         }
         std::thread::sleep(Duration::from_millis(500));
     }
-    let counted = scrape_bytes(&listen).context("scraping the agent through the port forward")?;
+    let metrics =
+        http_get(&listen, "/metrics").context("scraping the agent through the port forward")?;
+    let counted = sum_of(&metrics, "egress_tracer_bytes_total{");
+    let blocked = sum_of(&metrics, "egress_tracer_blocked_packets_total{");
+    let alerts = http_get(&listen, "/api/v1/alerts")?;
     anyhow::ensure!(counted > 0.0, "the agent counted no egress bytes: the demo is broken");
+    anyhow::ensure!(blocked > 0.0, "the TV's traffic to CN was not blocked: the demo is broken");
+    anyhow::ensure!(alerts.contains("\"kind\":\"violation\""), "no alert was raised: {alerts}");
     println!(
-        "scraped http://{listen}/metrics: {counted} bytes counted in egress_tracer_bytes_total"
+        "scraped http://{listen}/metrics: {counted} bytes counted, {blocked} packets blocked; alerts at /api/v1/alerts"
     );
     // SAFETY: signalling our own child: print the table one last time.
     unsafe { libc::kill(agent.0.id() as i32, libc::SIGUSR1) };
@@ -108,21 +156,27 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     drop(agent);
     drop(lab);
     let _ = std::fs::remove_dir_all(&bpffs_dir);
+    let _ = std::fs::remove_dir_all(&files);
     println!("demo: stopped after {:.0}s; lab removed", started.elapsed().as_secs_f64());
     Ok(())
 }
 
-/// Sum of `egress_tracer_bytes_total` from a scrape of `addr`.
-fn scrape_bytes(addr: &str) -> anyhow::Result<f64> {
+/// The body of `GET path` from `addr`.
+fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
     use std::io::{Read as _, Write as _};
     let mut stream = std::net::TcpStream::connect(addr)?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(stream, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
-    let mut body = String::new();
-    stream.read_to_string(&mut body)?;
-    Ok(body
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text)?;
+    Ok(text.split_once("\r\n\r\n").map_or(text.clone(), |(_, body)| body.to_owned()))
+}
+
+/// Sum of the samples whose line starts with `prefix` (a metric name and `{`).
+fn sum_of(exposition: &str, prefix: &str) -> f64 {
+    exposition
         .lines()
-        .filter(|l| l.starts_with("egress_tracer_bytes_total{"))
+        .filter(|l| l.starts_with(prefix))
         .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-        .sum())
+        .sum()
 }

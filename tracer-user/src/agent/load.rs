@@ -1,7 +1,6 @@
 //! Building what the agent runs with: configuration, settings, policy, kernel object.
 
 use std::{
-    collections::BTreeMap,
     path::PathBuf,
     time::{Instant, SystemTime},
 };
@@ -13,6 +12,7 @@ use tracing::info;
 use crate::{
     cli::RunArgs,
     config::{Config, RunSettings},
+    devices::{Sources, StaticDevice},
     geo_source::{self, KernelTables},
     kernel::{EventLimits, Kernel, LoadOptions},
     policy::{KernelPolicy, Policy},
@@ -83,13 +83,24 @@ impl Plan {
         Ok(())
     }
 
-    /// Device names given in the configuration.
-    pub fn names(&self) -> BTreeMap<[u8; 6], String> {
-        self.config
-            .devices
-            .iter()
-            .filter_map(|d| Some((crate::config::parse_mac(d.mac.get_ref())?, d.name.clone()?)))
-            .collect()
+    /// Where device names and addresses come from.
+    pub fn device_sources(&self) -> Sources {
+        Sources {
+            statics: self
+                .config
+                .devices
+                .iter()
+                .filter_map(|d| {
+                    Some(StaticDevice {
+                        mac: crate::config::parse_mac(d.mac.get_ref())?,
+                        name: d.name.clone(),
+                        group: d.group.as_ref().map(|g| g.get_ref().clone()),
+                    })
+                })
+                .collect(),
+            lease_files: self.settings.leases.clone(),
+            interfaces: self.settings.lan.clone(),
+        }
     }
 }
 

@@ -81,8 +81,15 @@ impl Agent {
             return;
         }
         self.ctx.set_policy(plan.policy.clone());
-        *self.ctx.names.write().unwrap_or_else(std::sync::PoisonError::into_inner) = plan.names();
+        self.ctx
+            .devices
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .set_sources(plan.device_sources());
         self.ctx.alerts.set_settings(alert_settings(&plan));
+        self.ctx
+            .metrics_max_pairs
+            .store(plan.settings.metrics_max_pairs, std::sync::atomic::Ordering::Relaxed);
         self.plan = plan;
         self.status().reloads_ok += 1;
         info!("reloaded");
@@ -123,7 +130,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         status: Arc::clone(&status),
         policy: RwLock::new(Arc::new(plan.policy.clone())),
         alerts: Arc::new(AlertBook::new(alert_settings(&plan), webhook)),
-        names: RwLock::new(plan.names()),
+        devices: RwLock::new(crate::devices::Directory::new(plan.device_sources())),
+        metrics_max_pairs: settings.metrics_max_pairs.into(),
     });
     let events =
         alerts::spawn_reader(ring, Arc::clone(&ctx.alerts), Arc::clone(&ctx) as Enrichment)?;
@@ -159,6 +167,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 watched = watch::Watched::new(&agent.args, &agent.plan.settings);
             }
             _ = watcher.tick(), if watch_interval > 0 => {
+                agent.ctx.devices.write().unwrap_or_else(std::sync::PoisonError::into_inner).refresh();
                 if let Some(change) = watched.changed() {
                     info!("{change} changed: reloading");
                     agent.reload(change == watch::Change::Geo);
@@ -166,8 +175,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 }
             }
             _ = alert_tick.tick() => agent.ctx.alerts.tick(),
-            _ = sigusr1.recv() => print_table(&agent.ctx.reader),
-            _ = ticker.tick(), if interval > 0 => print_table(&agent.ctx.reader),
+            _ = sigusr1.recv() => print_table(&agent.ctx),
+            _ = ticker.tick(), if interval > 0 => print_table(&agent.ctx),
         }
     }
     server.abort();
@@ -179,9 +188,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_table(reader: &CounterReader) {
-    match reader.snapshot() {
-        Ok(snapshot) => println!("{}", Report::from_snapshot(&snapshot).render_table()),
+fn print_table(ctx: &Context) {
+    match ctx.reader.snapshot() {
+        Ok(snapshot) => println!("{}", Report::build(&snapshot, Some(ctx)).render_table()),
         Err(err) => warn!(%err, "reading counters failed"),
     }
 }

@@ -30,6 +30,9 @@ pub struct AgentSection {
     pub tc_attach: Option<AttachPreference>,
     /// Lookup structures (`--lookup`).
     pub lookup: Option<Lookup>,
+    /// Cap on (device, country) metric series; the rest fold into `country="other"`
+    /// (`--metrics-max-pairs`).
+    pub metrics_max_pairs: Option<usize>,
     /// DHCP lease files: dnsmasq leases or odhcpd state files (`--leases`).
     pub leases: Option<Vec<PathBuf>>,
     /// Turn every `block` into `alert` (`--dry-run`).

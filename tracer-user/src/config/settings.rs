@@ -29,6 +29,8 @@ pub struct RunSettings {
     pub tc_attach: AttachPreference,
     /// Lookup structures.
     pub lookup: Lookup,
+    /// Cap on (device, country) metric series (0: none).
+    pub metrics_max_pairs: usize,
     /// DHCP lease files.
     pub leases: Vec<PathBuf>,
     /// Every `block` acts as `alert`.
@@ -96,6 +98,7 @@ impl RunSettings {
             watch_interval: args.watch_interval.or(agent.watch_interval).unwrap_or(5),
             tc_attach: args.tc_attach.or(agent.tc_attach).unwrap_or_default(),
             lookup: args.lookup.or(agent.lookup).unwrap_or_default(),
+            metrics_max_pairs: args.metrics_max_pairs.or(agent.metrics_max_pairs).unwrap_or(0),
             leases,
             dry_run: args.dry_run || agent.dry_run.unwrap_or(false),
             alert_suppress: Duration::from_secs(

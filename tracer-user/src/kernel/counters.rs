@@ -6,7 +6,7 @@ use std::os::fd::{AsFd as _, AsRawFd as _};
 
 use aya::maps::{IterableMap as _, MapData, PerCpuArray, PerCpuHashMap};
 use tracer_common::{
-    CounterKey, CounterValue, Direction, Stat,
+    CounterKey, CounterValue, Direction, Stat, TrafficKey, TrafficValue,
     maps::{COUNTERS_MAP, STATS_MAP},
 };
 
@@ -14,7 +14,7 @@ use super::{Kernel, KernelError};
 
 /// Read access to the counter maps, shareable between the HTTP server and the reporter.
 pub struct CounterReader {
-    counters: PerCpuHashMap<MapData, CounterKey, CounterValue>,
+    counters: PerCpuHashMap<MapData, TrafficKey, TrafficValue>,
     stats: PerCpuArray<MapData, CounterValue>,
     capacity: u32,
 }
@@ -28,8 +28,11 @@ impl std::fmt::Debug for CounterReader {
 /// The counters at one moment.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CounterSnapshot {
-    /// Per (device, country, direction), summed over CPUs.
+    /// Per (device, country, direction, verdict), summed over CPUs; directions a map entry
+    /// never saw are left out.
     pub counters: BTreeMap<CounterKey, CounterValue>,
+    /// Entries in use in the traffic map (each holds both directions).
+    pub map_entries: usize,
     /// Traffic not counted per country.
     pub stats: Vec<StatSnapshot>,
     /// Capacity of the counter map.
@@ -57,6 +60,18 @@ impl CounterSnapshot {
     }
 }
 
+/// A `u64` that orders like [`CounterKey`]'s derived `Ord` (MAC, country, direction, verdict)
+/// for every key the programs write (country ids below 4096, direction and verdict below 4):
+/// sorting 100k entries by it takes half the time of comparing the structs.
+fn sort_key(key: &CounterKey) -> u64 {
+    let [a, b, c, d, e, f] = key.mac;
+    let mac = u64::from_be_bytes([0, 0, a, b, c, d, e, f]);
+    mac << 16
+        | u64::from(key.country.min(0xfff)) << 4
+        | u64::from(key.direction.min(3)) << 2
+        | u64::from(key.verdict.min(3))
+}
+
 fn sum<'a>(values: impl IntoIterator<Item = &'a CounterValue>) -> CounterValue {
     values.into_iter().fold(CounterValue::default(), |acc, v| CounterValue {
         packets: acc.packets.wrapping_add(v.packets),
@@ -76,7 +91,7 @@ impl Kernel {
             }
             _ => self.counter_entries,
         };
-        let counters: PerCpuHashMap<MapData, CounterKey, CounterValue> =
+        let counters: PerCpuHashMap<MapData, TrafficKey, TrafficValue> =
             PerCpuHashMap::try_from(map).map_err(err(COUNTERS_MAP))?;
         let stats = PerCpuArray::try_from(self.take_map(STATS_MAP)?).map_err(err(STATS_MAP))?;
         Ok(CounterReader { counters, stats, capacity })
@@ -88,23 +103,45 @@ impl CounterReader {
     pub fn snapshot(&self) -> Result<CounterSnapshot, KernelError> {
         let err = |map| move |source| KernelError::Map { map, source: Box::new(source) };
         let mut entries: Vec<(CounterKey, CounterValue)> = Vec::new();
+        let mut map_entries = 0;
+        let mut add = |key: TrafficKey, value: TrafficValue| {
+            map_entries += 1;
+            for direction in Direction::ALL {
+                let v = value.directions[direction as usize];
+                if v.packets != 0 || v.bytes != 0 {
+                    let key = CounterKey {
+                        mac: key.mac,
+                        country: key.country,
+                        direction: direction as u8,
+                        verdict: key.verdict,
+                    };
+                    entries.push((key, v));
+                }
+            }
+        };
         let fd = self.counters.map().fd().as_fd().as_raw_fd();
         let cpus = aya::util::nr_cpus().map_err(|(_, e)| KernelError::Io {
             context: "reading the number of possible CPUs".into(),
             source: e,
         })?;
-        let batched =
-            super::batch::read_all(fd, cpus, |key, value| entries.push((key, value))).map_err(
-                |source| KernelError::Io { context: format!("reading {COUNTERS_MAP}"), source },
-            )?;
+        let batched = super::batch::read_all(fd, cpus, &mut add).map_err(|source| {
+            KernelError::Io { context: format!("reading {COUNTERS_MAP}"), source }
+        })?;
         if batched.is_none() {
             for entry in self.counters.iter() {
                 let (key, values) = entry.map_err(err(COUNTERS_MAP))?;
-                entries.push((key, sum(values.iter())));
+                let mut total = TrafficValue::default();
+                for v in values.iter() {
+                    for (t, p) in total.directions.iter_mut().zip(v.directions) {
+                        t.packets = t.packets.wrapping_add(p.packets);
+                        t.bytes = t.bytes.wrapping_add(p.bytes);
+                    }
+                }
+                add(key, total);
             }
         }
         // Built from a sorted list in bulk: much cheaper than 100k single inserts.
-        entries.sort_unstable_by_key(|(key, _)| *key);
+        entries.sort_unstable_by_key(|(key, _)| sort_key(key));
         let counters: BTreeMap<CounterKey, CounterValue> = entries.into_iter().collect();
         let mut stats = Vec::new();
         for stat in Stat::ALL {
@@ -113,7 +150,7 @@ impl CounterReader {
                 stats.push(StatSnapshot { stat, direction, value: sum(values.iter()) });
             }
         }
-        Ok(CounterSnapshot { counters, stats, capacity: self.capacity })
+        Ok(CounterSnapshot { counters, map_entries, stats, capacity: self.capacity })
     }
 }
 
@@ -121,13 +158,11 @@ impl CounterReader {
     /// What `mac` has exchanged with `country` so far (both directions, blocked included).
     pub fn device_country(&self, mac: [u8; 6], country: u16) -> CounterValue {
         let mut total = CounterValue::default();
-        for direction in Direction::ALL {
-            for verdict in
-                [tracer_common::maps::verdict::PASSED, tracer_common::maps::verdict::BLOCKED]
-            {
-                let key = CounterKey { mac, country, direction: direction as u8, verdict };
-                if let Ok(values) = self.counters.get(&key, 0) {
-                    let v = sum(values.iter());
+        for verdict in [tracer_common::maps::verdict::PASSED, tracer_common::maps::verdict::BLOCKED]
+        {
+            let key = TrafficKey { mac, country, verdict, reserved: 0 };
+            if let Ok(values) = self.counters.get(&key, 0) {
+                for v in values.iter().flat_map(|v| v.directions) {
                     total.packets += v.packets;
                     total.bytes += v.bytes;
                 }

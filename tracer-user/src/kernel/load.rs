@@ -19,7 +19,7 @@ use super::{EBPF_OBJECT, GeoMapSizes, KernelError, attach::Attached, programs};
 /// How to size the maps when loading.
 #[derive(Clone, Debug)]
 pub struct LoadOptions {
-    /// Capacity of the per-(device, country, direction) counter map.
+    /// Capacity of the traffic map: one entry per (device, country), both directions in it.
     pub counter_entries: u32,
     /// Capacities of the geo maps.
     pub geo: GeoMapSizes,

@@ -56,7 +56,7 @@ impl Kernel {
             enabled: u32::from(policy.enabled()),
             events_per_sec: limits.per_second,
             rearm_secs: limits.rearm_secs,
-            reserved: 0,
+            devices: policy.devices.len() as u32,
         };
         settings.set(0, value, 0).map_err(map_err(POLICY_SETTINGS_MAP))
     }

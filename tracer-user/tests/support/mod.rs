@@ -6,6 +6,7 @@ pub mod csv_oracle;
 pub mod frames;
 pub mod netns_http;
 pub mod prom;
+pub mod promtool;
 pub mod webhook;
 
 /// Whether the tests can touch the kernel (root). Privileged tests are `#[ignore]`d and run by
