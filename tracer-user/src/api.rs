@@ -46,15 +46,27 @@ pub struct Health {
     pub traffic_map: Option<[u64; 2]>,
 }
 
-/// Serves until the task is aborted.
-pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::io::Result<()> {
-    let app = Router::new()
+/// Serves until the task is aborted, with `security`'s authentication and TLS.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    security: crate::http_access::Security,
+) -> std::io::Result<()> {
+    security.log(listener.local_addr()?);
+    let mut app = Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/api/v1/devices", get(devices_handler))
         .route("/api/v1/alerts", get(alerts_handler))
         .route("/healthz", get(health_handler))
         .route("/", get(page_handler))
         .with_state(state);
+    if let Some(auth) = security.auth {
+        app = app.layer(axum::middleware::from_fn_with_state(auth, crate::http_auth::require));
+    }
+    #[cfg(feature = "tls")]
+    if let Some(tls) = security.tls {
+        return axum::serve(crate::http_tls::TlsListener::new(listener, tls)?, app).await;
+    }
     axum::serve(listener, app).await
 }
 

@@ -131,6 +131,21 @@ pub struct RunArgs {
     /// Seconds before the same (device, remote address) raises another event [default: 60].
     #[arg(long, value_name = "SECS")]
     pub event_rearm_secs: Option<u32>,
+    /// PEM certificate chain: serve the API over HTTPS (with --tls-key).
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// File holding a bearer token every API request must send (`Authorization: Bearer ...`).
+    #[arg(long, value_name = "FILE")]
+    pub auth_token_file: Option<PathBuf>,
+    /// htpasswd file (`user:bcrypt-hash` lines, `htpasswd -nbB`): API requests need basic auth.
+    #[arg(long, value_name = "FILE")]
+    pub basic_auth_file: Option<PathBuf>,
+    /// Allow a non-loopback --listen address without authentication.
+    #[arg(long)]
+    pub insecure_listen: bool,
 }
 
 /// `egress-tracer check-config`.
@@ -184,6 +199,18 @@ pub struct StatusArgs {
     /// Print the agent's JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// File holding the agent's bearer token.
+    #[arg(long, value_name = "FILE", conflicts_with = "user")]
+    pub token_file: Option<PathBuf>,
+    /// User name for basic auth (with --password-file).
+    #[arg(long, requires = "password_file")]
+    pub user: Option<String>,
+    /// File holding the basic-auth password (one line).
+    #[arg(long, value_name = "FILE", requires = "user")]
+    pub password_file: Option<PathBuf>,
+    /// PEM CA certificate(s) to trust for an https:// --url (e.g. the agent's self-signed one).
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
 }
 
 /// `egress-tracer reset`.

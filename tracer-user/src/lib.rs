@@ -16,6 +16,10 @@ pub mod context;
 pub mod devices;
 pub mod geo;
 pub mod geo_source;
+pub mod http_access;
+pub mod http_auth;
+#[cfg(feature = "tls")]
+pub mod http_tls;
 pub mod kernel;
 pub mod lookup;
 pub mod metrics;

@@ -113,6 +113,49 @@ fn help_carries_the_attribution() {
 }
 
 #[test]
+fn run_refuses_an_unauthenticated_non_loopback_listener() {
+    for listen in ["0.0.0.0:9977", "[::]:9977", "192.0.2.1:9977"] {
+        let o = run(&["run", "--lan", "lo", "--listen", listen]);
+        assert!(!o.status.success());
+        let err = stderr(&o);
+        assert!(
+            err.contains(&format!("refusing to serve the API on {listen}"))
+                && err.contains("--auth-token-file")
+                && err.contains("--insecure-listen"),
+            "{err}"
+        );
+    }
+    let dir = std::env::temp_dir().join(format!("et-cli-listen-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("config.toml");
+    std::fs::write(&config, "[agent]\nlisten = \"0.0.0.0:9977\"\n").unwrap();
+    let o = run(&["run", "--lan", "lo", "--config", config.to_str().unwrap()]);
+    assert!(stderr(&o).contains("refusing to serve the API on 0.0.0.0:9977"), "{}", stderr(&o));
+    // With the explicit opt-in (or credentials) the check passes and start-up goes on to the
+    // next step, whatever it says without privileges.
+    std::fs::write(&config, "[agent]\nlisten = \"0.0.0.0:9977\"\ninsecure_listen = true\n")
+        .unwrap();
+    let o = run(&["run", "--lan", "definitely-no-such-if0", "--config", config.to_str().unwrap()]);
+    assert!(!stderr(&o).contains("refusing to serve"), "{}", stderr(&o));
+    let token = dir.join("token");
+    std::fs::write(&token, " \n").unwrap();
+    let o = run(&["run", "--lan", "lo", "--listen", "0.0.0.0:9977", "--auth-token-file"]
+        .into_iter()
+        .chain([token.to_str().unwrap()])
+        .collect::<Vec<_>>());
+    assert!(stderr(&o).contains("the token file is empty"), "{}", stderr(&o));
+    std::fs::write(&token, "s3cret\n").unwrap();
+    let o = run(&["run", "--lan", "definitely-no-such-if0", "--listen", "0.0.0.0:9977"]
+        .into_iter()
+        .chain(["--auth-token-file", token.to_str().unwrap()])
+        .collect::<Vec<_>>());
+    assert!(!stderr(&o).contains("refusing to serve"), "{}", stderr(&o));
+    let o = run(&["run", "--lan", "lo", "--tls-cert", "/nonexistent.pem"]);
+    assert!(stderr(&o).contains("--tls-cert and --tls-key"), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn check_config_accepts_a_good_file_and_names_the_line_of_a_bad_one() {
     let dir = std::env::temp_dir().join(format!("et-cli-check-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -142,7 +142,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .with_context(|| format!("listening on {}", settings.listen))?;
     info!(url = %format!("http://{}/metrics", listener.local_addr()?), "serving metrics");
     let state = api::AppState { metrics, ctx: Arc::clone(&ctx) };
-    let server = tokio::spawn(api::serve(listener, state));
+    let server = tokio::spawn(api::serve(listener, state, settings.access.load()?));
 
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;

@@ -37,6 +37,16 @@ pub struct AgentSection {
     pub leases: Option<Vec<PathBuf>>,
     /// Turn every `block` into `alert` (`--dry-run`).
     pub dry_run: Option<bool>,
+    /// PEM certificate chain for HTTPS (`--tls-cert`).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for HTTPS (`--tls-key`).
+    pub tls_key: Option<PathBuf>,
+    /// Bearer token file (`--auth-token-file`).
+    pub auth_token_file: Option<PathBuf>,
+    /// htpasswd file of bcrypt hashes (`--basic-auth-file`).
+    pub basic_auth_file: Option<PathBuf>,
+    /// Serve a non-loopback address without authentication (`--insecure-listen`).
+    pub insecure_listen: Option<bool>,
 }
 
 /// `[alerts]`: how alerts are raised and delivered.

@@ -47,6 +47,8 @@ pub struct RunSettings {
     pub webhook: Option<String>,
     /// Webhook request timeout.
     pub webhook_timeout: Duration,
+    /// API authentication and TLS.
+    pub access: crate::http_access::ApiAccess,
 }
 
 /// A setting a reload cannot change: it needs a restart.
@@ -78,10 +80,11 @@ impl RunSettings {
         } else {
             args.leases.clone()
         };
+        let listen = args.listen.or(agent.listen).unwrap_or(([127, 0, 0, 1], 9977).into());
         Ok(RunSettings {
             lan,
             geo,
-            listen: args.listen.or(agent.listen).unwrap_or(([127, 0, 0, 1], 9977).into()),
+            listen,
             interval: args.interval.or(agent.interval).unwrap_or(10),
             counter_entries: args
                 .counter_entries
@@ -108,12 +111,13 @@ impl RunSettings {
             webhook_timeout: Duration::from_secs(
                 args.webhook_timeout_secs.or(alerts.webhook_timeout_secs).unwrap_or(5),
             ),
+            access: crate::http_access::ApiAccess::resolve(args, agent, listen)?,
         })
     }
 
     /// Checks that a reload leaves alone what only a restart can change.
     pub fn check_reloadable(&self, new: &RunSettings) -> Result<(), Unchangeable> {
-        let fixed: [(&'static str, bool); 7] = [
+        let fixed: [(&'static str, bool); 8] = [
             ("webhook", self.webhook != new.webhook),
             ("webhook_timeout_secs", self.webhook_timeout != new.webhook_timeout),
             ("lan", self.lan != new.lan),
@@ -121,6 +125,7 @@ impl RunSettings {
             ("counter_entries", self.counter_entries != new.counter_entries),
             ("bpffs_dir", self.bpffs_dir != new.bpffs_dir),
             ("tc_attach", self.tc_attach != new.tc_attach),
+            ("tls/auth/insecure_listen", self.access != new.access),
         ];
         match fixed.into_iter().find(|(_, changed)| *changed) {
             Some((name, _)) => Err(Unchangeable(name)),

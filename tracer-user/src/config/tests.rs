@@ -50,7 +50,7 @@ fn policy_errors_name_the_line_and_reason() {
 fn the_command_line_wins_over_the_file() {
     let config = Config::parse(
         "c.toml",
-        "[agent]\nlan = [\"br-lan\"]\nlisten = \"0.0.0.0:9100\"\ninterval = 0\n[alerts]\nkeep = 5\n",
+        "[agent]\nlan = [\"br-lan\"]\nlisten = \"0.0.0.0:9100\"\ninsecure_listen = true\ninterval = 0\n[alerts]\nkeep = 5\n",
     )
     .unwrap();
     let args = crate::cli::RunArgs { interval: Some(3), ..Default::default() };
@@ -60,6 +60,7 @@ fn the_command_line_wins_over_the_file() {
         (&["br-lan".to_owned()][..], 9100, 3)
     );
     assert_eq!((s.alerts_keep, s.events_per_second), (5, 100));
+    assert!(s.access.insecure_listen && !s.access.authenticated());
     let err = RunSettings::resolve(&crate::cli::RunArgs::default(), &Config::default());
     assert!(err.unwrap_err().to_string().contains("no LAN interface"));
 }

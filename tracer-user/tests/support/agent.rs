@@ -27,7 +27,12 @@ pub struct Agent {
     pub config: Option<tempfile_path::TempPath>,
     /// Where the agent's stdout (the alert log) goes.
     pub stdout: tempfile_path::TempPath,
+    /// Tells whether the agent is up (given its namespace); `None`: plain `GET /healthz`.
+    ready: Option<Probe>,
 }
+
+/// A readiness check for an agent that does not answer plain HTTP (TLS, authentication).
+pub type Probe = Box<dyn Fn(&std::path::Path) -> bool>;
 
 mod tempfile_path {
     //! A file removed on drop.
@@ -73,6 +78,17 @@ impl Agent {
 
     /// Starts the agent with a configuration file holding `config` (and `extra` flags).
     pub fn start_configured(lab: &Lab, db: &str, config: Option<&str>, extra: &[&str]) -> Agent {
+        Self::start_probed(lab, db, config, extra, None)
+    }
+
+    /// Starts the agent and waits until `ready` (or plain `GET /healthz`) says it is up.
+    pub fn start_probed(
+        lab: &Lab,
+        db: &str,
+        config: Option<&str>,
+        extra: &[&str],
+        ready: Option<Probe>,
+    ) -> Agent {
         let geo = write_db(&lab.prefix(), db);
         let config = config.map(|text| write_file(&format!("{}.toml", lab.prefix()), text));
         let stdout = write_file(&format!("{}.stdout", lab.prefix()), "");
@@ -93,7 +109,7 @@ impl Agent {
         }
         args.extend(extra.iter().map(|a| (*a).to_owned()));
         let child = Self::spawn(&netns, &args, stdout.path());
-        let mut agent = Agent { child, netns, bpffs_dir, args, geo, config, stdout };
+        let mut agent = Agent { child, netns, bpffs_dir, args, geo, config, stdout, ready };
         agent.wait_ready();
         agent
     }
@@ -164,7 +180,13 @@ impl Agent {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("the agent exited during start-up: {status}");
             }
-            if let Ok((200, _)) = super::netns_http::get(&self.netns, LISTEN, "/healthz") {
+            let up = match &self.ready {
+                Some(ready) => ready(&self.netns),
+                None => {
+                    matches!(super::netns_http::get(&self.netns, LISTEN, "/healthz"), Ok((200, _)))
+                }
+            };
+            if up {
                 return;
             }
             std::thread::sleep(Duration::from_millis(100));
