@@ -140,7 +140,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("listening on {}", settings.listen))?;
-    info!(url = %format!("http://{}/metrics", listener.local_addr()?), "serving metrics");
     let state = api::AppState { metrics, ctx: Arc::clone(&ctx) };
     let server = tokio::spawn(api::serve(listener, state, settings.access.load()?));
 
