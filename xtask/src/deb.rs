@@ -74,7 +74,7 @@ fn control(arch: &str, installed_kib: u64) -> String {
 /// Stages and builds the package around `binary`; returns the .deb's path.
 pub fn build(binary: &Path, arch: &str) -> anyhow::Result<PathBuf> {
     let root = workspace_root();
-    let dist = target_dir().join("dist");
+    let dist = target_dir().join("packages");
     let stage = dist.join(format!("deb-{arch}"));
     let _ = fs::remove_dir_all(&stage);
     let bin = fs::read(binary).with_context(|| format!("reading {}", binary.display()))?;

@@ -26,10 +26,10 @@ const TARGETS: &[(&str, &str)] = &[
 /// What to build.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum What {
-    /// Static binaries in target/dist/.
+    /// Static binaries in target/packages/.
     #[default]
     Bin,
-    /// A .deb (binary, systemd unit, config, docs) in target/dist/.
+    /// A .deb (binary, systemd unit, config, docs) in target/packages/.
     Deb,
 }
 
@@ -99,7 +99,7 @@ fn ensure_target(target: &str) -> anyhow::Result<()> {
 }
 
 /// Builds the static binary for `target` and copies it to
-/// `target/dist/egress-tracer-<version>-<target>`; returns that path.
+/// `target/packages/egress-tracer-<version>-<target>`; returns that path.
 pub fn build(target: &str) -> anyhow::Result<PathBuf> {
     supported(target)?;
     crate::setup::ensure_path();
@@ -128,7 +128,7 @@ pub fn build(target: &str) -> anyhow::Result<PathBuf> {
     let bytes = std::fs::read(&built).with_context(|| format!("reading {}", built.display()))?;
     anyhow::ensure!(is_static(&bytes), "{} is dynamically linked", built.display());
     let bpf = embedded_bpf_endianness(&bytes).context("no embedded eBPF object found")?;
-    let dir = target_dir().join("dist");
+    let dir = target_dir().join("packages");
     std::fs::create_dir_all(&dir)?;
     let out = dir.join(format!("egress-tracer-{}-{target}", env!("CARGO_PKG_VERSION")));
     std::fs::copy(&built, &out)?;

@@ -95,6 +95,12 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
         }
         status(c).map(|()| Outcome::Pass)
     });
+    steps.run("cross build aarch64-unknown-linux-musl (cargo xtask dist)", || {
+        if args.only.is_some() {
+            return Ok(Outcome::Skip("--only".into()));
+        }
+        crate::dist::build("aarch64-unknown-linux-musl").map(|_| Outcome::Pass)
+    });
     steps.run("lab tests on the static musl binary (EGRESS_TRACER_BIN)", || {
         if !is_root() {
             return Ok(Outcome::Skip("needs root".into()));
