@@ -75,7 +75,7 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
     steps.run("clippy (eBPF crate)", lint(|| status(clippy_ebpf()).map(|()| Outcome::Pass)));
     steps.run("unit tests", || cargo(&["test", "--workspace"]));
     let mut musl = None;
-    steps.run("static musl build and .deb (cargo xtask dist deb)", || {
+    steps.run("dist: static musl binary and .deb", || {
         let bin = crate::dist::build(crate::dist::HOST_MUSL)?;
         let deb = crate::deb::build(&bin, crate::dist::debian_arch(crate::dist::HOST_MUSL)?)?;
         // SAFETY: xtask sets its environment between steps, before spawning any thread.
@@ -95,13 +95,13 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
         }
         status(c).map(|()| Outcome::Pass)
     });
-    steps.run("cross build aarch64-unknown-linux-musl (cargo xtask dist)", || {
+    steps.run("dist: aarch64 musl cross build", || {
         if args.only.is_some() {
             return Ok(Outcome::Skip("--only".into()));
         }
         crate::dist::build("aarch64-unknown-linux-musl").map(|_| Outcome::Pass)
     });
-    steps.run("lab tests on the static musl binary (EGRESS_TRACER_BIN)", || {
+    steps.run("lab subset on the musl binary", || {
         if !is_root() {
             return Ok(Outcome::Skip("needs root".into()));
         }
