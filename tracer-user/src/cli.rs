@@ -27,6 +27,9 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Validate a configuration file: every error with its line and reason.
     CheckConfig(CheckConfigArgs),
+    /// Check what the agent needs from this machine: kernel, BPF, TC, capabilities, bpffs,
+    /// interfaces; each OK, WARN or FAIL with a fix. Exits non-zero if anything fails.
+    Check(CheckArgs),
     /// Remove the pinned counters, so the next start counts from zero.
     Reset(ResetArgs),
     /// Show a running agent's per-device, per-country table (from its API).
@@ -146,6 +149,20 @@ pub struct RunArgs {
     /// Allow a non-loopback --listen address without authentication.
     #[arg(long)]
     pub insecure_listen: bool,
+}
+
+/// `egress-tracer check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// LAN interface the agent would attach to; repeatable (default: `lan` of --config).
+    #[arg(long = "lan", value_name = "IFACE")]
+    pub lan: Vec<String>,
+    /// Configuration file to take `lan` and `bpffs_dir` from.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// bpffs directory the agent pins its maps in [default: /sys/fs/bpf/egress-tracer].
+    #[arg(long, value_name = "DIR")]
+    pub bpffs_dir: Option<PathBuf>,
 }
 
 /// `egress-tracer check-config`.

@@ -31,5 +31,6 @@ pub mod preflight;
 pub mod process_metrics;
 pub mod regions;
 pub mod report;
+pub mod service;
 pub mod status;
 pub mod status_cmd;

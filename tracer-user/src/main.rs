@@ -19,6 +19,7 @@ fn main() -> std::process::ExitCode {
             .build()
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(tracer_user::agent::run(*args))),
+        Command::Check(args) => tracer_user::preflight::check_command(&args),
         Command::CheckConfig(args) => tracer_user::config::check_command(&args.file),
         Command::Reset(args) => tracer_user::agent::reset(&args),
         Command::Status(args) => tracer_user::status_cmd::run(&args),

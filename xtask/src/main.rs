@@ -1,7 +1,9 @@
 //! `cargo xtask`: developer tasks for egress-tracer.
 
 mod bench;
+mod deb;
 mod demo;
+mod dist;
 mod geo_build;
 mod run;
 mod setup;
@@ -28,6 +30,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Per-packet cost, load time and kernel memory, as ratios against baselines.
     Bench,
+    /// Static release binaries (`--target TRIPLE`, default x86_64 musl) or a .deb (`dist deb`).
+    Dist(dist::DistArgs),
     /// Regenerate the embedded default country database.
     GeoBuild(geo_build::GeoBuildArgs),
 }
@@ -40,6 +44,7 @@ fn main() -> std::process::ExitCode {
         Command::Demo(args) => demo::run(&args),
         Command::Bench => bench::run(),
         Command::GeoBuild(args) => geo_build::run(&args),
+        Command::Dist(args) => dist::run(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -23,6 +23,7 @@ pub const APT_PACKAGES: &[&str] = &[
     "iputils-ping",
     "procps",
     "prometheus",
+    "systemd",
     "tar",
     "util-linux",
 ];

@@ -22,6 +22,10 @@ pub struct TestArgs {
     test_threads: usize,
 }
 
+/// Lab tests also run on the static musl binary: counting, the service protocol, the
+/// preflight report.
+const MUSL_LAB_TESTS: &[&str] = &["lab_counts", "lab_service", "check"];
+
 /// `cargo` with `args`, run from the workspace root: passes or fails.
 fn cargo(args: &[&str]) -> anyhow::Result<Outcome> {
     status(cmd("cargo", args)).map(|()| Outcome::Pass)
@@ -70,6 +74,15 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
     );
     steps.run("clippy (eBPF crate)", lint(|| status(clippy_ebpf()).map(|()| Outcome::Pass)));
     steps.run("unit tests", || cargo(&["test", "--workspace"]));
+    let mut musl = None;
+    steps.run("dist: static musl binary and .deb", || {
+        let bin = crate::dist::build(crate::dist::HOST_MUSL)?;
+        let deb = crate::deb::build(&bin, crate::dist::debian_arch(crate::dist::HOST_MUSL)?)?;
+        // SAFETY: xtask sets its environment between steps, before spawning any thread.
+        unsafe { std::env::set_var("EGRESS_TRACER_DEB", &deb) };
+        musl = Some(bin);
+        Ok(Outcome::Pass)
+    });
     steps.run("privileged tests (eBPF + network-namespace lab)", || {
         if !is_root() {
             println!("SKIPPED: the privileged tests need root (network namespaces, eBPF)");
@@ -80,6 +93,27 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
         if let Some(only) = &args.only {
             c.arg(only);
         }
+        status(c).map(|()| Outcome::Pass)
+    });
+    steps.run("dist: aarch64 musl cross build", || {
+        if args.only.is_some() {
+            return Ok(Outcome::Skip("--only".into()));
+        }
+        crate::dist::build("aarch64-unknown-linux-musl").map(|_| Outcome::Pass)
+    });
+    steps.run("lab subset on the musl binary", || {
+        if !is_root() {
+            return Ok(Outcome::Skip("needs root".into()));
+        }
+        if args.only.is_some() {
+            return Ok(Outcome::Skip("--only".into()));
+        }
+        let bin = musl.as_ref().expect("built by the previous step");
+        let mut c = cmd("cargo", &["test", "-p", "tracer-user"]);
+        for test in MUSL_LAB_TESTS {
+            c.args(["--test", test]);
+        }
+        c.args(["--", "--ignored", "--test-threads=1"]).env("EGRESS_TRACER_BIN", bin);
         status(c).map(|()| Outcome::Pass)
     });
     steps.run("demo smoke test", || {

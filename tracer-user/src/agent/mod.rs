@@ -48,6 +48,7 @@ impl Agent {
     /// Reloads the configuration, the policy and (if `geo` or its files changed) the country
     /// database. Everything is built first; if anything is wrong the running state stays.
     fn reload(&mut self, geo: bool) {
+        let _reloading = crate::service::reloading();
         let result = Plan::build(&self.args).and_then(|plan| {
             self.plan.settings.check_reloadable(&plan.settings)?;
             let geo = geo
@@ -142,6 +143,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .with_context(|| format!("listening on {}", settings.listen))?;
     let state = api::AppState { metrics, ctx: Arc::clone(&ctx) };
     let server = tokio::spawn(api::serve(listener, state, settings.access.load()?));
+    crate::service::ready(&format!("counting on {}", settings.lan.join(", ")));
 
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
@@ -156,6 +158,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut alert_tick = tokio::time::interval(Duration::from_millis(500));
     let mut agent = Agent { args, plan, lan_prefixes, kernel, ctx };
     let mut watched = watch::Watched::new(&agent.args, &agent.plan.settings);
+    let heartbeat = crate::service::spawn_watchdog();
     loop {
         tokio::select! {
             _ = sigint.recv() => break,
@@ -173,11 +176,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                     watched = watch::Watched::new(&agent.args, &agent.plan.settings);
                 }
             }
-            _ = alert_tick.tick() => agent.ctx.alerts.tick(),
+            _ = alert_tick.tick() => { agent.ctx.alerts.tick(); heartbeat.beat() }
             _ = sigusr1.recv() => print_table(&agent.ctx),
             _ = ticker.tick(), if interval > 0 => print_table(&agent.ctx),
         }
     }
+    crate::service::stopping();
     server.abort();
     events.abort();
     agent.kernel.detach_all();

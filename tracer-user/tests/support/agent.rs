@@ -59,6 +59,13 @@ fn write_db(name: &str, contents: &str) -> tempfile_path::TempPath {
     write_file(&format!("{name}.csv"), contents)
 }
 
+/// The agent binary the lab tests run: `$EGRESS_TRACER_BIN` if set (e.g. the static musl
+/// build, which `cargo xtask test` checks this way), else the one cargo built for this test.
+pub fn agent_bin() -> PathBuf {
+    std::env::var_os("EGRESS_TRACER_BIN")
+        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_egress-tracer")), PathBuf::from)
+}
+
 /// Writes a file in the temporary directory, removed when the returned path is dropped.
 pub fn write_file(name: &str, contents: &str) -> tempfile_path::TempPath {
     let path = std::env::temp_dir().join(format!("egress-tracer-{}-{name}", std::process::id()));
@@ -119,7 +126,7 @@ impl Agent {
         Command::new("nsenter")
             .arg(format!("--net={}", netns.display()))
             .arg("--")
-            .arg(env!("CARGO_BIN_EXE_egress-tracer"))
+            .arg(agent_bin())
             .args(args)
             .stdout(Stdio::from(out))
             .spawn()
