@@ -98,6 +98,16 @@ fn ensure_target(target: &str) -> anyhow::Result<()> {
     })
 }
 
+/// The C compiler `ring` is built with for `target` (installed by `cargo xtask setup`).
+fn c_compiler(target: &str) -> Option<&'static str> {
+    match target {
+        "x86_64-unknown-linux-musl" => Some("musl-gcc"),
+        "aarch64-unknown-linux-musl" => Some("aarch64-linux-gnu-gcc"),
+        "armv7-unknown-linux-musleabihf" => Some("arm-linux-gnueabihf-gcc"),
+        _ => None,
+    }
+}
+
 /// Builds the static binary for `target` and copies it to
 /// `target/packages/egress-tracer-<version>-<target>`; returns that path.
 pub fn build(target: &str) -> anyhow::Result<PathBuf> {
@@ -123,6 +133,10 @@ pub fn build(target: &str) -> anyhow::Result<PathBuf> {
     // Not position-independent: a static-pie binary carries a relocation for every pointer in
     // its read-only tables (+4 MiB on x86_64).
     build.env(var("LINKER"), "rust-lld").env(var("RUSTFLAGS"), "-C relocation-model=static");
+    // `ring` (rustls, the `tls` feature) compiles C and assembly for the target.
+    if let Some(cc) = c_compiler(target) {
+        build.env(format!("CC_{}", target.replace('-', "_")), cc);
+    }
     status(build)?;
     let built = target_dir().join(target).join("dist/egress-tracer");
     let bytes = std::fs::read(&built).with_context(|| format!("reading {}", built.display()))?;

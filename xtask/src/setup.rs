@@ -19,6 +19,13 @@ pub const APT_PACKAGES: &[&str] = &[
     "ca-certificates",
     "chromium",
     "curl",
+    // C compilers for `ring` (rustls) in the static musl builds: musl-gcc for x86_64, the
+    // Debian cross compiler for aarch64 (linking is still rust-lld's, against Rust's musl).
+    "gcc-aarch64-linux-gnu",
+    "libc6-dev-arm64-cross",
+    "musl-tools",
+    // Runs the aarch64 build's userspace (lookup) under emulation in the test suite.
+    "qemu-user",
     "iproute2",
     "iputils-ping",
     "procps",

@@ -99,7 +99,19 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
         if args.only.is_some() {
             return Ok(Outcome::Skip("--only".into()));
         }
-        crate::dist::build("aarch64-unknown-linux-musl").map(|_| Outcome::Pass)
+        let bin = crate::dist::build("aarch64-unknown-linux-musl")?;
+        // No arm64 kernel here: qemu runs the binary's userspace, which must answer a lookup
+        // from its embedded database exactly as the native build does.
+        let out =
+            cmd("qemu-aarch64", &[&bin.display().to_string(), "lookup", "--json", "36.110.0.1"])
+                .output()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        anyhow::ensure!(
+            out.status.success() && text.contains(r#""country":"CN""#),
+            "the aarch64 binary under qemu answered {text:?} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(Outcome::Pass)
     });
     steps.run("lab subset on the musl binary", || {
         if !is_root() {
