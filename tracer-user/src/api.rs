@@ -46,13 +46,13 @@ pub struct Health {
     pub traffic_map: Option<[u64; 2]>,
 }
 
-/// Serves until the task is aborted, with `security`'s authentication and TLS.
+/// Serves until the task is aborted, with `security`'s authentication and TLS (the caller logs
+/// [`crate::http_access::Security::log`] first).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     security: crate::http_access::Security,
 ) -> std::io::Result<()> {
-    security.log(listener.local_addr()?);
     let mut app = Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/api/v1/devices", get(devices_handler))

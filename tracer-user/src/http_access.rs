@@ -122,7 +122,7 @@ impl Security {
     pub fn log(&self, addr: SocketAddr) {
         let scheme = if self.is_tls() { "https" } else { "http" };
         let auth = self.auth.as_ref().map_or("none", |a| a.describe());
-        tracing::info!(url = %format!("{scheme}://{addr}/"), authentication = auth, "API");
+        tracing::info!(url = %format!("{scheme}://{addr}/"), authentication = auth, "serving metrics and the API");
         self.credential_files.iter().for_each(|f| crate::http_auth::warn_if_world_readable(f));
         if is_loopback(addr) {
             return;

@@ -191,3 +191,10 @@ fn run_refuses_an_unknown_region_on_the_command_line() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("--allow/--block: unknown region \"atlantis\""), "{}", stderr(&o));
 }
+
+#[test]
+fn the_shipped_default_config_is_valid() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/config.toml");
+    let o = run(&["check-config", path]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+}

@@ -142,7 +142,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", settings.listen))?;
     let state = api::AppState { metrics, ctx: Arc::clone(&ctx) };
-    let server = tokio::spawn(api::serve(listener, state, settings.access.load()?));
+    let security = settings.access.load()?;
+    security.log(listener.local_addr()?);
+    let server = tokio::spawn(api::serve(listener, state, security));
     crate::service::ready(&format!("counting on {}", settings.lan.join(", ")));
 
     let mut sigint = signal(SignalKind::interrupt())?;
