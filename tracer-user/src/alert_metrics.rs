@@ -25,14 +25,7 @@ pub fn encode_device_info(
     ctx: &Context,
 ) -> Result<(), std::fmt::Error> {
     let mut macs: Vec<[u8; 6]> = snapshot.counters.keys().map(|k| k.mac).collect();
-    macs.extend(
-        ctx.devices
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .known()
-            .iter()
-            .map(|d| d.mac),
-    );
+    macs.extend(ctx.devices.read().unwrap_or_else(std::sync::PoisonError::into_inner).macs());
     macs.sort_unstable();
     macs.dedup();
     let mut metric = encoder.encode_descriptor(

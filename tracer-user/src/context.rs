@@ -41,9 +41,10 @@ impl Context {
     }
 }
 
-impl Enricher for Context {
-    fn device(&self, mac: [u8; 6]) -> AlertDevice {
-        let device = self.devices.read().unwrap_or_else(PoisonError::into_inner).device_now(mac);
+impl Context {
+    /// How `device` appears in alerts, reports and `device_info`.
+    fn describe(&self, device: crate::devices::Device) -> AlertDevice {
+        let mac = device.mac;
         AlertDevice {
             mac: format_mac(mac),
             name: device.name.as_ref().map(crate::devices::Hostname::escaped),
@@ -52,6 +53,16 @@ impl Enricher for Context {
             ipv4: device.ipv4.iter().map(ToString::to_string).collect(),
             ipv6: device.ipv6.iter().map(ToString::to_string).collect(),
         }
+    }
+}
+
+impl Enricher for Context {
+    fn device(&self, mac: [u8; 6]) -> AlertDevice {
+        self.describe(self.devices.read().unwrap_or_else(PoisonError::into_inner).device(mac))
+    }
+
+    fn device_now(&self, mac: [u8; 6]) -> AlertDevice {
+        self.describe(self.devices.read().unwrap_or_else(PoisonError::into_inner).device_now(mac))
     }
 
     fn decide(&self, mac: [u8; 6], country: CountryId) -> Decision {

@@ -16,8 +16,11 @@ use crate::{
 
 /// What the agent knows beyond the event: the device, the policy, the counters.
 pub trait Enricher: Send + Sync {
-    /// The device as known now.
+    /// The device as the cached lease and neighbour data know it (reports, metrics).
     fn device(&self, mac: [u8; 6]) -> AlertDevice;
+    /// The device, asking the kernel for its addresses if the cache has none (alerts: a device
+    /// often alerts before the next refresh has seen it).
+    fn device_now(&self, mac: [u8; 6]) -> AlertDevice;
     /// The policy's decision and rule for (device, country).
     fn decide(&self, mac: [u8; 6], country: CountryId) -> Decision;
     /// Packets and bytes the device has exchanged with the country so far.
@@ -71,7 +74,7 @@ pub(super) fn to_alert(event: &AlertEvent, enricher: &dyn Enricher, id: u64) -> 
         id,
         kind: AlertKind::Violation,
         time: rfc3339(wall_time(event.time_ns)),
-        device: enricher.device(event.mac),
+        device: enricher.device_now(event.mac),
         remote: Some(RemoteEnd {
             address: remote_address(event),
             port: (event.port != 0).then_some(event.port),

@@ -87,6 +87,8 @@ struct LeaseFile {
 pub struct Directory {
     statics: BTreeMap<[u8; 6], StaticDevice>,
     files: Vec<LeaseFile>,
+    /// Every file's leases by MAC, rebuilt when a file changes.
+    leases: BTreeMap<[u8; 6], Vec<Lease>>,
     ifindexes: Vec<u32>,
     neighbours: neighbours::Neighbours,
 }
@@ -116,12 +118,21 @@ impl Directory {
             .iter()
             .filter_map(|i| nix::net::if_::if_nametoindex(i.as_str()).ok())
             .collect();
+        self.index_leases();
         self.refresh();
+    }
+
+    fn index_leases(&mut self) {
+        self.leases.clear();
+        for lease in self.files.iter().flat_map(|f| &f.leases) {
+            self.leases.entry(lease.mac).or_default().push(lease.clone());
+        }
     }
 
     /// Re-reads lease files whose modification time or size changed, and the neighbour table.
     /// Errors are logged; what was known stays.
     pub fn refresh(&mut self) {
+        let mut changed = false;
         for file in &mut self.files {
             let stamp = std::fs::metadata(&file.path)
                 .ok()
@@ -130,6 +141,7 @@ impl Directory {
                 continue;
             }
             file.stamp = stamp;
+            changed = true;
             file.leases = match stamp {
                 None => Vec::new(),
                 Some((_, len)) if len > MAX_LEASE_FILE => {
@@ -154,21 +166,24 @@ impl Directory {
                 },
             };
         }
+        if changed {
+            self.index_leases();
+        }
         match neighbours::dump(&self.ifindexes) {
             Ok(n) => self.neighbours = n,
             Err(err) => tracing::debug!(%err, "reading the neighbour table failed"),
         }
     }
 
-    /// The newest lease of `mac`, over all files.
-    fn lease(&self, mac: [u8; 6]) -> Option<&Lease> {
-        self.files.iter().flat_map(|f| &f.leases).filter(|l| l.mac == mac).max_by_key(|l| l.expiry)
+    /// Every lease of `mac`, over all files.
+    fn leases_of(&self, mac: [u8; 6]) -> &[Lease] {
+        self.leases.get(&mac).map_or(&[], Vec::as_slice)
     }
 
     /// What is known about `mac` (always an answer: at least its vendor).
     pub fn device(&self, mac: [u8; 6]) -> Device {
         let configured = self.statics.get(&mac);
-        let lease = self.lease(mac);
+        let lease = self.leases_of(mac).iter().max_by_key(|l| l.expiry);
         let (name, name_source) = match (configured.and_then(|s| s.name.as_deref()), lease) {
             (Some(name), _) => (Some(Hostname::new(name)), Some(NameSource::Config)),
             (None, Some(Lease { hostname: Some(h), .. })) => {
@@ -177,13 +192,7 @@ impl Directory {
             _ => (None, None),
         };
         let mut addrs: BTreeSet<IpAddr> = self.neighbours.get(&mac).cloned().unwrap_or_default();
-        addrs.extend(
-            self.files
-                .iter()
-                .flat_map(|f| &f.leases)
-                .filter(|l| l.mac == mac)
-                .flat_map(|l| l.addrs.iter().copied()),
-        );
+        addrs.extend(self.leases_of(mac).iter().flat_map(|l| l.addrs.iter().copied()));
         Device {
             mac,
             name,
@@ -226,15 +235,18 @@ impl Directory {
     }
 
     /// Every MAC with a name or an address.
-    pub fn known(&self) -> Vec<Device> {
-        let macs: BTreeSet<[u8; 6]> = self
-            .statics
+    pub fn macs(&self) -> BTreeSet<[u8; 6]> {
+        self.statics
             .keys()
             .copied()
-            .chain(self.files.iter().flat_map(|f| f.leases.iter().map(|l| l.mac)))
+            .chain(self.leases.keys().copied())
             .chain(self.neighbours.keys().copied())
-            .collect();
-        macs.into_iter().map(|mac| self.device(mac)).collect()
+            .collect()
+    }
+
+    /// Every device with a name or an address.
+    pub fn known(&self) -> Vec<Device> {
+        self.macs().into_iter().map(|mac| self.device(mac)).collect()
     }
 }
 
