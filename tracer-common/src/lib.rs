@@ -10,6 +10,7 @@ pub mod country;
 pub mod geo_table;
 pub mod maps;
 pub mod policy;
+pub mod remotes;
 
 pub use country::CountryId;
 pub use maps::{

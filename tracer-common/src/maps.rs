@@ -4,7 +4,7 @@
 //! key built on either side compares byte for byte with the one the other side built.
 
 /// Bumped whenever a pinned map's layout changes, so an agent never reuses pins it cannot read.
-pub const LAYOUT_VERSION: u32 = 3;
+pub const LAYOUT_VERSION: u32 = 4;
 
 /// Per-CPU hash: [`TrafficKey`] -> [`TrafficValue`], one entry per (device, country, verdict)
 /// holding both directions (half the entries a scrape reads, compared to one per direction).
@@ -116,6 +116,29 @@ pub struct CounterValue {
     pub bytes: u64,
 }
 
+impl core::ops::AddAssign for CounterValue {
+    /// Adds packets and bytes (wrapping, like the kernel's counters).
+    fn add_assign(&mut self, other: Self) {
+        self.packets = self.packets.wrapping_add(other.packets);
+        self.bytes = self.bytes.wrapping_add(other.bytes);
+    }
+}
+
+impl core::iter::Sum for CounterValue {
+    fn sum<I: Iterator<Item = Self>>(iter: I) -> Self {
+        iter.fold(Self::default(), |mut acc, v| {
+            acc += v;
+            acc
+        })
+    }
+}
+
+impl<'a> core::iter::Sum<&'a CounterValue> for CounterValue {
+    fn sum<I: Iterator<Item = &'a Self>>(iter: I) -> Self {
+        iter.copied().sum()
+    }
+}
+
 /// Traffic that is not counted per (device, country): indexes [`STATS_MAP`] together with a
 /// [`Direction`].
 #[repr(u32)]
@@ -131,12 +154,21 @@ pub enum Stat {
     Malformed = 3,
     /// Alert events not sent: over the per-second budget or the ring buffer was full.
     EventsSuppressed = 4,
+    /// Packets counted per (device, country) but in no device's remote view: the remote
+    /// table and the per-device spill table were both full.
+    RemoteOverflow = 5,
 }
 
 impl Stat {
     /// All stats, in index order.
-    pub const ALL: [Self; 5] =
-        [Self::Other, Self::Local, Self::Overflow, Self::Malformed, Self::EventsSuppressed];
+    pub const ALL: [Self; 6] = [
+        Self::Other,
+        Self::Local,
+        Self::Overflow,
+        Self::Malformed,
+        Self::EventsSuppressed,
+        Self::RemoteOverflow,
+    ];
     /// Number of entries in [`STATS_MAP`].
     pub const ENTRIES: u32 = Self::ALL.len() as u32 * 2;
 
@@ -153,6 +185,7 @@ impl Stat {
             Self::Overflow => "overflow",
             Self::Malformed => "malformed",
             Self::EventsSuppressed => "events_suppressed",
+            Self::RemoteOverflow => "remote_overflow",
         }
     }
 }

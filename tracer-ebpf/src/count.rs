@@ -2,18 +2,21 @@
 
 use aya_ebpf::{
     bindings::{BPF_NOEXIST, TC_ACT_OK, TC_ACT_SHOT},
+    helpers::bpf_ktime_get_ns,
     programs::TcContext,
 };
 use tracer_common::{
-    CounterValue, CountryId, Direction, Stat, TrafficKey, TrafficValue, maps::verdict,
+    CounterValue, CountryId, Direction, Stat, TrafficKey, TrafficValue,
+    maps::verdict,
     policy::Action,
+    remotes::{RemoteKey, RemoteValue, SpillKey, SpillValue, spill, traffic_index},
 };
 
 use crate::{
     classify::country_of,
-    maps::{COUNTERS, STATS},
-    parse::{Parsed, parse},
-    policy::{self, Violation},
+    maps::{COUNTERS, REMOTE_SPILL, REMOTES, STATS},
+    parse::{Parsed, Remote, Transport, parse, remote_port},
+    policy::{self, Reported, Violation},
 };
 
 const EEXIST: i32 = 17;
@@ -46,7 +49,9 @@ pub fn account(ctx: &TcContext, direction: Direction) -> i32 {
                         direction,
                         action,
                     };
-                    policy::report(&violation, settings);
+                    if policy::report(&violation, settings) == Reported::Suppressed {
+                        add_stat(Stat::EventsSuppressed, direction, &EVENT);
+                    }
                 }
             }
             let blocked = action == Action::Block;
@@ -56,7 +61,12 @@ pub fn account(ctx: &TcContext, direction: Direction) -> i32 {
                 verdict: if blocked { verdict::BLOCKED } else { verdict::PASSED },
                 reserved: 0,
             };
-            add_counter(&key, direction, &value);
+            if add_counter(&key, direction, &value) {
+                // Computed here, where the direction is the program's constant.
+                let index = traffic_index(key.verdict, direction as u8);
+                let packet = Packet { ctx, transport, direction, index, value };
+                add_remote(&mac, &remote, country, &packet);
+            }
             return if blocked { TC_ACT_SHOT } else { TC_ACT_OK };
         }
         Parsed::Other => add_stat(Stat::Other, direction, &value),
@@ -65,11 +75,8 @@ pub fn account(ctx: &TcContext, direction: Direction) -> i32 {
     TC_ACT_OK
 }
 
-/// Adds one packet of no size to a stat (events suppressed).
-#[inline(always)]
-pub fn add_stat_packet(stat: Stat, direction: Direction) {
-    add_stat(stat, direction, &CounterValue { packets: 1, bytes: 0 });
-}
+/// One event (a packet of no size), for [`Stat::EventsSuppressed`].
+const EVENT: CounterValue = CounterValue { packets: 1, bytes: 0 };
 
 #[inline(always)]
 fn add(slot: *mut CounterValue, value: &CounterValue) {
@@ -87,24 +94,123 @@ fn add_stat(stat: Stat, direction: Direction, value: &CounterValue) {
     }
 }
 
+/// Adds the packet to its (device, country, verdict) entry; `false` if it went to
+/// [`Stat::Overflow`] instead (the map is full).
 #[inline(always)]
-fn add_counter(key: &TrafficKey, direction: Direction, value: &CounterValue) {
+fn add_counter(key: &TrafficKey, direction: Direction, value: &CounterValue) -> bool {
     let d = direction as usize & 1;
     if let Some(slot) = COUNTERS.get_ptr_mut(key) {
         // SAFETY: `slot` is this CPU's value of the entry.
         add(unsafe { &raw mut (*slot).directions[d] }, value);
-        return;
+        return true;
     }
     let mut fresh = TrafficValue::default();
     fresh.directions[d] = *value;
     match COUNTERS.insert(key, fresh, BPF_NOEXIST as u64) {
-        Ok(()) => {}
+        Ok(()) => return true,
         // Another CPU created the entry between our lookup and insert.
-        Err(e) if e == -EEXIST => match COUNTERS.get_ptr_mut(key) {
-            // SAFETY: as above.
-            Some(slot) => add(unsafe { &raw mut (*slot).directions[d] }, value),
-            None => add_stat(Stat::Overflow, direction, value),
-        },
-        Err(_) => add_stat(Stat::Overflow, direction, value),
+        Err(e) if e == -EEXIST => {
+            if let Some(slot) = COUNTERS.get_ptr_mut(key) {
+                // SAFETY: as above.
+                add(unsafe { &raw mut (*slot).directions[d] }, value);
+                return true;
+            }
+        }
+        Err(_) => {}
     }
+    add_stat(Stat::Overflow, direction, value);
+    false
+}
+
+/// A counted packet, as the remote table needs it.
+struct Packet<'a> {
+    ctx: &'a TcContext,
+    transport: Transport,
+    direction: Direction,
+    /// `traffic_index(verdict, direction)`: below 4.
+    index: usize,
+    value: CounterValue,
+}
+
+/// Adds a packet already counted per (device, country) to exactly one remote place: the
+/// (device, address) entry, else the device's overflow entry, else [`Stat::RemoteOverflow`].
+/// A function of its own (a BPF subprogram): its stack is not added to the policy path's.
+#[inline(never)]
+fn add_remote(mac: &[u8; 6], remote: &Remote, country: CountryId, p: &Packet<'_>) {
+    let (family, addr) = remote.family_and_bytes();
+    let key = RemoteKey { addr, mac: *mac, family, reserved: 0 };
+    // A subprogram's argument: the verifier needs the bound checked here.
+    let index = p.index;
+    if index > 3 {
+        return;
+    }
+    // SAFETY: the kernel's clock helper has no preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if let Some(slot) = REMOTES.get_ptr_mut(key) {
+        seen(slot, index, now, p);
+        return;
+    }
+    let mut fresh = RemoteValue {
+        first_seen_ns: now,
+        last_seen_ns: now,
+        country: country.0,
+        port: remote_port(p.ctx, p.transport, p.direction),
+        protocol: p.transport.protocol,
+        direction: p.direction as u8,
+        ..RemoteValue::default()
+    };
+    fresh.traffic[index] = p.value;
+    match REMOTES.insert(key, fresh, BPF_NOEXIST as u64) {
+        Ok(()) => return,
+        Err(e) if e == -EEXIST => {
+            if let Some(slot) = REMOTES.get_ptr_mut(key) {
+                seen(slot, index, now, p);
+                return;
+            }
+        }
+        Err(_) => {}
+    }
+    add_spill(mac, index, p);
+}
+
+/// Adds the packet to this CPU's slot of an existing remote entry (whose other CPUs may have
+/// created it: a zero `first_seen_ns` means this CPU's first packet).
+#[inline(always)]
+fn seen(slot: *mut RemoteValue, index: usize, now: u64, p: &Packet<'_>) {
+    // SAFETY: `slot` is this CPU's value of the entry; per-CPU maps need no atomics.
+    unsafe {
+        add(&raw mut (*slot).traffic[index], &p.value);
+        if (*slot).first_seen_ns == 0 {
+            (*slot).first_seen_ns = now;
+            (*slot).port = remote_port(p.ctx, p.transport, p.direction);
+            (*slot).protocol = p.transport.protocol;
+            (*slot).direction = p.direction as u8;
+        }
+        (*slot).last_seen_ns = now;
+    }
+}
+
+/// The remote table is full: the device's overflow entry, else [`Stat::RemoteOverflow`].
+#[inline(always)]
+fn add_spill(mac: &[u8; 6], index: usize, p: &Packet<'_>) {
+    let key = SpillKey { mac: *mac, kind: spill::OVERFLOW, reserved: 0 };
+    if let Some(slot) = REMOTE_SPILL.get_ptr_mut(key) {
+        // SAFETY: this CPU's value of the entry.
+        add(unsafe { &raw mut (*slot).traffic[index] }, &p.value);
+        return;
+    }
+    let mut fresh = SpillValue::default();
+    fresh.traffic[index] = p.value;
+    match REMOTE_SPILL.insert(key, fresh, BPF_NOEXIST as u64) {
+        Ok(()) => return,
+        Err(e) if e == -EEXIST => {
+            if let Some(slot) = REMOTE_SPILL.get_ptr_mut(key) {
+                // SAFETY: as above.
+                add(unsafe { &raw mut (*slot).traffic[index] }, &p.value);
+                return;
+            }
+        }
+        Err(_) => {}
+    }
+    add_stat(Stat::RemoteOverflow, p.direction, &p.value);
 }

@@ -1,6 +1,7 @@
 //! The maps, sized by the agent before loading (see `tracer_common::maps`).
 
 use aya_ebpf::{
+    bindings::BPF_F_NO_PREALLOC,
     macros::map,
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
@@ -12,12 +13,27 @@ use tracer_common::{
         ALERTED_ENTRIES, AlertKey, EVENTS_BYTES, EventBudget, MAX_POLICY_DEVICES, MAX_PROFILES,
         PolicySettings, Profile,
     },
+    remotes::{
+        DEFAULT_REMOTE_ENTRIES, RemoteKey, RemoteValue, SPILL_ENTRIES, SpillKey, SpillValue,
+    },
 };
 
 /// Per (device, country, verdict) packets and bytes in each direction.
 #[map]
 pub static COUNTERS: PerCpuHashMap<TrafficKey, TrafficValue> =
     PerCpuHashMap::with_max_entries(DEFAULT_COUNTER_ENTRIES, 0);
+
+/// Per (device, remote address) traffic. Allocated on demand: a retired (deleted) entry is
+/// freed only after an RCU grace period, so a program still holding its pointer never writes
+/// into an entry reused for another key.
+#[map]
+pub static REMOTES: PerCpuHashMap<RemoteKey, RemoteValue> =
+    PerCpuHashMap::with_max_entries(DEFAULT_REMOTE_ENTRIES, BPF_F_NO_PREALLOC);
+
+/// Per device: remote traffic that overflowed [`REMOTES`], and what the agent retired.
+#[map]
+pub static REMOTE_SPILL: PerCpuHashMap<SpillKey, SpillValue> =
+    PerCpuHashMap::with_max_entries(SPILL_ENTRIES, 0);
 
 /// Traffic not counted per country, indexed by `Stat::index`.
 #[map]

@@ -23,6 +23,18 @@ pub enum Remote {
     V6([u8; 16]),
 }
 
+impl Remote {
+    /// The address family (4 or 6) and the address in 16 bytes (IPv4 in the first four), as
+    /// map keys and events carry it.
+    #[inline(always)]
+    pub fn family_and_bytes(&self) -> (u8, [u8; 16]) {
+        match self {
+            Remote::V4(a) => (4, [a[0], a[1], a[2], a[3], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+            Remote::V6(a) => (6, *a),
+        }
+    }
+}
+
 /// The transport header of an IP packet, for alert events (read only when one is sent).
 #[derive(Clone, Copy)]
 pub struct Transport {

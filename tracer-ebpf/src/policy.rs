@@ -2,7 +2,7 @@
 
 use aya_ebpf::{helpers::bpf_ktime_get_ns, programs::TcContext};
 use tracer_common::{
-    CountryId, Direction, Stat,
+    CountryId, Direction,
     policy::{Action, AlertEvent, AlertKey, PROFILE_ENTRIES, PolicySettings},
 };
 
@@ -54,14 +54,21 @@ pub struct Violation<'a> {
     pub action: Action,
 }
 
+/// What [`report`] did with a violation.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Reported {
+    /// An event went to the agent, or one was sent for this remote recently.
+    Sent,
+    /// The per-CPU budget or a full ring buffer refused the event (the caller counts it).
+    Suppressed,
+}
+
 /// Sends an event for the first packet to a remote address (again after `rearm_secs`), within
-/// the per-CPU budget; what the budget or a full ring buffer refuses is counted.
-#[inline(always)]
-pub fn report(v: &Violation<'_>, settings: &PolicySettings) {
-    let (family, addr) = match v.remote {
-        Remote::V4(a) => (4u8, [a[0], a[1], a[2], a[3], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
-        Remote::V6(a) => (6u8, *a),
-    };
+/// the per-CPU budget; says whether it was refused, for the caller to count. A BPF subprogram
+/// of its own, so that its stack is not added to the counting path's.
+#[inline(never)]
+pub fn report(v: &Violation<'_>, settings: &PolicySettings) -> Reported {
+    let (family, addr) = v.remote.family_and_bytes();
     let key = AlertKey { mac: v.mac, family, reserved: 0, addr };
     // SAFETY: the kernel's clock helper has no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
@@ -69,15 +76,13 @@ pub fn report(v: &Violation<'_>, settings: &PolicySettings) {
     if let Some(last) = unsafe { ALERTED.get(key) }.copied()
         && now.wrapping_sub(last) < u64::from(settings.rearm_secs) * NS_PER_SEC
     {
-        return;
+        return Reported::Sent;
     }
     if !take_budget(now, settings.events_per_sec) {
-        crate::count::add_stat_packet(Stat::EventsSuppressed, v.direction);
-        return;
+        return Reported::Suppressed;
     }
     let Some(mut entry) = EVENTS.reserve::<AlertEvent>(0) else {
-        crate::count::add_stat_packet(Stat::EventsSuppressed, v.direction);
-        return;
+        return Reported::Suppressed;
     };
     let len = v.ctx.len();
     entry.write(AlertEvent {
@@ -94,6 +99,7 @@ pub fn report(v: &Violation<'_>, settings: &PolicySettings) {
     });
     entry.submit(0);
     let _ = ALERTED.insert(key, now, 0);
+    Reported::Sent
 }
 
 /// Takes one event from this CPU's budget for the current second.

@@ -99,7 +99,11 @@ fn main() -> anyhow::Result<()> {
     println!("\nload, default path (direct tables; IPv6 LPM only below /64):");
     let t = Instant::now();
     let tables = KernelTables::build(&geo, Lookup::Table);
-    let mut kernel = Kernel::load(&LoadOptions { geo: tables.sizes(), ..LoadOptions::default() })?;
+    let mut kernel = Kernel::load(&LoadOptions {
+        geo: tables.sizes(),
+        bench_programs: true,
+        ..LoadOptions::default()
+    })?;
     tables.fill(&mut kernel)?;
     let fill = t.elapsed();
     println!("  decode + merge + compile tables  {:>8.0} ms", compiled_in.as_secs_f64() * 1e3);
@@ -119,7 +123,11 @@ fn main() -> anyhow::Result<()> {
     println!("\nload, LPM reference (all prefixes in LPM tries, next to the tables):");
     let t = Instant::now();
     let tables = KernelTables::build(&geo, Lookup::Lpm);
-    let mut kernel = Kernel::load(&LoadOptions { geo: tables.sizes(), ..LoadOptions::default() })?;
+    let mut kernel = Kernel::load(&LoadOptions {
+        geo: tables.sizes(),
+        bench_programs: true,
+        ..LoadOptions::default()
+    })?;
     tables.fill(&mut kernel)?;
     println!("  load object + fill maps          {:>8.0} ms", t.elapsed().as_secs_f64() * 1e3);
     print_memory("kernel memory, reference", "");
@@ -192,8 +200,12 @@ fn scrape_bench(geo: &tracer_user::geo::CompiledGeo) -> anyhow::Result<()> {
 
     use tracer_user::{metrics::Metrics, status::AgentStatus};
     let tables = KernelTables::build(geo, Lookup::Table);
-    let options =
-        LoadOptions { geo: tables.sizes(), counter_entries: 65_536, ..LoadOptions::default() };
+    let options = LoadOptions {
+        geo: tables.sizes(),
+        counter_entries: 65_536,
+        bench_programs: true,
+        ..LoadOptions::default()
+    };
     let mut kernel = Kernel::load(&options)?;
     tables.fill(&mut kernel)?;
     let reader = Arc::new(kernel.counter_reader()?);
@@ -227,6 +239,7 @@ fn scrape_bench(geo: &tracer_user::geo::CompiledGeo) -> anyhow::Result<()> {
     let filled = t.elapsed();
     let ctx = tracer_user::context::Context::bare(
         Arc::clone(&reader),
+        Arc::new(kernel.remote_reader()?),
         Arc::new(RwLock::new(AgentStatus::default())),
     );
     let metrics = Metrics::new(Arc::new(ctx));

@@ -56,6 +56,7 @@ pub async fn serve(
     let mut app = Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/api/v1/devices", get(devices_handler))
+        .route("/api/v1/devices/{mac}/remotes", get(remotes_handler))
         .route("/api/v1/alerts", get(alerts_handler))
         .route("/healthz", get(health_handler))
         .route("/", get(page_handler))
@@ -101,6 +102,28 @@ async fn devices_handler(State(state): State<AppState>) -> Response {
         }
         Err(err) => {
             (StatusCode::INTERNAL_SERVER_ERROR, format!("reading the counters failed: {err}\n"))
+                .into_response()
+        }
+    }
+}
+
+async fn remotes_handler(
+    State(state): State<AppState>,
+    axum::extract::Path(mac): axum::extract::Path<String>,
+    axum::extract::Query(query): axum::extract::Query<crate::remotes::Query>,
+) -> Response {
+    let Some(parsed) = crate::config::parse_mac(&mac) else {
+        return (StatusCode::BAD_REQUEST, "not a MAC address (aa:bb:cc:dd:ee:ff)\n")
+            .into_response();
+    };
+    match state.ctx.remotes.snapshot() {
+        Ok(snapshot) => {
+            let asn = state.ctx.asn();
+            Json(crate::remotes::device_remotes(&snapshot, parsed, &query, asn.as_deref()))
+                .into_response()
+        }
+        Err(err) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, format!("reading the remote table failed: {err}\n"))
                 .into_response()
         }
     }

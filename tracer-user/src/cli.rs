@@ -76,6 +76,25 @@ pub struct RunArgs {
     /// (blocked traffic takes its own) [default: 65536].
     #[arg(long, value_name = "N")]
     pub counter_entries: Option<u32>,
+    /// Capacity of the remote table: one entry per (device, remote address); when it is full,
+    /// a device's further remotes are counted in its overflow total [default: 8192].
+    #[arg(long, value_name = "N")]
+    pub remote_entries: Option<u32>,
+    /// Seconds without a packet after which a remote entry is retired into its device's
+    /// "expired" total, freeing its slot [default: 900].
+    #[arg(long, value_name = "SECS")]
+    pub remote_idle: Option<u64>,
+    /// ASN database naming each remote's organisation (ip-location-db asn CSV, iptoasn TSV,
+    /// GeoLite2-ASN or DB-IP ASN MMDB; detected by content, optionally gzipped); repeatable,
+    /// a later file wins where files overlap.
+    #[arg(long = "asn", value_name = "FILE")]
+    pub asn: Vec<PathBuf>,
+    /// Send IPFIX (RFC 7011, UDP) flow records per remote to this collector (HOST:PORT).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub ipfix: Option<String>,
+    /// Seconds between IPFIX exports [default: 60].
+    #[arg(long, value_name = "SECS")]
+    pub ipfix_interval: Option<u64>,
     /// bpffs directory where the maps are pinned, so that a reload or a restart continues the
     /// counts [default: /sys/fs/bpf/egress-tracer].
     #[arg(long, value_name = "DIR")]
@@ -216,6 +235,13 @@ pub struct StatusArgs {
     /// Print the agent's JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Show one device's remote addresses (address, country, organisation, names, traffic)
+    /// instead of the per-country table.
+    #[arg(long, value_name = "MAC")]
+    pub device: Option<String>,
+    /// With --device: at most this many remotes, most bytes first [default: 50].
+    #[arg(long, value_name = "N", requires = "device")]
+    pub limit: Option<usize>,
     /// File holding the agent's bearer token.
     #[arg(long, value_name = "FILE", conflicts_with = "user")]
     pub token_file: Option<PathBuf>,

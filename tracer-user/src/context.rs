@@ -6,9 +6,11 @@ use tracer_common::{CounterValue, CountryId};
 
 use crate::{
     alerts::{AlertBook, AlertDevice, Enricher},
-    kernel::CounterReader,
+    asn::AsnDb,
+    kernel::{CounterReader, RemoteReader},
     names::format_mac,
     policy::{Decision, Policy},
+    remotes::{AsnInfo, RemoteStats},
     status::SharedStatus,
 };
 
@@ -17,6 +19,12 @@ use crate::{
 pub struct Context {
     /// The kernel counters (pinned: valid across reloads).
     pub reader: Arc<CounterReader>,
+    /// The per (device, remote address) table (pinned).
+    pub remotes: Arc<RemoteReader>,
+    /// Retirements and IPFIX exports so far.
+    pub remote_stats: Arc<RemoteStats>,
+    /// The ASN database, if `--asn` gave one (replaced whole on reload).
+    pub asn: RwLock<Option<Arc<AsnDb>>>,
     /// Database, reloads, interfaces.
     pub status: SharedStatus,
     /// The policy in force (replaced whole on reload).
@@ -38,6 +46,16 @@ impl Context {
     /// Replaces the policy.
     pub fn set_policy(&self, policy: Policy) {
         *self.policy.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(policy);
+    }
+
+    /// The ASN database in force now.
+    pub fn asn(&self) -> Option<Arc<AsnDb>> {
+        self.asn.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Replaces the ASN database.
+    pub fn set_asn(&self, asn: Option<Arc<AsnDb>>) {
+        *self.asn.write().unwrap_or_else(PoisonError::into_inner) = asn;
     }
 }
 
@@ -72,17 +90,28 @@ impl Enricher for Context {
     fn so_far(&self, mac: [u8; 6], country: CountryId) -> CounterValue {
         self.reader.device_country(mac, country.0)
     }
+
+    fn asn(&self, address: std::net::IpAddr) -> Option<AsnInfo> {
+        crate::remotes::asn_of(self.asn().as_deref(), address)
+    }
 }
 
 impl Context {
     /// A context with no policy, no names and no webhook (benchmarks and tests).
-    pub fn bare(reader: Arc<CounterReader>, status: SharedStatus) -> Self {
+    pub fn bare(
+        reader: Arc<CounterReader>,
+        remotes: Arc<RemoteReader>,
+        status: SharedStatus,
+    ) -> Self {
         let settings = crate::alerts::AlertSettings {
             suppress: std::time::Duration::from_secs(600),
             keep: 200,
         };
         Self {
             reader,
+            remotes,
+            remote_stats: Arc::default(),
+            asn: RwLock::default(),
             status,
             policy: RwLock::default(),
             alerts: Arc::new(AlertBook::new(settings, None)),

@@ -58,6 +58,11 @@ impl Metrics {
         packets.sub_registry_with_prefix("egress_tracer").register_collector(Box::new(
             KernelCollector { slot: Arc::clone(&slot), packets: true, ctx: Arc::clone(&ctx) },
         ));
+        ours.register_collector(Box::new(crate::remotes::RemoteCollector {
+            remotes: Arc::clone(&ctx.remotes),
+            counters: Arc::clone(&ctx.reader),
+            stats: Arc::clone(&ctx.remote_stats),
+        }));
         ours.register_collector(Box::new(BuildInfo));
         Self { registry, packets, ctx, slot, scraping: std::sync::Mutex::default() }
     }

@@ -20,6 +20,19 @@ pub fn country_label(id: CountryId) -> &'static str {
     COUNTRY_CODES[usize::from(id.0 - 1)].as_str()
 }
 
+/// Name of an IP protocol number: `icmp`, `tcp`, `udp`, ... or the number.
+pub fn protocol_name(protocol: u8) -> String {
+    match protocol {
+        1 => "icmp".to_owned(),
+        6 => "tcp".to_owned(),
+        17 => "udp".to_owned(),
+        58 => "icmpv6".to_owned(),
+        132 => "sctp".to_owned(),
+        136 => "udplite".to_owned(),
+        other => other.to_string(),
+    }
+}
+
 /// Every two-letter code in id order, so labels never allocate per scrape.
 static COUNTRY_CODES: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
     (1..=CountryId::MAX_COUNTRY)

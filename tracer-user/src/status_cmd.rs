@@ -5,9 +5,23 @@ use base64::Engine as _;
 
 use crate::{cli::StatusArgs, report::Report};
 
-/// Fetches `/api/v1/devices` and prints it as a table (or the JSON itself).
+/// Fetches `/api/v1/devices` (or, with `--device`, that device's remotes) and prints it as a
+/// table (or the JSON itself).
 pub fn run(args: &StatusArgs) -> anyhow::Result<()> {
-    let url = format!("{}/api/v1/devices", args.url.trim_end_matches('/'));
+    let base = args.url.trim_end_matches('/');
+    let url = match &args.device {
+        Some(mac) => {
+            let parsed = crate::config::parse_mac(mac).with_context(|| {
+                format!("--device {mac}: not a MAC address (aa:bb:cc:dd:ee:ff)")
+            })?;
+            let limit = args.limit.unwrap_or(crate::remotes::DEFAULT_LIMIT);
+            format!(
+                "{base}/api/v1/devices/{}/remotes?limit={limit}",
+                crate::names::format_mac(parsed)
+            )
+        }
+        None => format!("{base}/api/v1/devices"),
+    };
     let agent = http_agent(args)?;
     let mut request = agent.get(&url);
     if let Some(value) = authorization(args)? {
@@ -29,6 +43,12 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<()> {
         .context("reading the agent's answer")?;
     if args.json {
         println!("{body}");
+        return Ok(());
+    }
+    if args.device.is_some() {
+        let remotes: crate::remotes::DeviceRemotes =
+            serde_json::from_str(&body).context("the agent's answer is not a remotes list")?;
+        print!("{}", crate::remotes::render_table(&remotes));
         return Ok(());
     }
     let report: Report =

@@ -44,7 +44,8 @@ fn kernel_with(lookup: Lookup) -> (Kernel, CounterReader) {
     let data = geo::parse_csv("test.csv", TEST_DB.as_bytes()).expect("parse");
     let geo = CompiledGeo::new(data, &[]).expect("compile");
     let tables = KernelTables::build(&geo, lookup);
-    let options = LoadOptions { counter_entries: 64, geo: tables.sizes(), pin_dir: None };
+    let options =
+        LoadOptions { counter_entries: 64, geo: tables.sizes(), ..LoadOptions::default() };
     let mut kernel = Kernel::load(&options).expect("load");
     tables.fill(&mut kernel).expect("fill");
     kernel.set_lookup(lookup).expect("settings");

@@ -72,6 +72,14 @@ fn the_page_shows_devices_and_countries_without_console_errors() {
         "CN traffic is not marked unapproved:\n{dom}"
     );
     assert!(dom.contains("data-alert=\"1\""), "the alert is not listed:\n{dom}");
+    // Each device lists its remotes: d1's CN address with its exact traffic, marked.
+    let row = dom
+        .split("<tr ")
+        .find(|r| r.contains("data-remote=\"36.110.0.1\""))
+        .unwrap_or_else(|| panic!("no remote row for 36.110.0.1:\n{dom}"));
+    assert!(row.contains("class=\"unapproved\"") && row.contains("UNAPPROVED"), "{row}");
+    assert!(row.contains("294 B (3 pkts)"), "3 pings of 98 bytes up and down: {row}");
+    assert!(dom.contains("data-remote=\"2001:4860:4860::8888\""), "d2's IPv6 remote:\n{dom}");
     assert_eq!(dom.matches("data-policy=\"alert\"").count(), 1, "only d1's CN row:\n{dom}");
     let console: Vec<&str> = log.lines().filter(|l| l.contains("CONSOLE")).collect();
     assert!(

@@ -1,10 +1,12 @@
 //! `cargo xtask bench`: the classifier benchmark (needs root).
 
-use crate::run::{cmd, is_root, status};
+use crate::{
+    run::{is_root, status},
+    setup::Ready,
+};
 
 /// Runs the benchmarks.
-pub fn run() -> anyhow::Result<()> {
-    crate::setup::ensure_path();
+pub fn run(ready: &Ready) -> anyhow::Result<()> {
     anyhow::ensure!(is_root(), "the benchmarks load eBPF programs: run them as root");
-    status(cmd("cargo", &["bench", "-p", "tracer-user", "--bench", "classifier"]))
+    status(ready.cargo(&["bench", "-p", "tracer-user", "--bench", "classifier"]))
 }

@@ -13,7 +13,10 @@ use std::{
 use anyhow::Context as _;
 use tracer_lab::Lab;
 
-use crate::run::{cargo_build_release_agent, is_root};
+use crate::{
+    run::{cargo_build_release_agent, is_root},
+    setup::Ready,
+};
 
 /// Options of `cargo xtask demo`.
 #[derive(Debug, clap::Args)]
@@ -57,6 +60,16 @@ fn demo_leases(lab: &Lab) -> String {
     format!("1893456000 {} {} laptop 01:{}\n", d.mac, d.ipv4, d.mac)
 }
 
+/// Who operates the lab's "internet" (the real operators of these ranges), in ip-location-db's
+/// asn CSV layout: the demo names each remote's organisation.
+const DEMO_ASN: &str = "\
+36.110.0.0,36.110.255.255,4134,CHINANET-BACKBONE
+8.8.8.0,8.8.8.255,15169,Google LLC
+193.0.0.0,193.0.7.255,3333,Reseaux IP Europeens Network Coordination Centre (RIPE NCC)
+240e::,240e:fff:ffff:ffff:ffff:ffff:ffff:ffff,4134,CHINANET-BACKBONE
+2001:4860::,2001:4860:ffff:ffff:ffff:ffff:ffff:ffff,15169,Google LLC
+";
+
 /// Who talks to whom, and how many pings per round.
 const TRAFFIC: &[(usize, &str, u32)] = &[
     (0, "36.110.0.1", 3),
@@ -79,13 +92,13 @@ impl Drop for AgentProcess {
 }
 
 /// Runs the demo until Ctrl-C or `--duration`.
-pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
-    crate::setup::ensure_path();
+pub fn run(ready: &Ready, args: &DemoArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
         is_root(),
-        "the demo creates network namespaces and loads eBPF programs: run it as root"
+        "the demo creates network namespaces and loads eBPF programs: run it as root \
+         (`sudo -E cargo xtask demo`, or a root shell)"
     );
-    let agent_bin = cargo_build_release_agent()?;
+    let agent_bin = cargo_build_release_agent(ready)?;
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
     // A second demo in the same process (the test suite's smoke run) reuses the first handler.
@@ -103,8 +116,10 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&files)?;
     let config = files.join("config.toml");
     let leases = files.join("dhcp.leases");
+    let asn = files.join("asn.csv");
     std::fs::write(&config, demo_config(&lab))?;
     std::fs::write(&leases, demo_leases(&lab))?;
+    std::fs::write(&asn, DEMO_ASN)?;
     println!("policy ({}):\n{}", config.display(), demo_config(&lab));
     let mut cmd = Command::new("nsenter");
     cmd.arg(format!("--net={}", gw.display())).arg("--").arg(&agent_bin).args([
@@ -116,7 +131,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         "--bpffs-dir",
         &bpffs_dir,
     ]);
-    cmd.arg("--config").arg(&config).arg("--leases").arg(&leases);
+    cmd.arg("--config").arg(&config).arg("--leases").arg(&leases).arg("--asn").arg(&asn);
     for lan in lab.lan_interfaces() {
         cmd.args(["--lan", lan]);
     }
@@ -147,8 +162,20 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     anyhow::ensure!(counted > 0.0, "the agent counted no egress bytes: the demo is broken");
     anyhow::ensure!(blocked > 0.0, "the TV's traffic to CN was not blocked: the demo is broken");
     anyhow::ensure!(alerts.contains("\"kind\":\"violation\""), "no alert was raised: {alerts}");
+    let devices: serde_json::Value = serde_json::from_str(&http_get(&listen, "/api/v1/devices")?)
+        .context("parsing /api/v1/devices")?;
+    let alerts: serde_json::Value =
+        serde_json::from_str(&alerts).context("parsing /api/v1/alerts")?;
+    let remotes = |mac: &str| {
+        let body = http_get(&listen, &format!("/api/v1/devices/{mac}/remotes?limit=4")).ok()?;
+        serde_json::from_str(&body).ok()
+    };
+    print!("{}", crate::story::tell(&devices, &alerts, &remotes));
     println!(
-        "scraped http://{listen}/metrics: {counted} bytes counted, {blocked} packets blocked; alerts at /api/v1/alerts"
+        "\nIn numbers: {counted} bytes counted, {blocked} packets blocked (scraped from \
+         http://{listen}/metrics).\nWhile the demo runs: the page at http://{listen}/, the metrics \
+         at http://{listen}/metrics, the JSON at http://{listen}/api/v1/devices and \
+         /api/v1/alerts."
     );
     // SAFETY: signalling our own child: print the table one last time.
     unsafe { libc::kill(agent.0.id() as i32, libc::SIGUSR1) };
@@ -161,7 +188,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The body of `GET path` from `addr`.
+/// The body of `GET path` from `addr`; fails unless the answer is 200 OK.
 fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
     use std::io::{Read as _, Write as _};
     let mut stream = std::net::TcpStream::connect(addr)?;
@@ -169,7 +196,10 @@ fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
     write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
     let mut text = String::new();
     stream.read_to_string(&mut text)?;
-    Ok(text.split_once("\r\n\r\n").map_or(text.clone(), |(_, body)| body.to_owned()))
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.lines().next().unwrap_or_default();
+    anyhow::ensure!(status.split_whitespace().nth(1) == Some("200"), "GET {path}: {status}");
+    Ok(body.to_owned())
 }
 
 /// Sum of the samples whose line starts with `prefix` (a metric name and `{`).

@@ -11,7 +11,10 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 
-use crate::run::{cmd, status, target_dir, workspace_root};
+use crate::{
+    run::{cmd, status, target_dir, workspace_root},
+    setup::Ready,
+};
 
 /// The default target: the one the lab tests also run (`cargo xtask test`).
 pub const HOST_MUSL: &str = "x86_64-unknown-linux-musl";
@@ -45,11 +48,11 @@ pub struct DistArgs {
 }
 
 /// Runs `cargo xtask dist`.
-pub fn run(args: &DistArgs) -> anyhow::Result<()> {
+pub fn run(ready: &Ready, args: &DistArgs) -> anyhow::Result<()> {
     let targets =
         if args.targets.is_empty() { vec![HOST_MUSL.to_owned()] } else { args.targets.clone() };
     for target in &targets {
-        let bin = build(target)?;
+        let bin = build(ready, target)?;
         if args.what == What::Deb {
             let deb = crate::deb::build(&bin, debian_arch(target)?)?;
             println!("dist: {}", deb.display());
@@ -110,24 +113,20 @@ fn c_compiler(target: &str) -> Option<&'static str> {
 
 /// Builds the static binary for `target` and copies it to
 /// `target/packages/egress-tracer-<version>-<target>`; returns that path.
-pub fn build(target: &str) -> anyhow::Result<PathBuf> {
+pub fn build(ready: &Ready, target: &str) -> anyhow::Result<PathBuf> {
     supported(target)?;
-    crate::setup::ensure_path();
     ensure_target(target)?;
-    let mut build = cmd(
-        "cargo",
-        &[
-            "build",
-            "--profile",
-            "dist",
-            "-p",
-            "tracer-user",
-            "--bin",
-            "egress-tracer",
-            "--target",
-            target,
-        ],
-    );
+    let mut build = ready.cargo(&[
+        "build",
+        "--profile",
+        "dist",
+        "-p",
+        "tracer-user",
+        "--bin",
+        "egress-tracer",
+        "--target",
+        target,
+    ]);
     let var =
         |what: &str| format!("CARGO_TARGET_{}_{what}", target.to_uppercase().replace('-', "_"));
     // Not position-independent: a static-pie binary carries a relocation for every pointer in

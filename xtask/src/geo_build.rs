@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::run::{cmd, status, workspace_root};
+use crate::run::{status, workspace_root};
 
 /// Options of `cargo xtask geo-build`.
 #[derive(Debug, clap::Args)]
@@ -24,8 +24,7 @@ pub struct GeoBuildArgs {
 }
 
 /// Compiles the sources with the agent's own loader (`egress-tracer geo-compile`).
-pub fn run(args: &GeoBuildArgs) -> anyhow::Result<()> {
-    crate::setup::ensure_path();
+pub fn run(ready: &crate::setup::Ready, args: &GeoBuildArgs) -> anyhow::Result<()> {
     let from = if args.from.is_empty() {
         let dir = workspace_root().join("tracer-user/data/source");
         vec![
@@ -38,20 +37,17 @@ pub fn run(args: &GeoBuildArgs) -> anyhow::Result<()> {
     for f in &from {
         anyhow::ensure!(f.exists(), "{} does not exist (give sources with --from)", f.display());
     }
-    let mut c = cmd(
-        "cargo",
-        &[
-            "run",
-            "--release",
-            "-q",
-            "-p",
-            "tracer-user",
-            "--bin",
-            "egress-tracer",
-            "--",
-            "geo-compile",
-        ],
-    );
+    let mut c = ready.cargo(&[
+        "run",
+        "--release",
+        "-q",
+        "-p",
+        "tracer-user",
+        "--bin",
+        "egress-tracer",
+        "--",
+        "geo-compile",
+    ]);
     c.arg("--out")
         .arg(&args.out)
         .args(["--source", &args.source, "--build-date", &args.build_date])

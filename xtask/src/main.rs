@@ -7,7 +7,9 @@ mod dist;
 mod geo_build;
 mod run;
 mod setup;
+mod setup_check;
 mod steps;
+mod story;
 mod test;
 
 use clap::{Parser, Subcommand};
@@ -39,12 +41,14 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Setup => setup::run(),
+        Command::Setup => setup::run().map(drop),
         Command::Test(args) => test::run(&args),
-        Command::Demo(args) => demo::run(&args),
-        Command::Bench => bench::run(),
-        Command::GeoBuild(args) => geo_build::run(&args),
-        Command::Dist(args) => dist::run(&args),
+        // Every command that builds sets up first (a fresh machine has no rust-src, no
+        // bpf-linker): the build functions take the `Ready` that only setup returns.
+        Command::Demo(args) => setup::run().and_then(|ready| demo::run(&ready, &args)),
+        Command::Bench => setup::run().and_then(|ready| bench::run(&ready)),
+        Command::GeoBuild(args) => setup::run().and_then(|ready| geo_build::run(&ready, &args)),
+        Command::Dist(args) => setup::run().and_then(|ready| dist::run(&ready, &args)),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

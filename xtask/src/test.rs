@@ -3,7 +3,8 @@
 use std::{process::Command, time::Instant};
 
 use crate::{
-    run::{cmd, is_root, status},
+    run::{is_root, status},
+    setup::Ready,
     steps::{Outcome, Steps},
 };
 
@@ -27,30 +28,27 @@ pub struct TestArgs {
 const MUSL_LAB_TESTS: &[&str] = &["lab_counts", "lab_service", "check"];
 
 /// `cargo` with `args`, run from the workspace root: passes or fails.
-fn cargo(args: &[&str]) -> anyhow::Result<Outcome> {
-    status(cmd("cargo", args)).map(|()| Outcome::Pass)
+fn cargo(ready: &Ready, args: &[&str]) -> anyhow::Result<Outcome> {
+    status(ready.cargo(args)).map(|()| Outcome::Pass)
 }
 
 /// Clippy for the eBPF crate on its real target; `bpf_target_arch` is the cfg aya-build sets.
-fn clippy_ebpf() -> Command {
-    let mut c = cmd(
-        "cargo",
-        &[
-            "+nightly",
-            "clippy",
-            "-p",
-            "tracer-ebpf",
-            "--target",
-            "bpfel-unknown-none",
-            "-Z",
-            "build-std=core",
-            "--target-dir",
-            "target/ebpf-clippy",
-            "--",
-            "-D",
-            "warnings",
-        ],
-    );
+fn clippy_ebpf(ready: &Ready) -> Command {
+    let mut c = ready.cargo(&[
+        "+nightly",
+        "clippy",
+        "-p",
+        "tracer-ebpf",
+        "--target",
+        "bpfel-unknown-none",
+        "-Z",
+        "build-std=core",
+        "--target-dir",
+        "target/ebpf-clippy",
+        "--",
+        "-D",
+        "warnings",
+    ]);
     c.env("CARGO_ENCODED_RUSTFLAGS", "--cfg=bpf_target_arch=\"x86_64\"");
     c
 }
@@ -59,24 +57,39 @@ fn clippy_ebpf() -> Command {
 pub fn run(args: &TestArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut steps = Steps::default();
-    steps.run("setup", || crate::setup::run().map(|()| Outcome::Pass));
+    let mut ready = None;
+    steps.run("setup", || {
+        ready = Some(crate::setup::run()?);
+        Ok(Outcome::Pass)
+    });
+    let Some(ready) = ready else {
+        return steps.finish("xtask test", started);
+    };
+    let ready = &ready;
     // SAFETY: set before any thread is spawned; read by the tests cargo runs.
     unsafe {
         std::env::set_var("EGRESS_TRACER_REFERENCE_MMDB", crate::setup::reference_mmdb_path())
     };
-    let lint = |step: fn() -> anyhow::Result<Outcome>| {
-        move || if args.skip_lint { Ok(Outcome::Skip("--skip-lint".into())) } else { step() }
+    steps.run("setup from nothing (throwaway cache)", || {
+        if args.only.is_some() {
+            return Ok(Outcome::Skip("--only".into()));
+        }
+        crate::setup_check::run(ready)
+    });
+    let lint = |step: &dyn Fn() -> anyhow::Result<Outcome>| {
+        if args.skip_lint { Ok(Outcome::Skip("--skip-lint".into())) } else { step() }
     };
-    steps.run("fmt", lint(|| cargo(&["fmt", "--all", "--", "--check"])));
-    steps.run(
-        "clippy (user crates)",
-        lint(|| cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])),
-    );
-    steps.run("clippy (eBPF crate)", lint(|| status(clippy_ebpf()).map(|()| Outcome::Pass)));
-    steps.run("unit tests", || cargo(&["test", "--workspace"]));
+    steps.run("fmt", || lint(&|| cargo(ready, &["fmt", "--all", "--", "--check"])));
+    steps.run("clippy (user crates)", || {
+        lint(&|| cargo(ready, &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))
+    });
+    steps.run("clippy (eBPF crate)", || {
+        lint(&|| status(clippy_ebpf(ready)).map(|()| Outcome::Pass))
+    });
+    steps.run("unit tests", || cargo(ready, &["test", "--workspace"]));
     let mut musl = None;
     steps.run("dist: static musl binary and .deb", || {
-        let bin = crate::dist::build(crate::dist::HOST_MUSL)?;
+        let bin = crate::dist::build(ready, crate::dist::HOST_MUSL)?;
         let deb = crate::deb::build(&bin, crate::dist::debian_arch(crate::dist::HOST_MUSL)?)?;
         // SAFETY: xtask sets its environment between steps, before spawning any thread.
         unsafe { std::env::set_var("EGRESS_TRACER_DEB", &deb) };
@@ -89,7 +102,7 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
             return Ok(Outcome::Skip("needs root".into()));
         }
         let threads = format!("--test-threads={}", args.test_threads);
-        let mut c = cmd("cargo", &["test", "--workspace", "--", "--ignored", &threads]);
+        let mut c = ready.cargo(&["test", "--workspace", "--", "--ignored", &threads]);
         if let Some(only) = &args.only {
             c.arg(only);
         }
@@ -99,12 +112,14 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
         if args.only.is_some() {
             return Ok(Outcome::Skip("--only".into()));
         }
-        let bin = crate::dist::build("aarch64-unknown-linux-musl")?;
+        let bin = crate::dist::build(ready, "aarch64-unknown-linux-musl")?;
         // No arm64 kernel here: qemu runs the binary's userspace, which must answer a lookup
         // from its embedded database exactly as the native build does.
-        let out =
-            cmd("qemu-aarch64", &[&bin.display().to_string(), "lookup", "--json", "36.110.0.1"])
-                .output()?;
+        let out = crate::run::cmd(
+            "qemu-aarch64",
+            &[&bin.display().to_string(), "lookup", "--json", "36.110.0.1"],
+        )
+        .output()?;
         let text = String::from_utf8_lossy(&out.stdout);
         anyhow::ensure!(
             out.status.success() && text.contains(r#""country":"CN""#),
@@ -121,7 +136,7 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
             return Ok(Outcome::Skip("--only".into()));
         }
         let bin = musl.as_ref().expect("built by the previous step");
-        let mut c = cmd("cargo", &["test", "-p", "tracer-user"]);
+        let mut c = ready.cargo(&["test", "-p", "tracer-user"]);
         for test in MUSL_LAB_TESTS {
             c.args(["--test", test]);
         }
@@ -136,7 +151,7 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
         if args.only.is_some() {
             return Ok(Outcome::Skip("--only".into()));
         }
-        crate::demo::run(&crate::demo::DemoArgs { duration: Some(6), port: 19977 })
+        crate::demo::run(ready, &crate::demo::DemoArgs { duration: Some(6), port: 19977 })
             .map(|()| Outcome::Pass)
     });
     steps.finish("xtask test", started)

@@ -114,8 +114,10 @@ pub fn load_kernel(
     let tables = KernelTables::build(&geo, settings.lookup);
     let options = LoadOptions {
         counter_entries: settings.counter_entries,
+        remote_entries: settings.remote_entries,
         geo: tables.sizes(),
         pin_dir: Some(pin_dir(&settings.bpffs_dir)),
+        bench_programs: false,
     };
     let mut kernel = Kernel::load(&options)?;
     tables.fill(&mut kernel)?;

@@ -54,6 +54,11 @@ impl Agent {
             let geo = geo
                 || plan.settings.geo != self.plan.settings.geo
                 || plan.settings.lookup != self.plan.settings.lookup;
+            let asn = if geo || plan.settings.asn != self.plan.settings.asn {
+                Some(load_asn(&plan.settings.asn)?)
+            } else {
+                None
+            };
             let fresh = if geo {
                 let (mut fresh, status) = load_kernel(&plan.settings, &self.lan_prefixes)?;
                 fresh.take_over(&mut self.kernel)?;
@@ -61,9 +66,9 @@ impl Agent {
             } else {
                 None
             };
-            Ok((plan, fresh))
+            Ok((plan, fresh, asn))
         });
-        let (plan, fresh) = match result {
+        let (plan, fresh, asn) = match result {
             Ok(ok) => ok,
             Err(err) => {
                 self.status().reloads_failed += 1;
@@ -82,6 +87,9 @@ impl Agent {
             return;
         }
         self.ctx.set_policy(plan.policy.clone());
+        if let Some(asn) = asn {
+            self.ctx.set_asn(asn);
+        }
         self.ctx
             .devices
             .write()
@@ -109,6 +117,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let (mut kernel, geo) = load_kernel(settings, &lan_prefixes)?;
     plan.apply_policy(&mut kernel)?;
     let reader: Arc<CounterReader> = Arc::new(kernel.counter_reader()?);
+    let remotes = Arc::new(kernel.remote_reader()?);
+    let asn = load_asn(&settings.asn)?;
+    let ipfix = match &settings.ipfix {
+        Some(target) => Some((resolve(target).await?, settings.ipfix_interval)),
+        None => None,
+    };
     let ring = kernel.event_reader()?;
     for lan in &settings.lan {
         let attachment = kernel.attach(lan, settings.tc_attach)?;
@@ -128,6 +142,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let ctx = Arc::new(Context {
         reader: Arc::clone(&reader),
+        remotes: Arc::clone(&remotes),
+        remote_stats: Arc::default(),
+        asn: RwLock::new(asn),
         status: Arc::clone(&status),
         policy: RwLock::new(Arc::new(plan.policy.clone())),
         alerts: Arc::new(AlertBook::new(alert_settings(&plan), webhook)),
@@ -137,6 +154,19 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let events =
         alerts::spawn_reader(ring, Arc::clone(&ctx.alerts), Arc::clone(&ctx) as Enrichment)?;
 
+    let retirement = tokio::spawn(
+        crate::remotes::Retirement {
+            reader: Arc::clone(&remotes),
+            enricher: Arc::clone(&ctx) as Enrichment,
+            idle: settings.remote_idle,
+            ipfix,
+            stats: Arc::clone(&ctx.remote_stats),
+        }
+        .run(),
+    );
+    if let Some((collector, every)) = ipfix {
+        info!(%collector, interval_secs = every.as_secs(), "exporting IPFIX flow records");
+    }
     let metrics = Arc::new(Metrics::new(Arc::clone(&ctx)));
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
@@ -186,11 +216,31 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     crate::service::stopping();
     server.abort();
     events.abort();
+    retirement.abort();
     agent.kernel.detach_all();
     let dir = pin_dir(&agent.plan.settings.bpffs_dir);
     drop(agent);
     info!("programs detached; counters stay pinned in {}", dir.display());
     Ok(())
+}
+
+/// Loads the `--asn` files (none: no database).
+fn load_asn(files: &[std::path::PathBuf]) -> anyhow::Result<Option<Arc<crate::asn::AsnDb>>> {
+    if files.is_empty() {
+        return Ok(None);
+    }
+    let db = crate::asn::AsnDb::load(files)?;
+    info!(ranges = db.ranges(), memory_bytes = db.memory_bytes(), "ASN database loaded");
+    Ok(Some(Arc::new(db)))
+}
+
+/// `HOST:PORT` to an address.
+async fn resolve(target: &str) -> anyhow::Result<std::net::SocketAddr> {
+    tokio::net::lookup_host(target)
+        .await
+        .with_context(|| format!("resolving the IPFIX collector {target}"))?
+        .next()
+        .with_context(|| format!("the IPFIX collector {target} has no address"))
 }
 
 fn print_table(ctx: &Context) {

@@ -1,15 +1,13 @@
 //! From a kernel [`AlertEvent`] to an [`Alert`].
 
-use std::{
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
-    time::{Duration, SystemTime},
-};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use tracer_common::{CounterValue, CountryId, Direction, policy::AlertEvent};
 
 use super::{Alert, AlertDevice, AlertKind, RemoteEnd, rfc3339};
 use crate::{
-    names::country_label,
+    clock::wall_time,
+    names::{country_label, protocol_name},
     policy::{Action, Decision},
     regions::country_name,
 };
@@ -25,34 +23,12 @@ pub trait Enricher: Send + Sync {
     fn decide(&self, mac: [u8; 6], country: CountryId) -> Decision;
     /// Packets and bytes the device has exchanged with the country so far.
     fn so_far(&self, mac: [u8; 6], country: CountryId) -> CounterValue;
+    /// The autonomous system of a remote address, if an ASN database knows it.
+    fn asn(&self, address: IpAddr) -> Option<crate::remotes::AsnInfo>;
 }
 
 /// A boxed [`Enricher`], shared by the reader and the API.
 pub type Enrichment = std::sync::Arc<dyn Enricher>;
-
-/// The wall-clock time of a `bpf_ktime_get_ns` (CLOCK_MONOTONIC) timestamp.
-fn wall_time(monotonic_ns: u64) -> SystemTime {
-    let now = SystemTime::now();
-    let Ok(mono) = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC) else {
-        return now;
-    };
-    let mono_now = Duration::from(mono);
-    let age = mono_now.saturating_sub(Duration::from_nanos(monotonic_ns));
-    now.checked_sub(age).unwrap_or(now)
-}
-
-/// Name of an IP protocol number.
-fn protocol_name(protocol: u8) -> String {
-    match protocol {
-        1 => "icmp".to_owned(),
-        6 => "tcp".to_owned(),
-        17 => "udp".to_owned(),
-        58 => "icmpv6".to_owned(),
-        132 => "sctp".to_owned(),
-        136 => "udplite".to_owned(),
-        other => other.to_string(),
-    }
-}
 
 /// The remote address of an event.
 pub(super) fn remote_address(event: &AlertEvent) -> IpAddr {
@@ -79,6 +55,7 @@ pub(super) fn to_alert(event: &AlertEvent, enricher: &dyn Enricher, id: u64) -> 
             address: remote_address(event),
             port: (event.port != 0).then_some(event.port),
             protocol: protocol_name(event.protocol),
+            asn: enricher.asn(remote_address(event)),
         }),
         country: country_label(country).to_owned(),
         country_name: country_name(country).map(str::to_owned),

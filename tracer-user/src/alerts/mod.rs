@@ -43,6 +43,9 @@ pub struct RemoteEnd {
     pub port: Option<u16>,
     /// `tcp`, `udp`, `icmp`, ... or the protocol number.
     pub protocol: String,
+    /// Its autonomous system (number and organisation), when an ASN database knows it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub asn: Option<crate::remotes::AsnInfo>,
 }
 
 /// What kind of record an [`Alert`] is.

@@ -22,6 +22,16 @@ pub struct AgentSection {
     pub interval: Option<u64>,
     /// Capacity of the traffic map (`--counter-entries`).
     pub counter_entries: Option<u32>,
+    /// Capacity of the remote table (`--remote-entries`).
+    pub remote_entries: Option<u32>,
+    /// Seconds before an idle remote entry is retired (`--remote-idle`).
+    pub remote_idle: Option<u64>,
+    /// ASN database files (`--asn`).
+    pub asn: Option<Vec<PathBuf>>,
+    /// IPFIX collector, `HOST:PORT` (`--ipfix`).
+    pub ipfix: Option<String>,
+    /// Seconds between IPFIX exports (`--ipfix-interval`).
+    pub ipfix_interval: Option<u64>,
     /// bpffs directory of the pinned maps (`--bpffs-dir`).
     pub bpffs_dir: Option<PathBuf>,
     /// Seconds between checks of the config, database and lease files (`--watch-interval`).

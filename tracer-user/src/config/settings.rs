@@ -21,6 +21,16 @@ pub struct RunSettings {
     pub interval: u64,
     /// Capacity of the traffic map.
     pub counter_entries: u32,
+    /// Capacity of the remote table.
+    pub remote_entries: u32,
+    /// Idle time after which a remote entry is retired.
+    pub remote_idle: Duration,
+    /// ASN database files.
+    pub asn: Vec<PathBuf>,
+    /// IPFIX collector (`HOST:PORT`).
+    pub ipfix: Option<String>,
+    /// Time between IPFIX exports.
+    pub ipfix_interval: Duration,
     /// bpffs directory of the pinned maps.
     pub bpffs_dir: PathBuf,
     /// Seconds between file checks (0: never).
@@ -81,6 +91,15 @@ impl RunSettings {
             args.leases.clone()
         };
         let listen = args.listen.or(agent.listen).unwrap_or(([127, 0, 0, 1], 9977).into());
+        let asn = if args.asn.is_empty() {
+            agent.asn.clone().unwrap_or_default()
+        } else {
+            args.asn.clone()
+        };
+        let remote_idle = args.remote_idle.or(agent.remote_idle).unwrap_or(900);
+        anyhow::ensure!(remote_idle > 0, "remote_idle must be at least 1 second");
+        let ipfix_interval = args.ipfix_interval.or(agent.ipfix_interval).unwrap_or(60);
+        anyhow::ensure!(ipfix_interval > 0, "ipfix_interval must be at least 1 second");
         Ok(RunSettings {
             lan,
             geo,
@@ -90,6 +109,14 @@ impl RunSettings {
                 .counter_entries
                 .or(agent.counter_entries)
                 .unwrap_or(tracer_common::maps::DEFAULT_COUNTER_ENTRIES),
+            remote_entries: args
+                .remote_entries
+                .or(agent.remote_entries)
+                .unwrap_or(tracer_common::remotes::DEFAULT_REMOTE_ENTRIES),
+            remote_idle: Duration::from_secs(remote_idle),
+            asn,
+            ipfix: args.ipfix.clone().or_else(|| agent.ipfix.clone()),
+            ipfix_interval: Duration::from_secs(ipfix_interval),
             bpffs_dir: args
                 .bpffs_dir
                 .clone()
@@ -117,12 +144,15 @@ impl RunSettings {
 
     /// Checks that a reload leaves alone what only a restart can change.
     pub fn check_reloadable(&self, new: &RunSettings) -> Result<(), Unchangeable> {
-        let fixed: [(&'static str, bool); 8] = [
+        let fixed: [(&'static str, bool); 11] = [
             ("webhook", self.webhook != new.webhook),
             ("webhook_timeout_secs", self.webhook_timeout != new.webhook_timeout),
             ("lan", self.lan != new.lan),
             ("listen", self.listen != new.listen),
             ("counter_entries", self.counter_entries != new.counter_entries),
+            ("remote_entries", self.remote_entries != new.remote_entries),
+            ("ipfix", self.ipfix != new.ipfix),
+            ("ipfix_interval", self.ipfix_interval != new.ipfix_interval),
             ("bpffs_dir", self.bpffs_dir != new.bpffs_dir),
             ("tc_attach", self.tc_attach != new.tc_attach),
             ("tls/auth/insecure_listen", self.access != new.access),

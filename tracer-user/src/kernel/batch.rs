@@ -1,10 +1,11 @@
-//! Reading the whole per-CPU counter hash with `BPF_MAP_LOOKUP_BATCH` (kernel 5.6+): a few
-//! syscalls per scrape instead of two per entry, which is what keeps a scrape of 100k series
-//! fast. aya 0.14 has no batch operations, so this is the one raw `bpf(2)` call in the agent.
+//! Raw `bpf(2)` calls aya 0.14 does not offer: reading a whole per-CPU hash with
+//! `BPF_MAP_LOOKUP_BATCH` (kernel 5.6+; a few syscalls per scrape instead of two per entry,
+//! which is what keeps a scrape of 100k series fast), and `BPF_MAP_LOOKUP_AND_DELETE_ELEM` on a
+//! per-CPU hash (kernel 5.14+), which retires a remote entry in one step.
 
 use std::{io, os::fd::RawFd};
 
-use tracer_common::{TrafficKey, TrafficValue};
+use aya::Pod;
 
 const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
 /// Entries asked for per syscall: small batches keep the kernel's bounce buffer in cache (256
@@ -27,15 +28,18 @@ struct BatchAttr {
 
 const _: () = assert!(size_of::<BatchAttr>() == 56);
 
-/// Reads every entry, values summed over `cpus` possible CPUs. `Ok(None)` when the kernel has
-/// no batch lookup (the caller falls back to iterating).
-pub(super) fn read_all(
+/// Reads every entry of a per-CPU hash with `cpus` possible CPUs, handing each key with its
+/// per-CPU values to `each`. `Ok(None)` when the kernel has no batch lookup (the caller falls
+/// back to iterating). `V`'s size must be a multiple of 8 (the kernel's per-CPU stride).
+pub(super) fn read_all<K: Pod, V: Pod>(
     map_fd: RawFd,
     cpus: usize,
-    mut each: impl FnMut(TrafficKey, TrafficValue),
+    mut each: impl FnMut(K, &[V]),
 ) -> io::Result<Option<()>> {
-    let value_size = size_of::<TrafficValue>(); // already a multiple of 8
-    let mut keys = vec![0u8; BATCH as usize * size_of::<TrafficKey>()];
+    const { assert!(size_of::<V>().is_multiple_of(8)) };
+    let value_size = size_of::<V>();
+    let mut per_cpu: Vec<V> = Vec::with_capacity(cpus);
+    let mut keys = vec![0u8; BATCH as usize * size_of::<K>()];
     let mut values = vec![0u8; BATCH as usize * value_size * cpus];
     let (mut token, mut next) = (0u64, 0u64);
     let mut first = true;
@@ -69,20 +73,16 @@ pub(super) fn read_all(
             };
         }
         for i in 0..attr.count as usize {
-            let k = &keys[i * size_of::<TrafficKey>()..][..size_of::<TrafficKey>()];
-            // SAFETY: TrafficKey is plain old data of exactly this size.
-            let key: TrafficKey = unsafe { std::ptr::read_unaligned(k.as_ptr().cast()) };
-            let mut sum = TrafficValue::default();
+            let k = &keys[i * size_of::<K>()..][..size_of::<K>()];
+            // SAFETY: K is plain old data (Pod) of exactly this size.
+            let key: K = unsafe { std::ptr::read_unaligned(k.as_ptr().cast()) };
+            per_cpu.clear();
             for cpu in 0..cpus {
                 let v = &values[(i * cpus + cpu) * value_size..][..value_size];
-                // SAFETY: TrafficValue is plain old data of exactly this size.
-                let v: TrafficValue = unsafe { std::ptr::read_unaligned(v.as_ptr().cast()) };
-                for (total, part) in sum.directions.iter_mut().zip(v.directions) {
-                    total.packets = total.packets.wrapping_add(part.packets);
-                    total.bytes = total.bytes.wrapping_add(part.bytes);
-                }
+                // SAFETY: V is plain old data (Pod) of exactly this size.
+                per_cpu.push(unsafe { std::ptr::read_unaligned(v.as_ptr().cast()) });
             }
-            each(key, sum);
+            each(key, &per_cpu);
         }
         if err.is_some() {
             return Ok(Some(())); // ENOENT: that was the last batch
@@ -90,4 +90,58 @@ pub(super) fn read_all(
         token = next;
         first = false;
     }
+}
+
+const BPF_MAP_LOOKUP_AND_DELETE_ELEM: libc::c_long = 21;
+
+/// `union bpf_attr`'s element member (linux/bpf.h).
+#[repr(C)]
+#[derive(Default)]
+struct ElemAttr {
+    map_fd: u32,
+    pad: u32,
+    key: u64,
+    value: u64,
+    flags: u64,
+}
+
+const _: () = assert!(size_of::<ElemAttr>() == 32);
+
+/// Removes `key` from a per-CPU hash with `cpus` possible CPUs and returns its per-CPU values,
+/// in one syscall: the values are those at the moment of deletion. `Ok(None)` if the key is not
+/// there; `Err` with `EINVAL`/`ENOTSUP` on kernels without it for hash maps (before 5.14).
+pub(super) fn lookup_and_delete<K: Pod, V: Pod>(
+    map_fd: RawFd,
+    cpus: usize,
+    key: &K,
+) -> io::Result<Option<Vec<V>>> {
+    const { assert!(size_of::<V>().is_multiple_of(8)) };
+    let mut values: Vec<V> = Vec::with_capacity(cpus);
+    let mut attr = ElemAttr {
+        map_fd: map_fd as u32,
+        key: (key as *const K) as u64,
+        value: values.as_mut_ptr() as u64,
+        ..ElemAttr::default()
+    };
+    // SAFETY: `key` points at a key of the map's key size, `values` has room for one value per
+    // possible CPU (the kernel writes `round_up(value_size, 8) * cpus` bytes; V's size is a
+    // multiple of 8).
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_MAP_LOOKUP_AND_DELETE_ELEM,
+            &raw mut attr,
+            size_of::<ElemAttr>() as libc::c_uint,
+        )
+    };
+    if ret < 0 {
+        let e = io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::ENOENT) => Ok(None),
+            _ => Err(e),
+        };
+    }
+    // SAFETY: the kernel wrote one V per possible CPU.
+    unsafe { values.set_len(cpus) };
+    Ok(Some(values))
 }

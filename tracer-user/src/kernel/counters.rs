@@ -72,11 +72,15 @@ fn sort_key(key: &CounterKey) -> u64 {
         | u64::from(key.verdict.min(3))
 }
 
-fn sum<'a>(values: impl IntoIterator<Item = &'a CounterValue>) -> CounterValue {
-    values.into_iter().fold(CounterValue::default(), |acc, v| CounterValue {
-        packets: acc.packets.wrapping_add(v.packets),
-        bytes: acc.bytes.wrapping_add(v.bytes),
-    })
+/// Both directions of a traffic entry, summed over CPUs.
+fn sum_traffic(values: &[TrafficValue]) -> TrafficValue {
+    let mut total = TrafficValue::default();
+    for v in values {
+        for (t, p) in total.directions.iter_mut().zip(v.directions) {
+            *t += p;
+        }
+    }
+    total
 }
 
 impl Kernel {
@@ -124,20 +128,14 @@ impl CounterReader {
             context: "reading the number of possible CPUs".into(),
             source: e,
         })?;
-        let batched = super::batch::read_all(fd, cpus, &mut add).map_err(|source| {
-            KernelError::Io { context: format!("reading {COUNTERS_MAP}"), source }
-        })?;
+        let batched = super::batch::read_all(fd, cpus, |key, values: &[TrafficValue]| {
+            add(key, sum_traffic(values));
+        })
+        .map_err(|source| KernelError::Io { context: format!("reading {COUNTERS_MAP}"), source })?;
         if batched.is_none() {
             for entry in self.counters.iter() {
                 let (key, values) = entry.map_err(err(COUNTERS_MAP))?;
-                let mut total = TrafficValue::default();
-                for v in values.iter() {
-                    for (t, p) in total.directions.iter_mut().zip(v.directions) {
-                        t.packets = t.packets.wrapping_add(p.packets);
-                        t.bytes = t.bytes.wrapping_add(p.bytes);
-                    }
-                }
-                add(key, total);
+                add(key, sum_traffic(&values));
             }
         }
         // Built from a sorted list in bulk: much cheaper than 100k single inserts.
@@ -147,7 +145,7 @@ impl CounterReader {
         for stat in Stat::ALL {
             for direction in Direction::ALL {
                 let values = self.stats.get(&stat.index(direction), 0).map_err(err(STATS_MAP))?;
-                stats.push(StatSnapshot { stat, direction, value: sum(values.iter()) });
+                stats.push(StatSnapshot { stat, direction, value: values.iter().sum() });
             }
         }
         Ok(CounterSnapshot { counters, map_entries, stats, capacity: self.capacity })
@@ -155,6 +153,19 @@ impl CounterReader {
 }
 
 impl CounterReader {
+    /// One stat now, `[upload, download]`.
+    pub fn snapshot_stat(&self, stat: Stat) -> Result<[CounterValue; 2], KernelError> {
+        let mut out = [CounterValue::default(); 2];
+        for (slot, direction) in out.iter_mut().zip(Direction::ALL) {
+            let values = self
+                .stats
+                .get(&stat.index(direction), 0)
+                .map_err(|source| KernelError::Map { map: STATS_MAP, source: Box::new(source) })?;
+            *slot = values.iter().sum();
+        }
+        Ok(out)
+    }
+
     /// What `mac` has exchanged with `country` so far (both directions, blocked included).
     pub fn device_country(&self, mac: [u8; 6], country: u16) -> CounterValue {
         let mut total = CounterValue::default();
@@ -162,10 +173,7 @@ impl CounterReader {
         {
             let key = TrafficKey { mac, country, verdict, reserved: 0 };
             if let Ok(values) = self.counters.get(&key, 0) {
-                for v in values.iter().flat_map(|v| v.directions) {
-                    total.packets += v.packets;
-                    total.bytes += v.bytes;
-                }
+                total += values.iter().flat_map(|v| v.directions).sum();
             }
         }
         total

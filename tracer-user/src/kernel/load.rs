@@ -12,6 +12,7 @@ use tracer_common::{
         ALERTED_MAP, DEVICE_PROFILE_MAP, EVENT_BUDGET_MAP, EVENTS_MAP, POLICY_SETTINGS_MAP,
         PROFILES_MAP,
     },
+    remotes::{DEFAULT_REMOTE_ENTRIES, REMOTE_SPILL_MAP, REMOTES_MAP},
 };
 
 use super::{EBPF_OBJECT, GeoMapSizes, KernelError, attach::Attached, programs};
@@ -21,19 +22,26 @@ use super::{EBPF_OBJECT, GeoMapSizes, KernelError, attach::Attached, programs};
 pub struct LoadOptions {
     /// Capacity of the traffic map: one entry per (device, country), both directions in it.
     pub counter_entries: u32,
+    /// Capacity of the remote table: one entry per (device, remote address).
+    pub remote_entries: u32,
     /// Capacities of the geo maps.
     pub geo: GeoMapSizes,
     /// bpffs directory to pin the counter maps in, so that a reload (and a restart) continues
     /// them; `None` keeps them private to this object.
     pub pin_dir: Option<PathBuf>,
+    /// Also load the benchmarks' baseline programs (`tc_empty`, `tc_parse_only`); the agent
+    /// does not.
+    pub bench_programs: bool,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
         Self {
             counter_entries: DEFAULT_COUNTER_ENTRIES,
+            remote_entries: DEFAULT_REMOTE_ENTRIES,
             geo: GeoMapSizes::default(),
             pin_dir: None,
+            bench_programs: false,
         }
     }
 }
@@ -41,9 +49,11 @@ impl Default for LoadOptions {
 /// The maps that carry state worth keeping: pinned when a pin directory is given, so that a
 /// reload or a restart continues the counts, keeps enforcing the policy while no agent runs,
 /// and reads the same alert events.
-pub const PINNED_MAPS: [&str; 8] = [
+pub const PINNED_MAPS: [&str; 10] = [
     COUNTERS_MAP,
     STATS_MAP,
+    REMOTES_MAP,
+    REMOTE_SPILL_MAP,
     POLICY_SETTINGS_MAP,
     PROFILES_MAP,
     DEVICE_PROFILE_MAP,
@@ -76,6 +86,7 @@ impl Kernel {
         let mut loader = EbpfLoader::new();
         loader
             .map_max_entries(COUNTERS_MAP, options.counter_entries)
+            .map_max_entries(REMOTES_MAP, options.remote_entries.max(1))
             .map_max_entries(GEO_V4_TABLE_MAP, options.geo.v4_blocks.max(1))
             .map_max_entries(GEO_V4_LPM_MAP, options.geo.v4_lpm_prefixes.max(1))
             .map_max_entries(GEO_V6_TABLE_MAP, options.geo.v6_blocks.max(1))
@@ -95,7 +106,9 @@ impl Kernel {
         let mut ebpf = loader
             .load(EBPF_OBJECT)
             .map_err(|source| KernelError::Load { source: Box::new(source) })?;
-        for name in [programs::UPLOAD, programs::DOWNLOAD, programs::PARSE_ONLY, programs::EMPTY] {
+        let bench: &[&'static str] =
+            if options.bench_programs { &[programs::PARSE_ONLY, programs::EMPTY] } else { &[] };
+        for &name in [programs::UPLOAD, programs::DOWNLOAD].iter().chain(bench) {
             let program: &mut SchedClassifier = ebpf
                 .program_mut(name)
                 .ok_or(KernelError::Missing { kind: "program", name })?

@@ -10,6 +10,7 @@ mod load;
 mod memory;
 mod policy_maps;
 mod readback;
+mod remotes;
 
 pub use attach::{AttachMode, AttachPreference, Attachment};
 pub use counters::{CounterReader, CounterSnapshot, StatSnapshot};
@@ -19,6 +20,9 @@ pub use load::{Kernel, LoadOptions};
 pub use memory::{MapMemory, map_memory};
 pub use policy_maps::EventLimits;
 pub use readback::KernelGeo;
+pub use remotes::{
+    DeviceSpill, RemoteEntry, RemoteReader, RemoteSnapshot, RemoteTraffic, Retired, address_of,
+};
 
 /// The eBPF object built by `build.rs` (aya-build) for this machine's endianness.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer"));
