@@ -82,7 +82,9 @@ pub fn run(ready: &Ready) -> anyhow::Result<Outcome> {
     )?;
     expect(
         "setup did not npm pack the reference MMDB",
-        calls.lines().any(|l| l.starts_with("npm pack @ip-location-db/geo-whois-asn-country-mmdb")),
+        calls.lines().any(|l| {
+            l.starts_with("npm pack ") && l.contains("@ip-location-db/geo-whois-asn-country-mmdb@")
+        }),
     )?;
     let linker = cache.join("bpf-linker/bin/bpf-linker");
     expect(&format!("no bpf-linker was installed at {}", linker.display()), linker.is_file())?;

@@ -72,8 +72,12 @@ fn remote_line(r: &Value) -> String {
     let org = r["asn"]["org"].as_str().map(|o| format!(" [{o}]")).unwrap_or_default();
     let names = if names.is_empty() { String::new() } else { format!(" {}", names.join(", ")) };
     let (up_p, up_b) = traffic(&r["upload"]);
+    let (down_p, down_b) = traffic(&r["download"]);
+    let (blocked, _) = traffic(&r["blocked"]);
+    let blocked = if blocked > 0 { format!(", {blocked} pkts BLOCKED") } else { String::new() };
     format!(
-        "{address}{names}{org} ({}): {up_p} pkts / {up_b} B up",
+        "{address}{names}{org} ({}): {up_p} pkts / {up_b} B up, {down_p} pkts / {down_b} B \
+         down{blocked}",
         r["country"].as_str().unwrap_or("?")
     )
 }
