@@ -6,6 +6,7 @@
 //! implements [`aya::Pod`] for the types so the agent can read and write them.
 #![no_std]
 
+pub mod capture;
 pub mod country;
 pub mod geo_table;
 pub mod maps;

@@ -157,17 +157,21 @@ pub enum Stat {
     /// Packets counted per (device, country) but in no device's remote view: the remote
     /// table and the per-device spill table were both full.
     RemoteOverflow = 5,
+    /// DNS answers and TLS segments not handed to the agent: over the per-second budget, or
+    /// the ring buffer was full (the packets themselves are counted as usual).
+    CapturesSuppressed = 6,
 }
 
 impl Stat {
     /// All stats, in index order.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::Other,
         Self::Local,
         Self::Overflow,
         Self::Malformed,
         Self::EventsSuppressed,
         Self::RemoteOverflow,
+        Self::CapturesSuppressed,
     ];
     /// Number of entries in [`STATS_MAP`].
     pub const ENTRIES: u32 = Self::ALL.len() as u32 * 2;
@@ -186,6 +190,7 @@ impl Stat {
             Self::Malformed => "malformed",
             Self::EventsSuppressed => "events_suppressed",
             Self::RemoteOverflow => "remote_overflow",
+            Self::CapturesSuppressed => "captures_suppressed",
         }
     }
 }
@@ -204,8 +209,9 @@ pub mod lookup_mode {
 pub struct Settings {
     /// One of the [`lookup_mode`] constants.
     pub lookup: u32,
-    /// Reserved for future use; zero.
-    pub reserved: u32,
+    /// DNS answers and TLS ClientHellos each CPU may hand to the agent per second (see
+    /// [`crate::capture`]); zero: none (names off).
+    pub captures_per_sec: u32,
 }
 
 /// Key data of [`GEO_V6_LPM_MAP`]: the address bytes in network order.

@@ -65,8 +65,10 @@ pub struct RemoteValue {
     pub protocol: u8,
     /// The [`crate::Direction`] of this CPU's first packet.
     pub direction: u8,
+    /// TLS segments this CPU captured for the agent (see [`crate::capture::TLS_SEGMENTS`]).
+    pub captures: u8,
     /// Always zero.
-    pub reserved: [u8; 2],
+    pub reserved: u8,
 }
 
 /// Key of [`REMOTE_SPILL_MAP`].

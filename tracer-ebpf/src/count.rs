@@ -7,12 +7,14 @@ use aya_ebpf::{
 };
 use tracer_common::{
     CounterValue, CountryId, Direction, Stat, TrafficKey, TrafficValue,
+    capture::TLS_SEGMENTS,
     maps::verdict,
     policy::Action,
     remotes::{RemoteKey, RemoteValue, SpillKey, SpillValue, spill, traffic_index},
 };
 
 use crate::{
+    capture::{self, Captured},
     classify::country_of,
     maps::{COUNTERS, REMOTE_SPILL, REMOTES, STATS},
     parse::{Parsed, Remote, Transport, parse, remote_port},
@@ -31,6 +33,12 @@ pub fn account(ctx: &TcContext, direction: Direction) -> i32 {
         CounterValue { packets: if segs > 1 { segs as u64 } else { 1 }, bytes: ctx.len() as u64 };
     match parse(ctx, direction) {
         Parsed::Ip { mac, remote, transport } => {
+            // Before the local shortcut: the gateway's own resolver answers from a LAN address.
+            if direction == Direction::Download
+                && capture::dns_answer(ctx, &mac, &remote, transport) == Captured::Suppressed
+            {
+                add_stat(Stat::CapturesSuppressed, direction, &EVENT);
+            }
             let country = country_of(&remote);
             if country == CountryId::LOCAL {
                 add_stat(Stat::Local, direction, &value);
@@ -65,7 +73,13 @@ pub fn account(ctx: &TcContext, direction: Direction) -> i32 {
                 // Computed here, where the direction is the program's constant.
                 let index = traffic_index(key.verdict, direction as u8);
                 let packet = Packet { ctx, transport, direction, index, value };
-                add_remote(&mac, &remote, country, &packet);
+                if add_remote(&mac, &remote, country, &packet) {
+                    match capture::tls_segment(ctx, &mac, &remote, transport) {
+                        Captured::Sent => tls_captured(&mac, &remote),
+                        Captured::Suppressed => add_stat(Stat::CapturesSuppressed, direction, &EVENT),
+                        Captured::No => {}
+                    }
+                }
             }
             return if blocked { TC_ACT_SHOT } else { TC_ACT_OK };
         }
@@ -134,21 +148,22 @@ struct Packet<'a> {
 
 /// Adds a packet already counted per (device, country) to exactly one remote place: the
 /// (device, address) entry, else the device's overflow entry, else [`Stat::RemoteOverflow`].
+/// Returns whether the packet may carry a TLS ClientHello worth capturing (an upload to TCP
+/// 443 or 853 of a remote this CPU has captured fewer than `TLS_SEGMENTS` segments of).
 /// A function of its own (a BPF subprogram): its stack is not added to the policy path's.
 #[inline(never)]
-fn add_remote(mac: &[u8; 6], remote: &Remote, country: CountryId, p: &Packet<'_>) {
+fn add_remote(mac: &[u8; 6], remote: &Remote, country: CountryId, p: &Packet<'_>) -> bool {
     let (family, addr) = remote.family_and_bytes();
     let key = RemoteKey { addr, mac: *mac, family, reserved: 0 };
     // A subprogram's argument: the verifier needs the bound checked here.
     let index = p.index;
     if index > 3 {
-        return;
+        return false;
     }
     // SAFETY: the kernel's clock helper has no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
     if let Some(slot) = REMOTES.get_ptr_mut(key) {
-        seen(slot, index, now, p);
-        return;
+        return seen(slot, index, now, p);
     }
     let mut fresh = RemoteValue {
         first_seen_ns: now,
@@ -161,22 +176,44 @@ fn add_remote(mac: &[u8; 6], remote: &Remote, country: CountryId, p: &Packet<'_>
     };
     fresh.traffic[index] = p.value;
     match REMOTES.insert(key, fresh, BPF_NOEXIST as u64) {
-        Ok(()) => return,
+        Ok(()) => return tls_port(p, fresh.port, 0),
         Err(e) if e == -EEXIST => {
             if let Some(slot) = REMOTES.get_ptr_mut(key) {
-                seen(slot, index, now, p);
-                return;
+                return seen(slot, index, now, p);
             }
         }
         Err(_) => {}
     }
     add_spill(mac, index, p);
+    false
+}
+
+/// Whether an upload to `port` may be a TLS ClientHello still to capture.
+#[inline(always)]
+fn tls_port(p: &Packet<'_>, port: u16, captures: u8) -> bool {
+    const TCP: u8 = 6;
+    p.direction == Direction::Upload
+        && p.transport.protocol == TCP
+        && (port == 443 || port == 853)
+        && captures < TLS_SEGMENTS
+}
+
+/// Counts a captured TLS segment in this CPU's slot of the remote entry.
+#[inline(never)]
+fn tls_captured(mac: &[u8; 6], remote: &Remote) {
+    let (family, addr) = remote.family_and_bytes();
+    let key = RemoteKey { addr, mac: *mac, family, reserved: 0 };
+    if let Some(slot) = REMOTES.get_ptr_mut(key) {
+        // SAFETY: this CPU's value of the entry.
+        unsafe { (*slot).captures = (*slot).captures.saturating_add(1) };
+    }
 }
 
 /// Adds the packet to this CPU's slot of an existing remote entry (whose other CPUs may have
-/// created it: a zero `first_seen_ns` means this CPU's first packet).
+/// created it: a zero `first_seen_ns` means this CPU's first packet); says whether it may be a
+/// TLS ClientHello to capture.
 #[inline(always)]
-fn seen(slot: *mut RemoteValue, index: usize, now: u64, p: &Packet<'_>) {
+fn seen(slot: *mut RemoteValue, index: usize, now: u64, p: &Packet<'_>) -> bool {
     // SAFETY: `slot` is this CPU's value of the entry; per-CPU maps need no atomics.
     unsafe {
         add(&raw mut (*slot).traffic[index], &p.value);
@@ -187,6 +224,7 @@ fn seen(slot: *mut RemoteValue, index: usize, now: u64, p: &Packet<'_>) {
             (*slot).direction = p.direction as u8;
         }
         (*slot).last_seen_ns = now;
+        tls_port(p, (*slot).port, (*slot).captures)
     }
 }
 

@@ -8,6 +8,7 @@ use aya_ebpf::{
 use tracer_common::{
     CounterValue, Ipv6LpmKey, Settings, Stat, TrafficKey, TrafficValue,
     geo_table::{Block, ROOT_BLOCKS},
+    capture::CAPTURES_BYTES,
     maps::{DEFAULT_COUNTER_ENTRIES, PLACEHOLDER_GEO_ENTRIES},
     policy::{
         ALERTED_ENTRIES, AlertKey, EVENTS_BYTES, EventBudget, MAX_POLICY_DEVICES, MAX_PROFILES,
@@ -79,6 +80,14 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
 /// When each (device, remote address) last raised an event.
 #[map]
 pub static ALERTED: LruHashMap<AlertKey, u64> = LruHashMap::with_max_entries(ALERTED_ENTRIES, 0);
+
+/// DNS answers and TLS segments for the agent.
+#[map]
+pub static CAPTURES: RingBuf = RingBuf::with_byte_size(CAPTURES_BYTES, 0);
+
+/// Captures sent by this CPU in the current second.
+#[map]
+pub static CAPTURE_BUDGET: PerCpuArray<EventBudget> = PerCpuArray::with_max_entries(1, 0);
 
 /// Events sent by this CPU in the current second.
 #[map]

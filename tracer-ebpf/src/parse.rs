@@ -42,6 +42,9 @@ pub struct Transport {
     pub protocol: u8,
     /// Offset of the transport header in the frame; zero for non-first IPv4 fragments.
     pub offset: usize,
+    /// Offset of the end of the IP packet in the frame (from the IP header's length field;
+    /// Ethernet padding lies beyond it).
+    pub end: usize,
 }
 
 /// What a frame turned out to be.
@@ -54,8 +57,9 @@ pub enum Parsed {
     Malformed,
 }
 
+/// `N` bytes of the frame at `offset`, if the linear part holds them.
 #[inline(always)]
-fn bytes<const N: usize>(ctx: &TcContext, offset: usize) -> Option<[u8; N]> {
+pub fn bytes<const N: usize>(ctx: &TcContext, offset: usize) -> Option<[u8; N]> {
     let start = ctx.data();
     if start + offset + N > ctx.data_end() {
         return None;
@@ -142,8 +146,12 @@ fn parse_ipv4(ctx: &TcContext, offset: usize, direction: Direction, mac: [u8; 6]
     };
     let remote = Remote::V4([hdr[at], hdr[at + 1], hdr[at + 2], hdr[at + 3]]);
     let first_fragment = u16::from_be_bytes([hdr[6], hdr[7]]) & 0x1fff == 0;
-    let transport =
-        Transport { protocol: hdr[9], offset: if first_fragment { offset + ihl } else { 0 } };
+    let end = offset + usize::from(u16::from_be_bytes([hdr[2], hdr[3]]));
+    let transport = Transport {
+        protocol: hdr[9],
+        offset: if first_fragment { offset + ihl } else { 0 },
+        end,
+    };
     Parsed::Ip { mac, remote, transport }
 }
 
@@ -161,6 +169,7 @@ fn parse_ipv6(ctx: &TcContext, offset: usize, direction: Direction, mac: [u8; 6]
     };
     let mut addr = [0u8; 16];
     addr.copy_from_slice(&hdr[at..at + 16]);
-    let transport = Transport { protocol: hdr[6], offset: offset + IPV6_HLEN };
+    let end = offset + IPV6_HLEN + usize::from(u16::from_be_bytes([hdr[4], hdr[5]]));
+    let transport = Transport { protocol: hdr[6], offset: offset + IPV6_HLEN, end };
     Parsed::Ip { mac, remote: Remote::V6(addr), transport }
 }

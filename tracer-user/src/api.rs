@@ -98,7 +98,9 @@ async fn devices_handler(State(state): State<AppState>) -> Response {
     match state.ctx.reader.snapshot() {
         Ok(snapshot) => {
             let known: &dyn crate::alerts::Enricher = state.ctx.as_ref();
-            Json(Report::build(&snapshot, Some(known))).into_response()
+            let mut report = Report::build(&snapshot, Some(known));
+            add_dns_facts(&mut report, &state.ctx);
+            Json(report).into_response()
         }
         Err(err) => {
             (StatusCode::INTERNAL_SERVER_ERROR, format!("reading the counters failed: {err}\n"))
@@ -119,13 +121,33 @@ async fn remotes_handler(
     match state.ctx.remotes.snapshot() {
         Ok(snapshot) => {
             let asn = state.ctx.asn();
-            Json(crate::remotes::device_remotes(&snapshot, parsed, &query, asn.as_deref()))
+            let names = Some(state.ctx.names.as_ref());
+            Json(crate::remotes::device_remotes(&snapshot, parsed, &query, asn.as_deref(), names))
                 .into_response()
         }
         Err(err) => {
             (StatusCode::INTERNAL_SERVER_ERROR, format!("reading the remote table failed: {err}\n"))
                 .into_response()
         }
+    }
+}
+
+/// Per device: the resolvers it got answers from, and whether it talks encrypted DNS (from its
+/// remotes' ports and addresses).
+fn add_dns_facts(report: &mut Report, ctx: &Context) {
+    let mut encrypted = std::collections::HashSet::new();
+    if let Ok(remotes) = ctx.remotes.snapshot() {
+        for e in &remotes.entries {
+            if crate::domains::is_encrypted_dns(e.address(), e.port) {
+                encrypted.insert(crate::names::format_mac(e.key.mac));
+            }
+        }
+    }
+    for device in &mut report.devices {
+        if let Some(mac) = crate::config::parse_mac(&device.mac) {
+            device.resolvers = ctx.names.resolvers(mac).iter().map(ToString::to_string).collect();
+        }
+        device.encrypted_dns = encrypted.contains(&device.mac);
     }
 }
 

@@ -95,6 +95,18 @@ pub struct RunArgs {
     /// Seconds between IPFIX exports [default: 60].
     #[arg(long, value_name = "SECS")]
     pub ipfix_interval: Option<u64>,
+    /// DNS answers and TLS ClientHellos each CPU may hand to the agent per second to name
+    /// remotes; the kernel counts the rest as suppressed; 0: no names [default: 200].
+    #[arg(long, value_name = "N")]
+    pub capture_rate: Option<u32>,
+    /// (device, address) entries of learned names kept; the least recently used are evicted
+    /// [default: 4096].
+    #[arg(long, value_name = "N")]
+    pub dns_names: Option<usize>,
+    /// Seconds a learned name is kept at least, even when its DNS TTL is shorter
+    /// [default: 1800].
+    #[arg(long, value_name = "SECS")]
+    pub dns_min_hold: Option<u64>,
     /// bpffs directory where the maps are pinned, so that a reload or a restart continues the
     /// counts [default: /sys/fs/bpf/egress-tracer].
     #[arg(long, value_name = "DIR")]

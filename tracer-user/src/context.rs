@@ -25,6 +25,8 @@ pub struct Context {
     pub remote_stats: Arc<RemoteStats>,
     /// The ASN database, if `--asn` gave one (replaced whole on reload).
     pub asn: RwLock<Option<Arc<AsnDb>>>,
+    /// Names learned from DNS answers and TLS server names.
+    pub names: Arc<crate::domains::NameBook>,
     /// Database, reloads, interfaces.
     pub status: SharedStatus,
     /// The policy in force (replaced whole on reload).
@@ -94,6 +96,10 @@ impl Enricher for Context {
     fn asn(&self, address: std::net::IpAddr) -> Option<AsnInfo> {
         crate::remotes::asn_of(self.asn().as_deref(), address)
     }
+
+    fn names(&self, mac: [u8; 6], address: std::net::IpAddr) -> Option<crate::domains::Names> {
+        self.names.names(mac, address)
+    }
 }
 
 impl Context {
@@ -112,6 +118,10 @@ impl Context {
             remotes,
             remote_stats: Arc::default(),
             asn: RwLock::default(),
+            names: Arc::new(crate::domains::NameBook::new(crate::domains::BookSettings {
+                entries: std::num::NonZeroUsize::new(1024).unwrap_or(std::num::NonZeroUsize::MIN),
+                min_hold: std::time::Duration::from_secs(1800),
+            })),
             status,
             policy: RwLock::default(),
             alerts: Arc::new(AlertBook::new(settings, None)),

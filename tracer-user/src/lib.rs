@@ -16,6 +16,7 @@ pub mod clock;
 pub mod config;
 pub mod context;
 pub mod devices;
+pub mod domains;
 pub mod geo;
 pub mod geo_source;
 pub mod http_access;

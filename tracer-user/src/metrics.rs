@@ -63,6 +63,9 @@ impl Metrics {
             counters: Arc::clone(&ctx.reader),
             stats: Arc::clone(&ctx.remote_stats),
         }));
+        ours.register_collector(Box::new(crate::domains::NameCollector {
+            book: Arc::clone(&ctx.names),
+        }));
         ours.register_collector(Box::new(BuildInfo));
         Self { registry, packets, ctx, slot, scraping: std::sync::Mutex::default() }
     }
@@ -327,6 +330,17 @@ fn encode_stats(
     let suppressed = Direction::ALL
         .iter()
         .map(|d| snapshot.stat(Stat::EventsSuppressed, *d).packets)
+        .sum::<u64>();
+    ConstCounter::new(suppressed).encode(metric)?;
+    let metric = encoder.encode_descriptor(
+        "captures_suppressed",
+        "DNS answers and TLS segments the kernel did not hand to the agent for naming: over the per-CPU rate limit (--capture-rate) or the ring buffer was full (the packets are counted as usual)",
+        None,
+        MetricType::Counter,
+    )?;
+    let suppressed = Direction::ALL
+        .iter()
+        .map(|d| snapshot.stat(Stat::CapturesSuppressed, *d).packets)
         .sum::<u64>();
     ConstCounter::new(suppressed).encode(metric)?;
     for (name, help, bytes) in [

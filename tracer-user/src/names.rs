@@ -20,6 +20,53 @@ pub fn country_label(id: CountryId) -> &'static str {
     COUNTRY_CODES[usize::from(id.0 - 1)].as_str()
 }
 
+/// Untrusted bytes from the network (a DHCP hostname, a DNS or TLS name) as one printable
+/// line: valid UTF-8 is kept except `\` and `"` (escaped) and control characters (`\n`, `\r`,
+/// `\t`, `\xNN`, `\u{NNNN}`); bidi and zero-width characters become `\u{NNNN}`; invalid
+/// bytes become `\xNN`. At most `cap` characters (an escape counts as one), then `…`.
+pub fn escape_untrusted(raw: &[u8], cap: usize) -> String {
+    let mut out = String::new();
+    let mut chars = 0;
+    let mut push = |piece: &str, out: &mut String| -> bool {
+        if chars >= cap {
+            return false;
+        }
+        out.push_str(piece);
+        chars += 1;
+        true
+    };
+    for chunk in raw.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            let piece = match c {
+                '\\' => "\\\\".to_owned(),
+                '"' => "\\\"".to_owned(),
+                '\n' => "\\n".to_owned(),
+                '\r' => "\\r".to_owned(),
+                '\t' => "\\t".to_owned(),
+                c if (c as u32) < 0x80 && c.is_ascii_control() => format!("\\x{:02x}", c as u32),
+                c if c.is_control() || is_invisible(c) => format!("\\u{{{:04x}}}", c as u32),
+                c => c.to_string(),
+            };
+            if !push(&piece, &mut out) {
+                out.push('…');
+                return out;
+            }
+        }
+        for b in chunk.invalid() {
+            if !push(&format!("\\x{b:02x}"), &mut out) {
+                out.push('…');
+                return out;
+            }
+        }
+    }
+    out
+}
+
+/// Characters that reorder or hide text (bidi overrides, zero-width): shown as escapes.
+fn is_invisible(c: char) -> bool {
+    matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
+}
+
 /// Name of an IP protocol number: `icmp`, `tcp`, `udp`, ... or the number.
 pub fn protocol_name(protocol: u8) -> String {
     match protocol {

@@ -71,6 +71,13 @@ pub struct DeviceReport {
     pub download: Traffic,
     /// Per country, most bytes first.
     pub countries: Vec<CountryTraffic>,
+    /// Resolvers the device got DNS answers from, most recent first.
+    #[serde(default)]
+    pub resolvers: Vec<String>,
+    /// Whether it talks encrypted DNS (DNS over TLS/QUIC on 853, or HTTPS to a well-known DoH
+    /// endpoint): then its DNS answers are not seen and names may be missing.
+    #[serde(default)]
+    pub encrypted_dns: bool,
 }
 
 /// What the agent knows about a device besides its traffic.
@@ -178,6 +185,8 @@ impl Report {
                     upload: total(|c| c.upload),
                     download: total(|c| c.download),
                     countries,
+                    resolvers: Vec::new(),
+                    encrypted_dns: false,
                 }
             })
             .collect();

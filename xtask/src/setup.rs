@@ -38,6 +38,10 @@ pub const APT_PACKAGES: &[&str] = &[
     "iputils-ping",
     // A real IPFIX collector (nfcapd) and reader (nfdump) for the flow export tests.
     "nfdump",
+    // Real DNS servers and clients, and a TLS client and server, for the names tests.
+    "dnsmasq-base",
+    "bind9-dnsutils",
+    "openssl",
     "procps",
     "prometheus",
     "systemd",

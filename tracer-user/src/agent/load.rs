@@ -122,6 +122,7 @@ pub fn load_kernel(
     let mut kernel = Kernel::load(&options)?;
     tables.fill(&mut kernel)?;
     kernel.set_lookup(settings.lookup)?;
+    kernel.set_capture_rate(settings.capture_rate)?;
     let stats = geo.stats();
     let status = GeoStatus {
         source: geo.data().source.clone(),

@@ -90,6 +90,14 @@ impl Agent {
         if let Some(asn) = asn {
             self.ctx.set_asn(asn);
         }
+        if plan.settings.capture_rate != self.plan.settings.capture_rate
+            && let Err(err) = self.kernel.set_capture_rate(plan.settings.capture_rate)
+        {
+            self.status().reloads_failed += 1;
+            error!("writing the capture rate failed: {err:#}");
+            return;
+        }
+        self.ctx.names.set_min_hold(plan.settings.dns_min_hold);
         self.ctx
             .devices
             .write()
@@ -124,6 +132,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         None => None,
     };
     let ring = kernel.event_reader()?;
+    let capture_ring = kernel.capture_reader()?;
+    let names = Arc::new(crate::domains::NameBook::new(crate::domains::BookSettings {
+        entries: std::num::NonZeroUsize::new(settings.dns_names).unwrap_or(std::num::NonZeroUsize::MIN),
+        min_hold: settings.dns_min_hold,
+    }));
     for lan in &settings.lan {
         let attachment = kernel.attach(lan, settings.tc_attach)?;
         info!(interface = %attachment.interface, mode = ?attachment.mode, "attached");
@@ -145,14 +158,21 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         remotes: Arc::clone(&remotes),
         remote_stats: Arc::default(),
         asn: RwLock::new(asn),
+        names: Arc::clone(&names),
         status: Arc::clone(&status),
         policy: RwLock::new(Arc::new(plan.policy.clone())),
         alerts: Arc::new(AlertBook::new(alert_settings(&plan), webhook)),
         devices: RwLock::new(crate::devices::Directory::new(plan.device_sources())),
         metrics_max_pairs: settings.metrics_max_pairs.into(),
     });
-    let events =
-        alerts::spawn_reader(ring, Arc::clone(&ctx.alerts), Arc::clone(&ctx) as Enrichment)?;
+    // Read even with --capture-rate 0: a reload may turn names on.
+    let captures = Some((capture_ring, Arc::clone(&names)));
+    let events = alerts::spawn_reader(
+        ring,
+        Arc::clone(&ctx.alerts),
+        Arc::clone(&ctx) as Enrichment,
+        captures,
+    )?;
 
     let retirement = tokio::spawn(
         crate::remotes::Retirement {

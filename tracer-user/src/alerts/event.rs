@@ -25,6 +25,8 @@ pub trait Enricher: Send + Sync {
     fn so_far(&self, mac: [u8; 6], country: CountryId) -> CounterValue;
     /// The autonomous system of a remote address, if an ASN database knows it.
     fn asn(&self, address: IpAddr) -> Option<crate::remotes::AsnInfo>;
+    /// The names `mac` used for `address` (DNS, TLS), if the agent learned any.
+    fn names(&self, mac: [u8; 6], address: IpAddr) -> Option<crate::domains::Names>;
 }
 
 /// A boxed [`Enricher`], shared by the reader and the API.
@@ -56,6 +58,10 @@ pub(super) fn to_alert(event: &AlertEvent, enricher: &dyn Enricher, id: u64) -> 
             port: (event.port != 0).then_some(event.port),
             protocol: protocol_name(event.protocol),
             asn: enricher.asn(remote_address(event)),
+            names: enricher
+                .names(event.mac, remote_address(event))
+                .map(|n| n.names)
+                .unwrap_or_default(),
         }),
         country: country_label(country).to_owned(),
         country_name: country_name(country).map(str::to_owned),

@@ -46,6 +46,9 @@ pub struct RemoteEnd {
     /// Its autonomous system (number and organisation), when an ASN database knows it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub asn: Option<crate::remotes::AsnInfo>,
+    /// Domain names the device used for the address (from DNS answers and TLS server names;
+    /// escaped), most recent first.
+    pub names: Vec<String>,
 }
 
 /// What kind of record an [`Alert`] is.

@@ -32,6 +32,12 @@ pub struct AgentSection {
     pub ipfix: Option<String>,
     /// Seconds between IPFIX exports (`--ipfix-interval`).
     pub ipfix_interval: Option<u64>,
+    /// DNS/TLS captures per CPU per second; 0: no names (`--capture-rate`).
+    pub capture_rate: Option<u32>,
+    /// (device, address) name entries kept (`--dns-names`).
+    pub dns_names: Option<usize>,
+    /// Seconds a learned name is kept at least (`--dns-min-hold`).
+    pub dns_min_hold: Option<u64>,
     /// bpffs directory of the pinned maps (`--bpffs-dir`).
     pub bpffs_dir: Option<PathBuf>,
     /// Seconds between checks of the config, database and lease files (`--watch-interval`).

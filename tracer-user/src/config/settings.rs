@@ -31,6 +31,12 @@ pub struct RunSettings {
     pub ipfix: Option<String>,
     /// Time between IPFIX exports.
     pub ipfix_interval: Duration,
+    /// DNS/TLS captures per CPU per second (0: no names).
+    pub capture_rate: u32,
+    /// (device, address) name entries kept.
+    pub dns_names: usize,
+    /// Shortest time a learned name is kept.
+    pub dns_min_hold: Duration,
     /// bpffs directory of the pinned maps.
     pub bpffs_dir: PathBuf,
     /// Seconds between file checks (0: never).
@@ -117,6 +123,12 @@ impl RunSettings {
             asn,
             ipfix: args.ipfix.clone().or_else(|| agent.ipfix.clone()),
             ipfix_interval: Duration::from_secs(ipfix_interval),
+            capture_rate: args
+                .capture_rate
+                .or(agent.capture_rate)
+                .unwrap_or(tracer_common::capture::DEFAULT_CAPTURES_PER_SEC),
+            dns_names: args.dns_names.or(agent.dns_names).unwrap_or(4096).max(1),
+            dns_min_hold: Duration::from_secs(args.dns_min_hold.or(agent.dns_min_hold).unwrap_or(1800)),
             bpffs_dir: args
                 .bpffs_dir
                 .clone()
@@ -144,13 +156,14 @@ impl RunSettings {
 
     /// Checks that a reload leaves alone what only a restart can change.
     pub fn check_reloadable(&self, new: &RunSettings) -> Result<(), Unchangeable> {
-        let fixed: [(&'static str, bool); 11] = [
+        let fixed: [(&'static str, bool); 12] = [
             ("webhook", self.webhook != new.webhook),
             ("webhook_timeout_secs", self.webhook_timeout != new.webhook_timeout),
             ("lan", self.lan != new.lan),
             ("listen", self.listen != new.listen),
             ("counter_entries", self.counter_entries != new.counter_entries),
             ("remote_entries", self.remote_entries != new.remote_entries),
+            ("dns_names", self.dns_names != new.dns_names),
             ("ipfix", self.ipfix != new.ipfix),
             ("ipfix_interval", self.ipfix_interval != new.ipfix_interval),
             ("bpffs_dir", self.bpffs_dir != new.bpffs_dir),

@@ -24,49 +24,8 @@ impl Hostname {
     /// characters (`\n`, `\r`, `\t`, `\xNN`, `\u{NNNN}`); invalid bytes become `\xNN`. At most
     /// [`DISPLAY_CAP`] characters, then `…`.
     pub fn escaped(&self) -> String {
-        let mut out = String::new();
-        let mut chars = 0;
-        let mut push = |piece: &str, out: &mut String| -> bool {
-            if chars >= DISPLAY_CAP {
-                return false;
-            }
-            out.push_str(piece);
-            chars += 1;
-            true
-        };
-        for chunk in self.0.utf8_chunks() {
-            for c in chunk.valid().chars() {
-                let piece = match c {
-                    '\\' => "\\\\".to_owned(),
-                    '"' => "\\\"".to_owned(),
-                    '\n' => "\\n".to_owned(),
-                    '\r' => "\\r".to_owned(),
-                    '\t' => "\\t".to_owned(),
-                    c if (c as u32) < 0x80 && c.is_ascii_control() => {
-                        format!("\\x{:02x}", c as u32)
-                    }
-                    c if c.is_control() || is_invisible(c) => format!("\\u{{{:04x}}}", c as u32),
-                    c => c.to_string(),
-                };
-                if !push(&piece, &mut out) {
-                    out.push('…');
-                    return out;
-                }
-            }
-            for b in chunk.invalid() {
-                if !push(&format!("\\x{b:02x}"), &mut out) {
-                    out.push('…');
-                    return out;
-                }
-            }
-        }
-        out
+        crate::names::escape_untrusted(&self.0, DISPLAY_CAP)
     }
-}
-
-/// Characters that reorder or hide text (bidi overrides, zero-width): shown as escapes.
-fn is_invisible(c: char) -> bool {
-    matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
 }
 
 impl std::fmt::Display for Hostname {

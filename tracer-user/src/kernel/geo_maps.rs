@@ -87,12 +87,24 @@ impl Kernel {
 
     /// Selects the lookup structures the programs use.
     pub fn set_lookup(&mut self, lookup: Lookup) -> Result<(), KernelError> {
-        let mut map: Array<_, Settings> =
-            Array::try_from(self.map_mut(SETTINGS_MAP)?).map_err(map_err(SETTINGS_MAP))?;
         let lookup = match lookup {
             Lookup::Table => lookup_mode::TABLE,
             Lookup::Lpm => lookup_mode::LPM,
         };
-        map.set(0, Settings { lookup, reserved: 0 }, 0).map_err(map_err(SETTINGS_MAP))
+        self.update_settings(|s| s.lookup = lookup)
+    }
+
+    /// How many DNS answers and TLS segments each CPU may hand to the agent per second (0:
+    /// none; see `tracer_common::capture`).
+    pub fn set_capture_rate(&mut self, per_sec: u32) -> Result<(), KernelError> {
+        self.update_settings(|s| s.captures_per_sec = per_sec)
+    }
+
+    fn update_settings(&mut self, change: impl FnOnce(&mut Settings)) -> Result<(), KernelError> {
+        let mut map: Array<_, Settings> =
+            Array::try_from(self.map_mut(SETTINGS_MAP)?).map_err(map_err(SETTINGS_MAP))?;
+        let mut settings = map.get(&0, 0).map_err(map_err(SETTINGS_MAP))?;
+        change(&mut settings);
+        map.set(0, settings, 0).map_err(map_err(SETTINGS_MAP))
     }
 }

@@ -13,6 +13,7 @@ use tracer_common::{
         PROFILES_MAP,
     },
     remotes::{DEFAULT_REMOTE_ENTRIES, REMOTE_SPILL_MAP, REMOTES_MAP},
+    capture::{CAPTURE_BUDGET_MAP, CAPTURES_MAP},
 };
 
 use super::{EBPF_OBJECT, GeoMapSizes, KernelError, attach::Attached, programs};
@@ -49,7 +50,9 @@ impl Default for LoadOptions {
 /// The maps that carry state worth keeping: pinned when a pin directory is given, so that a
 /// reload or a restart continues the counts, keeps enforcing the policy while no agent runs,
 /// and reads the same alert events.
-pub const PINNED_MAPS: [&str; 10] = [
+pub const PINNED_MAPS: [&str; 12] = [
+    CAPTURES_MAP,
+    CAPTURE_BUDGET_MAP,
     COUNTERS_MAP,
     STATS_MAP,
     REMOTES_MAP,

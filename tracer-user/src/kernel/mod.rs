@@ -22,6 +22,7 @@ pub use policy_maps::EventLimits;
 pub use readback::KernelGeo;
 pub use remotes::{
     DeviceSpill, RemoteEntry, RemoteReader, RemoteSnapshot, RemoteTraffic, Retired, address_of,
+    address_of_bytes,
 };
 
 /// The eBPF object built by `build.rs` (aya-build) for this machine's endianness.

@@ -66,4 +66,10 @@ impl Kernel {
     pub fn event_reader(&mut self) -> Result<RingBuf<MapData>, KernelError> {
         RingBuf::try_from(self.take_map(EVENTS_MAP)?).map_err(map_err(EVENTS_MAP))
     }
+
+    /// Takes the ring buffer of DNS answers and TLS segments (pinned: shared across reloads).
+    pub fn capture_reader(&mut self) -> Result<RingBuf<MapData>, KernelError> {
+        let name = tracer_common::capture::CAPTURES_MAP;
+        RingBuf::try_from(self.take_map(name)?).map_err(map_err(name))
+    }
 }

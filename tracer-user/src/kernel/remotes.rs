@@ -75,11 +75,16 @@ impl RemoteEntry {
 
 /// The address in a [`RemoteKey`].
 pub fn address_of(key: &RemoteKey) -> std::net::IpAddr {
-    if key.family == 4 {
-        let [a, b, c, d, ..] = key.addr;
+    address_of_bytes(key.family, key.addr)
+}
+
+/// An address as the programs write it: family 4 or 6, IPv4 in the first 4 bytes.
+pub fn address_of_bytes(family: u8, addr: [u8; 16]) -> std::net::IpAddr {
+    if family == 4 {
+        let [a, b, c, d, ..] = addr;
         std::net::Ipv4Addr::new(a, b, c, d).into()
     } else {
-        std::net::Ipv6Addr::from(key.addr).into()
+        std::net::Ipv6Addr::from(addr).into()
     }
 }
 

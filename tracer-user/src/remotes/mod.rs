@@ -20,6 +20,7 @@ pub use retire::{RemoteStats, Retirement, flow_records};
 use crate::{
     asn::AsnDb,
     clock::wall_time,
+    domains::NameBook,
     kernel::{RemoteEntry, RemoteSnapshot, RemoteTraffic},
     names::{country_label, format_mac, protocol_name},
     report::Traffic,
@@ -92,9 +93,12 @@ pub struct RemoteReport {
     pub country: String,
     /// Its autonomous system, when an ASN database knows it.
     pub asn: Option<AsnInfo>,
-    /// Domain names the device used for it (filled from DNS and TLS where the agent learns
-    /// them; empty otherwise).
+    /// Domain names the device used for it (DNS question names and TLS server names, most
+    /// recent first; escaped); empty when the agent has not seen any.
     pub names: Vec<String>,
+    /// The CNAME chain of the latest DNS answer, from the asked name to the address's owner.
+    #[serde(default)]
+    pub canonical: Vec<String>,
     /// IP protocol of the first packet: `tcp`, `udp`, `icmp`, ...
     pub protocol: String,
     /// Remote port of the first packet (TCP, UDP, SCTP), `null` otherwise.
@@ -141,14 +145,16 @@ pub fn asn_of(asn: Option<&AsnDb>, address: IpAddr) -> Option<AsnInfo> {
     Some(AsnInfo { number: found.number, org: found.org.to_owned() })
 }
 
-fn report(entry: &RemoteEntry, asn: Option<&AsnDb>) -> RemoteReport {
+fn report(entry: &RemoteEntry, asn: Option<&AsnDb>, names: Option<&NameBook>) -> RemoteReport {
     let totals = Totals::of(&entry.traffic);
     let address = entry.address();
+    let learned = names.and_then(|n| n.names(entry.key.mac, address)).unwrap_or_default();
     RemoteReport {
         address,
         country: country_label(CountryId(entry.country)).to_owned(),
         asn: asn_of(asn, address),
-        names: Vec::new(),
+        names: learned.names,
+        canonical: learned.canonical,
         protocol: protocol_name(entry.protocol),
         port: (entry.port != 0).then_some(entry.port),
         upload: totals.upload,
@@ -165,6 +171,7 @@ pub fn device_remotes(
     mac: [u8; 6],
     query: &Query,
     asn: Option<&AsnDb>,
+    names: Option<&NameBook>,
 ) -> DeviceRemotes {
     let country = query.country.as_deref().map(str::to_ascii_uppercase);
     let mut mine: Vec<&RemoteEntry> = snapshot
@@ -183,7 +190,7 @@ pub fn device_remotes(
     let spill = snapshot.spill.get(&mac).copied().unwrap_or_default();
     DeviceRemotes {
         mac: format_mac(mac),
-        remotes: mine.into_iter().take(limit).map(|e| report(e, asn)).collect(),
+        remotes: mine.into_iter().take(limit).map(|e| report(e, asn, names)).collect(),
         total,
         expired: Totals::of(&spill.expired),
         overflow: Totals::of(&spill.overflow),
@@ -315,17 +322,17 @@ mod tests {
         spill.expired[1] = CounterValue { packets: 4, bytes: 400 };
         snapshot.spill.insert([2, 0, 0, 0, 0, 1], spill);
         let mac = [2, 0, 0, 0, 0, 1];
-        let view = device_remotes(&snapshot, mac, &Query::default(), None);
+        let view = device_remotes(&snapshot, mac, &Query::default(), None, None);
         assert_eq!(view.total, 2);
         assert_eq!(view.remotes[0].address.to_string(), "36.110.0.2");
         assert_eq!(view.remotes[0].blocked, Traffic { packets: 2, bytes: 20 });
         assert_eq!(view.remotes[0].protocol, "icmp");
         assert_eq!(view.expired.download, Traffic { packets: 4, bytes: 400 });
         let limited =
-            device_remotes(&snapshot, mac, &Query { limit: Some(1), country: None }, None);
+            device_remotes(&snapshot, mac, &Query { limit: Some(1), country: None }, None, None);
         assert_eq!((limited.total, limited.remotes.len()), (2, 1));
         let other = Query { limit: None, country: Some("us".into()) };
-        assert_eq!(device_remotes(&snapshot, mac, &other, None).total, 0);
+        assert_eq!(device_remotes(&snapshot, mac, &other, None, None).total, 0);
         let totals = device_totals(&snapshot, mac);
         assert_eq!(totals.upload, Traffic { packets: 2, bytes: 400 });
         assert_eq!(totals.download, Traffic { packets: 4, bytes: 400 });

@@ -151,6 +151,11 @@ impl Agent {
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
     }
 
+    /// The agent's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The namespace the agent runs in.
     pub fn netns(&self) -> &std::path::Path {
         &self.netns

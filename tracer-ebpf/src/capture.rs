@@ -1,0 +1,160 @@
+//! Handing DNS answers and TLS ClientHellos to the agent (see `tracer_common::capture`). The
+//! programs only copy bytes; the agent parses them.
+
+use aya_ebpf::{
+    helpers::{bpf_ktime_get_ns, bpf_skb_load_bytes},
+    programs::TcContext,
+};
+use tracer_common::capture::{CAPTURE_DATA, Capture, CaptureHeader, kind};
+
+use crate::{
+    maps::{CAPTURE_BUDGET, CAPTURES, SETTINGS},
+    parse::{Remote, Transport, bytes},
+};
+
+const TCP: u8 = 6;
+const UDP: u8 = 17;
+const NS_PER_SEC: u64 = 1_000_000_000;
+
+/// What [`dns_answer`] and [`tls_segment`] did.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Captured {
+    /// Not a payload to capture (or names are off).
+    No,
+    /// Handed to the agent.
+    Sent,
+    /// Refused by the per-CPU budget or a full ring buffer (the caller counts it).
+    Suppressed,
+}
+
+/// The remote port, the local port, the TCP sequence number, and where the payload starts, of
+/// a TCP or UDP packet; `remote_first` says whether the remote's port comes first (download).
+#[inline(always)]
+fn ports(ctx: &TcContext, t: Transport, remote_first: bool) -> Option<(u16, u16, u32, usize)> {
+    let hdr = bytes::<14>(ctx, t.offset)?;
+    let sport = u16::from_be_bytes([hdr[0], hdr[1]]);
+    let dport = u16::from_be_bytes([hdr[2], hdr[3]]);
+    let (remote, local) = if remote_first { (sport, dport) } else { (dport, sport) };
+    if t.protocol == UDP {
+        return Some((remote, local, 0, t.offset + 8));
+    }
+    let seq = u32::from_be_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]);
+    let data_offset = usize::from(hdr[12] >> 4) * 4;
+    Some((remote, local, seq, t.offset + data_offset))
+}
+
+/// A DNS message travelling to the device (UDP or TCP source port 53): handed to the agent.
+/// Anything else costs one port comparison. Runs before the "local destination" shortcut, so
+/// the gateway's own resolver is seen too.
+#[inline(always)]
+pub fn dns_answer(ctx: &TcContext, mac: &[u8; 6], remote: &Remote, t: Transport) -> Captured {
+    if t.offset == 0 || (t.protocol != UDP && t.protocol != TCP) {
+        return Captured::No;
+    }
+    let Some(sport) = bytes::<2>(ctx, t.offset) else { return Captured::No };
+    if sport != [0, 53] {
+        return Captured::No;
+    }
+    send(ctx, kind::DNS, mac, remote, t, true)
+}
+
+/// A TCP segment with payload from the device to a TLS port (the caller checked the port and
+/// the per-remote count): handed to the agent.
+#[inline(always)]
+pub fn tls_segment(ctx: &TcContext, mac: &[u8; 6], remote: &Remote, t: Transport) -> Captured {
+    send(ctx, kind::TLS, mac, remote, t, false)
+}
+
+/// Copies the payload into a ring-buffer entry, within this CPU's budget. A BPF subprogram
+/// of its own, so its stack is not added to the counting path's.
+#[inline(never)]
+fn send(
+    ctx: &TcContext,
+    what: u8,
+    mac: &[u8; 6],
+    remote: &Remote,
+    t: Transport,
+    remote_first: bool,
+) -> Captured {
+    let per_sec = match SETTINGS.get(0) {
+        Some(s) if s.captures_per_sec != 0 => s.captures_per_sec,
+        _ => return Captured::No,
+    };
+    let Some((remote_port, local_port, seq, start)) = ports(ctx, t, remote_first) else {
+        return Captured::No;
+    };
+    // The IP header's length, but never beyond the frame (a forged length).
+    let frame = ctx.len() as usize;
+    let end = if t.end < frame { t.end } else { frame };
+    if end <= start {
+        return Captured::No; // no payload (a bare ACK, a SYN)
+    }
+    let orig_len = end - start;
+    // SAFETY: the kernel's clock helper has no preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if !take_budget(now, per_sec) {
+        return Captured::Suppressed;
+    }
+    let Some(mut entry) = CAPTURES.reserve::<Capture>(0) else {
+        return Captured::Suppressed;
+    };
+    let (family, addr) = remote.family_and_bytes();
+    let mut len = if orig_len > CAPTURE_DATA { CAPTURE_DATA } else { orig_len };
+    // For the verifier: a length it can see is between 1 and the buffer's size.
+    len &= 0x7ff;
+    if len == 0 || len > CAPTURE_DATA {
+        entry.discard(0);
+        return Captured::No;
+    }
+    let p = entry.as_mut_ptr();
+    // SAFETY: `p` points at a reserved, writable `Capture`; the copy writes at most `len` (<=
+    // CAPTURE_DATA) bytes into its data array.
+    let copied = unsafe {
+        (*p).header = CaptureHeader {
+            time_ns: now,
+            addr,
+            mac: *mac,
+            kind: what,
+            family,
+            remote_port,
+            local_port,
+            seq,
+            len: len as u16,
+            orig_len: if orig_len > 0xffff { 0xffff } else { orig_len as u16 },
+            protocol: t.protocol,
+            reserved: [0; 3],
+        };
+        bpf_skb_load_bytes(
+            ctx.skb.skb.cast(),
+            start as u32,
+            (&raw mut (*p).data).cast(),
+            len as u32,
+        )
+    };
+    if copied != 0 {
+        entry.discard(0);
+        return Captured::No;
+    }
+    entry.submit(0);
+    Captured::Sent
+}
+
+/// Takes one capture from this CPU's budget for the current second.
+#[inline(always)]
+fn take_budget(now: u64, per_sec: u32) -> bool {
+    let Some(budget) = CAPTURE_BUDGET.get_ptr_mut(0) else {
+        return false;
+    };
+    // SAFETY: this CPU's own entry; per-CPU maps need no atomics.
+    unsafe {
+        if now.wrapping_sub((*budget).window_start) >= NS_PER_SEC {
+            (*budget).window_start = now;
+            (*budget).sent = 0;
+        }
+        if (*budget).sent >= u64::from(per_sec) {
+            return false;
+        }
+        (*budget).sent += 1;
+    }
+    true
+}
