@@ -31,13 +31,15 @@ pub enum Captured {
 /// a TCP or UDP packet; `remote_first` says whether the remote's port comes first (download).
 #[inline(always)]
 fn ports(ctx: &TcContext, t: Transport, remote_first: bool) -> Option<(u16, u16, u32, usize)> {
-    let hdr = bytes::<14>(ctx, t.offset)?;
-    let sport = u16::from_be_bytes([hdr[0], hdr[1]]);
-    let dport = u16::from_be_bytes([hdr[2], hdr[3]]);
+    // A UDP header is 8 bytes (a datagram may carry fewer than 6 more); TCP's at least 20.
+    let udp = bytes::<8>(ctx, t.offset)?;
+    let sport = u16::from_be_bytes([udp[0], udp[1]]);
+    let dport = u16::from_be_bytes([udp[2], udp[3]]);
     let (remote, local) = if remote_first { (sport, dport) } else { (dport, sport) };
     if t.protocol == UDP {
         return Some((remote, local, 0, t.offset + 8));
     }
+    let hdr = bytes::<14>(ctx, t.offset)?;
     let seq = u32::from_be_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]);
     let data_offset = usize::from(hdr[12] >> 4) * 4;
     Some((remote, local, seq, t.offset + data_offset))
@@ -55,27 +57,30 @@ pub fn dns_answer(ctx: &TcContext, mac: &[u8; 6], remote: &Remote, t: Transport)
     if sport != [0, 53] {
         return Captured::No;
     }
-    send(ctx, kind::DNS, mac, remote, t, true)
+    send(ctx, &Request { what: kind::DNS, mac, remote, t, remote_first: true })
 }
 
 /// A TCP segment with payload from the device to a TLS port (the caller checked the port and
 /// the per-remote count): handed to the agent.
 #[inline(always)]
 pub fn tls_segment(ctx: &TcContext, mac: &[u8; 6], remote: &Remote, t: Transport) -> Captured {
-    send(ctx, kind::TLS, mac, remote, t, false)
+    send(ctx, &Request { what: kind::TLS, mac, remote, t, remote_first: false })
+}
+
+/// What [`send`] copies (one argument: BPF subprograms take at most five).
+struct Request<'a> {
+    what: u8,
+    mac: &'a [u8; 6],
+    remote: &'a Remote,
+    t: Transport,
+    remote_first: bool,
 }
 
 /// Copies the payload into a ring-buffer entry, within this CPU's budget. A BPF subprogram
 /// of its own, so its stack is not added to the counting path's.
 #[inline(never)]
-fn send(
-    ctx: &TcContext,
-    what: u8,
-    mac: &[u8; 6],
-    remote: &Remote,
-    t: Transport,
-    remote_first: bool,
-) -> Captured {
+fn send(ctx: &TcContext, r: &Request<'_>) -> Captured {
+    let (what, mac, remote, t, remote_first) = (r.what, r.mac, r.remote, r.t, r.remote_first);
     let per_sec = match SETTINGS.get(0) {
         Some(s) if s.captures_per_sec != 0 => s.captures_per_sec,
         _ => return Captured::No,
@@ -99,9 +104,10 @@ fn send(
         return Captured::Suppressed;
     };
     let (family, addr) = remote.family_and_bytes();
-    let mut len = if orig_len > CAPTURE_DATA { CAPTURE_DATA } else { orig_len };
-    // For the verifier: a length it can see is between 1 and the buffer's size.
-    len &= 0x7ff;
+    let len = if orig_len > CAPTURE_DATA { CAPTURE_DATA } else { orig_len };
+    // For the verifier: a length it can see is between 1 and the buffer's size. The value
+    // goes through black_box so that LLVM, which knows the bounds already, keeps the checks.
+    let len = core::hint::black_box(len) & 0x7ff;
     if len == 0 || len > CAPTURE_DATA {
         entry.discard(0);
         return Captured::No;

@@ -16,7 +16,7 @@ use tracer_common::{
 use crate::{
     capture::{self, Captured},
     classify::country_of,
-    maps::{COUNTERS, REMOTE_SPILL, REMOTES, STATS},
+    maps::{COUNTERS, REMOTE_SCRATCH, REMOTE_SPILL, REMOTES, STATS},
     parse::{Parsed, Remote, Transport, parse, remote_port},
     policy::{self, Reported, Violation},
 };
@@ -76,7 +76,9 @@ pub fn account(ctx: &TcContext, direction: Direction) -> i32 {
                 if add_remote(&mac, &remote, country, &packet) {
                     match capture::tls_segment(ctx, &mac, &remote, transport) {
                         Captured::Sent => tls_captured(&mac, &remote),
-                        Captured::Suppressed => add_stat(Stat::CapturesSuppressed, direction, &EVENT),
+                        Captured::Suppressed => {
+                            add_stat(Stat::CapturesSuppressed, direction, &EVENT)
+                        }
                         Captured::No => {}
                     }
                 }
@@ -165,18 +167,29 @@ fn add_remote(mac: &[u8; 6], remote: &Remote, country: CountryId, p: &Packet<'_>
     if let Some(slot) = REMOTES.get_ptr_mut(key) {
         return seen(slot, index, now, p);
     }
-    let mut fresh = RemoteValue {
-        first_seen_ns: now,
-        last_seen_ns: now,
-        country: country.0,
-        port: remote_port(p.ctx, p.transport, p.direction),
-        protocol: p.transport.protocol,
-        direction: p.direction as u8,
-        ..RemoteValue::default()
+    // The new value is built in a per-CPU scratch slot, not on the stack (the verifier's 512
+    // bytes are shared by the whole call chain).
+    let Some(fresh) = REMOTE_SCRATCH.get_ptr_mut(0) else {
+        add_spill(mac, index, p);
+        return false;
     };
-    fresh.traffic[index] = p.value;
+    let port = remote_port(p.ctx, p.transport, p.direction);
+    // SAFETY: this CPU's scratch slot; nothing else runs on this CPU meanwhile.
+    let fresh = unsafe {
+        *fresh = RemoteValue {
+            first_seen_ns: now,
+            last_seen_ns: now,
+            country: country.0,
+            port,
+            protocol: p.transport.protocol,
+            direction: p.direction as u8,
+            ..RemoteValue::default()
+        };
+        (*fresh).traffic[index] = p.value;
+        &*fresh
+    };
     match REMOTES.insert(key, fresh, BPF_NOEXIST as u64) {
-        Ok(()) => return tls_port(p, fresh.port, 0),
+        Ok(()) => return tls_port(p, port, 0),
         Err(e) if e == -EEXIST => {
             if let Some(slot) = REMOTES.get_ptr_mut(key) {
                 return seen(slot, index, now, p);

@@ -7,8 +7,8 @@ use aya_ebpf::{
 };
 use tracer_common::{
     CounterValue, Ipv6LpmKey, Settings, Stat, TrafficKey, TrafficValue,
-    geo_table::{Block, ROOT_BLOCKS},
     capture::CAPTURES_BYTES,
+    geo_table::{Block, ROOT_BLOCKS},
     maps::{DEFAULT_COUNTER_ENTRIES, PLACEHOLDER_GEO_ENTRIES},
     policy::{
         ALERTED_ENTRIES, AlertKey, EVENTS_BYTES, EventBudget, MAX_POLICY_DEVICES, MAX_PROFILES,
@@ -30,6 +30,10 @@ pub static COUNTERS: PerCpuHashMap<TrafficKey, TrafficValue> =
 #[map]
 pub static REMOTES: PerCpuHashMap<RemoteKey, RemoteValue> =
     PerCpuHashMap::with_max_entries(DEFAULT_REMOTE_ENTRIES, BPF_F_NO_PREALLOC);
+
+/// Where a new [`REMOTES`] value is built (per CPU, off the stack).
+#[map]
+pub static REMOTE_SCRATCH: PerCpuArray<RemoteValue> = PerCpuArray::with_max_entries(1, 0);
 
 /// Per device: remote traffic that overflowed [`REMOTES`], and what the agent retired.
 #[map]

@@ -147,11 +147,8 @@ fn parse_ipv4(ctx: &TcContext, offset: usize, direction: Direction, mac: [u8; 6]
     let remote = Remote::V4([hdr[at], hdr[at + 1], hdr[at + 2], hdr[at + 3]]);
     let first_fragment = u16::from_be_bytes([hdr[6], hdr[7]]) & 0x1fff == 0;
     let end = offset + usize::from(u16::from_be_bytes([hdr[2], hdr[3]]));
-    let transport = Transport {
-        protocol: hdr[9],
-        offset: if first_fragment { offset + ihl } else { 0 },
-        end,
-    };
+    let transport =
+        Transport { protocol: hdr[9], offset: if first_fragment { offset + ihl } else { 0 }, end };
     Parsed::Ip { mac, remote, transport }
 }
 

@@ -76,10 +76,25 @@ const TRAFFIC: &[(usize, &str, u32)] = &[
     (0, "8.8.8.8", 1),
     (1, "193.0.0.1", 2),
     (1, "2001:4860:4860::8888", 1),
+    // The phone's vendor cloud: resolved through the gateway's resolver (see VENDOR_CLOUD).
+    (1, "36.110.0.1", 2),
     (2, "240e::1", 2),
     (2, "45.0.0.1", 1),
     (3, "8.8.8.8", 2),
 ];
+
+/// The name the phone resolves before uploading to CN, as the gateway's dnsmasq answers it.
+const VENDOR_CLOUD: &str = "api.io.mi.com";
+
+/// A child process killed on drop (the demo's resolver).
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
 
 struct AgentProcess(Child);
 
@@ -140,6 +155,31 @@ pub fn run(ready: &Ready, args: &DemoArgs) -> anyhow::Result<()> {
     tracer_lab::forward(&listen, &gw, "127.0.0.1:9977")?;
     std::thread::sleep(Duration::from_secs(2));
     lab.warm_up()?;
+    // The gateway's own resolver, as on a home router: it knows the phone's vendor cloud.
+    let pid_file = files.join("dnsmasq.pid");
+    let dns = lab
+        .spawn_in(
+            &lab.gateway(),
+            &[
+                "dnsmasq",
+                "--no-daemon",
+                "--conf-file=/dev/null",
+                "--no-resolv",
+                "--no-hosts",
+                "--bind-interfaces",
+                "--user=root",
+                "--listen-address=10.77.0.1",
+                "--log-facility=/dev/null",
+                &format!("--pid-file={}", pid_file.display()),
+                &format!("--host-record={VENDOR_CLOUD},36.110.0.1"),
+            ],
+        )
+        .map(Killed)
+        .context("starting dnsmasq on the gateway (setup installs dnsmasq-base)")?;
+    std::thread::sleep(Duration::from_millis(300));
+    let phone = &lab.devices()[1];
+    let answer = lab.exec(&phone.netns, &["dig", "+short", "@10.77.0.1", VENDOR_CLOUD])?;
+    println!("phone: dig {VENDOR_CLOUD} @10.77.0.1 -> {}", answer.trim());
     println!("\nscrape it:  curl -s http://{listen}/metrics | grep ^egress_tracer_bytes");
     println!("alerts:     curl -s http://{listen}/api/v1/alerts   (and one JSON line each below)");
     println!("web page:   http://{listen}/");
@@ -154,6 +194,7 @@ pub fn run(ready: &Ready, args: &DemoArgs) -> anyhow::Result<()> {
         }
         std::thread::sleep(Duration::from_millis(500));
     }
+    drop(dns);
     let metrics =
         http_get(&listen, "/metrics").context("scraping the agent through the port forward")?;
     let counted = sum_of(&metrics, "egress_tracer_bytes_total{");

@@ -85,11 +85,16 @@ fn remote_line(r: &Value) -> String {
 fn alert_line(a: &Value) -> String {
     let device = a["device"]["name"].as_str().or(a["device"]["mac"].as_str()).unwrap_or("?");
     let remote = a["remote"]["address"].as_str().unwrap_or("?");
+    let country = a["country"].as_str().unwrap_or("?");
     let action = if a["blocked"].as_bool() == Some(true) { "dropped" } else { "alerted" };
+    // "phone -> api.io.mi.com (36.110.0.1, CN)" when the agent learned the name.
+    let target = match a["remote"]["names"].as_array().and_then(|n| n.first()?.as_str()) {
+        Some(name) => format!("{name} ({remote}, {country})"),
+        None => format!("{remote} ({country})"),
+    };
     format!(
-        "{} {device} -> {remote} ({}), {action}: {}",
+        "{} {device} -> {target}, {action}: {}",
         a["time"].as_str().unwrap_or(""),
-        a["country"].as_str().unwrap_or("?"),
         a["rule"].as_str().unwrap_or("")
     )
 }
@@ -119,5 +124,11 @@ mod tests {
         assert!(story.contains("BLOCKED: 3 packets dropped"), "{story}");
         assert!(story.contains("-> US United States  sent 1 pkts / 98 B"), "{story}");
         assert!(story.contains("living-room-tv -> 36.110.0.1 (CN), dropped"), "{story}");
+        let named = json!({"alerts": [{"kind": "violation", "time": "t",
+            "device": {"mac": "02:00:00:00:00:02", "name": "phone"},
+            "remote": {"address": "36.110.0.1", "names": ["api.io.mi.com"]}, "country": "CN",
+            "blocked": false, "rule": "r"}]});
+        let story = super::tell(&devices, &named, &|_| None);
+        assert!(story.contains("phone -> api.io.mi.com (36.110.0.1, CN), alerted"), "{story}");
     }
 }

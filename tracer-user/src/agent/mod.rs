@@ -134,7 +134,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let ring = kernel.event_reader()?;
     let capture_ring = kernel.capture_reader()?;
     let names = Arc::new(crate::domains::NameBook::new(crate::domains::BookSettings {
-        entries: std::num::NonZeroUsize::new(settings.dns_names).unwrap_or(std::num::NonZeroUsize::MIN),
+        entries: std::num::NonZeroUsize::new(settings.dns_names)
+            .unwrap_or(std::num::NonZeroUsize::MIN),
         min_hold: settings.dns_min_hold,
     }));
     for lan in &settings.lan {

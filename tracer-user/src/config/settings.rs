@@ -128,7 +128,9 @@ impl RunSettings {
                 .or(agent.capture_rate)
                 .unwrap_or(tracer_common::capture::DEFAULT_CAPTURES_PER_SEC),
             dns_names: args.dns_names.or(agent.dns_names).unwrap_or(4096).max(1),
-            dns_min_hold: Duration::from_secs(args.dns_min_hold.or(agent.dns_min_hold).unwrap_or(1800)),
+            dns_min_hold: Duration::from_secs(
+                args.dns_min_hold.or(agent.dns_min_hold).unwrap_or(1800),
+            ),
             bpffs_dir: args
                 .bpffs_dir
                 .clone()

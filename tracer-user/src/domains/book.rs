@@ -75,7 +75,8 @@ pub struct NameStats {
 }
 
 /// Labels of [`NameStats::dns`].
-pub const DNS_RESULTS: [&str; 5] = ["answer", "no_address", "not_response", "malformed", "truncated"];
+pub const DNS_RESULTS: [&str; 5] =
+    ["answer", "no_address", "not_response", "malformed", "truncated"];
 /// Labels of [`NameStats::tls`].
 pub const TLS_RESULTS: [&str; 5] = ["sni", "no_sni", "partial", "not_hello", "dropped_partial"];
 
@@ -143,10 +144,10 @@ impl NameBook {
             inner.names.pop(&(mac, address));
             return None;
         }
-        let escape = |n: &Box<[u8]>| crate::names::escape_untrusted(n, MAX_NAME);
+        let escape = |n: &[u8]| crate::names::escape_untrusted(n, MAX_NAME);
         Some(Names {
-            names: entry.names.iter().map(escape).collect(),
-            canonical: entry.canonical.iter().map(escape).collect(),
+            names: entry.names.iter().map(|n| escape(n)).collect(),
+            canonical: entry.canonical.iter().map(|n| escape(n)).collect(),
         })
     }
 
@@ -181,8 +182,20 @@ impl NameBook {
                     remember_resolver(&mut inner, header.mac, remote);
                     for r in resolved {
                         let hold = Duration::from_secs(u64::from(r.ttl)).max(inner.min_hold);
-                        let canonical = r.canonical.iter().take(CANONICAL_PER_ADDRESS).map(|c| bounded(c)).collect();
-                        self.learn(&mut inner, header.mac, r.address, &r.asked, Some(canonical), hold);
+                        let canonical = r
+                            .canonical
+                            .iter()
+                            .take(CANONICAL_PER_ADDRESS)
+                            .map(|c| bounded(c))
+                            .collect();
+                        self.learn(
+                            &mut inner,
+                            header.mac,
+                            r.address,
+                            &r.asked,
+                            Some(canonical),
+                            hold,
+                        );
                     }
                 } else if matches!(outcome, Some(dns::Outcome::NoAddress)) {
                     remember_resolver(&mut self.lock(), header.mac, remote);

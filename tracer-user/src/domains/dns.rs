@@ -79,7 +79,8 @@ pub fn parse(message: &[u8]) -> Outcome {
             _ => break,
         }
     }
-    let owners: Vec<&[u8]> = std::iter::once(asked.as_slice()).chain(chain.iter().map(Vec::as_slice)).collect();
+    let owners: Vec<&[u8]> =
+        std::iter::once(asked.as_slice()).chain(chain.iter().map(Vec::as_slice)).collect();
     let resolved: Vec<Resolved> = message
         .answers
         .iter()
@@ -90,7 +91,12 @@ pub fn parse(message: &[u8]) -> Outcome {
                 RData::AAAA(a) => IpAddr::V6(a.0),
                 _ => return None,
             };
-            Some(Resolved { address, asked: asked.clone(), canonical: chain.clone(), ttl: ttl.min(r.ttl) })
+            Some(Resolved {
+                address,
+                asked: asked.clone(),
+                canonical: chain.clone(),
+                ttl: ttl.min(r.ttl),
+            })
         })
         .collect();
     if resolved.is_empty() { Outcome::NoAddress } else { Outcome::Answer(resolved) }
@@ -132,16 +138,35 @@ mod tests {
     #[test]
     fn follows_the_cname_chain_to_the_addresses() {
         let bytes = answer(vec![
-            Record::from_rdata(name("api.io.mi.com."), 300, RData::CNAME(rdata::CNAME(name("api.mi.cdn.example.")))),
-            Record::from_rdata(name("api.mi.cdn.example."), 60, RData::CNAME(rdata::CNAME(name("edge7.cdn.example.")))),
-            Record::from_rdata(name("edge7.cdn.example."), 120, RData::A(rdata::A("36.110.0.7".parse().unwrap()))),
-            Record::from_rdata(name("unrelated.example."), 120, RData::A(rdata::A("36.110.0.8".parse().unwrap()))),
+            Record::from_rdata(
+                name("api.io.mi.com."),
+                300,
+                RData::CNAME(rdata::CNAME(name("api.mi.cdn.example."))),
+            ),
+            Record::from_rdata(
+                name("api.mi.cdn.example."),
+                60,
+                RData::CNAME(rdata::CNAME(name("edge7.cdn.example."))),
+            ),
+            Record::from_rdata(
+                name("edge7.cdn.example."),
+                120,
+                RData::A(rdata::A("36.110.0.7".parse().unwrap())),
+            ),
+            Record::from_rdata(
+                name("unrelated.example."),
+                120,
+                RData::A(rdata::A("36.110.0.8".parse().unwrap())),
+            ),
         ]);
         let Outcome::Answer(got) = parse(&bytes) else { panic!("{:?}", parse(&bytes)) };
         assert_eq!(got.len(), 1, "only the chain's addresses: {got:?}");
         assert_eq!(got[0].address.to_string(), "36.110.0.7");
         assert_eq!(got[0].asked, b"api.io.mi.com");
-        assert_eq!(got[0].canonical, vec![b"api.mi.cdn.example".to_vec(), b"edge7.cdn.example".to_vec()]);
+        assert_eq!(
+            got[0].canonical,
+            vec![b"api.mi.cdn.example".to_vec(), b"edge7.cdn.example".to_vec()]
+        );
         assert_eq!(got[0].ttl, 60);
         let mut tcp = (bytes.len() as u16).to_be_bytes().to_vec();
         tcp.extend(&bytes);
@@ -152,8 +177,16 @@ mod tests {
     #[test]
     fn a_cname_loop_stops() {
         let bytes = answer(vec![
-            Record::from_rdata(name("api.io.mi.com."), 300, RData::CNAME(rdata::CNAME(name("b.example.")))),
-            Record::from_rdata(name("b.example."), 300, RData::CNAME(rdata::CNAME(name("api.io.mi.com.")))),
+            Record::from_rdata(
+                name("api.io.mi.com."),
+                300,
+                RData::CNAME(rdata::CNAME(name("b.example."))),
+            ),
+            Record::from_rdata(
+                name("b.example."),
+                300,
+                RData::CNAME(rdata::CNAME(name("api.io.mi.com."))),
+            ),
         ]);
         assert_eq!(parse(&bytes), Outcome::NoAddress);
     }

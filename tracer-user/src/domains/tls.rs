@@ -118,6 +118,7 @@ impl Reassembly {
     }
 
     /// Partial ClientHellos waiting.
+    #[cfg(test)]
     pub fn pending(&self) -> usize {
         self.partial.len()
     }
@@ -159,7 +160,14 @@ pub(crate) mod tests {
     }
 
     fn seg(seq: u32, data: &[u8]) -> Segment<'_> {
-        Segment { mac: [2, 0, 0, 0, 0, 1], remote: "36.110.0.1".parse().unwrap(), local_port: 40000, seq, data, cut: false }
+        Segment {
+            mac: [2, 0, 0, 0, 0, 1],
+            remote: "36.110.0.1".parse().unwrap(),
+            local_port: 40000,
+            seq,
+            data,
+            cut: false,
+        }
     }
 
     #[test]

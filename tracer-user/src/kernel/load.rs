@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use aya::{Ebpf, EbpfLoader, programs::SchedClassifier};
 use tracer_common::{
+    capture::{CAPTURE_BUDGET_MAP, CAPTURES_MAP},
     maps::{
         COUNTERS_MAP, DEFAULT_COUNTER_ENTRIES, GEO_V4_LPM_MAP, GEO_V4_TABLE_MAP, GEO_V6_LPM_MAP,
         GEO_V6_TABLE_MAP, STATS_MAP,
@@ -13,7 +14,6 @@ use tracer_common::{
         PROFILES_MAP,
     },
     remotes::{DEFAULT_REMOTE_ENTRIES, REMOTE_SPILL_MAP, REMOTES_MAP},
-    capture::{CAPTURE_BUDGET_MAP, CAPTURES_MAP},
 };
 
 use super::{EBPF_OBJECT, GeoMapSizes, KernelError, attach::Attached, programs};

@@ -221,7 +221,10 @@ impl Agent {
 
 impl Drop for Agent {
     fn drop(&mut self) {
-        self.signal(nix::sys::signal::Signal::SIGTERM);
+        // Not `signal`: the agent may have exited already (a failed start), and a panic here
+        // would abort the test binary and leak its lab.
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
