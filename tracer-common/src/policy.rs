@@ -91,7 +91,14 @@ pub struct PolicySettings {
     pub rearm_secs: u32,
     /// Entries in [`DEVICE_PROFILE_MAP`]; zero lets the programs skip that lookup.
     pub devices: u32,
+    /// Non-zero: send a [`NEW_PAIR`] event whenever a (device, country) counter entry is
+    /// created (learning mode), within the same per-CPU budget as alerts.
+    pub new_pairs: u32,
 }
+
+/// [`AlertEvent::action`] of an event that says a (device, country) counter entry was just
+/// created: the device's first packet to that country (not a policy decision).
+pub const NEW_PAIR: u8 = 0x80;
 
 /// Key of [`ALERTED_MAP`]: a device and a remote address.
 #[repr(C)]
@@ -144,7 +151,7 @@ pub struct AlertEvent {
 }
 
 const _: () = assert!(core::mem::size_of::<Profile>() == PROFILE_ENTRIES);
-const _: () = assert!(core::mem::size_of::<PolicySettings>() == 16);
+const _: () = assert!(core::mem::size_of::<PolicySettings>() == 20);
 const _: () = assert!(core::mem::size_of::<AlertKey>() == 24);
 const _: () = assert!(core::mem::size_of::<EventBudget>() == 16);
 const _: () = assert!(core::mem::size_of::<AlertEvent>() == 40);

@@ -69,7 +69,14 @@ pub fn account(ctx: &TcContext, direction: Direction) -> i32 {
                 verdict: if blocked { verdict::BLOCKED } else { verdict::PASSED },
                 reserved: 0,
             };
-            if add_counter(&key, direction, &value) {
+            let counted = add_counter(&key, direction, &value);
+            if counted == Counted::Created {
+                let pair = Violation { ctx, mac, remote: &remote, transport, country, direction, action };
+                if policy::new_pair(&pair) == Reported::Suppressed {
+                    add_stat(Stat::EventsSuppressed, direction, &EVENT);
+                }
+            }
+            if counted != Counted::Overflow {
                 // Computed here, where the direction is the program's constant.
                 let index = traffic_index(key.verdict, direction as u8);
                 let packet = Packet { ctx, transport, direction, index, value };
@@ -110,32 +117,43 @@ fn add_stat(stat: Stat, direction: Direction, value: &CounterValue) {
     }
 }
 
-/// Adds the packet to its (device, country, verdict) entry; `false` if it went to
-/// [`Stat::Overflow`] instead (the map is full).
+/// Where [`add_counter`] put a packet.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Counted {
+    /// In the (device, country, verdict) entry, which existed.
+    Existing,
+    /// In a new entry: the first packet of that (device, country, verdict).
+    Created,
+    /// In [`Stat::Overflow`]: the map is full.
+    Overflow,
+}
+
+/// Adds the packet to its (device, country, verdict) entry, or to [`Stat::Overflow`] when the
+/// map is full.
 #[inline(always)]
-fn add_counter(key: &TrafficKey, direction: Direction, value: &CounterValue) -> bool {
+fn add_counter(key: &TrafficKey, direction: Direction, value: &CounterValue) -> Counted {
     let d = direction as usize & 1;
     if let Some(slot) = COUNTERS.get_ptr_mut(key) {
         // SAFETY: `slot` is this CPU's value of the entry.
         add(unsafe { &raw mut (*slot).directions[d] }, value);
-        return true;
+        return Counted::Existing;
     }
     let mut fresh = TrafficValue::default();
     fresh.directions[d] = *value;
     match COUNTERS.insert(key, fresh, BPF_NOEXIST as u64) {
-        Ok(()) => return true,
+        Ok(()) => return Counted::Created,
         // Another CPU created the entry between our lookup and insert.
         Err(e) if e == -EEXIST => {
             if let Some(slot) = COUNTERS.get_ptr_mut(key) {
                 // SAFETY: as above.
                 add(unsafe { &raw mut (*slot).directions[d] }, value);
-                return true;
+                return Counted::Existing;
             }
         }
         Err(_) => {}
     }
     add_stat(Stat::Overflow, direction, value);
-    false
+    Counted::Overflow
 }
 
 /// A counted packet, as the remote table needs it.

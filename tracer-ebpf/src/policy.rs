@@ -102,6 +102,40 @@ pub fn report(v: &Violation<'_>, settings: &PolicySettings) -> Reported {
     Reported::Sent
 }
 
+/// Tells the agent that `mac` just sent (or received) its first packet to `country`: the
+/// (device, country) counter entry was created. Learning mode only; within the alert budget.
+#[inline(never)]
+pub fn new_pair(v: &Violation<'_>) -> Reported {
+    let Some(settings) = POLICY_SETTINGS.get(0) else { return Reported::Sent };
+    if settings.new_pairs == 0 {
+        return Reported::Sent;
+    }
+    // SAFETY: the kernel's clock helper has no preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if !take_budget(now, settings.events_per_sec) {
+        return Reported::Suppressed;
+    }
+    let Some(mut entry) = EVENTS.reserve::<AlertEvent>(0) else {
+        return Reported::Suppressed;
+    };
+    let (family, addr) = v.remote.family_and_bytes();
+    let len = v.ctx.len();
+    entry.write(AlertEvent {
+        time_ns: now,
+        addr,
+        mac: v.mac,
+        country: v.country.0,
+        port: remote_port(v.ctx, v.transport, v.direction),
+        direction: v.direction as u8,
+        family,
+        protocol: v.transport.protocol,
+        action: tracer_common::policy::NEW_PAIR,
+        len: if len > 0xffff { 0xffff } else { len as u16 },
+    });
+    entry.submit(0);
+    Reported::Sent
+}
+
 /// Takes one event from this CPU's budget for the current second.
 #[inline(always)]
 fn take_budget(now: u64, per_sec: u32) -> bool {

@@ -157,7 +157,8 @@ fn main() -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("{}", e.reason))?
         .kernel()?;
     let no_policy = tracer_user::policy::Policy::default().kernel()?;
-    let limits = tracer_user::kernel::EventLimits { per_second: 100, rearm_secs: 3600 };
+    let limits =
+        tracer_user::kernel::EventLimits { per_second: 100, rearm_secs: 3600, new_pairs: false };
     let mut ratios = Vec::new();
     let mut policy_ratios = Vec::new();
     for (name, frame) in &cases {

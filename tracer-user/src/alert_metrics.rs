@@ -69,6 +69,50 @@ impl Collector for AlertCollector {
             let labels = [("mac", mac.as_str()), ("country", country_label(CountryId(v.country)))];
             ConstCounter::new(v.count).encode(metric.encode_family(&labels)?)?;
         }
+        let mut metric = encoder.encode_descriptor(
+            "alerts",
+            "Alerts raised, by kind: violation, summary, new_country, new_device, volume",
+            None,
+            MetricType::Counter,
+        )?;
+        for (kind, n) in crate::alerts::AlertKind::ALL.iter().zip(self.ctx.alerts.by_kind()) {
+            ConstCounter::new(n).encode(metric.encode_family(&[("kind", kind.as_str())])?)?;
+        }
+        if let Some(learner) = self.ctx.learner.get() {
+            let (learning, countries, devices) = learner.sizes();
+            for (name, help, v) in [
+                ("learning_devices", "Devices still in their learning window", learning),
+                ("baseline_devices", "Devices in the learned baseline", devices),
+                ("baseline_countries", "(device, country) pairs in the learned baselines", countries),
+            ] {
+                let metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+                ConstGauge::new(v as i64).encode(metric)?;
+            }
+            let metric = encoder.encode_descriptor(
+                "baseline_devices_refused",
+                "MACs not learned because the baseline holds its maximum of devices",
+                None,
+                MetricType::Counter,
+            )?;
+            ConstCounter::new(learner.stats.refused_devices.load(Ordering::Relaxed)).encode(metric)?;
+        }
+        if let Some(am) = self.ctx.alerts.alertmanager() {
+            let mut metric = encoder.encode_descriptor(
+                "alertmanager_alerts",
+                "Alerts pushed to Alertmanager, by result: delivered, failed (after retries) or dropped (queue full)",
+                None,
+                MetricType::Counter,
+            )?;
+            let stats = am.stats();
+            for (result, n) in [
+                ("delivered", &stats.delivered),
+                ("failed", &stats.failed),
+                ("dropped", &stats.dropped),
+            ] {
+                ConstCounter::new(n.load(Ordering::Relaxed))
+                    .encode(metric.encode_family(&[("result", result)])?)?;
+            }
+        }
         if let Some(webhook) = self.ctx.alerts.webhook() {
             let mut metric = encoder.encode_descriptor(
                 "webhook_alerts",

@@ -25,6 +25,9 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The agent's shared state.
     pub ctx: Arc<Context>,
+    /// Whether changing requests (approving countries) are served: the API has credentials or
+    /// listens on loopback only.
+    pub writable: bool,
 }
 
 /// The body of `GET /healthz`.
@@ -58,6 +61,8 @@ pub async fn serve(
         .route("/api/v1/devices", get(devices_handler))
         .route("/api/v1/devices/{mac}/remotes", get(remotes_handler))
         .route("/api/v1/alerts", get(alerts_handler))
+        .route("/api/v1/baseline", get(baseline_handler))
+        .route("/api/v1/baseline/approve", axum::routing::post(approve_handler))
         .route("/healthz", get(health_handler))
         .route("/", get(page_handler))
         .with_state(state);
@@ -149,6 +154,45 @@ fn add_dns_facts(report: &mut Report, ctx: &Context) {
         }
         device.encrypted_dns = encrypted.contains(&device.mac);
     }
+}
+
+async fn baseline_handler(State(state): State<AppState>) -> Response {
+    match state.ctx.learner.get() {
+        Some(learner) => Json(learner.view()).into_response(),
+        None => (StatusCode::NOT_FOUND, "learning mode is off (--learn-for)\n").into_response(),
+    }
+}
+
+/// The body of `POST /api/v1/baseline/approve`.
+#[derive(Debug, Deserialize)]
+struct Approve {
+    mac: String,
+    countries: Vec<String>,
+}
+
+/// Approves countries for a device. Only when the API has credentials, or serves loopback
+/// alone (then only processes on the gateway can call it).
+async fn approve_handler(State(state): State<AppState>, Json(body): Json<Approve>) -> Response {
+    if !state.writable {
+        return (
+            StatusCode::FORBIDDEN,
+            "approving needs an API with credentials (--auth-token-file or --basic-auth-file) \
+             or a loopback --listen\n",
+        )
+            .into_response();
+    }
+    let Some(learner) = state.ctx.learner.get() else {
+        return (StatusCode::NOT_FOUND, "learning mode is off (--learn-for)\n").into_response();
+    };
+    let Some(mac) = crate::config::parse_mac(&body.mac) else {
+        return (StatusCode::BAD_REQUEST, "not a MAC address (aa:bb:cc:dd:ee:ff)\n").into_response();
+    };
+    if body.countries.is_empty() || body.countries.len() > 300 {
+        return (StatusCode::BAD_REQUEST, "give 1 to 300 countries\n").into_response();
+    }
+    let was_new = learner.approve(mac, &body.countries);
+    Json(serde_json::json!({"mac": crate::names::format_mac(mac), "approved": body.countries, "were_new": was_new}))
+        .into_response()
 }
 
 /// The body of `GET /api/v1/alerts`.

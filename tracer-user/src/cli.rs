@@ -34,6 +34,8 @@ pub enum Command {
     Reset(ResetArgs),
     /// Show a running agent's per-device, per-country table (from its API).
     Status(StatusArgs),
+    /// Show what learning mode learned per device; approve new countries; propose a policy.
+    Baseline(BaselineArgs),
     /// Show the country (and whether it is local) of addresses, as the kernel would decide.
     Lookup(LookupArgs),
     /// Describe the geo database: source, build date, prefix counts, kernel memory.
@@ -107,6 +109,22 @@ pub struct RunArgs {
     /// [default: 1800].
     #[arg(long, value_name = "SECS")]
     pub dns_min_hold: Option<u64>,
+    /// Learning mode: each device's first DURATION (e.g. 7d, 3s) forms its baseline of
+    /// countries; afterwards a country outside it raises a `new_country` alert, and a MAC seen
+    /// for the first time after the network's first DURATION a `new_device` alert.
+    #[arg(long, value_name = "DURATION")]
+    pub learn_for: Option<humantime::Duration>,
+    /// Directory of the state that must survive restarts (the learned baseline)
+    /// [default: /var/lib/egress-tracer].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Alert when a device uploads more than SIZE to REGIONS within WINDOW, e.g. CN:10MB/1h or
+    /// any:1GB/1d; repeatable (also `[[volume]]` in the config).
+    #[arg(long = "upload-alert", value_name = "REGIONS:SIZE/WINDOW")]
+    pub upload_alert: Vec<String>,
+    /// Push every alert to this Alertmanager (base URL; `POST /api/v2/alerts`).
+    #[arg(long, value_name = "URL")]
+    pub alertmanager: Option<String>,
     /// bpffs directory where the maps are pinned, so that a reload or a restart continues the
     /// counts [default: /sys/fs/bpf/egress-tracer].
     #[arg(long, value_name = "DIR")]
@@ -241,9 +259,9 @@ pub struct GeoCompileArgs {
 /// `egress-tracer status`.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// Base URL of the running agent.
-    #[arg(long, default_value = "http://127.0.0.1:9977")]
-    pub url: String,
+    /// The agent to ask.
+    #[command(flatten)]
+    pub api: ApiClientArgs,
     /// Print the agent's JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -254,17 +272,25 @@ pub struct StatusArgs {
     /// With --device: at most this many remotes, most bytes first [default: 50].
     #[arg(long, value_name = "N", requires = "device")]
     pub limit: Option<usize>,
+}
+
+/// How the command line reaches a running agent's API.
+#[derive(Debug, Args)]
+pub struct ApiClientArgs {
+    /// Base URL of the running agent.
+    #[arg(long, default_value = "http://127.0.0.1:9977", global = true)]
+    pub url: String,
     /// File holding the agent's bearer token.
-    #[arg(long, value_name = "FILE", conflicts_with = "user")]
+    #[arg(long, value_name = "FILE", conflicts_with = "user", global = true)]
     pub token_file: Option<PathBuf>,
     /// User name for basic auth (with --password-file).
-    #[arg(long, requires = "password_file")]
+    #[arg(long, requires = "password_file", global = true)]
     pub user: Option<String>,
     /// File holding the basic-auth password (one line).
-    #[arg(long, value_name = "FILE", requires = "user")]
+    #[arg(long, value_name = "FILE", requires = "user", global = true)]
     pub password_file: Option<PathBuf>,
     /// PEM CA certificate(s) to trust for an https:// --url (e.g. the agent's self-signed one).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", global = true)]
     pub cacert: Option<PathBuf>,
 }
 
@@ -274,4 +300,35 @@ pub struct ResetArgs {
     /// bpffs directory the agent pins its counters in (as given to `run`).
     #[arg(long, value_name = "DIR", default_value = "/sys/fs/bpf/egress-tracer")]
     pub bpffs_dir: PathBuf,
+}
+
+/// `egress-tracer baseline`.
+#[derive(Debug, Args)]
+pub struct BaselineArgs {
+    /// What to do (default: show the baseline).
+    #[command(subcommand)]
+    pub action: Option<BaselineAction>,
+    /// The agent to ask.
+    #[command(flatten)]
+    pub api: ApiClientArgs,
+    /// Print the agent's JSON instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// `egress-tracer baseline ...`.
+#[derive(Debug, Subcommand)]
+pub enum BaselineAction {
+    /// Approve countries for a device: they stop being new (`POST /api/v1/baseline/approve`).
+    Approve {
+        /// The device, `aa:bb:cc:dd:ee:ff`.
+        #[arg(value_name = "MAC")]
+        mac: String,
+        /// ISO country codes (or `unknown`).
+        #[arg(required = true, value_name = "CC")]
+        countries: Vec<String>,
+    },
+    /// Print a `[[device]]` policy per device, in TOML, from its baseline and approvals:
+    /// ready to paste into the configuration file.
+    Propose,
 }

@@ -27,6 +27,8 @@ pub struct Context {
     pub asn: RwLock<Option<Arc<AsnDb>>>,
     /// Names learned from DNS answers and TLS server names.
     pub names: Arc<crate::domains::NameBook>,
+    /// Learning mode, when on (set once at start).
+    pub learner: std::sync::OnceLock<Arc<crate::learning::Learner>>,
     /// Database, reloads, interfaces.
     pub status: SharedStatus,
     /// The policy in force (replaced whole on reload).
@@ -100,6 +102,10 @@ impl Enricher for Context {
     fn names(&self, mac: [u8; 6], address: std::net::IpAddr) -> Option<crate::domains::Names> {
         self.names.names(mac, address)
     }
+
+    fn new_since(&self, mac: [u8; 6], country: CountryId) -> Option<String> {
+        self.learner.get()?.new_since(mac, country)
+    }
 }
 
 impl Context {
@@ -124,7 +130,8 @@ impl Context {
             })),
             status,
             policy: RwLock::default(),
-            alerts: Arc::new(AlertBook::new(settings, None)),
+            alerts: Arc::new(AlertBook::new(settings, None, None)),
+            learner: std::sync::OnceLock::new(),
             devices: RwLock::default(),
             metrics_max_pairs: std::sync::atomic::AtomicUsize::new(0),
         }

@@ -23,6 +23,7 @@ fn main() -> std::process::ExitCode {
         Command::CheckConfig(args) => tracer_user::config::check_command(&args.file),
         Command::Reset(args) => tracer_user::agent::reset(&args),
         Command::Status(args) => tracer_user::status_cmd::run(&args),
+        Command::Baseline(args) => tracer_user::baseline_cmd::run(&args),
         Command::Lookup(args) => tracer_user::lookup::run(&args),
         Command::GeoInfo(args) => tracer_user::lookup::geo_info(&args),
         Command::GeoCompile(args) => tracer_user::geo_source::compile_to_file(&args),

@@ -51,6 +51,10 @@ pub struct CountryTraffic {
     /// The rule behind [`Self::policy`].
     #[serde(default)]
     pub rule: Option<String>,
+    /// Learning mode: the country is outside the device's baseline, new since this time (RFC
+    /// 3339), until approved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_since: Option<String>,
 }
 
 fn allow() -> String {
@@ -161,6 +165,7 @@ impl Report {
                                 .map_or("allow", |d| d.action.as_str())
                                 .to_owned(),
                             rule: decision.map(|d| d.rule),
+                            new_since: known.and_then(|k| k.new_since(mac, id)),
                         }
                     })
                     .collect();

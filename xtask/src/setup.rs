@@ -44,6 +44,8 @@ pub const APT_PACKAGES: &[&str] = &[
     "openssl",
     "procps",
     "prometheus",
+    // A real Alertmanager receiving the agent's pushed alerts.
+    "prometheus-alertmanager",
     "systemd",
     "tar",
     "util-linux",

@@ -69,6 +69,7 @@ impl Plan {
         let limits = EventLimits {
             per_second: self.settings.events_per_second,
             rearm_secs: self.settings.event_rearm_secs,
+            new_pairs: self.settings.learning.is_some(),
         };
         kernel.write_policy(&self.kernel_policy, limits)?;
         info!(

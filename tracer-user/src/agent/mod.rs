@@ -154,6 +154,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         Some(url) => Some(Webhook::start(url.clone(), settings.webhook_timeout)?),
         None => None,
     };
+    let alertmanager = match &settings.alertmanager {
+        Some(url) => Some(crate::alerts::Alertmanager::start(url, settings.webhook_timeout)?),
+        None => None,
+    };
     let ctx = Arc::new(Context {
         reader: Arc::clone(&reader),
         remotes: Arc::clone(&remotes),
@@ -162,10 +166,26 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         names: Arc::clone(&names),
         status: Arc::clone(&status),
         policy: RwLock::new(Arc::new(plan.policy.clone())),
-        alerts: Arc::new(AlertBook::new(alert_settings(&plan), webhook)),
+        alerts: Arc::new(AlertBook::new(alert_settings(&plan), webhook, alertmanager)),
+        learner: std::sync::OnceLock::new(),
         devices: RwLock::new(crate::devices::Directory::new(plan.device_sources())),
         metrics_max_pairs: settings.metrics_max_pairs.into(),
     });
+    let learner = settings.learning.map(|period| {
+        let learner = Arc::new(crate::learning::Learner::start(
+            settings.state_dir.clone(),
+            period,
+            Arc::clone(&ctx.alerts),
+            Arc::clone(&ctx) as Enrichment,
+        ));
+        let _ = ctx.learner.set(Arc::clone(&learner));
+        learner
+    });
+    let volume = crate::learning::volume::VolumeWatch::new(
+        settings.volumes.clone(),
+        Arc::clone(&ctx.alerts),
+        Arc::clone(&ctx) as Enrichment,
+    );
     // Read even with --capture-rate 0: a reload may turn names on.
     let captures = Some((capture_ring, Arc::clone(&names)));
     let events = alerts::spawn_reader(
@@ -173,6 +193,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         Arc::clone(&ctx.alerts),
         Arc::clone(&ctx) as Enrichment,
         captures,
+        learner.clone().map(|l| l as Arc<dyn crate::alerts::PairSink>),
     )?;
 
     let retirement = tokio::spawn(
@@ -192,7 +213,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("listening on {}", settings.listen))?;
-    let state = api::AppState { metrics, ctx: Arc::clone(&ctx) };
+    let writable = settings.access.authenticated()
+        || crate::http_access::is_loopback(settings.listen);
+    let state = api::AppState { metrics, ctx: Arc::clone(&ctx), writable };
     let security = settings.access.load()?;
     security.log(listener.local_addr()?);
     let server = tokio::spawn(api::serve(listener, state, security));
@@ -209,6 +232,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let watch = Duration::from_secs(watch_interval.max(1));
     let mut watcher = tokio::time::interval_at(tokio::time::Instant::now() + watch, watch);
     let mut alert_tick = tokio::time::interval(Duration::from_millis(500));
+    // Learning: catch the pairs no event reported and save the baseline if it changed (a
+    // SIGKILL loses at most this long of changes).
+    let mut learn_tick = tokio::time::interval(Duration::from_secs(2));
+    let mut volume_tick = tokio::time::interval(crate::learning::volume::CHECK_EVERY);
     let mut agent = Agent { args, plan, lan_prefixes, kernel, ctx };
     let mut watched = watch::Watched::new(&agent.args, &agent.plan.settings);
     let heartbeat = crate::service::spawn_watchdog();
@@ -230,11 +257,25 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 }
             }
             _ = alert_tick.tick() => { agent.ctx.alerts.tick(); heartbeat.beat() }
+            _ = learn_tick.tick(), if learner.is_some() => {
+                if let (Some(learner), Ok(snapshot)) = (&learner, agent.ctx.reader.snapshot()) {
+                    learner.reconcile(&snapshot);
+                    learner.save();
+                }
+            }
+            _ = volume_tick.tick(), if !volume.is_empty() => {
+                if let Ok(snapshot) = agent.ctx.reader.snapshot() {
+                    volume.check(&snapshot);
+                }
+            }
             _ = sigusr1.recv() => print_table(&agent.ctx),
             _ = ticker.tick(), if interval > 0 => print_table(&agent.ctx),
         }
     }
     crate::service::stopping();
+    if let Some(learner) = &learner {
+        learner.save();
+    }
     server.abort();
     events.abort();
     retirement.abort();

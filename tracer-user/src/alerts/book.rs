@@ -9,7 +9,7 @@ use std::{
 
 use tracer_common::policy::AlertEvent;
 
-use super::{Alert, AlertKind, Enricher, Webhook, event, rfc3339};
+use super::{Alert, AlertKind, Alertmanager, Enricher, Webhook, event, rfc3339};
 
 /// How alerts are kept and repeated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,6 +43,7 @@ struct Window {
 #[derive(Debug, Default)]
 struct State {
     next_id: u64,
+    by_kind: [u64; AlertKind::ALL.len()],
     recent: VecDeque<Alert>,
     violations: BTreeMap<([u8; 6], u16), u64>,
     windows: HashMap<([u8; 6], u16), Window>,
@@ -54,6 +55,7 @@ pub struct AlertBook {
     settings: Mutex<AlertSettings>,
     state: Mutex<State>,
     webhook: Option<Webhook>,
+    alertmanager: Option<Alertmanager>,
 }
 
 /// Addresses a summary lists at most.
@@ -61,8 +63,31 @@ const SUMMARY_ADDRESSES: usize = 8;
 
 impl AlertBook {
     /// An empty book delivering to stdout and, if given, a webhook.
-    pub fn new(settings: AlertSettings, webhook: Option<Webhook>) -> Self {
-        Self { settings: Mutex::new(settings), state: Mutex::default(), webhook }
+    pub fn new(
+        settings: AlertSettings,
+        webhook: Option<Webhook>,
+        alertmanager: Option<Alertmanager>,
+    ) -> Self {
+        Self { settings: Mutex::new(settings), state: Mutex::default(), webhook, alertmanager }
+    }
+
+    /// The Alertmanager client's delivery counts, if one is configured.
+    pub fn alertmanager(&self) -> Option<&Alertmanager> {
+        self.alertmanager.as_ref()
+    }
+
+    /// Raises an alert the agent decided on (learning, volume): `build` gets its id.
+    pub fn raise(&self, build: impl FnOnce(u64) -> Alert) {
+        let settings = self.settings();
+        let mut state = self.state();
+        state.next_id += 1;
+        let alert = build(state.next_id);
+        self.record(&mut state, alert, settings);
+    }
+
+    /// Alerts raised so far, per kind (in [`AlertKind::ALL`] order).
+    pub fn by_kind(&self) -> [u64; AlertKind::ALL.len()] {
+        self.state().by_kind
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -148,6 +173,14 @@ impl AlertBook {
     }
 
     fn record(&self, state: &mut State, alert: Alert, settings: AlertSettings) {
+        if let Some(i) = AlertKind::ALL.iter().position(|k| *k == alert.kind) {
+            state.by_kind[i] += 1;
+        }
+        if let Some(am) = &self.alertmanager
+            && alert.kind != AlertKind::Summary
+        {
+            am.push(&alert, settings.suppress);
+        }
         match serde_json::to_string(&alert) {
             Ok(line) => {
                 use std::io::Write as _;

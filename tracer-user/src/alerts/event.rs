@@ -27,6 +27,10 @@ pub trait Enricher: Send + Sync {
     fn asn(&self, address: IpAddr) -> Option<crate::remotes::AsnInfo>;
     /// The names `mac` used for `address` (DNS, TLS), if the agent learned any.
     fn names(&self, mac: [u8; 6], address: IpAddr) -> Option<crate::domains::Names>;
+    /// Learning mode: since when `country` is new for `mac` (RFC 3339), until approved.
+    fn new_since(&self, _mac: [u8; 6], _country: CountryId) -> Option<String> {
+        None
+    }
 }
 
 /// A boxed [`Enricher`], shared by the reader and the API.
@@ -42,6 +46,24 @@ pub(super) fn remote_address(event: &AlertEvent) -> IpAddr {
     }
 }
 
+/// The remote end of an event, with what the agent knows of it (organisation, names).
+pub fn remote_end(event: &AlertEvent, enricher: &dyn Enricher) -> RemoteEnd {
+    let address = remote_address(event);
+    RemoteEnd {
+        address,
+        port: (event.port != 0).then_some(event.port),
+        protocol: protocol_name(event.protocol),
+        asn: enricher.asn(address),
+        names: enricher.names(event.mac, address).map(|n| n.names).unwrap_or_default(),
+    }
+}
+
+/// Where the kernel's `NEW_PAIR` events go (learning mode).
+pub trait PairSink: Send + Sync {
+    /// A (device, country) counter entry was just created.
+    fn new_pair(&self, event: &AlertEvent);
+}
+
 /// Builds the alert for `event`.
 pub(super) fn to_alert(event: &AlertEvent, enricher: &dyn Enricher, id: u64) -> Alert {
     let country = CountryId(event.country);
@@ -53,16 +75,7 @@ pub(super) fn to_alert(event: &AlertEvent, enricher: &dyn Enricher, id: u64) -> 
         kind: AlertKind::Violation,
         time: rfc3339(wall_time(event.time_ns)),
         device: enricher.device_now(event.mac),
-        remote: Some(RemoteEnd {
-            address: remote_address(event),
-            port: (event.port != 0).then_some(event.port),
-            protocol: protocol_name(event.protocol),
-            asn: enricher.asn(remote_address(event)),
-            names: enricher
-                .names(event.mac, remote_address(event))
-                .map(|n| n.names)
-                .unwrap_or_default(),
-        }),
+        remote: Some(remote_end(event, enricher)),
         country: country_label(country).to_owned(),
         country_name: country_name(country).map(str::to_owned),
         rule: decision.rule,
@@ -74,5 +87,6 @@ pub(super) fn to_alert(event: &AlertEvent, enricher: &dyn Enricher, id: u64) -> 
         repeats: None,
         repeat_addresses: None,
         window_secs: None,
+        upload_bytes: None,
     }
 }

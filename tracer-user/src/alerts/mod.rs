@@ -2,6 +2,7 @@
 //! remote end, the country and the rule that failed; repeats summarised; delivered as a JSON
 //! line on stdout, to a webhook, and to the API's recent list.
 
+mod alertmanager;
 mod book;
 mod event;
 mod reader;
@@ -11,8 +12,9 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
+pub use alertmanager::Alertmanager;
 pub use book::{AlertBook, AlertSettings, Violation};
-pub use event::{Enricher, Enrichment};
+pub use event::{Enricher, Enrichment, PairSink, remote_end};
 pub use reader::spawn_reader;
 pub use webhook::{Webhook, WebhookStats};
 
@@ -59,6 +61,29 @@ pub enum AlertKind {
     Violation,
     /// The end of a suppression window in which repeats were not reported one by one.
     Summary,
+    /// Learning mode: a device reached a country outside its learned baseline.
+    NewCountry,
+    /// Learning mode: a MAC seen for the first time after the network's learning period.
+    NewDevice,
+    /// A device uploaded more than a `--upload-alert` rule allows within its window.
+    Volume,
+}
+
+impl AlertKind {
+    /// The label used in metrics and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Violation => "violation",
+            Self::Summary => "summary",
+            Self::NewCountry => "new_country",
+            Self::NewDevice => "new_device",
+            Self::Volume => "volume",
+        }
+    }
+
+    /// Every kind, for metrics.
+    pub const ALL: [Self; 5] =
+        [Self::Violation, Self::Summary, Self::NewCountry, Self::NewDevice, Self::Volume];
 }
 
 /// One alert.
@@ -97,9 +122,13 @@ pub struct Alert {
     /// Summary: up to 8 of the repeats' remote addresses.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub repeat_addresses: Option<Vec<IpAddr>>,
-    /// Summary: the window's length in seconds.
+    /// Summary and volume: the window's length in seconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub window_secs: Option<u64>,
+    /// Volume: bytes the device uploaded to the rule's regions within the window (from the
+    /// kernel counters).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upload_bytes: Option<u64>,
 }
 
 /// RFC 3339 text of a wall-clock time, in UTC with milliseconds.

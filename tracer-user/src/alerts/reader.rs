@@ -45,6 +45,7 @@ pub fn spawn_reader(
     book: Arc<AlertBook>,
     enricher: Enrichment,
     captures: Option<(RingBuf<MapData>, Arc<NameBook>)>,
+    pairs: Option<Arc<dyn super::PairSink>>,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let mut fd = register(ring)?;
     let mut captures = match captures {
@@ -92,6 +93,12 @@ pub fn spawn_reader(
                 // plain integers, and read unaligned.
                 let event = unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<AlertEvent>()) };
                 drop(item);
+                if event.action == tracer_common::policy::NEW_PAIR {
+                    if let Some(pairs) = &pairs {
+                        pairs.new_pair(&event);
+                    }
+                    continue;
+                }
                 book.handle(&event, enricher.as_ref());
             }
             guard.clear_ready();

@@ -3,6 +3,7 @@
 
 mod sections;
 mod settings;
+mod volume;
 
 use std::{collections::BTreeMap, path::Path};
 
@@ -11,6 +12,7 @@ use toml::Spanned;
 
 pub use sections::{AgentSection, AlertsSection, DeviceSection, GroupSection, parse_mac};
 pub use settings::{RunSettings, Unchangeable};
+pub use volume::{VolumeRule, VolumeSection, parse_size};
 
 use crate::{policy::Rules, regions::Regions};
 
@@ -36,6 +38,20 @@ pub struct Config {
     /// Devices with a name, a group and possibly their own policy (`[[device]]`).
     #[serde(default, rename = "device")]
     pub devices: Vec<DeviceSection>,
+    /// Learning mode (`[learning]`).
+    #[serde(default)]
+    pub learning: LearningSection,
+    /// Upload-volume alerts (`[[volume]]`).
+    #[serde(default, rename = "volume")]
+    pub volumes: Vec<VolumeSection>,
+}
+
+/// `[learning]`: learn what each device reaches, then alert on what is new.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LearningSection {
+    /// Each device's learning window (`--learn-for`), e.g. `"7d"`.
+    pub period: Option<Spanned<String>>,
 }
 
 /// A configuration that cannot be used, with where and why.
@@ -99,6 +115,14 @@ impl Config {
         })?;
         crate::policy::Policy::compile(&config, &regions, false)
             .map_err(|e| invalid(e.span.start, e.reason))?;
+        for section in &config.volumes {
+            VolumeRule::compile(section, &regions).map_err(|e| invalid(e.span.start, e.reason))?;
+        }
+        if let Some(period) = &config.learning.period {
+            humantime::parse_duration(period.get_ref()).map_err(|e| {
+                invalid(period.span().start, format!("{:?} is not a duration like 7d: {e}", period.get_ref()))
+            })?;
+        }
         Ok(config)
     }
 

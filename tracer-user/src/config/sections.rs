@@ -38,6 +38,8 @@ pub struct AgentSection {
     pub dns_names: Option<usize>,
     /// Seconds a learned name is kept at least (`--dns-min-hold`).
     pub dns_min_hold: Option<u64>,
+    /// Where state that must survive restarts is kept: the learned baseline (`--state-dir`).
+    pub state_dir: Option<PathBuf>,
     /// bpffs directory of the pinned maps (`--bpffs-dir`).
     pub bpffs_dir: Option<PathBuf>,
     /// Seconds between checks of the config, database and lease files (`--watch-interval`).
@@ -83,6 +85,8 @@ pub struct AlertsSection {
     pub webhook: Option<String>,
     /// Seconds a webhook request may take (`--webhook-timeout-secs`).
     pub webhook_timeout_secs: Option<u64>,
+    /// Alertmanager base URL every alert is pushed to (`--alertmanager`).
+    pub alertmanager: Option<String>,
 }
 
 crate::policy::with_rules! {

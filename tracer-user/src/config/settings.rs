@@ -37,6 +37,14 @@ pub struct RunSettings {
     pub dns_names: usize,
     /// Shortest time a learned name is kept.
     pub dns_min_hold: Duration,
+    /// Learning window per device (None: learning off).
+    pub learning: Option<Duration>,
+    /// Directory of the persistent state.
+    pub state_dir: PathBuf,
+    /// Upload-volume alert rules.
+    pub volumes: Vec<super::VolumeRule>,
+    /// Alertmanager base URL.
+    pub alertmanager: Option<String>,
     /// bpffs directory of the pinned maps.
     pub bpffs_dir: PathBuf,
     /// Seconds between file checks (0: never).
@@ -65,6 +73,25 @@ pub struct RunSettings {
     pub webhook_timeout: Duration,
     /// API authentication and TLS.
     pub access: crate::http_access::ApiAccess,
+}
+
+/// The volume rules of the command line and the configuration file, compiled.
+fn volume_rules(args: &RunArgs, config: &Config) -> anyhow::Result<Vec<super::VolumeRule>> {
+    let regions = config.regions().map_err(|e| anyhow::anyhow!("the config's [regions]: {e}"))?;
+    let mut rules = Vec::new();
+    for flag in &args.upload_alert {
+        rules.push(
+            super::VolumeRule::from_flag(flag, &regions)
+                .map_err(|e| anyhow::anyhow!("--upload-alert {e}"))?,
+        );
+    }
+    for section in &config.volumes {
+        rules.push(
+            super::VolumeRule::compile(section, &regions)
+                .map_err(|e| anyhow::anyhow!("[[volume]]: {}", e.reason))?,
+        );
+    }
+    Ok(rules)
 }
 
 /// A setting a reload cannot change: it needs a restart.
@@ -131,6 +158,21 @@ impl RunSettings {
             dns_min_hold: Duration::from_secs(
                 args.dns_min_hold.or(agent.dns_min_hold).unwrap_or(1800),
             ),
+            learning: match (&args.learn_for, &config.learning.period) {
+                (Some(d), _) => Some((*d).into()),
+                (None, Some(p)) => Some(
+                    humantime::parse_duration(p.get_ref())
+                        .map_err(|e| anyhow::anyhow!("[learning] period: {e}"))?,
+                ),
+                (None, None) => None,
+            },
+            state_dir: args
+                .state_dir
+                .clone()
+                .or_else(|| agent.state_dir.clone())
+                .unwrap_or_else(|| PathBuf::from("/var/lib/egress-tracer")),
+            volumes: volume_rules(args, config)?,
+            alertmanager: args.alertmanager.clone().or_else(|| alerts.alertmanager.clone()),
             bpffs_dir: args
                 .bpffs_dir
                 .clone()
@@ -158,7 +200,11 @@ impl RunSettings {
 
     /// Checks that a reload leaves alone what only a restart can change.
     pub fn check_reloadable(&self, new: &RunSettings) -> Result<(), Unchangeable> {
-        let fixed: [(&'static str, bool); 12] = [
+        let fixed: [(&'static str, bool); 16] = [
+            ("learn_for/[learning]", self.learning != new.learning),
+            ("upload_alert/[[volume]]", self.volumes != new.volumes),
+            ("state_dir", self.state_dir != new.state_dir),
+            ("alertmanager", self.alertmanager != new.alertmanager),
             ("webhook", self.webhook != new.webhook),
             ("webhook_timeout_secs", self.webhook_timeout != new.webhook_timeout),
             ("lan", self.lan != new.lan),

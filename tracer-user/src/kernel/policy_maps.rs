@@ -19,6 +19,8 @@ pub struct EventLimits {
     pub per_second: u32,
     /// Seconds before a (device, remote address) raises another event.
     pub rearm_secs: u32,
+    /// Whether the programs report every new (device, country) pair (learning mode).
+    pub new_pairs: bool,
 }
 
 impl Kernel {
@@ -57,6 +59,7 @@ impl Kernel {
             events_per_sec: limits.per_second,
             rearm_secs: limits.rearm_secs,
             devices: policy.devices.len() as u32,
+            new_pairs: u32::from(limits.new_pairs),
         };
         settings.set(0, value, 0).map_err(map_err(POLICY_SETTINGS_MAP))
     }

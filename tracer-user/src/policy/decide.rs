@@ -33,6 +33,9 @@ pub struct Decision {
     pub configured: Action,
     /// The rule that decided, e.g. `group "iot": otherwise = block`.
     pub rule: String,
+    /// Whether a rule lists the country (`allow`, `alert` or `block`), rather than the
+    /// country falling through to `otherwise`: explicit rules win over learning.
+    pub explicit: bool,
 }
 
 /// The compiled policy of every device.
@@ -140,12 +143,12 @@ impl Policy {
 
     /// Decides `country` for `mac`.
     pub fn decide(&self, mac: [u8; 6], country: CountryId) -> Decision {
-        let (configured, rule) = decide_layers(&self.layers(mac), country);
+        let (configured, rule, explicit) = decide_layers(&self.layers(mac), country);
         let action =
             if self.dry_run && configured == Action::Block { Action::Alert } else { configured };
         let rule =
             if action == configured { rule } else { format!("{rule} (dry run: not dropped)") };
-        Decision { action, configured, rule }
+        Decision { action, configured, rule, explicit }
     }
 
     /// Regions listed anywhere, as countries (for marking unapproved traffic in reports).
@@ -158,8 +161,9 @@ impl Policy {
     }
 }
 
-/// The action and the rule for `country` under `layers` (most specific first).
-pub(super) fn decide_layers(layers: &[&Layer], country: CountryId) -> (Action, String) {
+/// The action and the rule for `country` under `layers` (most specific first), and whether a
+/// list names the country.
+pub(super) fn decide_layers(layers: &[&Layer], country: CountryId) -> (Action, String, bool) {
     let code = country_label(country);
     if country.is_country() {
         for layer in layers {
@@ -170,24 +174,27 @@ pub(super) fn decide_layers(layers: &[&Layer], country: CountryId) -> (Action, S
                     } else {
                         format!(" (as part of {region})")
                     };
-                    return (action, format!("{}: {} {code}{via}", layer.label, action.as_str()));
+                    let rule = format!("{}: {} {code}{via}", layer.label, action.as_str());
+                    return (action, rule, true);
                 }
             }
         }
     } else if let Some((layer, action)) = layers.iter().find_map(|l| l.unknown.map(|a| (l, a))) {
-        return (action, format!("{}: unknown = {}", layer.label, action.as_str()));
+        return (action, format!("{}: unknown = {}", layer.label, action.as_str()), true);
     }
     if let Some((layer, action)) = layers.iter().find_map(|l| l.otherwise.map(|a| (l, a))) {
         return (
             action,
             format!("{}: otherwise = {} ({code} is not listed)", layer.label, action.as_str()),
+            false,
         );
     }
     match layers.iter().find(|l| l.approves) {
         Some(layer) => (
             Action::Alert,
             format!("{}: {code} is not in allow (unlisted regions alert)", layer.label),
+            false,
         ),
-        None => (Action::Allow, "no rule (no policy restricts this device)".to_owned()),
+        None => (Action::Allow, "no rule (no policy restricts this device)".to_owned(), false),
     }
 }

@@ -48,7 +48,7 @@ impl Policy {
             if country == CountryId::LOCAL || country == CountryId::FALLBACK {
                 continue;
             }
-            let (mut action, _) = decide_layers(&layers, country);
+            let (mut action, _, _) = decide_layers(&layers, country);
             if self.dry_run && action == Action::Block {
                 action = Action::Alert;
             }

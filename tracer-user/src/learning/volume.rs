@@ -1,0 +1,150 @@
+//! Upload volume: per `--upload-alert` rule and device, the bytes uploaded to the rule's
+//! regions within its sliding window, from the exact kernel counters; crossing the size raises
+//! a `volume` alert, once per window, then a summary if the device went on uploading.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::{Arc, Mutex, PoisonError},
+    time::{Duration, Instant, SystemTime},
+};
+
+use tracer_common::{CountryId, Direction, maps::verdict};
+
+use crate::{
+    alerts::{Alert, AlertBook, AlertKind, Enricher, rfc3339},
+    config::VolumeRule,
+    kernel::CounterSnapshot,
+};
+
+/// Samples kept per (rule, device): the window's resolution is a 64th of its length.
+const SAMPLES: u32 = 64;
+
+#[derive(Debug, Default)]
+struct Track {
+    /// (when, cumulative upload bytes to the rule's regions).
+    samples: VecDeque<(Instant, u64)>,
+    /// An alert was raised: until then, at this total.
+    alerted: Option<(Instant, u64)>,
+}
+
+/// Watches the counters against the rules.
+pub struct VolumeWatch {
+    rules: Vec<VolumeRule>,
+    tracks: Mutex<HashMap<(usize, [u8; 6]), Track>>,
+    book: Arc<AlertBook>,
+    enricher: Arc<dyn Enricher>,
+}
+
+impl std::fmt::Debug for VolumeWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VolumeWatch").field("rules", &self.rules).finish_non_exhaustive()
+    }
+}
+
+impl VolumeWatch {
+    /// Watches `rules`.
+    pub fn new(rules: Vec<VolumeRule>, book: Arc<AlertBook>, enricher: Arc<dyn Enricher>) -> Self {
+        Self { rules, tracks: Mutex::default(), book, enricher }
+    }
+
+    /// Whether there is anything to watch.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// One look at the counters.
+    pub fn check(&self, snapshot: &CounterSnapshot) {
+        let now = Instant::now();
+        // Per (rule, device): cumulative upload to the rule's regions, let through.
+        let mut totals: HashMap<(usize, [u8; 6]), (u64, u16)> = HashMap::new();
+        for (key, value) in &snapshot.counters {
+            if key.direction != Direction::Upload as u8 || key.verdict != verdict::PASSED {
+                continue;
+            }
+            for (i, rule) in self.rules.iter().enumerate() {
+                if !rule.covers(CountryId(key.country)) {
+                    continue;
+                }
+                if rule.device.is_some_and(|d| d != key.mac) {
+                    continue;
+                }
+                if let Some(group) = &rule.group
+                    && self.enricher.device(key.mac).group.as_deref() != Some(group.as_str())
+                {
+                    continue;
+                }
+                let slot = totals.entry((i, key.mac)).or_insert((0, key.country));
+                slot.0 += value.bytes;
+                if value.bytes > 0 {
+                    slot.1 = key.country;
+                }
+            }
+        }
+        let mut tracks = self.tracks.lock().unwrap_or_else(PoisonError::into_inner);
+        tracks.retain(|k, _| totals.contains_key(k));
+        for ((i, mac), (total, country)) in totals {
+            let rule = &self.rules[i];
+            let track = tracks.entry((i, mac)).or_default();
+            let step = rule.window / SAMPLES;
+            if track.samples.back().is_none_or(|(t, _)| now.duration_since(*t) >= step) {
+                track.samples.push_back((now, total));
+            }
+            // Keep one sample at or before the window's start.
+            while track.samples.len() > 1
+                && track.samples.get(1).is_some_and(|(t, _)| now.duration_since(*t) >= rule.window)
+            {
+                track.samples.pop_front();
+            }
+            let base = track.samples.front().map_or(total, |(_, b)| *b);
+            let in_window = total.saturating_sub(base);
+            match track.alerted {
+                Some((until, at)) if now >= until => {
+                    track.alerted = None;
+                    let more = total.saturating_sub(at);
+                    if more > 0 && in_window >= rule.bytes {
+                        self.raise(AlertKind::Summary, rule, mac, CountryId(country), in_window);
+                    }
+                }
+                Some(_) => {}
+                None if in_window >= rule.bytes => {
+                    track.alerted = Some((now + rule.window, total));
+                    self.raise(AlertKind::Volume, rule, mac, CountryId(country), in_window);
+                }
+                None => {}
+            }
+        }
+    }
+
+    fn raise(&self, kind: AlertKind, rule: &VolumeRule, mac: [u8; 6], country: CountryId, bytes: u64) {
+        let device = self.enricher.device_now(mac);
+        let decision = self.enricher.decide(mac, country);
+        let so_far = self.enricher.so_far(mac, country);
+        let window = humantime::format_duration(rule.window).to_string();
+        let rule_text = format!(
+            "--upload-alert {}: {bytes} bytes uploaded within {window} (limit {})",
+            rule.label, rule.bytes
+        );
+        self.book.raise(|id| Alert {
+            id,
+            kind,
+            time: rfc3339(SystemTime::now()),
+            device,
+            remote: None,
+            country: crate::names::country_label(country).to_owned(),
+            country_name: crate::regions::country_name(country).map(str::to_owned),
+            rule: rule_text,
+            action: decision.action.as_str(),
+            blocked: false,
+            direction: "upload",
+            bytes_so_far: so_far.bytes,
+            packets_so_far: so_far.packets,
+            repeats: None,
+            repeat_addresses: None,
+            window_secs: Some(rule.window.as_secs()),
+            upload_bytes: Some(bytes),
+        });
+    }
+}
+
+/// How often the counters are looked at for volume rules.
+pub const CHECK_EVERY: Duration = Duration::from_secs(1);
