@@ -71,7 +71,8 @@ pub fn account(ctx: &TcContext, direction: Direction) -> i32 {
             };
             let counted = add_counter(&key, direction, &value);
             if counted == Counted::Created {
-                let pair = Violation { ctx, mac, remote: &remote, transport, country, direction, action };
+                let pair =
+                    Violation { ctx, mac, remote: &remote, transport, country, direction, action };
                 if policy::new_pair(&pair) == Reported::Suppressed {
                     add_stat(Stat::EventsSuppressed, direction, &EVENT);
                 }

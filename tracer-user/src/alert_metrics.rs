@@ -83,7 +83,11 @@ impl Collector for AlertCollector {
             for (name, help, v) in [
                 ("learning_devices", "Devices still in their learning window", learning),
                 ("baseline_devices", "Devices in the learned baseline", devices),
-                ("baseline_countries", "(device, country) pairs in the learned baselines", countries),
+                (
+                    "baseline_countries",
+                    "(device, country) pairs in the learned baselines",
+                    countries,
+                ),
             ] {
                 let metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
                 ConstGauge::new(v as i64).encode(metric)?;
@@ -94,7 +98,8 @@ impl Collector for AlertCollector {
                 None,
                 MetricType::Counter,
             )?;
-            ConstCounter::new(learner.stats.refused_devices.load(Ordering::Relaxed)).encode(metric)?;
+            ConstCounter::new(learner.stats.refused_devices.load(Ordering::Relaxed))
+                .encode(metric)?;
         }
         if let Some(am) = self.ctx.alerts.alertmanager() {
             let mut metric = encoder.encode_descriptor(

@@ -185,7 +185,8 @@ async fn approve_handler(State(state): State<AppState>, Json(body): Json<Approve
         return (StatusCode::NOT_FOUND, "learning mode is off (--learn-for)\n").into_response();
     };
     let Some(mac) = crate::config::parse_mac(&body.mac) else {
-        return (StatusCode::BAD_REQUEST, "not a MAC address (aa:bb:cc:dd:ee:ff)\n").into_response();
+        return (StatusCode::BAD_REQUEST, "not a MAC address (aa:bb:cc:dd:ee:ff)\n")
+            .into_response();
     };
     if body.countries.is_empty() || body.countries.len() > 300 {
         return (StatusCode::BAD_REQUEST, "give 1 to 300 countries\n").into_response();

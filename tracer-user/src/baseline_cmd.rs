@@ -26,7 +26,11 @@ pub fn run(args: &BaselineArgs) -> anyhow::Result<()> {
             if args.json {
                 println!("{answer}");
             } else {
-                println!("approved {} for {}", countries.join(", "), crate::names::format_mac(parsed));
+                println!(
+                    "approved {} for {}",
+                    countries.join(", "),
+                    crate::names::format_mac(parsed)
+                );
             }
             Ok(())
         }
@@ -78,7 +82,11 @@ pub fn render(view: &BaselineView) -> String {
             let _ = writeln!(out, "  continents: {}", d.continents.join(", "));
         }
         for n in &d.new {
-            let _ = writeln!(out, "  NEW {} since {} (approve: egress-tracer baseline approve {} {})", n.country, n.since, d.mac, n.country);
+            let _ = writeln!(
+                out,
+                "  NEW {} since {} (approve: egress-tracer baseline approve {} {})",
+                n.country, n.since, d.mac, n.country
+            );
         }
         if !d.approved.is_empty() {
             let _ = writeln!(out, "  approved: {}", d.approved.join(", "));
@@ -89,7 +97,8 @@ pub fn render(view: &BaselineView) -> String {
 
 /// A `[[device]]` per device allowing its baseline and approvals: TOML for the config file.
 pub fn propose(view: &BaselineView) -> String {
-    let mut out = String::from("# Proposed by `egress-tracer baseline propose` from the learned baseline.\n");
+    let mut out =
+        String::from("# Proposed by `egress-tracer baseline propose` from the learned baseline.\n");
     for d in &view.devices {
         let mut allow: Vec<&str> = d
             .countries

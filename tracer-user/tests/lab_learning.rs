@@ -63,7 +63,12 @@ fn baseline_device(agent: &Agent, mac: &str) -> Value {
 }
 
 fn countries(device: &Value) -> Vec<String> {
-    device["countries"].as_array().unwrap().iter().map(|c| c["country"].as_str().unwrap().to_owned()).collect()
+    device["countries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["country"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 #[test]
@@ -72,7 +77,8 @@ fn a_baseline_then_new_countries_new_devices_restarts_and_approval() {
     let lab = lab();
     let dir = state_dir(&lab);
     let dir_arg = dir.display().to_string();
-    let mut agent = Agent::start_with(&lab, LAB_DB, &["--learn-for", "3s", "--state-dir", &dir_arg]);
+    let mut agent =
+        Agent::start_with(&lab, LAB_DB, &["--learn-for", "3s", "--state-dir", &dir_arg]);
     lab.warm_up().expect("warm up");
     let [d1, d2, ..] = lab.devices() else { panic!("devices") };
     // Inside d1's window: NL and US form its baseline.
@@ -95,11 +101,16 @@ fn a_baseline_then_new_countries_new_devices_restarts_and_approval() {
     assert!(rule.contains("baseline: NL, US"), "{rule}");
     lab.ping(d1, "36.110.0.1", 2).unwrap();
     let report = agent.get_json("/api/v1/devices");
-    let d1_report = report["devices"].as_array().unwrap().iter().find(|d| d["mac"] == d1.mac.as_str()).unwrap();
-    let cn = d1_report["countries"].as_array().unwrap().iter().find(|c| c["country"] == "CN").unwrap();
+    let d1_report =
+        report["devices"].as_array().unwrap().iter().find(|d| d["mac"] == d1.mac.as_str()).unwrap();
+    let cn =
+        d1_report["countries"].as_array().unwrap().iter().find(|c| c["country"] == "CN").unwrap();
     assert!(cn["new_since"].is_string(), "CN is new since: {cn:#}");
     let device = baseline_device(&agent, &d1.mac);
-    assert_eq!((device["learning"].as_bool(), countries(&device)), (Some(false), vec!["NL".to_owned(), "US".to_owned()]));
+    assert_eq!(
+        (device["learning"].as_bool(), countries(&device)),
+        (Some(false), vec!["NL".to_owned(), "US".to_owned()])
+    );
     assert_eq!(device["new"][0]["country"], "CN");
 
     // A MAC first seen after the network's learning period: one new_device alert.
@@ -144,7 +155,11 @@ fn a_baseline_then_new_countries_new_devices_restarts_and_approval() {
     let checked = cli(&lab, &["check-config", file.to_str().unwrap()]);
     assert!(checked.contains("OK"), "{checked}");
     let samples = agent.scrape();
-    assert_eq!(support::prom::value(&samples, "egress_tracer_alerts_total", &[("kind", "new_country")]), 0.0, "counted since this start");
+    assert_eq!(
+        support::prom::value(&samples, "egress_tracer_alerts_total", &[("kind", "new_country")]),
+        0.0,
+        "counted since this start"
+    );
     assert_eq!(support::prom::value(&samples, "egress_tracer_baseline_devices", &[]), 2.0);
     drop(agent);
     let _ = std::fs::remove_dir_all(&dir);
@@ -165,7 +180,11 @@ fn a_corrupt_state_file_is_kept_aside_and_the_agent_starts_empty() {
         .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("baseline.json.corrupt-"))
         .collect();
     assert_eq!(kept.len(), 1, "kept aside: {kept:?}");
-    assert_eq!(std::fs::read(&kept[0]).unwrap(), b"{\"version\": 1, \"devices\": {\"02:00", "unchanged");
+    assert_eq!(
+        std::fs::read(&kept[0]).unwrap(),
+        b"{\"version\": 1, \"devices\": {\"02:00",
+        "unchanged"
+    );
     let view = agent.get_json("/api/v1/baseline");
     assert_eq!(view["devices"], serde_json::json!([]), "an empty baseline");
     drop(agent);
@@ -202,13 +221,23 @@ fn upload_volume_alerts_and_a_real_alertmanager_receives_them() {
     let agent = Agent::start_with(
         &lab,
         LAB_DB,
-        &["--allow", "eu,US", "--upload-alert", "CN:3000B/1m", "--alertmanager", "http://127.0.0.1:9093"],
+        &[
+            "--allow",
+            "eu,US",
+            "--upload-alert",
+            "CN:3000B/1m",
+            "--alertmanager",
+            "http://127.0.0.1:9093",
+        ],
     );
     lab.warm_up().expect("warm up");
     let [d1, ..] = lab.devices() else { panic!("devices") };
     // Three 1,400-byte pings: 3 x (14 + 20 + 8 + 1400) = 4,326 bytes up to CN, past 3,000.
-    lab.exec(&d1.netns, &["ping", "-4", "-n", "-q", "-c", "3", "-i", "0.01", "-s", "1400", "-W", "2", "36.110.0.1"])
-        .unwrap();
+    lab.exec(
+        &d1.netns,
+        &["ping", "-4", "-n", "-q", "-c", "3", "-i", "0.01", "-s", "1400", "-W", "2", "36.110.0.1"],
+    )
+    .unwrap();
     let volume = wait_alerts(&agent, "volume", 1, Duration::from_secs(3));
     assert_eq!(volume[0]["upload_bytes"], 4326, "{volume:#?}");
     assert_eq!(volume[0]["country"], "CN");
@@ -220,10 +249,16 @@ fn upload_volume_alerts_and_a_real_alertmanager_receives_them() {
     // Alertmanager has the violation and the volume alert, with the right labels.
     let deadline = Instant::now() + Duration::from_secs(10);
     let alerts = loop {
-        let (status, body) = support::netns_http::get(&gw, "127.0.0.1:9093", "/api/v2/alerts").unwrap();
+        let (status, body) =
+            support::netns_http::get(&gw, "127.0.0.1:9093", "/api/v2/alerts").unwrap();
         assert_eq!(status, 200, "{body}");
         let alerts: Value = serde_json::from_str(&body).unwrap();
-        let names: Vec<&str> = alerts.as_array().unwrap().iter().filter_map(|a| a["labels"]["alertname"].as_str()).collect();
+        let names: Vec<&str> = alerts
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|a| a["labels"]["alertname"].as_str())
+            .collect();
         if names.contains(&"EgressTracerViolation") && names.contains(&"EgressTracerUploadVolume") {
             break alerts;
         }
@@ -239,7 +274,11 @@ fn upload_volume_alerts_and_a_real_alertmanager_receives_them() {
     assert_eq!(violation["labels"]["mac"], d1.mac.as_str());
     assert_eq!(violation["labels"]["country"], "CN");
     assert_eq!(violation["annotations"]["remote"], "36.110.0.1");
-    let delivered = support::prom::value(&agent.scrape(), "egress_tracer_alertmanager_alerts_total", &[("result", "delivered")]);
+    let delivered = support::prom::value(
+        &agent.scrape(),
+        "egress_tracer_alertmanager_alerts_total",
+        &[("result", "delivered")],
+    );
     assert!(delivered >= 2.0, "{delivered}");
     drop(agent);
     let _ = am.kill();

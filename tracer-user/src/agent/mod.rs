@@ -213,8 +213,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("listening on {}", settings.listen))?;
-    let writable = settings.access.authenticated()
-        || crate::http_access::is_loopback(settings.listen);
+    let writable =
+        settings.access.authenticated() || crate::http_access::is_loopback(settings.listen);
     let state = api::AppState { metrics, ctx: Arc::clone(&ctx), writable };
     let security = settings.access.load()?;
     security.log(listener.local_addr()?);

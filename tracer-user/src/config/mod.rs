@@ -120,7 +120,10 @@ impl Config {
         }
         if let Some(period) = &config.learning.period {
             humantime::parse_duration(period.get_ref()).map_err(|e| {
-                invalid(period.span().start, format!("{:?} is not a duration like 7d: {e}", period.get_ref()))
+                invalid(
+                    period.span().start,
+                    format!("{:?} is not a duration like 7d: {e}", period.get_ref()),
+                )
             })?;
         }
         Ok(config)

@@ -59,10 +59,12 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "mib" => 1024.0 * 1024.0,
         "gib" => 1024.0 * 1024.0 * 1024.0,
         "tib" => 1024f64.powi(4),
-        other => return Err(format!("{text:?}: unknown unit {other:?} (B, kB, MB, GB, KiB, MiB, GiB)")),
+        other => {
+            return Err(format!("{text:?}: unknown unit {other:?} (B, kB, MB, GB, KiB, MiB, GiB)"));
+        }
     };
     let bytes = number * scale;
-    if !(bytes >= 1.0 && bytes < 1.8e19) {
+    if !(1.0..1.8e19).contains(&bytes) {
         return Err(format!("{text:?}: a size must be at least one byte"));
     }
     Ok(bytes.round() as u64)
@@ -112,11 +114,10 @@ impl VolumeRule {
     /// A `[[volume]]` section; errors point at the offending value.
     pub fn compile(section: &VolumeSection, regions: &Regions) -> Result<Self, SpannedError> {
         let names: Vec<&str> = section.regions.iter().map(|r| r.get_ref().as_str()).collect();
-        let countries = countries(regions, &names).map_err(|e| {
-            SpannedError::at(section.regions.first().unwrap_or(&section.upload), e)
-        })?;
-        let bytes =
-            parse_size(section.upload.get_ref()).map_err(|e| SpannedError::at(&section.upload, e))?;
+        let countries = countries(regions, &names)
+            .map_err(|e| SpannedError::at(section.regions.first().unwrap_or(&section.upload), e))?;
+        let bytes = parse_size(section.upload.get_ref())
+            .map_err(|e| SpannedError::at(&section.upload, e))?;
         let window = parse_window(section.window.get_ref())
             .map_err(|e| SpannedError::at(&section.window, e))?;
         let device = match &section.device {
@@ -126,7 +127,12 @@ impl VolumeRule {
             None => None,
         };
         Ok(Self {
-            label: format!("{}:{}/{}", names.join(","), section.upload.get_ref(), section.window.get_ref()),
+            label: format!(
+                "{}:{}/{}",
+                names.join(","),
+                section.upload.get_ref(),
+                section.window.get_ref()
+            ),
             countries,
             bytes,
             window,

@@ -70,7 +70,10 @@ pub struct Learner {
 
 impl std::fmt::Debug for Learner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Learner").field("dir", &self.dir).field("period", &self.period).finish_non_exhaustive()
+        f.debug_struct("Learner")
+            .field("dir", &self.dir)
+            .field("period", &self.period)
+            .finish_non_exhaustive()
     }
 }
 
@@ -177,7 +180,14 @@ impl Learner {
 
     /// A device's first packet to a country (from the kernel's event, or found by
     /// [`Self::reconcile`]).
-    fn pair(&self, mac: [u8; 6], country: CountryId, remote: Option<RemoteEnd>, direction: Option<Direction>, at: SystemTime) {
+    fn pair(
+        &self,
+        mac: [u8; 6],
+        country: CountryId,
+        remote: Option<RemoteEnd>,
+        direction: Option<Direction>,
+        at: SystemTime,
+    ) {
         let now = unix(at);
         let code = country_label(country).to_owned();
         let mut inner = self.lock();
@@ -214,12 +224,24 @@ impl Learner {
         let new_device = !known && now >= network_until;
         drop(inner);
         if new_device {
-            self.alert(AlertKind::NewDevice, mac, country, remote.clone(), direction, at, String::new());
+            self.alert(
+                AlertKind::NewDevice,
+                mac,
+                country,
+                remote.clone(),
+                direction,
+                at,
+                String::new(),
+            );
         }
         if let Some(kind) = raise {
             let rule = format!(
                 "learned baseline: {code} is new for this device (baseline: {})",
-                if baseline_list.is_empty() { "nothing".to_owned() } else { baseline_list.join(", ") }
+                if baseline_list.is_empty() {
+                    "nothing".to_owned()
+                } else {
+                    baseline_list.join(", ")
+                }
             );
             self.alert(kind, mac, country, remote, direction, at, rule);
         }
@@ -241,11 +263,16 @@ impl Learner {
         let so_far = self.enricher.so_far(mac, country);
         let rule = if kind == AlertKind::NewDevice {
             let what = match device.vendor.as_deref() {
-                Some("locally administered") => "a new device with a randomised (locally administered) MAC".to_owned(),
+                Some("locally administered") => {
+                    "a new device with a randomised (locally administered) MAC".to_owned()
+                }
                 Some(v) => format!("a new device ({v})"),
                 None => "a new device".to_owned(),
             };
-            format!("{what}, first seen after the network's learning period; first remote in {}", country_label(country))
+            format!(
+                "{what}, first seen after the network's learning period; first remote in {}",
+                country_label(country)
+            )
         } else {
             rule
         };
@@ -274,7 +301,8 @@ impl Learner {
     /// agent ran), and adds each device's bytes during its window.
     pub fn reconcile(&self, snapshot: &CounterSnapshot) {
         let now = SystemTime::now();
-        let mut pairs: std::collections::BTreeMap<([u8; 6], u16), u64> = std::collections::BTreeMap::new();
+        let mut pairs: std::collections::BTreeMap<([u8; 6], u16), u64> =
+            std::collections::BTreeMap::new();
         for (key, value) in &snapshot.counters {
             *pairs.entry((key.mac, key.country)).or_default() += value.bytes;
         }
@@ -327,7 +355,8 @@ impl Learner {
     /// When `country` became new for `mac`, if it is (not approved yet).
     pub fn new_since(&self, mac: [u8; 6], country: CountryId) -> Option<String> {
         let inner = self.lock();
-        let since = inner.baseline.devices.get(&format_mac(mac))?.new.get(country_label(country))?;
+        let since =
+            inner.baseline.devices.get(&format_mac(mac))?.new.get(country_label(country))?;
         Some(time_of(*since))
     }
 
@@ -336,7 +365,8 @@ impl Learner {
         let now = unix(SystemTime::now());
         let inner = self.lock();
         let devices = &inner.baseline.devices;
-        let learning = devices.values().filter(|d| now < d.first_seen + self.period.as_secs()).count();
+        let learning =
+            devices.values().filter(|d| now < d.first_seen + self.period.as_secs()).count();
         let countries = devices.values().map(|d| d.learned.len()).sum();
         (learning, countries, devices.len())
     }
@@ -369,10 +399,18 @@ impl Learner {
                     countries: d
                         .learned
                         .iter()
-                        .map(|(c, l)| LearnedView { country: c.clone(), first_seen: time_of(l.first_seen), bytes: l.bytes })
+                        .map(|(c, l)| LearnedView {
+                            country: c.clone(),
+                            first_seen: time_of(l.first_seen),
+                            bytes: l.bytes,
+                        })
                         .collect(),
                     continents,
-                    new: d.new.iter().map(|(c, t)| NewView { country: c.clone(), since: time_of(*t) }).collect(),
+                    new: d
+                        .new
+                        .iter()
+                        .map(|(c, t)| NewView { country: c.clone(), since: time_of(*t) })
+                        .collect(),
                     approved: d.approved.iter().cloned().collect(),
                 }
             })
@@ -389,7 +427,12 @@ impl PairSink for Learner {
     fn new_pair(&self, event: &AlertEvent) {
         let remote = crate::alerts::remote_end(event, self.enricher.as_ref());
         let at = crate::clock::wall_time(event.time_ns);
-        self.pair(event.mac, CountryId(event.country), Some(remote), Direction::from_raw(event.direction), at);
+        self.pair(
+            event.mac,
+            CountryId(event.country),
+            Some(remote),
+            Direction::from_raw(event.direction),
+            at,
+        );
     }
 }
-

@@ -57,7 +57,8 @@ pub fn path(dir: &Path) -> PathBuf {
 /// baseline (the caller reports it).
 pub fn load(dir: &Path, now: u64) -> (Baseline, Option<String>) {
     let file = path(dir);
-    let fresh = || Baseline { version: STATE_VERSION, network_since: now, devices: BTreeMap::new() };
+    let fresh =
+        || Baseline { version: STATE_VERSION, network_since: now, devices: BTreeMap::new() };
     let text = match std::fs::read(&file) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (fresh(), None),
@@ -65,7 +66,14 @@ pub fn load(dir: &Path, now: u64) -> (Baseline, Option<String>) {
     };
     match serde_json::from_slice::<Baseline>(&text) {
         Ok(b) if b.version == STATE_VERSION => (b, None),
-        Ok(b) => (fresh(), Some(keep_aside(&file, now, &format!("has version {} (this agent reads {STATE_VERSION})", b.version)))),
+        Ok(b) => (
+            fresh(),
+            Some(keep_aside(
+                &file,
+                now,
+                &format!("has version {} (this agent reads {STATE_VERSION})", b.version),
+            )),
+        ),
         Err(e) => (fresh(), Some(keep_aside(&file, now, &format!("is not a baseline: {e}")))),
     }
 }
@@ -112,14 +120,21 @@ mod tests {
         let (empty, problem) = load(&dir, 100);
         assert_eq!((empty.network_since, problem), (100, None));
         let mut b = empty;
-        b.devices.entry("02:00:00:00:00:01".into()).or_default().learned.insert("NL".into(), Learned { first_seen: 101, bytes: 98 });
+        b.devices
+            .entry("02:00:00:00:00:01".into())
+            .or_default()
+            .learned
+            .insert("NL".into(), Learned { first_seen: 101, bytes: 98 });
         save(&dir, &b).unwrap();
         assert_eq!(load(&dir, 200).0, b);
         std::fs::write(path(&dir), b"{\"version\":1,\"devi").unwrap();
         let (fresh, problem) = load(&dir, 300);
         assert!(fresh.devices.is_empty());
         let problem = problem.unwrap();
-        assert!(problem.contains("is not a baseline") && problem.contains("kept aside"), "{problem}");
+        assert!(
+            problem.contains("is not a baseline") && problem.contains("kept aside"),
+            "{problem}"
+        );
         assert!(dir.join("baseline.json.corrupt-300").exists());
         assert!(!path(&dir).exists(), "never replaced silently: the next save writes a new file");
         let _ = std::fs::remove_dir_all(&dir);

@@ -30,6 +30,8 @@ struct Track {
 /// Watches the counters against the rules.
 pub struct VolumeWatch {
     rules: Vec<VolumeRule>,
+    /// Whether the first look happened: what was counted before it is not in any window.
+    primed: std::sync::atomic::AtomicBool,
     tracks: Mutex<HashMap<(usize, [u8; 6]), Track>>,
     book: Arc<AlertBook>,
     enricher: Arc<dyn Enricher>,
@@ -44,7 +46,13 @@ impl std::fmt::Debug for VolumeWatch {
 impl VolumeWatch {
     /// Watches `rules`.
     pub fn new(rules: Vec<VolumeRule>, book: Arc<AlertBook>, enricher: Arc<dyn Enricher>) -> Self {
-        Self { rules, tracks: Mutex::default(), book, enricher }
+        Self {
+            rules,
+            primed: std::sync::atomic::AtomicBool::new(false),
+            tracks: Mutex::default(),
+            book,
+            enricher,
+        }
     }
 
     /// Whether there is anything to watch.
@@ -80,11 +88,19 @@ impl VolumeWatch {
                 }
             }
         }
+        let first = !self.primed.swap(true, std::sync::atomic::Ordering::Relaxed);
         let mut tracks = self.tracks.lock().unwrap_or_else(PoisonError::into_inner);
         tracks.retain(|k, _| totals.contains_key(k));
         for ((i, mac), (total, country)) in totals {
             let rule = &self.rules[i];
-            let track = tracks.entry((i, mac)).or_default();
+            let track = tracks.entry((i, mac)).or_insert_with(|| {
+                // A (rule, device) that appears after the first look: all of it is new.
+                let mut t = Track::default();
+                if !first {
+                    t.samples.push_back((now, 0));
+                }
+                t
+            });
             let step = rule.window / SAMPLES;
             if track.samples.back().is_none_or(|(t, _)| now.duration_since(*t) >= step) {
                 track.samples.push_back((now, total));
@@ -115,7 +131,14 @@ impl VolumeWatch {
         }
     }
 
-    fn raise(&self, kind: AlertKind, rule: &VolumeRule, mac: [u8; 6], country: CountryId, bytes: u64) {
+    fn raise(
+        &self,
+        kind: AlertKind,
+        rule: &VolumeRule,
+        mac: [u8; 6],
+        country: CountryId,
+        bytes: u64,
+    ) {
         let device = self.enricher.device_now(mac);
         let decision = self.enricher.decide(mac, country);
         let so_far = self.enricher.so_far(mac, country);
