@@ -7,6 +7,7 @@
 #![no_std]
 
 pub mod country;
+pub mod geo_dxr;
 pub mod geo_table;
 pub mod maps;
 pub mod policy;

@@ -4,16 +4,13 @@
 use std::net::IpAddr;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
-use tracer_common::{
-    CountryId,
-    geo_table::{Block, V6_TABLE_BYTES, lookup_v4, lookup_v6},
-};
+use tracer_common::CountryId;
 
 use super::{
     GeoError,
+    dxr::{Dxr, build_dxr},
     local::{local_networks, overlay_local},
     ranges::{Address, RangeMap, Run, cidr_blocks, lookup_runs},
-    table::{Table, build_table, build_v4_table, table_bytes},
 };
 
 /// A country database: sorted, disjoint, merged runs per family, plus where it came from.
@@ -96,32 +93,35 @@ pub struct GeoStats {
     pub v4_prefixes: usize,
     /// IPv6 CIDR prefixes (the LPM trie's entries).
     pub v6_prefixes: usize,
-    /// Blocks of the IPv4 direct table.
-    pub v4_table_blocks: usize,
-    /// Bytes of the IPv4 direct table's values.
-    pub v4_table_bytes: usize,
-    /// Blocks of the IPv6 direct table.
-    pub v6_table_blocks: usize,
-    /// Bytes of the IPv6 direct table's values.
-    pub v6_table_bytes: usize,
-    /// Prefixes inside the IPv6 table's FALLBACK /64s (the IPv6 LPM trie's entries).
-    pub v6_fallback_prefixes: usize,
+    /// Nodes of the IPv4 compact structure.
+    pub v4_nodes: usize,
+    /// Ranges of the IPv4 compact structure (without the padding of the last line).
+    pub v4_ranges: usize,
+    /// Bytes of the IPv4 compact structure's values (root, nodes, range lines).
+    pub v4_bytes: usize,
+    /// Nodes of the IPv6 compact structure.
+    pub v6_nodes: usize,
+    /// Ranges of the IPv6 compact structure.
+    pub v6_ranges: usize,
+    /// Bytes of the IPv6 compact structure's values.
+    pub v6_bytes: usize,
 }
 
-/// A database with the local networks overlaid as [`CountryId::LOCAL`], and its direct tables.
+/// A database with the local networks overlaid as [`CountryId::LOCAL`], and its compact lookup
+/// structures ([`tracer_common::geo_dxr`]).
 #[derive(Clone, Debug)]
 pub struct CompiledGeo {
     data: GeoData,
     local: Vec<IpNet>,
     v4: Vec<Run<u32>>,
     v6: Vec<Run<u128>>,
-    table: Vec<Block>,
-    v6_table: Table<u128>,
+    v4_dxr: Dxr,
+    v6_dxr: Dxr,
 }
 
 impl CompiledGeo {
     /// Overlays the built-in local networks and `extra_local` (e.g. the LAN prefixes) on
-    /// `data` and builds the IPv4 table and the IPv6 table (to /64).
+    /// `data` and builds the compact structure of each family.
     pub fn new(data: GeoData, extra_local: &[IpNet]) -> Result<Self, GeoError> {
         if let Some(id) = (data.v6.iter().map(|run| run.id))
             .chain(data.v4.iter().map(|run| run.id))
@@ -134,10 +134,10 @@ impl CompiledGeo {
         let mut v6 = RangeMap::from_runs(&data.v6);
         overlay_local(&mut v4, &mut v6, &local);
         let v4 = v4.into_runs();
-        let table = build_v4_table(&v4)?;
+        let v4_dxr = build_dxr(&v4)?;
         let v6 = v6.into_runs();
-        let v6_table = build_table(&v6, V6_TABLE_BYTES)?;
-        Ok(Self { data, local, v4, v6, table, v6_table })
+        let v6_dxr = build_dxr(&v6)?;
+        Ok(Self { data, local, v4, v6, v4_dxr, v6_dxr })
     }
 
     /// The database as loaded (metadata and runs without the local networks).
@@ -160,24 +160,12 @@ impl CompiledGeo {
         &self.v6
     }
 
-    /// The id the kernel will find for `addr`: IPv4 through the direct table (read by the same
-    /// [`lookup_v4`] as the eBPF program); IPv6 through the IPv6 table ([`lookup_v6`]) and,
-    /// where it says [`CountryId::FALLBACK`], the runs inside that /64, which answer exactly as
-    /// the longest-prefix match over [`v6_fallback_prefixes`](Self::v6_fallback_prefixes) (the
-    /// kernel's LPM trie) does: those prefixes tile the runs cut to the FALLBACK /64s.
+    /// The id the kernel will find for `addr`: read from the compact structure by the same walk
+    /// as the eBPF program ([`tracer_common::geo_dxr::lookup`]).
     pub fn lookup(&self, addr: IpAddr) -> CountryId {
         match addr {
-            IpAddr::V4(a) => lookup_v4(u32::from(a), |i| self.table.get(i as usize)),
-            IpAddr::V6(a) => {
-                let found = lookup_v6(&a.octets(), |i| self.v6_table.blocks.get(i as usize));
-                if found == CountryId::FALLBACK {
-                    // The LPM trie holds exactly the runs inside the FALLBACK /64s, and `a` is in
-                    // one of them: binary search over all runs gives the same answer.
-                    lookup_runs(&self.v6, u128::from(a))
-                } else {
-                    found
-                }
-            }
+            IpAddr::V4(a) => self.v4_dxr.lookup_v4(u32::from(a)),
+            IpAddr::V6(a) => self.v6_dxr.lookup_v6(u128::from(a)),
         }
     }
 
@@ -193,29 +181,14 @@ impl CompiledGeo {
         prefixes(&self.v6, |addr, len| Ipv6Net::new(addr.into(), len).ok())
     }
 
-    /// The IPv6 direct-indexed table (to /64), root blocks first.
-    pub fn v6_table(&self) -> &[Block] {
-        &self.v6_table.blocks
+    /// The IPv4 compact structure.
+    pub fn v4_dxr(&self) -> &Dxr {
+        &self.v4_dxr
     }
 
-    /// The CIDR decomposition of the IPv6 runs cut to the table's FALLBACK /64s, in address
-    /// order: what the kernel's IPv6 LPM trie holds next to the table. Gaps inside those /64s
-    /// are absent (unknown).
-    pub fn v6_fallback_prefixes(&self) -> Vec<(Ipv6Net, CountryId)> {
-        (self.v6_table.fallback_prefixes(&self.v6).into_iter())
-            .filter_map(|(addr, len, id)| Some((Ipv6Net::new(addr.into(), len).ok()?, id)))
-            .collect()
-    }
-
-    /// `(first, last)` of every /64 whose IPv6 table entry is [`CountryId::FALLBACK`] (the data
-    /// is finer there), in address order.
-    pub fn v6_fallback_nodes(&self) -> &[(u128, u128)] {
-        &self.v6_table.fallback
-    }
-
-    /// The IPv4 direct-indexed table ([`tracer_common::geo_table`]), root blocks first.
-    pub fn v4_table(&self) -> &[Block] {
-        &self.table
+    /// The IPv6 compact structure.
+    pub fn v6_dxr(&self) -> &Dxr {
+        &self.v6_dxr
     }
 
     /// Sizes, for reporting.
@@ -230,13 +203,12 @@ impl CompiledGeo {
             v6_prefixes: (self.v6.iter())
                 .map(|run| cidr_blocks(run.first, run.last).count())
                 .fold(0, count),
-            v4_table_blocks: self.table.len(),
-            v4_table_bytes: table_bytes(&self.table),
-            v6_table_blocks: self.v6_table.blocks.len(),
-            v6_table_bytes: self.v6_table.bytes(),
-            v6_fallback_prefixes: (self.v6_table.fallback_runs(&self.v6).iter())
-                .map(|run| cidr_blocks(run.first, run.last).count())
-                .fold(0, count),
+            v4_nodes: self.v4_dxr.nodes.len(),
+            v4_ranges: self.v4_dxr.used_ranges(),
+            v4_bytes: self.v4_dxr.bytes(),
+            v6_nodes: self.v6_dxr.nodes.len(),
+            v6_ranges: self.v6_dxr.used_ranges(),
+            v6_bytes: self.v6_dxr.bytes(),
         }
     }
 }
