@@ -192,7 +192,8 @@ fn ipv6_answers_exactly_below_slash64() {
     // three of the data, and 2a01::/64 (half GB, half a gap: unknown is an answer too).
     let fine = ["::", "2a00:1450:4001:800::", "2a00:1450:4001:801::", "2a01::"].map(slash64);
     let mut probes: Vec<u128> = vec![0, u128::MAX];
-    for run in geo.v6_runs() {
+    let v6_runs = geo.v6_runs();
+    for run in &v6_runs {
         probes.extend([run.first, run.last, run.first.wrapping_sub(1), run.last.wrapping_add(1)]);
     }
     for first in fine {
@@ -202,7 +203,7 @@ fn ipv6_answers_exactly_below_slash64() {
     }
     for addr in probes {
         let a = Ipv6Addr::from(addr);
-        let runs = tracer_user::geo::lookup_runs(geo.v6_runs(), addr);
+        let runs = tracer_user::geo::lookup_runs(&v6_runs, addr);
         assert_eq!(geo.v6_dxr().lookup_v6(addr), runs, "{a}: compact structure vs runs");
         assert_eq!(geo.lookup(IpAddr::V6(a)), runs, "{a}: CompiledGeo::lookup vs runs");
     }

@@ -99,9 +99,10 @@ fn real_data_loads_merges_and_answers() {
         assert_eq!(geo.lookup(local.parse().expect("address")), CountryId::LOCAL, "{local}");
     }
     // The table answers as the runs do at every IPv4 run boundary.
-    for run in geo.v4_runs() {
+    let v4_runs = geo.v4_runs();
+    for run in &v4_runs {
         for addr in [run.first, run.last, run.first.wrapping_sub(1), run.last.wrapping_add(1)] {
-            let expected = tracer_user::geo::lookup_runs(geo.v4_runs(), addr);
+            let expected = tracer_user::geo::lookup_runs(&v4_runs, addr);
             assert_eq!(geo.lookup(IpAddr::V4(addr.into())), expected, "{addr:#x}");
         }
     }
@@ -114,10 +115,10 @@ fn real_compact_structures_answer_as_the_runs() {
 
     // The builds alone, timed (CompiledGeo::new did the same builds).
     let started = Instant::now();
-    let v4 = build_dxr(geo.v4_runs()).expect("fits");
+    let v4 = build_dxr(&geo.v4_runs()).expect("fits");
     let v4_built = started.elapsed();
     let started = Instant::now();
-    let v6 = build_dxr(geo.v6_runs()).expect("fits");
+    let v6 = build_dxr(&geo.v6_runs()).expect("fits");
     let v6_built = started.elapsed();
     assert_eq!(v4.nodes.len(), geo.v4_dxr().nodes.len());
     assert_eq!(v6.ranges, geo.v6_dxr().ranges);
@@ -141,19 +142,19 @@ fn real_compact_structures_answer_as_the_runs() {
     let mut checked = 0usize;
     let runs = geo.v4_runs();
     let mut probes: Vec<u32> = Vec::with_capacity(runs.len() * 4 + 100_000);
-    for run in runs {
+    for run in &runs {
         probes.extend([run.first, run.last, run.first.wrapping_sub(1), run.last.wrapping_add(1)]);
     }
     probes.extend((0..100_000).map(|_| rng.random::<u32>()));
     for addr in probes {
-        let expected = lookup_runs(runs, addr);
+        let expected = lookup_runs(&runs, addr);
         assert_eq!(v4.lookup_v4(addr), expected, "{}", Ipv4Addr::from(addr));
         assert_eq!(geo.lookup(IpAddr::V4(addr.into())), expected, "{}", Ipv4Addr::from(addr));
         checked += 1;
     }
     let runs = geo.v6_runs();
     let mut probes: Vec<u128> = Vec::with_capacity(runs.len() * 4 + 100_000);
-    for run in runs {
+    for run in &runs {
         probes.extend([run.first, run.last, run.first.wrapping_sub(1), run.last.wrapping_add(1)]);
     }
     for i in 0..100_000 {
@@ -173,7 +174,7 @@ fn real_compact_structures_answer_as_the_runs() {
         });
     }
     for addr in probes {
-        let expected = lookup_runs(runs, addr);
+        let expected = lookup_runs(&runs, addr);
         let a = Ipv6Addr::from(addr);
         assert_eq!(v6.lookup_v6(addr), expected, "{a}: compact structure vs runs");
         assert_eq!(geo.lookup(IpAddr::V6(a)), expected, "{a}: CompiledGeo::lookup vs runs");

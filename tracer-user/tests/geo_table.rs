@@ -313,7 +313,7 @@ fn v6_nodes_are_deduplicated() {
     let runs: Vec<_> = (0u128..100)
         .flat_map(|i| {
             let base = CLUSTER | (i << 80);
-            [Run::new(base, base + 0xff, a), Run::new(base + 0x100, base | (1 << 80) - 1, b)]
+            [Run::new(base, base + 0xff, a), Run::new(base + 0x100, base | ((1 << 80) - 1), b)]
         })
         .collect();
     let dxr = build_dxr(&runs).expect("fits");
