@@ -80,7 +80,7 @@ pub(crate) fn overlay_sorted<A: Address>(runs: &[Run<A>], top: &[Run<A>]) -> Vec
     };
     // `emitted` top runs are in `out`; `k` is the first top run that may meet the current run.
     let (mut emitted, mut k) = (0, 0);
-    let mut piece = |out: &mut Vec<Run<A>>, emitted: &mut usize, first: u128, last: u128, id| {
+    let piece = |out: &mut Vec<Run<A>>, emitted: &mut usize, first: u128, last: u128, id| {
         while let Some(t) = top.get(*emitted).filter(|t| t.first.to_u128() < first) {
             push(out, t.first.to_u128(), t.last.to_u128(), t.id);
             *emitted += 1;
