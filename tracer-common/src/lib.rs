@@ -8,6 +8,7 @@
 
 pub mod capture;
 pub mod country;
+pub mod geo_dxr;
 pub mod geo_table;
 pub mod maps;
 pub mod policy;

@@ -11,21 +11,30 @@ pub const LAYOUT_VERSION: u32 = 4;
 pub const COUNTERS_MAP: &str = "COUNTERS";
 /// Per-CPU array of [`CounterValue`] indexed by [`Stat::index`]: traffic not counted per country.
 pub const STATS_MAP: &str = "STATS";
-/// Array of [`crate::geo_table::Block`]: the IPv4 direct-indexed lookup table.
+/// Array of 256 [`crate::geo_table::Block`]s: the root of the IPv4 compact structure
+/// ([`crate::geo_dxr`]), one entry per /16.
 pub const GEO_V4_TABLE_MAP: &str = "GEO_V4_TABLE";
+/// Array of [`crate::geo_dxr::Node`]: the nodes of the IPv4 compact structure.
+pub const GEO_V4_NODES_MAP: &str = "GEO_V4_NODES";
+/// Array of [`crate::geo_dxr::RangeLine`]: the range array of the IPv4 compact structure.
+pub const GEO_V4_RANGES_MAP: &str = "GEO_V4_RANGES";
 /// LPM trie, IPv4 (big-endian `u32` data) -> country id: the reference structure.
 pub const GEO_V4_LPM_MAP: &str = "GEO_V4_LPM";
-/// Array of [`crate::geo_table::Block`]: the IPv6 direct-indexed lookup table (to /64).
+/// Array of 256 [`crate::geo_table::Block`]s: the root of the IPv6 compact structure, one
+/// entry per /16.
 pub const GEO_V6_TABLE_MAP: &str = "GEO_V6_TABLE";
-/// LPM trie, IPv6 (`[u8; 16]` data) -> country id: the prefixes finer than the IPv6 table
-/// resolves (or, in reference mode, all of them).
+/// Array of [`crate::geo_dxr::Node`]: the nodes of the IPv6 compact structure.
+pub const GEO_V6_NODES_MAP: &str = "GEO_V6_NODES";
+/// Array of [`crate::geo_dxr::RangeLine`]: the range array of the IPv6 compact structure.
+pub const GEO_V6_RANGES_MAP: &str = "GEO_V6_RANGES";
+/// LPM trie, IPv6 (`[u8; 16]` data) -> country id: the reference structure.
 pub const GEO_V6_LPM_MAP: &str = "GEO_V6_LPM";
 /// Array with one [`Settings`] entry.
 pub const SETTINGS_MAP: &str = "SETTINGS";
 
 /// Default capacity of [`COUNTERS_MAP`] (devices x countries, passed and blocked apart).
 pub const DEFAULT_COUNTER_ENTRIES: u32 = 65_536;
-/// Capacity the IPv4 table and the LPM tries are declared with in the object; the agent sizes
+/// Capacity the geo nodes, ranges and LPM tries are declared with in the object; the agent sizes
 /// them to the database before loading.
 pub const PLACEHOLDER_GEO_ENTRIES: u32 = 1;
 
@@ -197,7 +206,7 @@ impl Stat {
 
 /// How the program looks addresses up.
 pub mod lookup_mode {
-    /// The direct-indexed tables (the fast path; IPv6 falls back to the LPM trie below /64).
+    /// The compact structure of [`crate::geo_dxr`] (the fast path, exact for both families).
     pub const TABLE: u32 = 0;
     /// The LPM tries only (the reference the tables are checked against).
     pub const LPM: u32 = 1;
@@ -235,4 +244,8 @@ mod pod {
     unsafe impl aya::Pod for super::Settings {}
     // SAFETY: an array of integers.
     unsafe impl aya::Pod for super::super::geo_table::Block {}
+    // SAFETY: `#[repr(C)]` structs of integers without implicit padding (asserted in geo_dxr).
+    unsafe impl aya::Pod for super::super::geo_dxr::Range {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::super::geo_dxr::Node {}
 }

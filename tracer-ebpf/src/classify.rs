@@ -1,10 +1,17 @@
 //! Remote address -> country id, through the maps the agent filled.
 
 use aya_ebpf::maps::lpm_trie::Key;
-use tracer_common::{CountryId, geo_table, maps::lookup_mode};
+use tracer_common::{
+    CountryId,
+    geo_dxr::{self, v4_digits, v6_digits},
+    maps::lookup_mode,
+};
 
 use crate::{
-    maps::{GEO_V4_LPM, GEO_V4_TABLE, GEO_V6_LPM, GEO_V6_TABLE, SETTINGS},
+    maps::{
+        GEO_V4_LPM, GEO_V4_NODES, GEO_V4_RANGES, GEO_V4_TABLE, GEO_V6_LPM, GEO_V6_NODES,
+        GEO_V6_RANGES, GEO_V6_TABLE, SETTINGS,
+    },
     parse::Remote,
 };
 
@@ -18,20 +25,26 @@ pub fn country_of(remote: &Remote) -> CountryId {
                 let key = Key::new(32, u32::from_ne_bytes(*addr));
                 GEO_V4_LPM.get(&key).map_or(CountryId::UNKNOWN, |id| CountryId(*id))
             } else {
-                geo_table::lookup(addr, |i| GEO_V4_TABLE.get(i))
+                geo_dxr::lookup(
+                    &v4_digits(addr),
+                    |i| GEO_V4_TABLE.get(i),
+                    |i| GEO_V4_NODES.get(i),
+                    |i| GEO_V4_RANGES.get(i),
+                )
             }
         }
         Remote::V6(addr) => {
-            let id = if lpm_only {
-                CountryId::FALLBACK
+            if lpm_only {
+                let key = Key::new(128, *addr);
+                GEO_V6_LPM.get(&key).map_or(CountryId::UNKNOWN, |id| CountryId(*id))
             } else {
-                geo_table::lookup_v6(addr, |i| GEO_V6_TABLE.get(i))
-            };
-            if id != CountryId::FALLBACK {
-                return id;
+                geo_dxr::lookup(
+                    &v6_digits(addr),
+                    |i| GEO_V6_TABLE.get(i),
+                    |i| GEO_V6_NODES.get(i),
+                    |i| GEO_V6_RANGES.get(i),
+                )
             }
-            let key = Key::new(128, *addr);
-            GEO_V6_LPM.get(&key).map_or(CountryId::UNKNOWN, |id| CountryId(*id))
         }
     }
 }

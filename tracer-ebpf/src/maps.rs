@@ -8,6 +8,7 @@ use aya_ebpf::{
 use tracer_common::{
     CounterValue, Ipv6LpmKey, Settings, Stat, TrafficKey, TrafficValue,
     capture::CAPTURES_BYTES,
+    geo_dxr::{Node, RangeLine},
     geo_table::{Block, ROOT_BLOCKS},
     maps::{DEFAULT_COUNTER_ENTRIES, PLACEHOLDER_GEO_ENTRIES},
     policy::{
@@ -44,19 +45,35 @@ pub static REMOTE_SPILL: PerCpuHashMap<SpillKey, SpillValue> =
 #[map]
 pub static STATS: PerCpuArray<CounterValue> = PerCpuArray::with_max_entries(Stat::ENTRIES, 0);
 
-/// The IPv4 direct-indexed table (see `tracer_common::geo_table`).
+/// The root of the IPv4 compact structure (see `tracer_common::geo_dxr`).
 #[map]
 pub static GEO_V4_TABLE: Array<Block> = Array::with_max_entries(ROOT_BLOCKS, 0);
+
+/// The nodes of the IPv4 compact structure.
+#[map]
+pub static GEO_V4_NODES: Array<Node> = Array::with_max_entries(PLACEHOLDER_GEO_ENTRIES, 0);
+
+/// The range array of the IPv4 compact structure.
+#[map]
+pub static GEO_V4_RANGES: Array<RangeLine> = Array::with_max_entries(PLACEHOLDER_GEO_ENTRIES, 0);
 
 /// The IPv4 LPM trie: the reference the table is checked against.
 #[map]
 pub static GEO_V4_LPM: LpmTrie<u32, u16> = LpmTrie::with_max_entries(PLACEHOLDER_GEO_ENTRIES, 0);
 
-/// The IPv6 direct-indexed table (to /64).
+/// The root of the IPv6 compact structure.
 #[map]
 pub static GEO_V6_TABLE: Array<Block> = Array::with_max_entries(ROOT_BLOCKS, 0);
 
-/// The IPv6 LPM trie: prefixes finer than /64 (or all of them in reference mode).
+/// The nodes of the IPv6 compact structure.
+#[map]
+pub static GEO_V6_NODES: Array<Node> = Array::with_max_entries(PLACEHOLDER_GEO_ENTRIES, 0);
+
+/// The range array of the IPv6 compact structure.
+#[map]
+pub static GEO_V6_RANGES: Array<RangeLine> = Array::with_max_entries(PLACEHOLDER_GEO_ENTRIES, 0);
+
+/// The IPv6 LPM trie: the reference the compact structure is checked against.
 #[map]
 pub static GEO_V6_LPM: LpmTrie<Ipv6LpmKey, u16> =
     LpmTrie::with_max_entries(PLACEHOLDER_GEO_ENTRIES, 0);

@@ -1,7 +1,7 @@
 //! `cargo xtask bench`: per-packet cost of the classifier (BPF_PROG_TEST_RUN) with the full
 //! default database loaded, next to an empty program and a parse-only program measured in the
 //! same run; the time, process memory and kernel memory it takes to load the database; and the
-//! LPM-trie reference beside the direct IPv4 table.
+//! LPM-trie reference beside the compact structures.
 //!
 //! Needs root. Numbers are ratios against baselines from the same run, never absolute asserts.
 
@@ -88,15 +88,15 @@ fn main() -> anyhow::Result<()> {
     let stats = geo.stats();
     println!("database: {}", geo_source::describe(&geo));
     println!(
-        "  IPv4: {} runs, {} prefixes -> table of {} blocks",
-        stats.v4_runs, stats.v4_prefixes, stats.v4_table_blocks
+        "  IPv4: {} runs, {} prefixes -> compact structure of {} nodes, {} ranges",
+        stats.v4_runs, stats.v4_prefixes, stats.v4_nodes, stats.v4_ranges
     );
     println!(
-        "  IPv6: {} runs, {} prefixes -> table of {} blocks + {} prefixes finer than /64",
-        stats.v6_runs, stats.v6_prefixes, stats.v6_table_blocks, stats.v6_fallback_prefixes
+        "  IPv6: {} runs, {} prefixes -> compact structure of {} nodes, {} ranges",
+        stats.v6_runs, stats.v6_prefixes, stats.v6_nodes, stats.v6_ranges
     );
 
-    println!("\nload, default path (direct tables; IPv6 LPM only below /64):");
+    println!("\nload, default path (compact structures):");
     let t = Instant::now();
     let tables = KernelTables::build(&geo, Lookup::Table);
     let mut kernel = Kernel::load(&LoadOptions {
@@ -117,7 +117,7 @@ fn main() -> anyhow::Result<()> {
         max_rss_kib() / 1024,
         rss_before / 1024
     );
-    print_memory("kernel memory, default path", " (target < 32 MiB)");
+    print_memory("kernel memory, default path", " (target <= 4 MiB)");
     drop((kernel, tables));
 
     println!("\nload, LPM reference (all prefixes in LPM tries, next to the tables):");

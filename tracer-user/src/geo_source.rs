@@ -3,11 +3,11 @@
 
 use anyhow::Context as _;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
-use tracer_common::{CountryId, geo_table::Block};
+use tracer_common::CountryId;
 
 use crate::{
     cli::{GeoArgs, GeoCompileArgs},
-    geo::{self, CompiledGeo, GeoData},
+    geo::{self, CompiledGeo, Dxr, GeoData},
     kernel::{GeoMapSizes, Kernel, KernelError, Lookup},
 };
 
@@ -42,18 +42,17 @@ pub fn describe(geo: &CompiledGeo) -> String {
     }
 }
 
-/// The contents of the kernel's geo maps (the tables borrowed from the compiled database, so
-/// the agent's peak memory holds them once).
+/// The contents of the kernel's geo maps (the compact structures borrowed from the compiled
+/// database, so the agent's peak memory holds them once).
 #[derive(Debug)]
 pub struct KernelTables<'a> {
-    /// The IPv4 direct table.
-    pub v4_table: &'a [Block],
+    /// The IPv4 compact structure.
+    pub v4: &'a Dxr,
     /// IPv4 prefixes for the LPM trie (empty unless the LPM reference is in use).
     pub v4_prefixes: Vec<(Ipv4Net, CountryId)>,
-    /// The IPv6 direct table.
-    pub v6_table: &'a [Block],
-    /// IPv6 prefixes for the LPM trie: those finer than the table resolves, or all of them for
-    /// the LPM reference.
+    /// The IPv6 compact structure.
+    pub v6: &'a Dxr,
+    /// IPv6 prefixes for the LPM trie (empty unless the LPM reference is in use).
     pub v6_prefixes: Vec<(Ipv6Net, CountryId)>,
 }
 
@@ -61,28 +60,22 @@ impl<'a> KernelTables<'a> {
     /// The tables for `geo` and the lookup mode.
     pub fn build(geo: &'a CompiledGeo, lookup: Lookup) -> Self {
         let (v4_prefixes, v6_prefixes) = match lookup {
-            Lookup::Table => (Vec::new(), geo.v6_fallback_prefixes()),
+            Lookup::Table => (Vec::new(), Vec::new()),
             Lookup::Lpm => (geo.v4_prefixes(), geo.v6_prefixes()),
         };
-        Self { v4_table: geo.v4_table(), v4_prefixes, v6_table: geo.v6_table(), v6_prefixes }
+        Self { v4: geo.v4_dxr(), v4_prefixes, v6: geo.v6_dxr(), v6_prefixes }
     }
 
     /// The map capacities these tables need.
     pub fn sizes(&self) -> GeoMapSizes {
-        let len = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
-        GeoMapSizes {
-            v4_blocks: len(self.v4_table.len()),
-            v4_lpm_prefixes: len(self.v4_prefixes.len()),
-            v6_blocks: len(self.v6_table.len()),
-            v6_prefixes: len(self.v6_prefixes.len()),
-        }
+        GeoMapSizes::for_dxr(self.v4, self.v6, self.v4_prefixes.len(), self.v6_prefixes.len())
     }
 
     /// Writes the tables into a freshly loaded kernel.
     pub fn fill(&self, kernel: &mut Kernel) -> Result<(), KernelError> {
-        kernel.fill_v4_table(self.v4_table)?;
+        kernel.fill_v4_dxr(self.v4)?;
         kernel.fill_v4_lpm(&self.v4_prefixes)?;
-        kernel.fill_v6_table(self.v6_table)?;
+        kernel.fill_v6_dxr(self.v6)?;
         kernel.fill_v6_lpm(&self.v6_prefixes)
     }
 }
@@ -104,14 +97,15 @@ pub fn compile_to_file(args: &GeoCompileArgs) -> anyhow::Result<()> {
     let compiled = CompiledGeo::new(data, &[])?;
     let stats = compiled.stats();
     println!(
-        "wrote {} ({} bytes): IPv4 {} runs / {} prefixes / {} table blocks, IPv6 {} runs / {} prefixes",
+        "wrote {} ({} bytes): IPv4 {} runs / {} prefixes / {} nodes, IPv6 {} runs / {} prefixes / {} nodes",
         args.out.display(),
         bytes.len(),
         stats.v4_runs,
         stats.v4_prefixes,
-        stats.v4_table_blocks,
+        stats.v4_nodes,
         stats.v6_runs,
-        stats.v6_prefixes
+        stats.v6_prefixes,
+        stats.v6_nodes
     );
     Ok(())
 }

@@ -76,22 +76,23 @@ pub fn geo_info(args: &GeoArgs) -> anyhow::Result<()> {
         println!("attribution:   {attribution}");
     }
     println!("IPv4:          {} runs, {} CIDR prefixes", stats.v4_runs, stats.v4_prefixes);
+    let mib = |bytes: usize| bytes as f64 / (1024.0 * 1024.0);
     println!(
-        "IPv4 table:    {} blocks, {:.1} MiB",
-        stats.v4_table_blocks,
-        stats.v4_table_bytes as f64 / (1024.0 * 1024.0)
+        "IPv4 compact:  {} nodes, {} ranges, {:.2} MiB",
+        stats.v4_nodes,
+        stats.v4_ranges,
+        mib(stats.v4_bytes)
     );
     println!("IPv6:          {} runs, {} CIDR prefixes", stats.v6_runs, stats.v6_prefixes);
     println!(
-        "IPv6 table:    {} blocks, {:.1} MiB, + {} prefixes finer than /64 (LPM trie)",
-        stats.v6_table_blocks,
-        stats.v6_table_bytes as f64 / (1024.0 * 1024.0),
-        stats.v6_fallback_prefixes
+        "IPv6 compact:  {} nodes, {} ranges, {:.2} MiB",
+        stats.v6_nodes,
+        stats.v6_ranges,
+        mib(stats.v6_bytes)
     );
-    let kernel = stats.v4_table_bytes + stats.v6_table_bytes + stats.v6_fallback_prefixes * 40;
     println!(
-        "kernel maps:   about {:.1} MiB (tables + LPM fallback)",
-        kernel as f64 / (1024.0 * 1024.0)
+        "kernel maps:   about {:.2} MiB (root, nodes and ranges of both families)",
+        mib(stats.v4_bytes + stats.v6_bytes)
     );
     Ok(())
 }

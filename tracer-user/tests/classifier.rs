@@ -29,7 +29,7 @@ fn id(code: &[u8; 2]) -> CountryId {
 }
 
 /// A small database: two IPv4 countries, IPv6 countries at /20 and /32, and one range finer
-/// than /64 (DE inside IE) so the IPv6 table's LPM fallback is exercised.
+/// than /64 (DE inside IE) so the IPv6 structure's deepest levels are exercised.
 const TEST_DB: &str = "\
 36.110.0.0,36.110.255.255,CN
 8.8.8.0,8.8.8.255,US

@@ -1,14 +1,14 @@
 //! The compiled database: local networks win over the data, prefixes tile the runs, lookups
-//! agree with the data (IPv6 through the table and its fallback prefixes, as the kernel reads
-//! them), and files are recognised by content.
+//! agree with the data (IPv6 through the compact structure as the kernel reads it, down to
+//! single addresses), and files are recognised by content.
 
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::PathBuf,
 };
 
-use ipnet::{IpNet, Ipv6Net};
-use tracer_common::{CountryId, geo_table::lookup_v6};
+use ipnet::IpNet;
+use tracer_common::CountryId;
 use tracer_user::geo::{
     CompiledGeo, GeoData, GeoError, NRO_ATTRIBUTION, encode, load_file, load_files, parse_csv,
 };
@@ -88,7 +88,8 @@ fn prefixes_tile_the_runs() {
     let stats = geo.stats();
     assert_eq!(stats.v4_prefixes, v4.len());
     assert_eq!(stats.v6_prefixes, geo.v6_prefixes().len());
-    assert_eq!(stats.v4_table_bytes, stats.v4_table_blocks * 512);
+    assert_eq!(stats.v4_nodes, geo.v4_dxr().nodes.len());
+    assert_eq!(stats.v4_bytes, geo.v4_dxr().bytes());
     assert!(v4.contains(&("8.8.8.0/24".parse().expect("prefix"), id(b"US"))));
 }
 
@@ -181,59 +182,31 @@ const FINE_V6: &str = "\
 2a01:0:0:1::,2a01:0:0:1:ffff:ffff:ffff:ffff,GB
 ";
 
-/// A longest-prefix match over `prefixes`, as the kernel's LPM trie answers.
-fn lpm(prefixes: &[(Ipv6Net, CountryId)], addr: Ipv6Addr) -> CountryId {
-    (prefixes.iter())
-        .filter(|(net, _)| net.contains(&addr))
-        .max_by_key(|(net, _)| net.prefix_len())
-        .map_or(CountryId::UNKNOWN, |(_, id)| *id)
-}
-
 #[test]
-fn ipv6_answers_as_the_kernel_table_and_fallback_trie() {
+fn ipv6_answers_exactly_below_slash64() {
     let data = parse_csv("fine.csv", FINE_V6.as_bytes()).expect("parses");
     let geo = CompiledGeo::new(data, &["2a00:1450:4001:803::/64".parse().expect("prefix")])
         .expect("compiles");
-    let table = geo.v6_table();
-    let fallback = geo.v6_fallback_prefixes();
-    let nodes = geo.v6_fallback_nodes();
     let slash64 = |s: &str| u128::from(s.parse::<Ipv6Addr>().expect("address"));
     // The /64s the data is finer in: ::/64 (local ::1 and ::ffff:0:0/96 amid unknown), the
     // three of the data, and 2a01::/64 (half GB, half a gap: unknown is an answer too).
-    assert_eq!(
-        nodes.iter().map(|n| n.0).collect::<Vec<_>>(),
-        ["::", "2a00:1450:4001:800::", "2a00:1450:4001:801::", "2a01::"].map(slash64)
-    );
-    for (net, _) in &fallback {
-        assert!(
-            nodes.iter().any(|&(first, last)| (first..=last).contains(&u128::from(net.network()))
-                && u128::from(net.broadcast()) <= last),
-            "{net} is outside the FALLBACK /64s"
-        );
-    }
+    let fine = ["::", "2a00:1450:4001:800::", "2a00:1450:4001:801::", "2a01::"].map(slash64);
     let mut probes: Vec<u128> = vec![0, u128::MAX];
-    for run in geo.v6_runs() {
+    let v6_runs = geo.v6_runs();
+    for run in &v6_runs {
         probes.extend([run.first, run.last, run.first.wrapping_sub(1), run.last.wrapping_add(1)]);
     }
-    for &(first, last) in nodes {
+    for first in fine {
+        let last = first | u128::from(u64::MAX);
         probes.extend((0..64).map(|bit| first | (1u128 << bit)));
         probes.extend([first, last, first + 0xff, first + 0x100, first + 0x1_0000]);
     }
-    let mut fell_back = 0;
     for addr in probes {
         let a = Ipv6Addr::from(addr);
-        let kernel = match lookup_v6(&a.octets(), |i| table.get(i as usize)) {
-            CountryId::FALLBACK => {
-                fell_back += 1;
-                lpm(&fallback, a)
-            }
-            id => id,
-        };
-        let runs = tracer_user::geo::lookup_runs(geo.v6_runs(), addr);
-        assert_eq!(kernel, runs, "{a}: table + trie vs runs");
+        let runs = tracer_user::geo::lookup_runs(&v6_runs, addr);
+        assert_eq!(geo.v6_dxr().lookup_v6(addr), runs, "{a}: compact structure vs runs");
         assert_eq!(geo.lookup(IpAddr::V6(a)), runs, "{a}: CompiledGeo::lookup vs runs");
     }
-    assert!(fell_back > 100, "{fell_back}");
     for (addr, expected) in [
         ("2a00:1450:4001:800::80", id(b"IE")),
         ("2a00:1450:4001:800::100", id(b"DE")),
@@ -249,10 +222,7 @@ fn ipv6_answers_as_the_kernel_table_and_fallback_trie() {
     ] {
         assert_eq!(geo.lookup(ip(addr)), expected, "{addr}");
     }
-
     let stats = geo.stats();
-    assert_eq!(stats.v6_table_blocks, table.len());
-    assert_eq!(stats.v6_table_bytes, table.len() * 512);
-    assert_eq!(stats.v6_fallback_prefixes, fallback.len());
-    assert!(fallback.len() < stats.v6_prefixes, "the trie holds only the fine part");
+    assert_eq!(stats.v6_nodes, geo.v6_dxr().nodes.len());
+    assert_eq!(stats.v6_bytes, geo.v6_dxr().bytes());
 }

@@ -1,24 +1,20 @@
 //! The real geo-whois-asn-country data, if present in ../shared/data (skipped otherwise):
-//! load, merge, compile, check known addresses, check that the IPv6 table with its fallback
-//! prefixes answers as the runs do, and print sizes and timings.
+//! load, merge, compile, check known addresses, check that the compact structures answer as
+//! the runs do, and print sizes and timings.
 //!
 //! For release-mode timings: `cargo test --release -p tracer-user --test geo_real_data --
 //! --nocapture`.
 
 use std::{
-    collections::{BTreeMap, HashMap},
-    net::{IpAddr, Ipv6Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::PathBuf,
     time::Instant,
 };
 
 use rand::{RngExt as _, SeedableRng as _, rngs::SmallRng};
-use tracer_common::{
-    CountryId,
-    geo_table::{ROOT_BLOCKS, V6_TABLE_BYTES, lookup_v6},
-};
+use tracer_common::CountryId;
 use tracer_user::geo::{
-    CompiledGeo, NRO_ATTRIBUTION, build_table, decode, encode, load_files, lookup_runs,
+    CompiledGeo, NRO_ATTRIBUTION, build_dxr, decode, encode, load_files, lookup_runs,
 };
 
 fn data_dir() -> PathBuf {
@@ -103,83 +99,64 @@ fn real_data_loads_merges_and_answers() {
         assert_eq!(geo.lookup(local.parse().expect("address")), CountryId::LOCAL, "{local}");
     }
     // The table answers as the runs do at every IPv4 run boundary.
-    for run in geo.v4_runs() {
+    let v4_runs = geo.v4_runs();
+    for run in &v4_runs {
         for addr in [run.first, run.last, run.first.wrapping_sub(1), run.last.wrapping_add(1)] {
-            let expected = tracer_user::geo::lookup_runs(geo.v4_runs(), addr);
+            let expected = tracer_user::geo::lookup_runs(&v4_runs, addr);
             assert_eq!(geo.lookup(IpAddr::V4(addr.into())), expected, "{addr:#x}");
         }
     }
 }
 
-/// A longest-prefix match over IPv6 prefixes, as the kernel's LPM trie answers.
-struct Lpm {
-    /// Networks by prefix length, longest first.
-    by_len: Vec<(u8, HashMap<u128, CountryId>)>,
-}
-
-impl Lpm {
-    fn new(prefixes: &[(ipnet::Ipv6Net, CountryId)]) -> Self {
-        let mut by_len: BTreeMap<u8, HashMap<u128, CountryId>> = BTreeMap::new();
-        for (net, id) in prefixes {
-            let len = net.prefix_len();
-            assert!(len >= 64, "{net} is coarser than the table's /64");
-            let fresh = by_len.entry(len).or_default().insert(u128::from(net.network()), *id);
-            assert!(fresh.is_none(), "{net} twice");
-        }
-        Self { by_len: by_len.into_iter().rev().collect() }
-    }
-
-    fn lookup(&self, addr: u128) -> CountryId {
-        (self.by_len.iter())
-            .find_map(|(len, nets)| nets.get(&(addr & (u128::MAX << (128 - len)))).copied())
-            .unwrap_or(CountryId::UNKNOWN)
-    }
-}
-
 #[test]
-fn real_ipv6_table_and_fallback_answer_as_the_runs() {
+fn real_compact_structures_answer_as_the_runs() {
     let Some(files) = data_files() else { return };
     let geo = CompiledGeo::new(load_files(&files).expect("loads"), &[]).expect("compiles");
-    let runs = geo.v6_runs();
 
-    // The build alone, timed (CompiledGeo::new did the same build).
+    // The builds alone, timed (CompiledGeo::new did the same builds).
     let started = Instant::now();
-    let table = build_table(runs, V6_TABLE_BYTES).expect("fits");
-    let built = started.elapsed();
+    let v4 = build_dxr(&geo.v4_runs()).expect("fits");
+    let v4_built = started.elapsed();
     let started = Instant::now();
-    let prefixes = geo.v6_fallback_prefixes();
-    let listed = started.elapsed();
-    assert_eq!(table.blocks, geo.v6_table());
-    assert_eq!(table.fallback, geo.v6_fallback_nodes());
-    let stats = geo.stats();
-    assert_eq!(stats.v6_table_blocks, table.blocks.len());
-    assert_eq!(stats.v6_table_bytes, table.bytes());
-    assert_eq!(stats.v6_fallback_prefixes, prefixes.len());
-    println!(
-        "IPv6 table: {} runs -> {} blocks ({} root + {} deeper; {} more shared by dedup, {} \
-         before), {} bytes ({:.1} MiB); {} FALLBACK /64s holding {} prefixes (of {} in the \
-         full decomposition); build {built:?}, fallback prefixes {listed:?}",
-        runs.len(),
-        table.blocks.len(),
-        ROOT_BLOCKS,
-        table.blocks.len() - ROOT_BLOCKS as usize,
-        table.shared_blocks,
-        table.blocks.len() + table.shared_blocks,
-        table.bytes(),
-        table.bytes() as f64 / f64::from(1 << 20),
-        table.fallback.len(),
-        prefixes.len(),
-        stats.v6_prefixes,
-    );
+    let v6 = build_dxr(&geo.v6_runs()).expect("fits");
+    let v6_built = started.elapsed();
+    assert_eq!(v4.nodes.len(), geo.v4_dxr().nodes.len());
+    assert_eq!(v6.ranges, geo.v6_dxr().ranges);
+    for (family, dxr, runs, built) in
+        [("IPv4", &v4, geo.v4_runs().len(), v4_built), ("IPv6", &v6, geo.v6_runs().len(), v6_built)]
+    {
+        println!(
+            "{family}: {runs} runs -> {} nodes ({} more shared by dedup), {} ranges, {} bytes \
+             ({:.2} MiB); build {built:?}",
+            dxr.nodes.len(),
+            dxr.shared_nodes,
+            dxr.used_ranges(),
+            dxr.bytes(),
+            dxr.bytes() as f64 / f64::from(1 << 20),
+        );
+    }
+    assert!(v4.bytes() + v6.bytes() <= 4 << 20, "the kernel's geo maps fit in 4 MiB");
 
-    let lpm = Lpm::new(&prefixes);
     let mut rng = SmallRng::seed_from_u64(0x0006_4064);
-    let mut probes: Vec<u128> = Vec::with_capacity(runs.len() * 4 + 100_000);
-    for run in runs {
+    let started = Instant::now();
+    let mut checked = 0usize;
+    let runs = geo.v4_runs();
+    let mut probes: Vec<u32> = Vec::with_capacity(runs.len() * 4 + 100_000);
+    for run in &runs {
         probes.extend([run.first, run.last, run.first.wrapping_sub(1), run.last.wrapping_add(1)]);
     }
-    let boundaries = probes.len();
-    let nodes = geo.v6_fallback_nodes();
+    probes.extend((0..100_000).map(|_| rng.random::<u32>()));
+    for addr in probes {
+        let expected = lookup_runs(&runs, addr);
+        assert_eq!(v4.lookup_v4(addr), expected, "{}", Ipv4Addr::from(addr));
+        assert_eq!(geo.lookup(IpAddr::V4(addr.into())), expected, "{}", Ipv4Addr::from(addr));
+        checked += 1;
+    }
+    let runs = geo.v6_runs();
+    let mut probes: Vec<u128> = Vec::with_capacity(runs.len() * 4 + 100_000);
+    for run in &runs {
+        probes.extend([run.first, run.last, run.first.wrapping_sub(1), run.last.wrapping_add(1)]);
+    }
     for i in 0..100_000 {
         probes.push(match i % 4 {
             0 => rng.random(),
@@ -190,32 +167,21 @@ fn real_ipv6_table_and_fallback_answer_as_the_runs() {
                 rng.random_range(run.first..=run.last)
             }
             _ => {
-                let (first, last) = nodes[rng.random_range(0..nodes.len())];
-                rng.random_range(first..=last)
+                // Just inside a random run's ends, where the data is finest.
+                let run = runs[rng.random_range(0..runs.len())];
+                run.last.saturating_sub(rng.random_range(0..0x1_0000))
             }
         });
     }
-    let started = Instant::now();
-    let mut fell_back = 0usize;
-    for addr in &probes {
-        let addr = *addr;
-        let expected = lookup_runs(runs, addr);
-        let kernel = match lookup_v6(&addr.to_be_bytes(), |i| table.blocks.get(i as usize)) {
-            CountryId::FALLBACK => {
-                fell_back += 1;
-                lpm.lookup(addr)
-            }
-            id => id,
-        };
+    for addr in probes {
+        let expected = lookup_runs(&runs, addr);
         let a = Ipv6Addr::from(addr);
-        assert_eq!(kernel, expected, "{a}: table + fallback trie vs runs");
+        assert_eq!(v6.lookup_v6(addr), expected, "{a}: compact structure vs runs");
         assert_eq!(geo.lookup(IpAddr::V6(a)), expected, "{a}: CompiledGeo::lookup vs runs");
+        checked += 1;
     }
     println!(
-        "checked {} addresses ({boundaries} run boundaries, 100000 random; {fell_back} went \
-         to the fallback trie) in {:?}",
-        probes.len(),
+        "checked {checked} addresses (every run boundary, 200000 random) in {:?}",
         started.elapsed()
     );
-    assert!(fell_back > 25_000, "{fell_back}");
 }

@@ -134,9 +134,9 @@ pub fn load_kernel(
     };
     info!(
         source = %geo_source::describe(&geo),
-        v4_table_blocks = tables.v4_table.len(),
-        v6_table_blocks = tables.v6_table.len(),
-        v6_lpm_prefixes = tables.v6_prefixes.len(),
+        v4_nodes = tables.v4.nodes.len(),
+        v6_nodes = tables.v6.nodes.len(),
+        geo_kernel_bytes = tables.v4.bytes() + tables.v6.bytes(),
         took_ms = status.load_duration.as_millis() as u64,
         "country database loaded"
     );

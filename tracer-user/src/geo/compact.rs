@@ -18,7 +18,8 @@
 //! [`decode`] checks everything (magic, checksum, lengths against the bytes actually present,
 //! ordering, ids, trailing bytes). Its memory is bounded whatever the input claims: the
 //! decompressed body is capped at [`MAX_BODY_BYTES`], a family at [`MAX_SEGMENTS`] segments,
-//! and vectors grow with the data actually read, never with a count taken on trust.
+//! and a family's vector is reserved for the segments actually present (each takes at least two
+//! bytes of the body), never for a count taken on trust.
 
 use std::io::Write as _;
 
@@ -48,9 +49,6 @@ pub const MAX_BODY_BYTES: u64 = 256 << 20;
 /// Most segments accepted per family by [`decode`] (the full geo-whois-asn-country data has
 /// well under a million per family).
 pub const MAX_SEGMENTS: usize = 1 << 22;
-
-/// Initial capacity reserved for a family's vectors, whatever its count says.
-const INITIAL_CAPACITY: usize = 1 << 16;
 
 /// Whether `bytes` start with the compact magic.
 pub fn is_compact(bytes: &[u8]) -> bool {
@@ -178,6 +176,18 @@ impl Reader<'_> {
         Err(format!("{what}: truncated or overlong varint"))
     }
 
+    /// The start of segment `i`, whose predecessor started at `previous`.
+    fn start<A: Address>(&mut self, i: usize, previous: u128, what: &str) -> Result<u128, String> {
+        let delta = self.varint(what)?;
+        if (i == 0) != (delta == 0) {
+            return Err(format!("{what}: segment {i} does not start after the previous"));
+        }
+        previous
+            .checked_add(delta)
+            .filter(|&s| s <= A::MAX.to_u128())
+            .ok_or_else(|| format!("{what}: segment {i} starts beyond the address space"))
+    }
+
     fn take(&mut self, len: u128, what: &str) -> Result<&[u8], String> {
         let len = usize::try_from(len)
             .ok()
@@ -211,30 +221,33 @@ impl Reader<'_> {
             .ok()
             .filter(|&n| n <= self.bytes.len() / 2 && n <= MAX_SEGMENTS)
             .ok_or_else(|| format!("{what}: segment count {count} exceeds the data or limit"))?;
-        let mut starts: Vec<A> = Vec::with_capacity(count.min(INITIAL_CAPACITY));
-        let mut start = 0u128;
-        for i in 0..count {
-            let delta = self.varint(what)?;
-            if (i == 0) != (delta == 0) {
-                return Err(format!("{what}: segment {i} does not start after the previous"));
-            }
-            start = start
-                .checked_add(delta)
-                .filter(|&s| s <= A::MAX.to_u128())
-                .ok_or_else(|| format!("{what}: segment {i} starts beyond the address space"))?;
-            starts.push(A::from_u128(start));
+        // Two cursors, one over the starts column and one over the ids column (found by
+        // skipping the starts), so no column is held in memory.
+        let mut starts = Reader { bytes: self.bytes };
+        for _ in 0..count {
+            self.varint(what)?;
         }
-        let mut runs: Vec<Run<A>> = Vec::with_capacity(count.min(INITIAL_CAPACITY));
-        for (i, &first) in starts.iter().enumerate() {
+        // Segments of a known id bound the runs: reserving that many (every one of them is in
+        // the data, at least two bytes each) avoids the doubling copies of a growing vector.
+        let mut ids = Reader { bytes: self.bytes };
+        let mut known = 0usize;
+        for _ in 0..count {
+            known += usize::from(ids.varint(what)? != 0);
+        }
+        let mut runs: Vec<Run<A>> = Vec::with_capacity(known);
+        let mut next_start = if count > 0 { Some(starts.start::<A>(0, 0, what)?) } else { None };
+        for i in 0..count {
+            let first = next_start.expect("read ahead for every segment");
+            next_start =
+                if i + 1 < count { Some(starts.start::<A>(i + 1, first, what)?) } else { None };
             let id = self.varint(what)?;
             let id = u16::try_from(id)
                 .ok()
                 .filter(|&id| id <= CountryId::MAX_COUNTRY)
                 .map(CountryId)
                 .ok_or_else(|| format!("{what}: invalid country id {id}"))?;
-            let first = first.to_u128();
             // Starts are strictly increasing, so `next - 1` does not underflow.
-            let last = starts.get(i + 1).map_or(A::MAX.to_u128(), |next| next.to_u128() - 1);
+            let last = next_start.map_or(A::MAX.to_u128(), |next| next - 1);
             if id == CountryId::UNKNOWN {
                 continue;
             }

@@ -4,16 +4,13 @@
 use std::net::IpAddr;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
-use tracer_common::{
-    CountryId,
-    geo_table::{Block, V6_TABLE_BYTES, lookup_v4, lookup_v6},
-};
+use tracer_common::CountryId;
 
 use super::{
     GeoError,
+    dxr::{Dxr, build_dxr},
     local::{local_networks, overlay_local},
     ranges::{Address, RangeMap, Run, cidr_blocks, lookup_runs},
-    table::{Table, build_table, build_v4_table, table_bytes},
 };
 
 /// A country database: sorted, disjoint, merged runs per family, plus where it came from.
@@ -70,6 +67,57 @@ impl GeoData {
     }
 }
 
+/// Sorted, disjoint `runs` with sorted, disjoint `top` applied over them, in one pass (touching
+/// runs of one id merged): what a [`RangeMap`] gives, without building one.
+pub(crate) fn overlay_sorted<A: Address>(runs: &[Run<A>], top: &[Run<A>]) -> Vec<Run<A>> {
+    let mut out: Vec<Run<A>> = Vec::with_capacity(runs.len() + 2 * top.len());
+    let push = |out: &mut Vec<Run<A>>, first: u128, last: u128, id: CountryId| match out.last_mut()
+    {
+        Some(prev) if prev.id == id && prev.last.to_u128() + 1 == first => {
+            prev.last = A::from_u128(last);
+        }
+        _ => out.push(Run::new(A::from_u128(first), A::from_u128(last), id)),
+    };
+    // `emitted` top runs are in `out`; `k` is the first top run that may meet the current run.
+    let (mut emitted, mut k) = (0, 0);
+    let piece = |out: &mut Vec<Run<A>>, emitted: &mut usize, first: u128, last: u128, id| {
+        while let Some(t) = top.get(*emitted).filter(|t| t.first.to_u128() < first) {
+            push(out, t.first.to_u128(), t.last.to_u128(), t.id);
+            *emitted += 1;
+        }
+        push(out, first, last, id);
+    };
+    for run in runs {
+        let (mut cur, last) = (run.first.to_u128(), run.last.to_u128());
+        while top.get(k).is_some_and(|t| t.last.to_u128() < cur) {
+            k += 1;
+        }
+        let mut j = k;
+        loop {
+            match top.get(j) {
+                Some(t) if t.first.to_u128() <= last => {
+                    if t.first.to_u128() > cur {
+                        piece(&mut out, &mut emitted, cur, t.first.to_u128() - 1, run.id);
+                    }
+                    if t.last.to_u128() >= last {
+                        break;
+                    }
+                    cur = t.last.to_u128() + 1;
+                    j += 1;
+                }
+                _ => {
+                    piece(&mut out, &mut emitted, cur, last, run.id);
+                    break;
+                }
+            }
+        }
+    }
+    for t in &top[emitted..] {
+        push(&mut out, t.first.to_u128(), t.last.to_u128(), t.id);
+    }
+    out
+}
+
 /// `base` with `top` applied over it.
 fn overlay_runs<A: Address>(base: &[Run<A>], top: &[Run<A>]) -> Vec<Run<A>> {
     if top.is_empty() {
@@ -96,32 +144,35 @@ pub struct GeoStats {
     pub v4_prefixes: usize,
     /// IPv6 CIDR prefixes (the LPM trie's entries).
     pub v6_prefixes: usize,
-    /// Blocks of the IPv4 direct table.
-    pub v4_table_blocks: usize,
-    /// Bytes of the IPv4 direct table's values.
-    pub v4_table_bytes: usize,
-    /// Blocks of the IPv6 direct table.
-    pub v6_table_blocks: usize,
-    /// Bytes of the IPv6 direct table's values.
-    pub v6_table_bytes: usize,
-    /// Prefixes inside the IPv6 table's FALLBACK /64s (the IPv6 LPM trie's entries).
-    pub v6_fallback_prefixes: usize,
+    /// Nodes of the IPv4 compact structure.
+    pub v4_nodes: usize,
+    /// Ranges of the IPv4 compact structure (without the padding of the last line).
+    pub v4_ranges: usize,
+    /// Bytes of the IPv4 compact structure's values (root, nodes, range lines).
+    pub v4_bytes: usize,
+    /// Nodes of the IPv6 compact structure.
+    pub v6_nodes: usize,
+    /// Ranges of the IPv6 compact structure.
+    pub v6_ranges: usize,
+    /// Bytes of the IPv6 compact structure's values.
+    pub v6_bytes: usize,
 }
 
-/// A database with the local networks overlaid as [`CountryId::LOCAL`], and its direct tables.
+/// A database with the local networks overlaid as [`CountryId::LOCAL`], and its compact lookup
+/// structures ([`tracer_common::geo_dxr`]).
 #[derive(Clone, Debug)]
 pub struct CompiledGeo {
     data: GeoData,
     local: Vec<IpNet>,
-    v4: Vec<Run<u32>>,
-    v6: Vec<Run<u128>>,
-    table: Vec<Block>,
-    v6_table: Table<u128>,
+    v4_local: Vec<Run<u32>>,
+    v6_local: Vec<Run<u128>>,
+    v4_dxr: Dxr,
+    v6_dxr: Dxr,
 }
 
 impl CompiledGeo {
     /// Overlays the built-in local networks and `extra_local` (e.g. the LAN prefixes) on
-    /// `data` and builds the IPv4 table and the IPv6 table (to /64).
+    /// `data` and builds the compact structure of each family.
     pub fn new(data: GeoData, extra_local: &[IpNet]) -> Result<Self, GeoError> {
         if let Some(id) = (data.v6.iter().map(|run| run.id))
             .chain(data.v4.iter().map(|run| run.id))
@@ -130,14 +181,14 @@ impl CompiledGeo {
             return Err(GeoError::InvalidId { id: id.0 });
         }
         let local = local_networks(extra_local);
-        let mut v4 = RangeMap::from_runs(&data.v4);
-        let mut v6 = RangeMap::from_runs(&data.v6);
+        let (mut v4, mut v6) = (RangeMap::new(), RangeMap::new());
         overlay_local(&mut v4, &mut v6, &local);
-        let v4 = v4.into_runs();
-        let table = build_v4_table(&v4)?;
-        let v6 = v6.into_runs();
-        let v6_table = build_table(&v6, V6_TABLE_BYTES)?;
-        Ok(Self { data, local, v4, v6, table, v6_table })
+        let (v4_local, v6_local) = (v4.into_runs(), v6.into_runs());
+        // One family at a time, the overlaid copy dropped once built: the database's runs are
+        // held once (in `data`), which keeps the peak memory of a load low.
+        let v4_dxr = build_dxr(&overlay_sorted(&data.v4, &v4_local))?;
+        let v6_dxr = build_dxr(&overlay_sorted(&data.v6, &v6_local))?;
+        Ok(Self { data, local, v4_local, v6_local, v4_dxr, v6_dxr })
     }
 
     /// The database as loaded (metadata and runs without the local networks).
@@ -150,93 +201,67 @@ impl CompiledGeo {
         &self.local
     }
 
-    /// IPv4 runs with the local networks overlaid.
-    pub fn v4_runs(&self) -> &[Run<u32>] {
-        &self.v4
+    /// IPv4 runs with the local networks overlaid (computed on each call).
+    pub fn v4_runs(&self) -> Vec<Run<u32>> {
+        overlay_sorted(&self.data.v4, &self.v4_local)
     }
 
-    /// IPv6 runs with the local networks overlaid.
-    pub fn v6_runs(&self) -> &[Run<u128>] {
-        &self.v6
+    /// IPv6 runs with the local networks overlaid (computed on each call).
+    pub fn v6_runs(&self) -> Vec<Run<u128>> {
+        overlay_sorted(&self.data.v6, &self.v6_local)
     }
 
-    /// The id the kernel will find for `addr`: IPv4 through the direct table (read by the same
-    /// [`lookup_v4`] as the eBPF program); IPv6 through the IPv6 table ([`lookup_v6`]) and,
-    /// where it says [`CountryId::FALLBACK`], the runs inside that /64, which answer exactly as
-    /// the longest-prefix match over [`v6_fallback_prefixes`](Self::v6_fallback_prefixes) (the
-    /// kernel's LPM trie) does: those prefixes tile the runs cut to the FALLBACK /64s.
+    /// The id the kernel will find for `addr`: read from the compact structure by the same walk
+    /// as the eBPF program ([`tracer_common::geo_dxr::lookup`]).
     pub fn lookup(&self, addr: IpAddr) -> CountryId {
         match addr {
-            IpAddr::V4(a) => lookup_v4(u32::from(a), |i| self.table.get(i as usize)),
-            IpAddr::V6(a) => {
-                let found = lookup_v6(&a.octets(), |i| self.v6_table.blocks.get(i as usize));
-                if found == CountryId::FALLBACK {
-                    // The LPM trie holds exactly the runs inside the FALLBACK /64s, and `a` is in
-                    // one of them: binary search over all runs gives the same answer.
-                    lookup_runs(&self.v6, u128::from(a))
-                } else {
-                    found
-                }
-            }
+            IpAddr::V4(a) => self.v4_dxr.lookup_v4(u32::from(a)),
+            IpAddr::V6(a) => self.v6_dxr.lookup_v6(u128::from(a)),
         }
     }
 
     /// The IPv4 runs as a minimal set of CIDR prefixes per run (local ones with
     /// [`CountryId::LOCAL`]; unknown gaps are not emitted), in address order.
     pub fn v4_prefixes(&self) -> Vec<(Ipv4Net, CountryId)> {
-        prefixes(&self.v4, |addr, len| Ipv4Net::new(addr.into(), len).ok())
+        prefixes(&self.v4_runs(), |addr, len| Ipv4Net::new(addr.into(), len).ok())
     }
 
     /// The IPv6 runs as a minimal set of CIDR prefixes per run, like
     /// [`v4_prefixes`](Self::v4_prefixes).
     pub fn v6_prefixes(&self) -> Vec<(Ipv6Net, CountryId)> {
-        prefixes(&self.v6, |addr, len| Ipv6Net::new(addr.into(), len).ok())
+        prefixes(&self.v6_runs(), |addr, len| Ipv6Net::new(addr.into(), len).ok())
     }
 
-    /// The IPv6 direct-indexed table (to /64), root blocks first.
-    pub fn v6_table(&self) -> &[Block] {
-        &self.v6_table.blocks
+    /// The IPv4 compact structure.
+    pub fn v4_dxr(&self) -> &Dxr {
+        &self.v4_dxr
     }
 
-    /// The CIDR decomposition of the IPv6 runs cut to the table's FALLBACK /64s, in address
-    /// order: what the kernel's IPv6 LPM trie holds next to the table. Gaps inside those /64s
-    /// are absent (unknown).
-    pub fn v6_fallback_prefixes(&self) -> Vec<(Ipv6Net, CountryId)> {
-        (self.v6_table.fallback_prefixes(&self.v6).into_iter())
-            .filter_map(|(addr, len, id)| Some((Ipv6Net::new(addr.into(), len).ok()?, id)))
-            .collect()
-    }
-
-    /// `(first, last)` of every /64 whose IPv6 table entry is [`CountryId::FALLBACK`] (the data
-    /// is finer there), in address order.
-    pub fn v6_fallback_nodes(&self) -> &[(u128, u128)] {
-        &self.v6_table.fallback
-    }
-
-    /// The IPv4 direct-indexed table ([`tracer_common::geo_table`]), root blocks first.
-    pub fn v4_table(&self) -> &[Block] {
-        &self.table
+    /// The IPv6 compact structure.
+    pub fn v6_dxr(&self) -> &Dxr {
+        &self.v6_dxr
     }
 
     /// Sizes, for reporting.
     pub fn stats(&self) -> GeoStats {
-        let count = |total: usize, n: usize| total + n;
+        // One family's overlaid runs at a time, so reporting does not raise the peak memory.
+        fn sizes<A: Address>(runs: &[Run<A>]) -> (usize, usize) {
+            let prefixes = runs.iter().map(|run| cidr_blocks(run.first, run.last).count());
+            (runs.len(), prefixes.sum())
+        }
+        let (v4_runs, v4_prefixes) = sizes(&self.v4_runs());
+        let (v6_runs, v6_prefixes) = sizes(&self.v6_runs());
         GeoStats {
-            v4_runs: self.v4.len(),
-            v6_runs: self.v6.len(),
-            v4_prefixes: (self.v4.iter())
-                .map(|run| cidr_blocks(run.first, run.last).count())
-                .fold(0, count),
-            v6_prefixes: (self.v6.iter())
-                .map(|run| cidr_blocks(run.first, run.last).count())
-                .fold(0, count),
-            v4_table_blocks: self.table.len(),
-            v4_table_bytes: table_bytes(&self.table),
-            v6_table_blocks: self.v6_table.blocks.len(),
-            v6_table_bytes: self.v6_table.bytes(),
-            v6_fallback_prefixes: (self.v6_table.fallback_runs(&self.v6).iter())
-                .map(|run| cidr_blocks(run.first, run.last).count())
-                .fold(0, count),
+            v4_runs,
+            v6_runs,
+            v4_prefixes,
+            v6_prefixes,
+            v4_nodes: self.v4_dxr.nodes.len(),
+            v4_ranges: self.v4_dxr.used_ranges(),
+            v4_bytes: self.v4_dxr.bytes(),
+            v6_nodes: self.v6_dxr.nodes.len(),
+            v6_ranges: self.v6_dxr.used_ranges(),
+            v6_bytes: self.v6_dxr.bytes(),
         }
     }
 }
@@ -253,4 +278,38 @@ fn prefixes<A: Address, N>(
                 .map(move |prefix| (prefix, run.id))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlay_sorted_is_the_range_map_overlay() {
+        // Deterministic pseudo-random runs over a small space, so overlaps of every shape occur.
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = |n: u32| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % u64::from(n)) as u32
+        };
+        for _ in 0..300 {
+            let mut make = |count: u32, ids: u16| {
+                let mut map = RangeMap::<u32>::new();
+                for _ in 0..count {
+                    let first = next(400);
+                    let last = first + next(40);
+                    map.insert(first, last, CountryId(1 + next(u32::from(ids)) as u16));
+                }
+                map.into_runs()
+            };
+            let (base, top) = (make(12, 3), make(4, 2));
+            let mut expected = RangeMap::from_runs(&base);
+            for run in &top {
+                expected.insert(run.first, run.last, run.id);
+            }
+            assert_eq!(overlay_sorted(&base, &top), expected.into_runs(), "{base:?} + {top:?}");
+        }
+    }
 }

@@ -87,10 +87,11 @@ pub enum GeoError {
         /// "IPv4" or "IPv6".
         family: &'static str,
     },
-    /// A direct table would need more blocks than entries can point to.
-    #[error("the direct table needs more than the maximum of {max} blocks")]
+    /// A compact structure would need more nodes than entries can point to (or more ranges
+    /// than [`crate::geo::dxr::MAX_RANGES`]).
+    #[error("the compact lookup structure needs more than the maximum of {max} nodes")]
     TableTooLarge {
-        /// The maximum number of blocks ([`tracer_common::geo_table::MAX_BLOCKS`]).
+        /// The maximum number of nodes ([`tracer_common::geo_dxr::MAX_NODES`]).
         max: u32,
     },
 }

@@ -4,30 +4,29 @@
 //! ```text
 //! file bytes --load_file/parse_csv/compact::decode--> GeoData (merged runs + metadata)
 //!            --CompiledGeo::new(data, lan prefixes)--> runs with LOCAL overlaid
-//!            --> lookup(), v4_table() (direct table), v4_prefixes()/v6_prefixes() (LPM tries)
+//!            --> lookup(), v4_dxr()/v6_dxr() (compact structures), v4_prefixes()/v6_prefixes() (LPM tries)
 //! ```
 
-mod blocks;
 pub mod compact;
 pub mod compiled;
 pub mod csv;
+pub mod dxr;
 pub mod error;
 pub mod input;
 pub mod local;
 pub mod mmdb;
 pub mod ranges;
-pub mod table;
 
 use std::path::Path;
 
 pub use compact::{NRO_ATTRIBUTION, decode, encode};
 pub use compiled::{CompiledGeo, GeoData, GeoStats};
 pub use csv::parse_csv;
+pub use dxr::{Dxr, build_dxr};
 pub use error::GeoError;
 pub use input::MAX_INPUT_BYTES;
 pub use local::{default_local_networks, local_networks};
 pub use ranges::{Address, RangeMap, Run, lookup_runs};
-pub use table::{Table, build_table, build_v4_table};
 
 /// The marker that precedes the metadata section of a MaxMind DB file.
 const MMDB_METADATA_MARKER: &[u8] = b"\xab\xcd\xefMaxMind.com";

@@ -6,8 +6,9 @@ use aya::{Ebpf, EbpfLoader, programs::SchedClassifier};
 use tracer_common::{
     capture::{CAPTURE_BUDGET_MAP, CAPTURES_MAP},
     maps::{
-        COUNTERS_MAP, DEFAULT_COUNTER_ENTRIES, GEO_V4_LPM_MAP, GEO_V4_TABLE_MAP, GEO_V6_LPM_MAP,
-        GEO_V6_TABLE_MAP, STATS_MAP,
+        COUNTERS_MAP, DEFAULT_COUNTER_ENTRIES, GEO_V4_LPM_MAP, GEO_V4_NODES_MAP, GEO_V4_RANGES_MAP,
+        GEO_V4_TABLE_MAP, GEO_V6_LPM_MAP, GEO_V6_NODES_MAP, GEO_V6_RANGES_MAP, GEO_V6_TABLE_MAP,
+        STATS_MAP,
     },
     policy::{
         ALERTED_MAP, DEVICE_PROFILE_MAP, EVENT_BUDGET_MAP, EVENTS_MAP, POLICY_SETTINGS_MAP,
@@ -91,8 +92,12 @@ impl Kernel {
             .map_max_entries(COUNTERS_MAP, options.counter_entries)
             .map_max_entries(REMOTES_MAP, options.remote_entries.max(1))
             .map_max_entries(GEO_V4_TABLE_MAP, options.geo.v4_blocks.max(1))
+            .map_max_entries(GEO_V4_NODES_MAP, options.geo.v4_nodes.max(1))
+            .map_max_entries(GEO_V4_RANGES_MAP, options.geo.v4_lines.max(1))
             .map_max_entries(GEO_V4_LPM_MAP, options.geo.v4_lpm_prefixes.max(1))
             .map_max_entries(GEO_V6_TABLE_MAP, options.geo.v6_blocks.max(1))
+            .map_max_entries(GEO_V6_NODES_MAP, options.geo.v6_nodes.max(1))
+            .map_max_entries(GEO_V6_RANGES_MAP, options.geo.v6_lines.max(1))
             .map_max_entries(GEO_V6_LPM_MAP, options.geo.v6_prefixes.max(1));
         if let Some(dir) = &options.pin_dir {
             std::fs::create_dir_all(dir).map_err(|source| KernelError::Io {

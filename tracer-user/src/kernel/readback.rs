@@ -3,44 +3,76 @@
 
 use std::net::IpAddr;
 
-use aya::maps::{Array, LpmTrie, MapData, lpm_trie::Key};
+use aya::maps::Array;
 use tracer_common::{
     CountryId,
-    geo_table::{Block, lookup, lookup_v6},
-    maps::{GEO_V4_TABLE_MAP, GEO_V6_LPM_MAP, GEO_V6_TABLE_MAP},
+    geo_dxr::{Node, RangeLine, V4_DIGITS, V6_DIGITS, lookup, v4_digits, v6_digits},
+    geo_table::Block,
+    maps::{
+        GEO_V4_NODES_MAP, GEO_V4_RANGES_MAP, GEO_V4_TABLE_MAP, GEO_V6_NODES_MAP, GEO_V6_RANGES_MAP,
+        GEO_V6_TABLE_MAP,
+    },
 };
 
 use super::{Kernel, KernelError};
 
-/// The kernel's geo maps as the program sees them: the tables copied out, the IPv6 LPM trie
-/// queried in place (so the kernel's own longest-prefix match answers).
+/// One family's compact structure as copied out of the kernel.
+#[derive(Debug, Default)]
+struct Family {
+    root: Vec<Block>,
+    nodes: Vec<Node>,
+    lines: Vec<RangeLine>,
+}
+
+impl Family {
+    fn lookup<const N: usize>(&self, digits: &[u16; N]) -> CountryId {
+        lookup(
+            digits,
+            |i| self.root.get(i as usize),
+            |i| self.nodes.get(i as usize),
+            |i| self.lines.get(i as usize),
+        )
+    }
+}
+
+/// The kernel's geo maps as the program sees them (the compact structures copied out).
 pub struct KernelGeo {
-    v4: Vec<Block>,
-    v6: Vec<Block>,
-    v6_lpm: LpmTrie<MapData, [u8; 16], u16>,
+    v4: Family,
+    v6: Family,
 }
 
 impl std::fmt::Debug for KernelGeo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KernelGeo").field("v4_blocks", &self.v4.len()).finish_non_exhaustive()
+        f.debug_struct("KernelGeo")
+            .field("v4_nodes", &self.v4.nodes.len())
+            .field("v6_nodes", &self.v6.nodes.len())
+            .finish_non_exhaustive()
     }
 }
 
-fn read_blocks(kernel: &mut Kernel, name: &'static str) -> Result<Vec<Block>, KernelError> {
+fn read_array<T: aya::Pod>(kernel: &mut Kernel, name: &'static str) -> Result<Vec<T>, KernelError> {
     let err = move |source| KernelError::Map { map: name, source: Box::new(source) };
-    let map: Array<_, Block> = Array::try_from(kernel.map_mut(name)?).map_err(err)?;
+    let map: Array<_, T> = Array::try_from(kernel.map_mut(name)?).map_err(err)?;
     (0..map.len()).map(|i| map.get(&i, 0).map_err(err)).collect()
 }
 
+fn read_family(
+    kernel: &mut Kernel,
+    [root, nodes, lines]: [&'static str; 3],
+) -> Result<Family, KernelError> {
+    Ok(Family {
+        root: read_array(kernel, root)?,
+        nodes: read_array(kernel, nodes)?,
+        lines: read_array(kernel, lines)?,
+    })
+}
+
 impl Kernel {
-    /// Copies the tables out and takes the IPv6 LPM trie for queries (the object keeps
-    /// running; only this handle is taken).
+    /// Copies the compact structures out (the object keeps running).
     pub fn read_geo(&mut self) -> Result<KernelGeo, KernelError> {
-        let v4 = read_blocks(self, GEO_V4_TABLE_MAP)?;
-        let v6 = read_blocks(self, GEO_V6_TABLE_MAP)?;
-        let err = |source| KernelError::Map { map: GEO_V6_LPM_MAP, source: Box::new(source) };
-        let v6_lpm = LpmTrie::try_from(self.take_map(GEO_V6_LPM_MAP)?).map_err(err)?;
-        Ok(KernelGeo { v4, v6, v6_lpm })
+        let v4 = read_family(self, [GEO_V4_TABLE_MAP, GEO_V4_NODES_MAP, GEO_V4_RANGES_MAP])?;
+        let v6 = read_family(self, [GEO_V6_TABLE_MAP, GEO_V6_NODES_MAP, GEO_V6_RANGES_MAP])?;
+        Ok(KernelGeo { v4, v6 })
     }
 }
 
@@ -48,14 +80,8 @@ impl KernelGeo {
     /// The id the program decides for `addr` in table mode.
     pub fn lookup(&self, addr: IpAddr) -> CountryId {
         match addr {
-            IpAddr::V4(a) => lookup(&a.octets(), |i| self.v4.get(i as usize)),
-            IpAddr::V6(a) => {
-                let found = lookup_v6(&a.octets(), |i| self.v6.get(i as usize));
-                if found != CountryId::FALLBACK {
-                    return found;
-                }
-                self.v6_lpm.get(&Key::new(128, a.octets()), 0).map_or(CountryId::UNKNOWN, CountryId)
-            }
+            IpAddr::V4(a) => self.v4.lookup::<V4_DIGITS>(&v4_digits(&a.octets())),
+            IpAddr::V6(a) => self.v6.lookup::<V6_DIGITS>(&v6_digits(&a.octets())),
         }
     }
 }
