@@ -101,8 +101,13 @@ fn send(ctx: &TcContext, r: &Request<'_>) -> Captured {
         return Captured::Suppressed;
     }
     let Some(mut entry) = CAPTURES.reserve::<Capture>(0) else {
+        // Debug level only: with the level off the verifier drops this as dead code.
+        aya_log_ebpf::debug!(ctx, "capture refused: the ring buffer is full (kind {})", what);
         return Captured::Suppressed;
     };
+    if orig_len > CAPTURE_DATA {
+        aya_log_ebpf::debug!(ctx, "capture of {} bytes cut to {}", orig_len, CAPTURE_DATA);
+    }
     let (family, addr) = remote.family_and_bytes();
     let len = if orig_len > CAPTURE_DATA { CAPTURE_DATA } else { orig_len };
     // For the verifier: a length it can see is between 1 and the buffer's size. The value

@@ -125,6 +125,10 @@ pub struct RunArgs {
     /// Push every alert to this Alertmanager (base URL; `POST /api/v2/alerts`).
     #[arg(long, value_name = "URL")]
     pub alertmanager: Option<String>,
+    /// The eBPF programs' own diagnostics (aya-log), logged by the agent at that level: e.g.
+    /// debug shows captures refused by a full ring buffer. Off costs nothing [default: off].
+    #[arg(long, value_enum, value_name = "LEVEL")]
+    pub kernel_log: Option<crate::kernel::KernelLog>,
     /// bpffs directory where the maps are pinned, so that a reload or a restart continues the
     /// counts [default: /sys/fs/bpf/egress-tracer].
     #[arg(long, value_name = "DIR")]

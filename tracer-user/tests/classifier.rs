@@ -247,3 +247,26 @@ fn tables_and_lpm_reference_agree() {
         }
     }
 }
+
+/// The programs' aya-log diagnostics cost nothing when off: with `AYA_LOG_LEVEL` 0 (a frozen
+/// global) the verifier proves every log statement unreachable and drops it, so the translated
+/// programs are smaller than with the level at debug (and per-packet cost is that of a program
+/// without logging).
+#[test]
+#[ignore = "needs root (loads eBPF programs): run by cargo xtask test"]
+fn kernel_log_statements_are_dropped_when_the_level_is_off() {
+    use tracer_user::kernel::{KernelLog, programs};
+    support::require_root();
+    let data = geo::parse_csv("test.csv", TEST_DB.as_bytes()).expect("parse");
+    let geo = CompiledGeo::new(data, &[]).expect("compile");
+    let tables = KernelTables::build(&geo, Lookup::Table);
+    let size = |kernel_log| {
+        let options = LoadOptions { geo: tables.sizes(), kernel_log, ..LoadOptions::default() };
+        let kernel = Kernel::load(&options).expect("load");
+        let info = kernel.program(programs::DOWNLOAD).expect("program").info().expect("info");
+        info.size_translated().expect("translated size")
+    };
+    let (off, debug) = (size(KernelLog::Off), size(KernelLog::Debug));
+    println!("tc_download translated: {off} bytes with the kernel log off, {debug} at debug");
+    assert!(off < debug, "off {off} must be smaller than debug {debug}");
+}

@@ -119,6 +119,7 @@ pub fn load_kernel(
         geo: tables.sizes(),
         pin_dir: Some(pin_dir(&settings.bpffs_dir)),
         bench_programs: false,
+        kernel_log: settings.kernel_log,
     };
     let mut kernel = Kernel::load(&options)?;
     tables.fill(&mut kernel)?;

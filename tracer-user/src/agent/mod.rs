@@ -38,6 +38,8 @@ struct Agent {
     lan_prefixes: Vec<IpNet>,
     kernel: Kernel,
     ctx: Arc<Context>,
+    /// Forwards the current object's aya-log records (with `--kernel-log`).
+    kernel_log: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Agent {
@@ -78,6 +80,16 @@ impl Agent {
         };
         if let Some((fresh, geo)) = fresh {
             self.kernel = fresh;
+            if let Some(logger) = self.kernel.take_logger() {
+                match crate::kernel::spawn_kernel_log(logger) {
+                    Ok(task) => {
+                        if let Some(old) = self.kernel_log.replace(task) {
+                            old.abort();
+                        }
+                    }
+                    Err(err) => warn!(%err, "kernel diagnostics unavailable"),
+                }
+            }
             self.status().geo = geo;
             info!("country database reloaded; programs swapped atomically, counters continue");
         }
@@ -133,6 +145,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let ring = kernel.event_reader()?;
     let capture_ring = kernel.capture_reader()?;
+    let kernel_log = match kernel.take_logger() {
+        Some(logger) => Some(crate::kernel::spawn_kernel_log(logger)?),
+        None => None,
+    };
     let names = Arc::new(crate::domains::NameBook::new(crate::domains::BookSettings {
         entries: std::num::NonZeroUsize::new(settings.dns_names)
             .unwrap_or(std::num::NonZeroUsize::MIN),
@@ -236,7 +252,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     // SIGKILL loses at most this long of changes).
     let mut learn_tick = tokio::time::interval(Duration::from_secs(2));
     let mut volume_tick = tokio::time::interval(crate::learning::volume::CHECK_EVERY);
-    let mut agent = Agent { args, plan, lan_prefixes, kernel, ctx };
+    let mut agent = Agent { args, plan, lan_prefixes, kernel, ctx, kernel_log };
     let mut watched = watch::Watched::new(&agent.args, &agent.plan.settings);
     let heartbeat = crate::service::spawn_watchdog();
     loop {
@@ -279,6 +295,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     server.abort();
     events.abort();
     retirement.abort();
+    if let Some(task) = agent.kernel_log.take() {
+        task.abort();
+    }
     agent.kernel.detach_all();
     let dir = pin_dir(&agent.plan.settings.bpffs_dir);
     drop(agent);

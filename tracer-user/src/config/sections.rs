@@ -40,6 +40,8 @@ pub struct AgentSection {
     pub dns_min_hold: Option<u64>,
     /// Where state that must survive restarts is kept: the learned baseline (`--state-dir`).
     pub state_dir: Option<PathBuf>,
+    /// Level of the programs' own diagnostics (`--kernel-log`).
+    pub kernel_log: Option<crate::kernel::KernelLog>,
     /// bpffs directory of the pinned maps (`--bpffs-dir`).
     pub bpffs_dir: Option<PathBuf>,
     /// Seconds between checks of the config, database and lease files (`--watch-interval`).

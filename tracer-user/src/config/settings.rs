@@ -45,6 +45,8 @@ pub struct RunSettings {
     pub volumes: Vec<super::VolumeRule>,
     /// Alertmanager base URL.
     pub alertmanager: Option<String>,
+    /// Level of the programs' diagnostics.
+    pub kernel_log: crate::kernel::KernelLog,
     /// bpffs directory of the pinned maps.
     pub bpffs_dir: PathBuf,
     /// Seconds between file checks (0: never).
@@ -173,6 +175,7 @@ impl RunSettings {
                 .unwrap_or_else(|| PathBuf::from("/var/lib/egress-tracer")),
             volumes: volume_rules(args, config)?,
             alertmanager: args.alertmanager.clone().or_else(|| alerts.alertmanager.clone()),
+            kernel_log: args.kernel_log.or(agent.kernel_log).unwrap_or_default(),
             bpffs_dir: args
                 .bpffs_dir
                 .clone()

@@ -34,6 +34,58 @@ pub struct LoadOptions {
     /// Also load the benchmarks' baseline programs (`tc_empty`, `tc_parse_only`); the agent
     /// does not.
     pub bench_programs: bool,
+    /// The programs' own diagnostics (aya-log) at this level and above; `Off` makes the
+    /// verifier drop every log statement as dead code.
+    pub kernel_log: KernelLog,
+}
+
+/// Level of the programs' diagnostics (`--kernel-log`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KernelLog {
+    /// None (the default): no cost at all.
+    #[default]
+    Off,
+    /// Errors only.
+    Error,
+    /// Warnings and errors.
+    Warn,
+    /// Informational messages and above.
+    Info,
+    /// Everything, e.g. a capture refused by a full ring buffer or cut to its maximum size.
+    Debug,
+}
+
+impl KernelLog {
+    /// The value of aya-log's `AYA_LOG_LEVEL` global.
+    fn level(self) -> u8 {
+        match self {
+            Self::Off => 0,
+            Self::Error => aya_log::Level::Error as u8,
+            Self::Warn => aya_log::Level::Warn as u8,
+            Self::Info => aya_log::Level::Info as u8,
+            Self::Debug => aya_log::Level::Debug as u8,
+        }
+    }
+}
+
+/// Forwards the programs' aya-log records to the agent's log, until aborted.
+pub fn spawn_kernel_log(
+    logger: aya_log::EbpfLogger<&'static dyn log::Log>,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    // SAFETY: the logger owns its ring buffer's fd for as long as it lives, and the AsyncFd
+    // owns the logger.
+    let mut fd = unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(logger, tokio::io::Interest::READABLE)
+    }
+    .map_err(|e| std::io::Error::other(e.to_string()))?;
+    Ok(tokio::spawn(async move {
+        loop {
+            let Ok(mut guard) = fd.readable_mut().await else { return };
+            guard.get_inner_mut().flush();
+            guard.clear_ready();
+        }
+    }))
 }
 
 impl Default for LoadOptions {
@@ -44,6 +96,7 @@ impl Default for LoadOptions {
             geo: GeoMapSizes::default(),
             pin_dir: None,
             bench_programs: false,
+            kernel_log: KernelLog::Off,
         }
     }
 }
@@ -72,6 +125,7 @@ pub struct Kernel {
     pub(super) counter_entries: u32,
     pub(super) attachments: Vec<Attached>,
     pub(super) pin_dir: Option<PathBuf>,
+    pub(super) logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
 }
 
 impl std::fmt::Debug for Kernel {
@@ -87,6 +141,7 @@ fn program_err(name: &'static str) -> impl Fn(aya::programs::ProgramError) -> Ke
 impl Kernel {
     /// Loads the embedded object and all its programs (not attached yet).
     pub fn load(options: &LoadOptions) -> Result<Self, KernelError> {
+        let level = options.kernel_log.level();
         let mut loader = EbpfLoader::new();
         loader
             .map_max_entries(COUNTERS_MAP, options.counter_entries)
@@ -111,9 +166,18 @@ impl Kernel {
                 loader.map_pin_path(name, dir.join(name));
             }
         }
+        loader.override_global(aya_log::LEVEL, &level, false);
         let mut ebpf = loader
             .load(EBPF_OBJECT)
             .map_err(|source| KernelError::Load { source: Box::new(source) })?;
+        // With the level off the programs never write to the log ring buffer: no reader.
+        let logger = if options.kernel_log == KernelLog::Off {
+            None
+        } else {
+            aya_log::EbpfLogger::init(&mut ebpf)
+                .map_err(|e| tracing::warn!("kernel diagnostics unavailable: {e}"))
+                .ok()
+        };
         let bench: &[&'static str] =
             if options.bench_programs { &[programs::PARSE_ONLY, programs::EMPTY] } else { &[] };
         for &name in [programs::UPLOAD, programs::DOWNLOAD].iter().chain(bench) {
@@ -129,7 +193,13 @@ impl Kernel {
             counter_entries: options.counter_entries,
             attachments: Vec::new(),
             pin_dir: options.pin_dir.clone(),
+            logger,
         })
+    }
+
+    /// The programs' diagnostics, for [`spawn_kernel_log`] (only with a level other than off).
+    pub fn take_logger(&mut self) -> Option<aya_log::EbpfLogger<&'static dyn log::Log>> {
+        self.logger.take()
     }
 
     /// A loaded program by name, for attaching or `BPF_PROG_TEST_RUN`.
