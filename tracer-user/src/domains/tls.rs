@@ -4,6 +4,7 @@
 
 use std::net::IpAddr;
 
+use bytes::BytesMut;
 use lru::LruCache;
 use tls_parser::{
     SNIType, TlsExtension, TlsMessage, TlsMessageHandshake, parse_tls_extensions,
@@ -56,7 +57,7 @@ type FlowKey = ([u8; 6], IpAddr, u16);
 /// Partial ClientHellos, bounded (the least recently started ones are dropped).
 #[derive(Debug)]
 pub struct Reassembly {
-    partial: LruCache<FlowKey, (u32, Vec<u8>)>,
+    partial: LruCache<FlowKey, (u32, BytesMut)>,
     /// Partial ClientHellos dropped unfinished (evicted, a gap, or too long).
     pub dropped: u64,
 }
@@ -106,7 +107,10 @@ impl Reassembly {
                     self.dropped += 1;
                 }
                 let next = s.seq.wrapping_add(s.data.len() as u32);
-                self.partial.put(key, (next, s.data.to_vec()));
+                // Room for the second segment too: one allocation per partial ClientHello.
+                let mut buf = BytesMut::with_capacity(MAX_PARTIAL);
+                buf.extend_from_slice(s.data);
+                self.partial.put(key, (next, buf));
                 Outcome::Partial
             }
             Outcome::Partial => {
