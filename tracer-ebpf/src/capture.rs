@@ -14,7 +14,6 @@ use crate::{
 
 const TCP: u8 = 6;
 const UDP: u8 = 17;
-const NS_PER_SEC: u64 = 1_000_000_000;
 
 /// What [`dns_answer`] and [`tls_segment`] did.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -97,7 +96,7 @@ fn send(ctx: &TcContext, r: &Request<'_>) -> Captured {
     let orig_len = end - start;
     // SAFETY: the kernel's clock helper has no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
-    if !take_budget(now, per_sec) {
+    if !crate::budget::take(&CAPTURE_BUDGET, now, per_sec) {
         return Captured::Suppressed;
     }
     let Some(mut entry) = CAPTURES.reserve::<Capture>(0) else {
@@ -148,24 +147,4 @@ fn send(ctx: &TcContext, r: &Request<'_>) -> Captured {
     }
     entry.submit(0);
     Captured::Sent
-}
-
-/// Takes one capture from this CPU's budget for the current second.
-#[inline(always)]
-fn take_budget(now: u64, per_sec: u32) -> bool {
-    let Some(budget) = CAPTURE_BUDGET.get_ptr_mut(0) else {
-        return false;
-    };
-    // SAFETY: this CPU's own entry; per-CPU maps need no atomics.
-    unsafe {
-        if now.wrapping_sub((*budget).window_start) >= NS_PER_SEC {
-            (*budget).window_start = now;
-            (*budget).sent = 0;
-        }
-        if (*budget).sent >= u64::from(per_sec) {
-            return false;
-        }
-        (*budget).sent += 1;
-    }
-    true
 }

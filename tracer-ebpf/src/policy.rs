@@ -11,8 +11,6 @@ use crate::{
     parse::{Remote, Transport, remote_port},
 };
 
-const NS_PER_SEC: u64 = 1_000_000_000;
-
 /// The settings, if any profile can say anything but allow.
 #[inline(always)]
 pub fn settings() -> Option<&'static PolicySettings> {
@@ -74,29 +72,17 @@ pub fn report(v: &Violation<'_>, settings: &PolicySettings) -> Reported {
     let now = unsafe { bpf_ktime_get_ns() };
     // SAFETY: a plain lookup; the value is copied out at once.
     if let Some(last) = unsafe { ALERTED.get(key) }.copied()
-        && now.wrapping_sub(last) < u64::from(settings.rearm_secs) * NS_PER_SEC
+        && now.wrapping_sub(last) < u64::from(settings.rearm_secs) * crate::budget::NS_PER_SEC
     {
         return Reported::Sent;
     }
-    if !take_budget(now, settings.events_per_sec) {
+    if !crate::budget::take(&EVENT_BUDGET, now, settings.events_per_sec) {
         return Reported::Suppressed;
     }
     let Some(mut entry) = EVENTS.reserve::<AlertEvent>(0) else {
         return Reported::Suppressed;
     };
-    let len = v.ctx.len();
-    entry.write(AlertEvent {
-        time_ns: now,
-        addr,
-        mac: v.mac,
-        country: v.country.0,
-        port: remote_port(v.ctx, v.transport, v.direction),
-        direction: v.direction as u8,
-        family,
-        protocol: v.transport.protocol,
-        action: v.action as u8,
-        len: if len > 0xffff { 0xffff } else { len as u16 },
-    });
+    entry.write(event(v, now, family, addr, v.action as u8));
     entry.submit(0);
     let _ = ALERTED.insert(key, now, 0);
     Reported::Sent
@@ -112,15 +98,23 @@ pub fn new_pair(v: &Violation<'_>) -> Reported {
     }
     // SAFETY: the kernel's clock helper has no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
-    if !take_budget(now, settings.events_per_sec) {
+    if !crate::budget::take(&EVENT_BUDGET, now, settings.events_per_sec) {
         return Reported::Suppressed;
     }
     let Some(mut entry) = EVENTS.reserve::<AlertEvent>(0) else {
         return Reported::Suppressed;
     };
     let (family, addr) = v.remote.family_and_bytes();
+    entry.write(event(v, now, family, addr, tracer_common::policy::NEW_PAIR));
+    entry.submit(0);
+    Reported::Sent
+}
+
+/// The event for the agent about `v`'s packet.
+#[inline(always)]
+fn event(v: &Violation<'_>, now: u64, family: u8, addr: [u8; 16], action: u8) -> AlertEvent {
     let len = v.ctx.len();
-    entry.write(AlertEvent {
+    AlertEvent {
         time_ns: now,
         addr,
         mac: v.mac,
@@ -129,29 +123,7 @@ pub fn new_pair(v: &Violation<'_>) -> Reported {
         direction: v.direction as u8,
         family,
         protocol: v.transport.protocol,
-        action: tracer_common::policy::NEW_PAIR,
+        action,
         len: if len > 0xffff { 0xffff } else { len as u16 },
-    });
-    entry.submit(0);
-    Reported::Sent
-}
-
-/// Takes one event from this CPU's budget for the current second.
-#[inline(always)]
-fn take_budget(now: u64, per_sec: u32) -> bool {
-    let Some(budget) = EVENT_BUDGET.get_ptr_mut(0) else {
-        return false;
-    };
-    // SAFETY: this CPU's own entry; per-CPU maps need no atomics.
-    unsafe {
-        if now.wrapping_sub((*budget).window_start) >= NS_PER_SEC {
-            (*budget).window_start = now;
-            (*budget).sent = 0;
-        }
-        if (*budget).sent >= u64::from(per_sec) {
-            return false;
-        }
-        (*budget).sent += 1;
     }
-    true
 }

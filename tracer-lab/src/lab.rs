@@ -120,6 +120,14 @@ impl Lab {
             .with_context(|| format!("starting `{}` in {netns} with nsenter", args.join(" ")))
     }
 
+    /// Makes the internet namespace answer every address of `prefix` (a local route on its
+    /// `lo`), for traffic to many remote addresses.
+    pub fn answer_prefix(&self, prefix: &str) -> anyhow::Result<()> {
+        let family = if prefix.contains(':') { "-6" } else { "-4" };
+        self.exec(&self.internet(), &["ip", family, "route", "add", "local", prefix, "dev", "lo"])
+            .map(drop)
+    }
+
     /// Sends exactly `count` pings (10 ms apart) from `device` to `addr` (IPv4 or IPv6) and
     /// requires every reply.
     pub fn ping(&self, device: &Device, addr: &str, count: u32) -> anyhow::Result<()> {

@@ -40,3 +40,14 @@ pub use topology::{
     Device, GW_LAN_V4, GW_LAN_V6, GW_VLAN_V4, GW_VLAN_V6, GW_WAN_V4, GW_WAN_V6, INET_WAN_V4,
     INET_WAN_V6, LAN_INTERFACES, MAX_PREFIX_LEN, REMOTES, Remote, check_prefix,
 };
+
+/// A child process killed (and reaped) on drop: a server a test or the demo runs in the lab.
+#[derive(Debug)]
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

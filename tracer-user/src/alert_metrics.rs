@@ -102,39 +102,40 @@ impl Collector for AlertCollector {
                 .encode(metric)?;
         }
         if let Some(am) = self.ctx.alerts.alertmanager() {
-            let mut metric = encoder.encode_descriptor(
+            encode_deliveries(
+                &mut encoder,
                 "alertmanager_alerts",
-                "Alerts pushed to Alertmanager, by result: delivered, failed (after retries) or dropped (queue full)",
-                None,
-                MetricType::Counter,
+                "Alerts pushed to Alertmanager",
+                am.stats(),
             )?;
-            let stats = am.stats();
-            for (result, n) in [
-                ("delivered", &stats.delivered),
-                ("failed", &stats.failed),
-                ("dropped", &stats.dropped),
-            ] {
-                ConstCounter::new(n.load(Ordering::Relaxed))
-                    .encode(metric.encode_family(&[("result", result)])?)?;
-            }
         }
         if let Some(webhook) = self.ctx.alerts.webhook() {
-            let mut metric = encoder.encode_descriptor(
+            encode_deliveries(
+                &mut encoder,
                 "webhook_alerts",
-                "Alerts handed to the webhook, by result: delivered, failed (after retries) or dropped (queue full)",
-                None,
-                MetricType::Counter,
+                "Alerts handed to the webhook",
+                webhook.stats(),
             )?;
-            let stats = webhook.stats();
-            for (result, n) in [
-                ("delivered", &stats.delivered),
-                ("failed", &stats.failed),
-                ("dropped", &stats.dropped),
-            ] {
-                ConstCounter::new(n.load(Ordering::Relaxed))
-                    .encode(metric.encode_family(&[("result", result)])?)?;
-            }
         }
         Ok(())
     }
+}
+
+/// `name_total{result}` for a delivery channel (webhook, Alertmanager).
+fn encode_deliveries(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    what: &str,
+    stats: &crate::alerts::WebhookStats,
+) -> Result<(), std::fmt::Error> {
+    let help =
+        format!("{what}, by result: delivered, failed (after retries) or dropped (queue full)");
+    let mut metric = encoder.encode_descriptor(name, &help, None, MetricType::Counter)?;
+    for (result, n) in
+        [("delivered", &stats.delivered), ("failed", &stats.failed), ("dropped", &stats.dropped)]
+    {
+        ConstCounter::new(n.load(Ordering::Relaxed))
+            .encode(metric.encode_family(&[("result", result)])?)?;
+    }
+    Ok(())
 }

@@ -25,6 +25,7 @@ pub mod http_access;
 pub mod http_auth;
 #[cfg(feature = "tls")]
 pub mod http_tls;
+pub mod input;
 pub mod ipfix;
 pub mod kernel;
 pub mod learning;

@@ -13,13 +13,12 @@ use std::{
     net::{SocketAddr, TcpStream, UdpSocket},
     os::fd::AsFd as _,
     path::{Path, PathBuf},
-    process::Child,
     time::Duration,
 };
 
 use serde_json::Value;
 use support::agent::Agent;
-use tracer_lab::Lab;
+use tracer_lab::{KillOnDrop, Lab};
 
 const DB: &str = "\
 36.110.0.0,36.110.255.255,CN
@@ -32,25 +31,12 @@ fn lab() -> Lab {
     support::lab("nm")
 }
 
-/// A process killed on drop.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Makes the internet namespace answer every address of `prefix`.
 fn answer_prefix(lab: &Lab, prefix: &str) {
-    let family = if prefix.contains(':') { "-6" } else { "-4" };
-    lab.exec(&lab.internet(), &["ip", family, "route", "add", "local", prefix, "dev", "lo"])
-        .expect("local route in the internet namespace");
+    lab.answer_prefix(prefix).expect("local route in the internet namespace");
 }
 
 /// dnsmasq in `netns`, answering only from `records` (no upstream, no hosts file).
-fn dnsmasq(lab: &Lab, netns: &str, listen: &[&str], records: &[&str]) -> Killed {
+fn dnsmasq(lab: &Lab, netns: &str, listen: &[&str], records: &[&str]) -> KillOnDrop {
     let mut args: Vec<String> = [
         "dnsmasq",
         "--no-daemon",
@@ -71,7 +57,7 @@ fn dnsmasq(lab: &Lab, netns: &str, listen: &[&str], records: &[&str]) -> Killed 
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     let child = lab.spawn_in(netns, &argv).expect("dnsmasq (setup installs dnsmasq-base)");
     std::thread::sleep(Duration::from_millis(400));
-    Killed(child)
+    KillOnDrop(child)
 }
 
 fn dig(lab: &Lab, netns: &str, args: &[&str]) -> String {
@@ -184,7 +170,7 @@ fn dns_answers_and_tls_server_names_name_each_device_s_remotes() {
     std::fs::create_dir_all(&dir).unwrap();
     let (cert, key) = certificate(&dir);
     let (cert, key) = (cert.display().to_string(), key.display().to_string());
-    let _tls_server = Killed(
+    let _tls_server = KillOnDrop(
         lab.spawn_in(
             &inet,
             &["openssl", "s_server", "-accept", "443", "-cert", &cert, "-key", &key, "-quiet"],

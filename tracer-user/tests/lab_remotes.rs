@@ -28,11 +28,8 @@ fn lab() -> Lab {
     support::lab("rm")
 }
 
-/// Makes the internet namespace answer every address of `prefix` (a local route on its `lo`).
 fn answer_prefix(lab: &Lab, prefix: &str) {
-    let family = if prefix.contains(':') { "-6" } else { "-4" };
-    lab.exec(&lab.internet(), &["ip", family, "route", "add", "local", prefix, "dev", "lo"])
-        .expect("local route in the internet namespace");
+    lab.answer_prefix(prefix).expect("local route in the internet namespace");
 }
 
 fn traffic(v: &Value) -> (u64, u64) {

@@ -86,16 +86,6 @@ const TRAFFIC: &[(usize, &str, u32)] = &[
 /// The name the phone resolves before uploading to CN, as the gateway's dnsmasq answers it.
 const VENDOR_CLOUD: &str = "api.io.mi.com";
 
-/// A child process killed on drop (the demo's resolver).
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 struct AgentProcess(Child);
 
 impl Drop for AgentProcess {
@@ -174,7 +164,7 @@ pub fn run(ready: &Ready, args: &DemoArgs) -> anyhow::Result<()> {
                 &format!("--host-record={VENDOR_CLOUD},36.110.0.1"),
             ],
         )
-        .map(Killed)
+        .map(tracer_lab::KillOnDrop)
         .context("starting dnsmasq on the gateway (setup installs dnsmasq-base)")?;
     std::thread::sleep(Duration::from_millis(300));
     let phone = &lab.devices()[1];

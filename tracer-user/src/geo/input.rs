@@ -1,68 +1,33 @@
-//! Reading database files with a size limit, and transparent gzip decompression.
+//! Reading country database files: the shared limits and gzip handling of
+//! [`crate::input`], with [`GeoError`].
 
-use std::{
-    fs::File,
-    io::{self, Read},
-    path::Path,
-};
+use std::{io, path::Path};
 
-use flate2::read::MultiGzDecoder;
+pub use crate::input::{GZIP_MAGIC, MAX_INPUT_BYTES, is_gzip};
 
 use super::GeoError;
 
-/// Largest input accepted, in bytes: files are refused above it (checked on the metadata before
-/// reading) and decompression stops with an error when its output exceeds it.
-pub const MAX_INPUT_BYTES: u64 = 1 << 30;
-
-/// The two magic bytes that start a gzip stream.
-pub const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
-
-/// Whether `bytes` start with the gzip magic.
-pub fn is_gzip(bytes: &[u8]) -> bool {
-    bytes.starts_with(&GZIP_MAGIC)
-}
-
-/// Reads all of `reader`, failing with [`GeoError::TooLarge`] beyond `limit` bytes; other read
-/// errors are passed to `on_error`.
-pub(crate) fn read_limited(
-    name: &str,
-    reader: impl Read,
-    limit: u64,
-    size_hint: usize,
-    on_error: impl FnOnce(io::Error) -> GeoError,
-) -> Result<Vec<u8>, GeoError> {
-    let mut out = Vec::with_capacity(size_hint);
-    match reader.take(limit.saturating_add(1)).read_to_end(&mut out) {
-        Ok(_) if out.len() as u64 > limit => {
-            Err(GeoError::TooLarge { name: name.to_owned(), limit })
-        }
-        Ok(_) => Ok(out),
-        Err(source) => Err(on_error(source)),
-    }
-}
+crate::impl_input_errors!(GeoError);
 
 /// Decompresses a gzip stream (all members), refusing output over `limit` bytes.
 pub fn gunzip(name: &str, bytes: &[u8], limit: u64) -> Result<Vec<u8>, GeoError> {
-    // Text compresses about 4-8x; cap the initial guess so a tiny hostile input cannot make us
-    // reserve much.
-    let hint = bytes.len().saturating_mul(6).min(64 << 20);
-    read_limited(name, MultiGzDecoder::new(bytes), limit, hint, |source| GeoError::Decompress {
-        name: name.to_owned(),
-        source,
-    })
+    crate::input::gunzip(name, bytes, limit)
 }
 
 /// Reads a whole file, refusing files over [`MAX_INPUT_BYTES`] before reading them.
 pub fn read_file(path: &Path) -> Result<Vec<u8>, GeoError> {
-    let io_err = |source| GeoError::Io { path: path.to_owned(), source };
-    let file = File::open(path).map_err(io_err)?;
-    let size = file.metadata().map_err(io_err)?.len();
-    let name = path.display().to_string();
-    if size > MAX_INPUT_BYTES {
-        return Err(GeoError::TooLarge { name, limit: MAX_INPUT_BYTES });
-    }
-    // `size <= MAX_INPUT_BYTES`, so it fits in usize on the 32-bit targets too.
-    read_limited(&name, file, MAX_INPUT_BYTES, size as usize, io_err)
+    crate::input::read_file(path)
+}
+
+/// Reads all of `reader`, failing with [`GeoError::TooLarge`] beyond `limit` bytes.
+pub(crate) fn read_limited(
+    name: &str,
+    reader: impl io::Read,
+    limit: u64,
+    size_hint: usize,
+    on_error: impl FnOnce(io::Error) -> GeoError,
+) -> Result<Vec<u8>, GeoError> {
+    crate::input::read_limited(name, reader, limit, size_hint, on_error)
 }
 
 #[cfg(test)]
