@@ -221,6 +221,11 @@ pub struct Settings {
     /// DNS answers and TLS ClientHellos each CPU may hand to the agent per second (see
     /// [`crate::capture`]); zero: none (names off).
     pub captures_per_sec: u32,
+    /// Non-zero: count every packet in the remote table too (`crate::remotes`); zero:
+    /// per-country counters only (`--remote-entries 0`).
+    pub remotes: u32,
+    /// Always zero.
+    pub reserved: u32,
 }
 
 /// Key data of [`GEO_V6_LPM_MAP`]: the address bytes in network order.
@@ -230,7 +235,7 @@ const _: () = assert!(core::mem::size_of::<CounterKey>() == 10);
 const _: () = assert!(core::mem::size_of::<TrafficKey>() == 10);
 const _: () = assert!(core::mem::size_of::<TrafficValue>() == 32);
 const _: () = assert!(core::mem::size_of::<CounterValue>() == 16);
-const _: () = assert!(core::mem::size_of::<Settings>() == 8);
+const _: () = assert!(core::mem::size_of::<Settings>() == 16);
 
 #[cfg(feature = "user")]
 mod pod {

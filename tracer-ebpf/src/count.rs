@@ -2,7 +2,7 @@
 
 use aya_ebpf::{
     bindings::{BPF_NOEXIST, TC_ACT_OK, TC_ACT_SHOT},
-    helpers::bpf_ktime_get_ns,
+    helpers::bpf_ktime_get_coarse_ns,
     programs::TcContext,
 };
 use tracer_common::{
@@ -16,7 +16,7 @@ use tracer_common::{
 use crate::{
     capture::{self, Captured},
     classify::country_of,
-    maps::{COUNTERS, REMOTE_SCRATCH, REMOTE_SPILL, REMOTES, STATS},
+    maps::{COUNTERS, REMOTE_SCRATCH, REMOTE_SPILL, REMOTES, SETTINGS, STATS},
     parse::{Parsed, Remote, Transport, parse, remote_port},
     policy::{self, Reported, Violation},
 };
@@ -77,7 +77,8 @@ pub fn account(ctx: &TcContext, direction: Direction) -> i32 {
                     add_stat(Stat::EventsSuppressed, direction, &EVENT);
                 }
             }
-            if counted != Counted::Overflow {
+            let remotes = matches!(SETTINGS.get(0), Some(s) if s.remotes != 0);
+            if remotes && counted != Counted::Overflow {
                 // Computed here, where the direction is the program's constant.
                 let index = traffic_index(key.verdict, direction as u8);
                 let packet = Packet { ctx, transport, direction, index, value };
@@ -181,8 +182,10 @@ fn add_remote(mac: &[u8; 6], remote: &Remote, country: CountryId, p: &Packet<'_>
     if index > 3 {
         return false;
     }
+    // The coarse clock (CLOCK_MONOTONIC at tick resolution) is enough for first and last seen,
+    // and far cheaper than reading the clock source on every packet.
     // SAFETY: the kernel's clock helper has no preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
     if let Some(slot) = REMOTES.get_ptr_mut(key) {
         return seen(slot, index, now, p);
     }

@@ -101,6 +101,21 @@ impl Collector for AlertCollector {
             ConstCounter::new(learner.stats.refused_devices.load(Ordering::Relaxed))
                 .encode(metric)?;
         }
+        let http = &self.ctx.http;
+        let metric = encoder.encode_descriptor(
+            "http_connections",
+            "HTTP connections open now (at most 256; the oldest idle one is closed for a new one)",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(http.open.load(Ordering::Relaxed) as i64).encode(metric)?;
+        for (name, help, n) in [
+            ("http_connections_accepted", "HTTP connections accepted", &http.accepted),
+            ("http_connections_evicted", "Idle HTTP connections closed to make room for a new one", &http.evicted),
+        ] {
+            let metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            ConstCounter::new(n.load(Ordering::Relaxed)).encode(metric)?;
+        }
         if let Some(am) = self.ctx.alerts.alertmanager() {
             encode_deliveries(
                 &mut encoder,

@@ -56,6 +56,7 @@ pub async fn serve(
     state: AppState,
     security: crate::http_access::Security,
 ) -> std::io::Result<()> {
+    let stats = std::sync::Arc::clone(&state.ctx.http);
     let mut app = Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/api/v1/devices", get(devices_handler))
@@ -71,9 +72,12 @@ pub async fn serve(
     }
     #[cfg(feature = "tls")]
     if let Some(tls) = security.tls {
-        return axum::serve(crate::http_tls::TlsListener::new(listener, tls)?, app).await;
+        let listener = crate::http_tls::TlsListener::new(listener, tls)?;
+        crate::http_serve::serve(listener, app, stats).await;
+        return Ok(());
     }
-    axum::serve(listener, app).await
+    crate::http_serve::serve(listener, app, stats).await;
+    Ok(())
 }
 
 /// The web page: one self-contained file (no CDN, no build step), embedded in the binary.
@@ -99,11 +103,29 @@ async fn metrics_handler(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn devices_handler(State(state): State<AppState>) -> Response {
+/// Devices one `GET /api/v1/devices` answers with by default, and at most.
+pub const DEVICES_PAGE: usize = 100;
+/// Most devices one page holds.
+pub const MAX_DEVICES_PAGE: usize = 1000;
+
+/// `?limit=&offset=` of `GET /api/v1/devices`.
+#[derive(Debug, Default, Deserialize)]
+struct Page {
+    limit: Option<usize>,
+    offset: Option<usize>,
+}
+
+async fn devices_handler(
+    State(state): State<AppState>,
+    axum::extract::Query(page): axum::extract::Query<Page>,
+) -> Response {
     match state.ctx.reader.snapshot() {
         Ok(snapshot) => {
             let known: &dyn crate::alerts::Enricher = state.ctx.as_ref();
             let mut report = Report::build(&snapshot, Some(known));
+            let limit = page.limit.unwrap_or(DEVICES_PAGE).min(MAX_DEVICES_PAGE);
+            let offset = page.offset.unwrap_or(0);
+            report.devices = report.devices.into_iter().skip(offset).take(limit).collect();
             add_dns_facts(&mut report, &state.ctx);
             Json(report).into_response()
         }

@@ -27,6 +27,8 @@ pub struct Context {
     pub asn: RwLock<Option<Arc<AsnDb>>>,
     /// Names learned from DNS answers and TLS server names.
     pub names: Arc<crate::domains::NameBook>,
+    /// The HTTP server's connection counts.
+    pub http: Arc<crate::http_serve::HttpStats>,
     /// Learning mode, when on (set once at start).
     pub learner: std::sync::OnceLock<Arc<crate::learning::Learner>>,
     /// Database, reloads, interfaces.
@@ -132,6 +134,7 @@ impl Context {
             policy: RwLock::default(),
             alerts: Arc::new(AlertBook::new(settings, None, None)),
             learner: std::sync::OnceLock::new(),
+            http: Arc::default(),
             devices: RwLock::default(),
             metrics_max_pairs: std::sync::atomic::AtomicUsize::new(0),
         }

@@ -23,6 +23,7 @@ pub mod geo;
 pub mod geo_source;
 pub mod http_access;
 pub mod http_auth;
+pub mod http_serve;
 #[cfg(feature = "tls")]
 pub mod http_tls;
 pub mod input;

@@ -120,8 +120,11 @@ pub struct Uncounted {
 /// Every device, as served by `GET /api/v1/devices`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Report {
-    /// Devices, most bytes first.
+    /// Devices, most bytes first (one page of them: see `total_devices`).
     pub devices: Vec<DeviceReport>,
+    /// Devices in all (the API pages them: `?limit=&offset=`).
+    #[serde(default)]
+    pub total_devices: usize,
     /// Traffic not counted per country (`[upload, download]`).
     pub uncounted: Uncounted,
     /// Entries in use in the traffic map.
@@ -203,6 +206,7 @@ impl Report {
             })
         };
         Report {
+            total_devices: devices.len(),
             devices,
             uncounted: Uncounted {
                 local: stat(Stat::Local),

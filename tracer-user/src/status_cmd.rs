@@ -15,7 +15,7 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<()> {
             let limit = args.limit.unwrap_or(crate::remotes::DEFAULT_LIMIT);
             format!("/api/v1/devices/{}/remotes?limit={limit}", crate::names::format_mac(parsed))
         }
-        None => "/api/v1/devices".to_owned(),
+        None => format!("/api/v1/devices?limit={}", crate::api::MAX_DEVICES_PAGE),
     };
     let body = ApiClient::new(&args.api)?.get(&path)?;
     if args.json {
@@ -31,5 +31,12 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<()> {
     let report: Report =
         serde_json::from_str(&body).context("the agent's answer is not a device report")?;
     print!("{}", report.render_table());
+    if report.total_devices > report.devices.len() {
+        println!(
+            "({} of {} devices shown, most traffic first: see the API's ?offset=)",
+            report.devices.len(),
+            report.total_devices
+        );
+    }
     Ok(())
 }

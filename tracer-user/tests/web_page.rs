@@ -49,6 +49,29 @@ fn the_page_shows_devices_and_countries_without_console_errors() {
         .unwrap();
     lab.warm_up().unwrap();
     let [d1, d2, ..] = lab.devices() else { panic!("devices") };
+    // d1 resolves its CN remote through the gateway's dnsmasq: the page names it.
+    let _dns = tracer_lab::KillOnDrop(
+        lab.spawn_in(
+            &lab.gateway(),
+            &[
+                "dnsmasq",
+                "--no-daemon",
+                "--conf-file=/dev/null",
+                "--no-resolv",
+                "--no-hosts",
+                "--bind-interfaces",
+                "--user=root",
+                "--listen-address=10.77.0.1",
+                "--log-facility=/dev/null",
+                &format!("--pid-file=/tmp/et-web-dnsmasq-{}.pid", std::process::id()),
+                "--host-record=api.io.mi.com,36.110.0.1",
+            ],
+        )
+        .expect("dnsmasq"),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let answer = lab.exec(&d1.netns, &["dig", "+short", "@10.77.0.1", "api.io.mi.com"]).unwrap();
+    assert_eq!(answer.trim(), "36.110.0.1");
     lab.ping(d1, "36.110.0.1", 3).unwrap();
     lab.ping(d2, "193.0.0.1", 2).unwrap();
     lab.ping(d2, "2001:4860:4860::8888", 2).unwrap();
@@ -79,6 +102,7 @@ fn the_page_shows_devices_and_countries_without_console_errors() {
         .unwrap_or_else(|| panic!("no remote row for 36.110.0.1:\n{dom}"));
     assert!(row.contains("class=\"unapproved\"") && row.contains("UNAPPROVED"), "{row}");
     assert!(row.contains("294 B (3 pkts)"), "3 pings of 98 bytes up and down: {row}");
+    assert!(row.contains("api.io.mi.com"), "the remote's name from the DNS answer: {row}");
     assert!(dom.contains("data-remote=\"2001:4860:4860::8888\""), "d2's IPv6 remote:\n{dom}");
     assert_eq!(dom.matches("data-policy=\"alert\"").count(), 1, "only d1's CN row:\n{dom}");
     let console: Vec<&str> = log.lines().filter(|l| l.contains("CONSOLE")).collect();

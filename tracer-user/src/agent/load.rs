@@ -125,6 +125,7 @@ pub fn load_kernel(
     tables.fill(&mut kernel)?;
     kernel.set_lookup(settings.lookup)?;
     kernel.set_capture_rate(settings.capture_rate)?;
+    kernel.set_remotes(settings.remote_entries > 0)?;
     let stats = geo.stats();
     let status = GeoStatus {
         source: geo.data().source.clone(),

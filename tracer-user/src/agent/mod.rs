@@ -184,6 +184,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         policy: RwLock::new(Arc::new(plan.policy.clone())),
         alerts: Arc::new(AlertBook::new(alert_settings(&plan), webhook, alertmanager)),
         learner: std::sync::OnceLock::new(),
+        http: Arc::default(),
         devices: RwLock::new(crate::devices::Directory::new(plan.device_sources())),
         metrics_max_pairs: settings.metrics_max_pairs.into(),
     });
