@@ -146,7 +146,15 @@ fn main() -> anyhow::Result<()> {
     println!("  (table: the default path, remote table on; no-remote: per-country counters only)");
     println!(
         "  {:<26} {:>7} {:>7} {:>9} {:>9} {:>9} {:>8} {:>8} {:>9} {:>9}",
-        "frame", "empty", "parse", "no-remote", "table", "lpm", "table/e", "lpm/e", "+policy",
+        "frame",
+        "empty",
+        "parse",
+        "no-remote",
+        "table",
+        "lpm",
+        "table/e",
+        "lpm/e",
+        "+policy",
         "policy/e"
     );
     // A realistic policy: most traffic approved, the rest alerting (after the first packet the
@@ -196,7 +204,8 @@ fn main() -> anyhow::Result<()> {
     down[6..12].copy_from_slice(&up[..6]);
     down[26..30].copy_from_slice(&up[30..34]);
     down[30..34].copy_from_slice(&up[26..30]);
-    let (u, d) = (measure(&kernel, programs::UPLOAD, &up)?, measure(&kernel, programs::DOWNLOAD, &down)?);
+    let (u, d) =
+        (measure(&kernel, programs::UPLOAD, &up)?, measure(&kernel, programs::DOWNLOAD, &down)?);
     println!(
         "  UDP, not DNS: upload {u:.1} ns, download (with the DNS-answer port check) {d:.1} ns"
     );

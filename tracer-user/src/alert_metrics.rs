@@ -111,7 +111,11 @@ impl Collector for AlertCollector {
         ConstGauge::new(http.open.load(Ordering::Relaxed) as i64).encode(metric)?;
         for (name, help, n) in [
             ("http_connections_accepted", "HTTP connections accepted", &http.accepted),
-            ("http_connections_evicted", "Idle HTTP connections closed to make room for a new one", &http.evicted),
+            (
+                "http_connections_evicted",
+                "Idle HTTP connections closed to make room for a new one",
+                &http.evicted,
+            ),
         ] {
             let metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
             ConstCounter::new(n.load(Ordering::Relaxed)).encode(metric)?;

@@ -52,7 +52,9 @@ fn slow_clients_cannot_hold_the_api() {
         let started = Instant::now();
         let mut scrape = TcpStream::connect(LISTEN).unwrap();
         scrape.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        scrape.write_all(b"GET /metrics HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n").unwrap();
+        scrape
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n")
+            .unwrap();
         let mut answer = Vec::new();
         let _ = scrape.read_to_end(&mut answer);
         let took = started.elapsed();
@@ -82,6 +84,7 @@ fn slow_clients_cannot_hold_the_api() {
     let samples = support::prom::parse(&metrics);
     let fds = support::prom::value(&samples, "process_open_fds", &[]);
     assert!(fds < 100.0, "the agent holds {fds} files");
-    let evicted = support::prom::value(&samples, "egress_tracer_http_connections_evicted_total", &[]);
+    let evicted =
+        support::prom::value(&samples, "egress_tracer_http_connections_evicted_total", &[]);
     assert!(evicted >= (SLOW_CLIENTS - 256) as f64, "{evicted} evicted");
 }

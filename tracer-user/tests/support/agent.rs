@@ -101,11 +101,14 @@ impl Agent {
         let stdout = write_file(&format!("{}.stdout", lab.prefix()), "");
         let netns = lab.netns_path(&lab.gateway());
         let bpffs_dir = PathBuf::from(format!("/sys/fs/bpf/egress-tracer-test-{}", lab.prefix()));
-        let mut args: Vec<String> =
-            ["run", "--interval", "0", "--watch-interval", "1", "--listen", LISTEN]
-                .into_iter()
-                .map(String::from)
-                .collect();
+        let mut args: Vec<String> = ["run", "--interval", "0", "--watch-interval", "1"]
+            .into_iter()
+            .map(String::from)
+            .collect();
+        // A test may listen elsewhere (`extra` then has its own --listen).
+        if !extra.contains(&"--listen") {
+            args.extend(["--listen".to_owned(), LISTEN.to_owned()]);
+        }
         args.extend(["--geo".into(), geo.path().display().to_string()]);
         args.extend(["--bpffs-dir".into(), bpffs_dir.display().to_string()]);
         for lan in lab.lan_interfaces() {
