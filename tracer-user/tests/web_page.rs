@@ -103,6 +103,14 @@ fn the_page_shows_devices_and_countries_without_console_errors() {
     assert!(row.contains("class=\"unapproved\"") && row.contains("UNAPPROVED"), "{row}");
     assert!(row.contains("294 B (3 pkts)"), "3 pings of 98 bytes up and down: {row}");
     assert!(row.contains("api.io.mi.com"), "the remote's name from the DNS answer: {row}");
+    let alert_row = dom
+        .split("<tr ")
+        .find(|r| r.contains("data-alert=\"1\""))
+        .unwrap_or_else(|| panic!("no alert row:\n{dom}"));
+    assert!(
+        alert_row.contains("api.io.mi.com 36.110.0.1"),
+        "the alert names the remote: {alert_row}"
+    );
     assert!(dom.contains("data-remote=\"2001:4860:4860::8888\""), "d2's IPv6 remote:\n{dom}");
     assert_eq!(dom.matches("data-policy=\"alert\"").count(), 1, "only d1's CN row:\n{dom}");
     let console: Vec<&str> = log.lines().filter(|l| l.contains("CONSOLE")).collect();
