@@ -2,7 +2,7 @@
 
 use aya_ebpf::maps::lpm_trie::Key;
 use tracer_common::{
-    CountryId,
+    CountryId, Settings,
     geo_dxr::{self, v4_digits, v6_digits},
     maps::lookup_mode,
 };
@@ -10,15 +10,16 @@ use tracer_common::{
 use crate::{
     maps::{
         GEO_V4_LPM, GEO_V4_NODES, GEO_V4_RANGES, GEO_V4_TABLE, GEO_V6_LPM, GEO_V6_NODES,
-        GEO_V6_RANGES, GEO_V6_TABLE, SETTINGS,
+        GEO_V6_RANGES, GEO_V6_TABLE,
     },
     parse::Remote,
 };
 
-/// The country id of `remote` ([`CountryId::LOCAL`] for local destinations).
+/// The country id of `remote` ([`CountryId::LOCAL`] for local destinations), with the
+/// structures `settings` selects.
 #[inline(always)]
-pub fn country_of(remote: &Remote) -> CountryId {
-    let lpm_only = matches!(SETTINGS.get(0), Some(s) if s.lookup == lookup_mode::LPM);
+pub fn country_of(remote: &Remote, settings: Option<&Settings>) -> CountryId {
+    let lpm_only = matches!(settings, Some(s) if s.lookup == lookup_mode::LPM);
     match remote {
         Remote::V4(addr) => {
             if lpm_only {

@@ -33,13 +33,15 @@ pub fn account(ctx: &TcContext, direction: Direction) -> i32 {
         CounterValue { packets: if segs > 1 { segs as u64 } else { 1 }, bytes: ctx.len() as u64 };
     match parse(ctx, direction) {
         Parsed::Ip { mac, remote, transport } => {
+            // The agent's run-time settings, read once per packet.
+            let settings = SETTINGS.get(0);
             // Before the local shortcut: the gateway's own resolver answers from a LAN address.
             if direction == Direction::Download
                 && capture::dns_answer(ctx, &mac, &remote, transport) == Captured::Suppressed
             {
                 add_stat(Stat::CapturesSuppressed, direction, &EVENT);
             }
-            let country = country_of(&remote);
+            let country = country_of(&remote, settings);
             if country == CountryId::LOCAL {
                 add_stat(Stat::Local, direction, &value);
                 return TC_ACT_OK;
@@ -77,7 +79,7 @@ pub fn account(ctx: &TcContext, direction: Direction) -> i32 {
                     add_stat(Stat::EventsSuppressed, direction, &EVENT);
                 }
             }
-            let remotes = matches!(SETTINGS.get(0), Some(s) if s.remotes != 0);
+            let remotes = matches!(settings, Some(s) if s.remotes != 0);
             if remotes && counted != Counted::Overflow {
                 // Computed here, where the direction is the program's constant.
                 let index = traffic_index(key.verdict, direction as u8);

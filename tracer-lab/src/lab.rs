@@ -120,6 +120,42 @@ impl Lab {
             .with_context(|| format!("starting `{}` in {netns} with nsenter", args.join(" ")))
     }
 
+    /// Starts dnsmasq in `netns` as a resolver on the `listen` addresses, answering only from
+    /// `records` (dnsmasq options such as `--host-record=name,addr` or `--cname=a,b`; no
+    /// upstream, no hosts file); it is killed when the returned guard drops.
+    pub fn dnsmasq(
+        &self,
+        netns: &str,
+        listen: &[&str],
+        records: &[&str],
+    ) -> anyhow::Result<crate::KillOnDrop> {
+        let mut args: Vec<String> = [
+            "dnsmasq",
+            "--no-daemon",
+            "--conf-file=/dev/null",
+            "--no-resolv",
+            "--no-hosts",
+            "--bind-interfaces",
+            "--user=root",
+            "--port=53",
+            "--log-facility=/dev/null",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect();
+        let pid_file = std::env::temp_dir().join(format!("et-dnsmasq-{netns}.pid"));
+        args.push(format!("--pid-file={}", pid_file.display()));
+        args.extend(listen.iter().map(|a| format!("--listen-address={a}")));
+        args.extend(records.iter().map(|r| (*r).to_owned()));
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let child = self
+            .spawn_in(netns, &argv)
+            .context("starting dnsmasq (cargo xtask setup installs dnsmasq-base)")?;
+        // Until it listens.
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        Ok(crate::KillOnDrop(child))
+    }
+
     /// Makes the internet namespace answer every address of `prefix` (a local route on its
     /// `lo`), for traffic to many remote addresses.
     pub fn answer_prefix(&self, prefix: &str) -> anyhow::Result<()> {

@@ -37,27 +37,7 @@ fn answer_prefix(lab: &Lab, prefix: &str) {
 
 /// dnsmasq in `netns`, answering only from `records` (no upstream, no hosts file).
 fn dnsmasq(lab: &Lab, netns: &str, listen: &[&str], records: &[&str]) -> KillOnDrop {
-    let mut args: Vec<String> = [
-        "dnsmasq",
-        "--no-daemon",
-        "--conf-file=/dev/null",
-        "--no-resolv",
-        "--no-hosts",
-        "--bind-interfaces",
-        "--user=root",
-        "--port=53",
-        "--log-facility=-",
-    ]
-    .into_iter()
-    .map(String::from)
-    .collect();
-    args.push(format!("--pid-file=/tmp/et-dnsmasq-{}-{netns}.pid", std::process::id()));
-    args.extend(listen.iter().map(|a| format!("--listen-address={a}")));
-    args.extend(records.iter().map(|r| (*r).to_owned()));
-    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-    let child = lab.spawn_in(netns, &argv).expect("dnsmasq (setup installs dnsmasq-base)");
-    std::thread::sleep(Duration::from_millis(400));
-    KillOnDrop(child)
+    lab.dnsmasq(netns, listen, records).expect("dnsmasq")
 }
 
 fn dig(lab: &Lab, netns: &str, args: &[&str]) -> String {
@@ -67,16 +47,11 @@ fn dig(lab: &Lab, netns: &str, args: &[&str]) -> String {
 }
 
 fn remotes(agent: &Agent, mac: &str) -> Value {
-    agent.get_json(&format!("/api/v1/devices/{mac}/remotes?limit=1000"))
+    agent.remotes(mac)
 }
 
 fn remote<'a>(view: &'a Value, address: &str) -> &'a Value {
-    view["remotes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["address"] == address)
-        .unwrap_or_else(|| panic!("no remote {address} in {view:#}"))
+    support::agent::remote(view, address)
 }
 
 fn names(view: &Value, address: &str) -> Vec<String> {

@@ -58,7 +58,7 @@ fn country_totals(agent: &Agent) -> BTreeMap<String, [(u64, u64); 3]> {
 
 /// The device's remotes answer (all of them).
 fn remotes(agent: &Agent, mac: &str) -> Value {
-    agent.get_json(&format!("/api/v1/devices/{mac}/remotes?limit=1000"))
+    agent.remotes(mac)
 }
 
 /// Live + expired + overflow of one device, as (upload, download, blocked).
@@ -90,12 +90,7 @@ fn assert_conserved(agent: &Agent, when: &str) {
 }
 
 fn find<'a>(view: &'a Value, address: &str) -> &'a Value {
-    view["remotes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["address"] == address)
-        .unwrap_or_else(|| panic!("no remote {address} in {view:#}"))
+    support::agent::remote(view, address)
 }
 
 #[test]

@@ -50,26 +50,9 @@ fn the_page_shows_devices_and_countries_without_console_errors() {
     lab.warm_up().unwrap();
     let [d1, d2, ..] = lab.devices() else { panic!("devices") };
     // d1 resolves its CN remote through the gateway's dnsmasq: the page names it.
-    let _dns = tracer_lab::KillOnDrop(
-        lab.spawn_in(
-            &lab.gateway(),
-            &[
-                "dnsmasq",
-                "--no-daemon",
-                "--conf-file=/dev/null",
-                "--no-resolv",
-                "--no-hosts",
-                "--bind-interfaces",
-                "--user=root",
-                "--listen-address=10.77.0.1",
-                "--log-facility=/dev/null",
-                &format!("--pid-file=/tmp/et-web-dnsmasq-{}.pid", std::process::id()),
-                "--host-record=api.io.mi.com,36.110.0.1",
-            ],
-        )
-        .expect("dnsmasq"),
-    );
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    let _dns = lab
+        .dnsmasq(&lab.gateway(), &["10.77.0.1"], &["--host-record=api.io.mi.com,36.110.0.1"])
+        .expect("dnsmasq");
     let answer = lab.exec(&d1.netns, &["dig", "+short", "@10.77.0.1", "api.io.mi.com"]).unwrap();
     assert_eq!(answer.trim(), "36.110.0.1");
     lab.ping(d1, "36.110.0.1", 3).unwrap();

@@ -146,27 +146,8 @@ pub fn run(ready: &Ready, args: &DemoArgs) -> anyhow::Result<()> {
     std::thread::sleep(Duration::from_secs(2));
     lab.warm_up()?;
     // The gateway's own resolver, as on a home router: it knows the phone's vendor cloud.
-    let pid_file = files.join("dnsmasq.pid");
-    let dns = lab
-        .spawn_in(
-            &lab.gateway(),
-            &[
-                "dnsmasq",
-                "--no-daemon",
-                "--conf-file=/dev/null",
-                "--no-resolv",
-                "--no-hosts",
-                "--bind-interfaces",
-                "--user=root",
-                "--listen-address=10.77.0.1",
-                "--log-facility=/dev/null",
-                &format!("--pid-file={}", pid_file.display()),
-                &format!("--host-record={VENDOR_CLOUD},36.110.0.1"),
-            ],
-        )
-        .map(tracer_lab::KillOnDrop)
-        .context("starting dnsmasq on the gateway (setup installs dnsmasq-base)")?;
-    std::thread::sleep(Duration::from_millis(300));
+    let record = format!("--host-record={VENDOR_CLOUD},36.110.0.1");
+    let dns = lab.dnsmasq(&lab.gateway(), &["10.77.0.1"], &[&record])?;
     let phone = &lab.devices()[1];
     let answer = lab.exec(&phone.netns, &["dig", "+short", "@10.77.0.1", VENDOR_CLOUD])?;
     println!("phone: dig {VENDOR_CLOUD} @10.77.0.1 -> {}", answer.trim());

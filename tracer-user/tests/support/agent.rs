@@ -154,6 +154,11 @@ impl Agent {
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
     }
 
+    /// `GET /api/v1/devices/{mac}/remotes`, all of them (up to 1,000).
+    pub fn remotes(&self, mac: &str) -> serde_json::Value {
+        self.get_json(&format!("/api/v1/devices/{mac}/remotes?limit=1000"))
+    }
+
     /// The agent's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
@@ -276,4 +281,14 @@ pub fn wait_for_reload(agent: &Agent, result: &str, at_least: f64) {
         std::thread::sleep(Duration::from_millis(200));
     }
     panic!("no {result} reload within 20 s");
+}
+
+/// The remote `address` of a remotes answer; panics with the answer if it is not there.
+pub fn remote<'a>(view: &'a serde_json::Value, address: &str) -> &'a serde_json::Value {
+    view["remotes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["address"] == address)
+        .unwrap_or_else(|| panic!("no remote {address} in {view:#}"))
 }
