@@ -4,7 +4,7 @@
 //! key built on either side compares byte for byte with the one the other side built.
 
 /// Bumped whenever a pinned map's layout changes, so an agent never reuses pins it cannot read.
-pub const LAYOUT_VERSION: u32 = 4;
+pub const LAYOUT_VERSION: u32 = 5;
 
 /// Per-CPU hash: [`TrafficKey`] -> [`TrafficValue`], one entry per (device, country, verdict)
 /// holding both directions (half the entries a scrape reads, compared to one per direction).
@@ -31,6 +31,12 @@ pub const GEO_V6_RANGES_MAP: &str = "GEO_V6_RANGES";
 pub const GEO_V6_LPM_MAP: &str = "GEO_V6_LPM";
 /// Array with one [`Settings`] entry.
 pub const SETTINGS_MAP: &str = "SETTINGS";
+/// LRU hash: source MAC (`[u8; 6]`) -> `u8` (unused): the MACs recently seen sending egress
+/// traffic, so a MAC is counted once in [`Stat::NewMac`] while it stays here.
+pub const MACS_MAP: &str = "MACS";
+/// Capacity of [`MACS_MAP`]: far more MACs than a household has, small enough for a router
+/// (about 64 bytes per entry in the kernel: 256 KiB).
+pub const MACS_ENTRIES: u32 = 4096;
 
 /// Default capacity of [`COUNTERS_MAP`] (devices x countries, passed and blocked apart).
 pub const DEFAULT_COUNTER_ENTRIES: u32 = 65_536;
@@ -169,11 +175,15 @@ pub enum Stat {
     /// DNS answers and TLS segments not handed to the agent: over the per-second budget, or
     /// the ring buffer was full (the packets themselves are counted as usual).
     CapturesSuppressed = 6,
+    /// Source MACs seen sending egress traffic for the first time (upload only; one event per
+    /// MAC, no bytes): MAC churn, or a device forging source addresses. A MAC is "seen" while it
+    /// stays in [`MACS_MAP`]'s LRU of [`MACS_ENTRIES`].
+    NewMac = 7,
 }
 
 impl Stat {
     /// All stats, in index order.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Other,
         Self::Local,
         Self::Overflow,
@@ -181,6 +191,7 @@ impl Stat {
         Self::EventsSuppressed,
         Self::RemoteOverflow,
         Self::CapturesSuppressed,
+        Self::NewMac,
     ];
     /// Number of entries in [`STATS_MAP`].
     pub const ENTRIES: u32 = Self::ALL.len() as u32 * 2;
@@ -200,6 +211,7 @@ impl Stat {
             Self::EventsSuppressed => "events_suppressed",
             Self::RemoteOverflow => "remote_overflow",
             Self::CapturesSuppressed => "captures_suppressed",
+            Self::NewMac => "new_mac",
         }
     }
 }

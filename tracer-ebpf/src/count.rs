@@ -16,7 +16,7 @@ use tracer_common::{
 use crate::{
     capture::{self, Captured},
     classify::country_of,
-    maps::{COUNTERS, REMOTE_SCRATCH, REMOTE_SPILL, REMOTES, SETTINGS, STATS},
+    maps::{COUNTERS, MACS, REMOTE_SCRATCH, REMOTE_SPILL, REMOTES, SETTINGS, STATS},
     parse::{Parsed, Remote, Transport, parse, remote_port},
     policy::{self, Reported, Violation},
 };
@@ -72,6 +72,11 @@ pub fn account(ctx: &TcContext, direction: Direction) -> i32 {
                 reserved: 0,
             };
             let counted = add_counter(&key, direction, &value);
+            // Off the hot path: only a packet that found no (device, country) entry asks
+            // whether its MAC is new.
+            if direction == Direction::Upload && counted != Counted::Existing {
+                note_mac(&mac);
+            }
             if counted == Counted::Created {
                 let pair =
                     Violation { ctx, mac, remote: &remote, transport, country, direction, action };
@@ -158,6 +163,19 @@ fn add_counter(key: &TrafficKey, direction: Direction, value: &CounterValue) -> 
     }
     add_stat(Stat::Overflow, direction, value);
     Counted::Overflow
+}
+
+/// Counts `mac` in [`Stat::NewMac`] unless [`MACS`] remembers it.
+#[inline(never)]
+fn note_mac(mac: &[u8; 6]) {
+    // Only the entry's presence matters: its value is never read.
+    if MACS.get_ptr(mac).is_some() {
+        return;
+    }
+    // BPF_NOEXIST: of two CPUs inserting the same new MAC, one counts it.
+    if MACS.insert(mac, 0u8, BPF_NOEXIST as u64).is_ok() {
+        add_stat(Stat::NewMac, Direction::Upload, &EVENT);
+    }
 }
 
 /// A counted packet, as the remote table needs it.

@@ -10,7 +10,7 @@ use tracer_common::{
     capture::CAPTURES_BYTES,
     geo_dxr::{Node, RangeLine},
     geo_table::{Block, ROOT_BLOCKS},
-    maps::{DEFAULT_COUNTER_ENTRIES, PLACEHOLDER_GEO_ENTRIES},
+    maps::{DEFAULT_COUNTER_ENTRIES, MACS_ENTRIES, PLACEHOLDER_GEO_ENTRIES},
     policy::{
         ALERTED_ENTRIES, AlertKey, EVENTS_BYTES, EventBudget, MAX_POLICY_DEVICES, MAX_PROFILES,
         PolicySettings, Profile,
@@ -40,6 +40,10 @@ pub static REMOTE_SCRATCH: PerCpuArray<RemoteValue> = PerCpuArray::with_max_entr
 #[map]
 pub static REMOTE_SPILL: PerCpuHashMap<SpillKey, SpillValue> =
     PerCpuHashMap::with_max_entries(SPILL_ENTRIES, 0);
+
+/// Source MACs recently seen sending egress traffic (see `Stat::NewMac`).
+#[map]
+pub static MACS: LruHashMap<[u8; 6], u8> = LruHashMap::with_max_entries(MACS_ENTRIES, 0);
 
 /// Traffic not counted per country, indexed by `Stat::index`.
 #[map]

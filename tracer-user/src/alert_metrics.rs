@@ -10,10 +10,7 @@ use prometheus_client::{
 use tracer_common::CountryId;
 
 use crate::{
-    alerts::Enricher as _,
-    context::Context,
-    kernel::CounterSnapshot,
-    names::{country_label, format_mac},
+    alerts::Enricher as _, context::Context, kernel::CounterSnapshot, names::country_label,
 };
 
 /// `device_info{mac,name,vendor,group,ipv4,ipv6} 1` for every device in the traffic map or the
@@ -24,7 +21,13 @@ pub fn encode_device_info(
     snapshot: &CounterSnapshot,
     ctx: &Context,
 ) -> Result<(), std::fmt::Error> {
-    let mut macs: Vec<[u8; 6]> = snapshot.counters.keys().map(|k| k.mac).collect();
+    // Folded devices (`mac="other"`) have no info series: their number is bounded by the cap.
+    let mut macs: Vec<[u8; 6]> = snapshot
+        .counters
+        .keys()
+        .map(|k| k.mac)
+        .filter(|mac| *mac != crate::metrics_cap::OTHER_MAC)
+        .collect();
     macs.extend(ctx.devices.read().unwrap_or_else(std::sync::PoisonError::into_inner).macs());
     macs.sort_unstable();
     macs.dedup();
@@ -65,19 +68,26 @@ impl Collector for AlertCollector {
             MetricType::Counter,
         )?;
         for v in self.ctx.alerts.violations() {
-            let mac = format_mac(v.mac);
+            let mac = crate::metrics_cap::mac_label(v.mac);
             let labels = [("mac", mac.as_str()), ("country", country_label(CountryId(v.country)))];
             ConstCounter::new(v.count).encode(metric.encode_family(&labels)?)?;
         }
         let mut metric = encoder.encode_descriptor(
             "alerts",
-            "Alerts raised, by kind: violation, summary, new_country, new_device, volume",
+            "Alerts raised, by kind: violation, summary, new_country, new_device, volume, mac_flood",
             None,
             MetricType::Counter,
         )?;
         for (kind, n) in crate::alerts::AlertKind::ALL.iter().zip(self.ctx.alerts.by_kind()) {
             ConstCounter::new(n).encode(metric.encode_family(&[("kind", kind.as_str())])?)?;
         }
+        let metric = encoder.encode_descriptor(
+            "alerts_unreported",
+            "Violation events neither reported nor summarised because 4096 suppression windows were open (a device forging MACs)",
+            None,
+            MetricType::Counter,
+        )?;
+        ConstCounter::new(self.ctx.alerts.unreported()).encode(metric)?;
         if let Some(learner) = self.ctx.learner.get() {
             let (learning, countries, devices) = learner.sizes();
             for (name, help, v) in [

@@ -122,10 +122,9 @@ async fn devices_handler(
     match state.ctx.reader.snapshot() {
         Ok(snapshot) => {
             let known: &dyn crate::alerts::Enricher = state.ctx.as_ref();
-            let mut report = Report::build(&snapshot, Some(known));
             let limit = page.limit.unwrap_or(DEVICES_PAGE).min(MAX_DEVICES_PAGE);
             let offset = page.offset.unwrap_or(0);
-            report.devices = report.devices.into_iter().skip(offset).take(limit).collect();
+            let mut report = Report::page(&snapshot, Some(known), offset, limit);
             add_dns_facts(&mut report, &state.ctx);
             Json(report).into_response()
         }

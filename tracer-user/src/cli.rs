@@ -160,10 +160,14 @@ pub struct RunArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Most (device, country) pairs exported as their own metric series; pairs beyond it are
-    /// summed per device under country="other". 0: no cap beyond the traffic map's capacity
-    /// [default: 0].
+    /// summed per device under country="other". 0: no cap [default: 2048].
     #[arg(long, value_name = "N")]
     pub metrics_max_pairs: Option<usize>,
+    /// Most devices exported as their own metric series; the traffic of further MACs is
+    /// summed per country under mac="other" (named devices are admitted first). 0: no cap
+    /// [default: 256].
+    #[arg(long, value_name = "N")]
+    pub metrics_max_devices: Option<usize>,
     /// DHCP lease file naming devices (dnsmasq leases or odhcpd state file); repeatable.
     #[arg(long = "leases", value_name = "FILE")]
     pub leases: Vec<PathBuf>,
@@ -177,6 +181,10 @@ pub struct RunArgs {
     /// window ends [default: 600].
     #[arg(long, value_name = "SECS")]
     pub alert_suppress_secs: Option<u64>,
+    /// A `mac_flood` alert when more than N new source MACs per second appear (averaged over
+    /// 10 s), at most one per --alert-suppress-secs; 0: off [default: 20].
+    #[arg(long, value_name = "N")]
+    pub mac_flood_rate: Option<u32>,
     /// Recent alerts kept for the API [default: 200].
     #[arg(long, value_name = "N")]
     pub alerts_keep: Option<usize>,

@@ -41,6 +41,10 @@ pub struct Context {
     pub devices: RwLock<crate::devices::Directory>,
     /// Cap on (device, country) metric series (0: none); see [`crate::metrics`].
     pub metrics_max_pairs: std::sync::atomic::AtomicUsize,
+    /// Cap on devices with metric series (0: none); see [`crate::metrics_cap`].
+    pub metrics_max_devices: std::sync::atomic::AtomicUsize,
+    /// New-MAC rate alerts.
+    pub mac_flood: crate::alerts::MacFloodWatch,
 }
 
 impl Context {
@@ -137,6 +141,8 @@ impl Context {
             http: Arc::default(),
             devices: RwLock::default(),
             metrics_max_pairs: std::sync::atomic::AtomicUsize::new(0),
+            metrics_max_devices: std::sync::atomic::AtomicUsize::new(0),
+            mac_flood: crate::alerts::MacFloodWatch::new(0),
         }
     }
 }

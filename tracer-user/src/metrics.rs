@@ -14,17 +14,21 @@ use prometheus_client::{
 use tracer_common::{CountryId, Direction, Stat, maps::verdict};
 
 use crate::{
-    context::Context,
-    kernel::CounterSnapshot,
-    names::{country_label, format_mac},
-    status::SharedStatus,
+    context::Context, kernel::CounterSnapshot, names::country_label, status::SharedStatus,
 };
 
 /// Content type of [`Metrics::render`]'s output (Prometheus text format 0.0.4).
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// The counters of one scrape, folded under the series caps.
+#[derive(Debug)]
+struct Scrape {
+    snapshot: CounterSnapshot,
+    folded: crate::metrics_cap::Folded,
+}
+
 /// The counters read once per scrape, shared by the collectors rendering it.
-type ScrapeSlot = Arc<std::sync::Mutex<Option<Arc<CounterSnapshot>>>>;
+type ScrapeSlot = Arc<std::sync::Mutex<Option<Arc<Scrape>>>>;
 
 /// The agent's metrics registries: the per-device packet counters render in a second registry
 /// on a second thread, so a scrape of 100k series uses both cores.
@@ -77,10 +81,17 @@ impl Metrics {
             tracing::error!(%err, "reading the counter maps for a scrape failed");
             std::fmt::Error
         })?;
-        let max_pairs = self.ctx.metrics_max_pairs.load(std::sync::atomic::Ordering::Relaxed);
-        snapshot.counters = cap.fold(std::mem::take(&mut snapshot.counters), max_pairs);
+        let caps = crate::metrics_cap::Caps {
+            max_devices: self.ctx.metrics_max_devices.load(std::sync::atomic::Ordering::Relaxed),
+            max_pairs: self.ctx.metrics_max_pairs.load(std::sync::atomic::Ordering::Relaxed),
+        };
+        let known =
+            self.ctx.devices.read().unwrap_or_else(std::sync::PoisonError::into_inner).macs();
+        let (counters, folded) =
+            cap.fold(std::mem::take(&mut snapshot.counters), caps, &|mac| known.contains(&mac));
+        snapshot.counters = counters;
         *self.slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
-            Some(Arc::new(snapshot));
+            Some(Arc::new(Scrape { snapshot, folded }));
         let encode = |registry: &Registry| {
             let mut out = String::new();
             prometheus_client::encoding::prometheus_text::encode(&mut out, registry).map(|()| out)
@@ -186,16 +197,17 @@ struct KernelCollector {
 impl Collector for KernelCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let slot = self.slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-        let Some(snapshot) = slot else {
+        let Some(scrape) = slot else {
             return Err(std::fmt::Error);
         };
-        encode_device_counters(&mut encoder, &snapshot, self.packets)?;
+        let snapshot = &scrape.snapshot;
+        encode_device_counters(&mut encoder, snapshot, self.packets)?;
         if self.packets {
             return Ok(());
         }
-        encode_blocked(&mut encoder, &snapshot)?;
-        encode_stats(&mut encoder, &snapshot)?;
-        crate::alert_metrics::encode_device_info(&mut encoder, &snapshot, &self.ctx)?;
+        encode_blocked(&mut encoder, snapshot)?;
+        encode_stats(&mut encoder, snapshot)?;
+        crate::alert_metrics::encode_device_info(&mut encoder, snapshot, &self.ctx)?;
         let gauges = [
             (
                 "traffic_map_entries",
@@ -206,6 +218,16 @@ impl Collector for KernelCollector {
                 "traffic_map_capacity",
                 "Capacity of the traffic map (--counter-entries)",
                 i64::from(snapshot.capacity),
+            ),
+            (
+                "metrics_folded_devices",
+                "Devices in the traffic map without series of their own (over --metrics-max-devices): their traffic is under mac=\"other\"",
+                scrape.folded.devices as i64,
+            ),
+            (
+                "metrics_folded_pairs",
+                "(device, country) pairs without series of their own (over --metrics-max-pairs): their traffic is under country=\"other\"",
+                scrape.folded.pairs as i64,
             ),
         ];
         for (name, help, value) in gauges {
@@ -245,7 +267,7 @@ fn encode_device_counters(
                 continue;
             }
             if mac_text.0 != Some(key.mac) {
-                mac_text = (Some(key.mac), format_mac(key.mac));
+                mac_text = (Some(key.mac), crate::metrics_cap::mac_label(key.mac));
             }
             let labels = [
                 ("mac", mac_text.1.as_str()),
@@ -293,7 +315,7 @@ fn encode_blocked(
     ] {
         let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
         for (mac, country, packets, byte_count) in &blocked {
-            let mac = format_mac(*mac);
+            let mac = crate::metrics_cap::mac_label(*mac);
             let labels = [("mac", mac.as_str()), ("country", label(*country))];
             ConstCounter::new(if bytes { *byte_count } else { *packets })
                 .encode(metric.encode_family(&labels)?)?;
@@ -332,6 +354,13 @@ fn encode_stats(
         .map(|d| snapshot.stat(Stat::EventsSuppressed, *d).packets)
         .sum::<u64>();
     ConstCounter::new(suppressed).encode(metric)?;
+    let metric = encoder.encode_descriptor(
+        "new_macs",
+        "Source MACs seen sending egress traffic for the first time (not among the last 4096 such MACs): new devices, MAC randomisation, or a device forging source addresses",
+        None,
+        MetricType::Counter,
+    )?;
+    ConstCounter::new(snapshot.stat(Stat::NewMac, Direction::Upload).packets).encode(metric)?;
     let metric = encoder.encode_descriptor(
         "captures_suppressed",
         "DNS answers and TLS segments the kernel did not hand to the agent for naming: over the per-CPU rate limit (--capture-rate) or the ring buffer was full (the packets are counted as usual)",

@@ -1,8 +1,16 @@
-//! The cap on per-device metric series: at most N (device, country) pairs get series of their
-//! own; pairs seen after the cap is reached are summed per device under `country="other"`.
+//! The caps on per-device metric series, so that what a scrape returns is bounded by the real
+//! devices and not by what a device can forge (a MAC flood fills the traffic map with 65,536
+//! entries):
 //!
-//! The choice is sticky: a pair that has a series keeps it for the agent's lifetime, so a
-//! series never moves into or out of `other` (which would make counters jump).
+//! - at most `max_devices` devices get series of their own; the traffic of every other MAC is
+//!   summed per country under `mac="other"`;
+//! - at most `max_pairs` (device, country) pairs get series of their own; the pairs of a device
+//!   seen after that are summed per device under `country="other"`.
+//!
+//! The choices are sticky: a device or pair that has a series keeps it for the agent's
+//! lifetime, so a series never moves into or out of `other` (which would make counters jump).
+//! New devices are admitted in order of preference: devices the agent can name (configuration,
+//! DHCP lease, neighbour table) first, then most bytes first.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -11,39 +19,106 @@ use tracer_common::{CounterKey, CounterValue};
 /// The country id the metrics label `other` (not a country, never written by the programs).
 pub const OTHER: u16 = 1021;
 
-/// The pairs that have series of their own.
+/// The MAC the metrics label `other`: a broadcast address, never a frame's source (the kernel
+/// drops such frames before TC sees them).
+pub const OTHER_MAC: [u8; 6] = [0xff; 6];
+
+/// The `mac` label: the MAC, or `other` for [`OTHER_MAC`].
+pub fn mac_label(mac: [u8; 6]) -> String {
+    if mac == OTHER_MAC { "other".to_owned() } else { crate::names::format_mac(mac) }
+}
+
+/// The caps (0: no cap).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Caps {
+    /// Devices with series of their own.
+    pub max_devices: usize,
+    /// (device, country) pairs with series of their own.
+    pub max_pairs: usize,
+}
+
+/// What [`SeriesCap::fold`] folded in one scrape.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Folded {
+    /// Devices whose traffic is under `mac="other"`.
+    pub devices: usize,
+    /// Pairs of devices with series whose traffic is under `country="other"`.
+    pub pairs: usize,
+}
+
+/// The devices and pairs that have series of their own.
 #[derive(Debug, Default)]
 pub struct SeriesCap {
-    exported: HashSet<([u8; 6], u16)>,
+    devices: HashSet<[u8; 6]>,
+    pairs: HashSet<([u8; 6], u16)>,
 }
 
 impl SeriesCap {
-    /// Folds `counters` under a cap of `max_pairs` (0: no cap): pairs without a series of their
-    /// own are summed into `(mac, OTHER, direction, verdict)`.
+    /// Folds `counters` under `caps`; `preferred` says which new devices to admit first.
     pub fn fold(
         &mut self,
         counters: BTreeMap<CounterKey, CounterValue>,
-        max_pairs: usize,
-    ) -> BTreeMap<CounterKey, CounterValue> {
-        if max_pairs == 0 {
-            return counters;
+        caps: Caps,
+        preferred: &dyn Fn([u8; 6]) -> bool,
+    ) -> (BTreeMap<CounterKey, CounterValue>, Folded) {
+        if caps.max_devices > 0 {
+            self.admit(&counters, caps.max_devices, preferred);
         }
+        let mut folded = Folded::default();
+        let mut folded_devices: HashSet<[u8; 6]> = HashSet::new();
+        let mut folded_pairs: HashSet<([u8; 6], u16)> = HashSet::new();
         let mut others: BTreeMap<CounterKey, CounterValue> = BTreeMap::new();
         let mut kept = BTreeMap::new();
         for (key, value) in counters {
             let pair = (key.mac, key.country);
-            if self.exported.contains(&pair)
-                || (self.exported.len() < max_pairs && self.exported.insert(pair))
+            let target = if caps.max_devices > 0 && !self.devices.contains(&key.mac) {
+                folded_devices.insert(key.mac);
+                CounterKey { mac: OTHER_MAC, ..key }
+            } else if caps.max_pairs == 0
+                || self.pairs.contains(&pair)
+                || (self.pairs.len() < caps.max_pairs && self.pairs.insert(pair))
             {
                 kept.insert(key, value);
+                continue;
             } else {
-                let slot = others.entry(CounterKey { country: OTHER, ..key }).or_default();
-                slot.packets += value.packets;
-                slot.bytes += value.bytes;
+                folded_pairs.insert(pair);
+                CounterKey { country: OTHER, ..key }
+            };
+            *others.entry(target).or_default() += value;
+        }
+        folded.devices = folded_devices.len();
+        folded.pairs = folded_pairs.len();
+        for (key, value) in others {
+            *kept.entry(key).or_default() += value;
+        }
+        (kept, folded)
+    }
+
+    /// Admits devices not yet admitted, up to `max`: preferred ones first, then most bytes.
+    fn admit(
+        &mut self,
+        counters: &BTreeMap<CounterKey, CounterValue>,
+        max: usize,
+        preferred: &dyn Fn([u8; 6]) -> bool,
+    ) {
+        if self.devices.len() >= max {
+            return;
+        }
+        let mut candidates: Vec<([u8; 6], u64)> = Vec::new();
+        for (key, value) in counters.iter().filter(|(k, _)| !self.devices.contains(&k.mac)) {
+            match candidates.last_mut() {
+                Some((mac, bytes)) if *mac == key.mac => *bytes += value.bytes,
+                _ => candidates.push((key.mac, value.bytes)),
             }
         }
-        kept.extend(others);
-        kept
+        candidates.sort_by_cached_key(|(mac, bytes)| (!preferred(*mac), std::cmp::Reverse(*bytes)));
+        let room = max - self.devices.len();
+        self.devices.extend(candidates.into_iter().take(room).map(|(mac, _)| mac));
+    }
+
+    /// Whether `mac` has series of its own under a device cap.
+    pub fn has_device(&self, mac: [u8; 6]) -> bool {
+        self.devices.contains(&mac)
     }
 }
 
@@ -55,16 +130,24 @@ mod tests {
         CounterKey { mac: [2, 0, 0, 0, 0, mac], country, direction: 0, verdict: 0 }
     }
 
+    fn v(n: u64) -> CounterValue {
+        CounterValue { packets: n, bytes: n * 100 }
+    }
+
+    fn pairs_only(max_pairs: usize) -> Caps {
+        Caps { max_devices: 0, max_pairs }
+    }
+
     #[test]
     fn pairs_beyond_the_cap_fold_into_other_and_choices_stick() {
         let mut cap = SeriesCap::default();
-        let v = |n| CounterValue { packets: n, bytes: n * 100 };
         let first = BTreeMap::from([(key(1, 10), v(1)), (key(1, 20), v(2)), (key(2, 10), v(3))]);
-        let out = cap.fold(first, 2);
+        let (out, folded) = cap.fold(first, pairs_only(2), &|_| false);
         assert_eq!(
             out.keys().copied().collect::<Vec<_>>(),
             [key(1, 10), key(1, 20), key(2, OTHER)]
         );
+        assert_eq!(folded, Folded { devices: 0, pairs: 1 });
         // A pair that sorts first later still folds: the exported set does not change.
         let second = BTreeMap::from([
             (key(0, 5), v(1)),
@@ -72,10 +155,40 @@ mod tests {
             (key(2, 10), v(4)),
             (key(2, 30), v(1)),
         ]);
-        let out = cap.fold(second, 2);
+        let (out, _) = cap.fold(second, pairs_only(2), &|_| false);
         assert_eq!(out[&key(0, OTHER)], v(1));
         assert_eq!(out[&key(2, OTHER)], v(5));
         assert_eq!(out.len(), 3);
-        assert_eq!(cap.fold(BTreeMap::from([(key(9, 9), v(1))]), 0).len(), 1, "0: no cap");
+        let (out, _) = cap.fold(BTreeMap::from([(key(9, 9), v(1))]), Caps::default(), &|_| false);
+        assert_eq!(out.len(), 1, "0: no cap");
+    }
+
+    #[test]
+    fn devices_beyond_the_cap_fold_into_mac_other_per_country_named_and_busy_ones_first() {
+        let mut cap = SeriesCap::default();
+        let caps = Caps { max_devices: 2, max_pairs: 0 };
+        let counters = BTreeMap::from([
+            (key(1, 10), v(1)),
+            (key(2, 10), v(9)),
+            (key(3, 10), v(5)),
+            (key(3, 20), v(1)),
+            (key(4, 20), v(2)),
+        ]);
+        let total: CounterValue = counters.values().copied().sum();
+        // Device 4 is named; of the rest, device 2 has the most bytes.
+        let (out, folded) = cap.fold(counters, caps, &|mac| mac[5] == 4);
+        let other = |country| CounterKey { mac: OTHER_MAC, ..key(0, country) };
+        assert_eq!(
+            out.keys().copied().collect::<Vec<_>>(),
+            [key(2, 10), key(4, 20), other(10), other(20)]
+        );
+        assert_eq!(out[&other(10)], v(6), "devices 1 and 3 to country 10");
+        assert_eq!(out[&other(20)], v(1));
+        assert_eq!(folded, Folded { devices: 2, pairs: 0 });
+        assert_eq!(out.values().copied().sum::<CounterValue>(), total, "nothing lost");
+        assert!(cap.has_device([2, 0, 0, 0, 0, 2]) && !cap.has_device([2, 0, 0, 0, 0, 3]));
+        // Sticky: a busier device later does not displace an admitted one.
+        let (out, _) = cap.fold(BTreeMap::from([(key(7, 10), v(99))]), caps, &|_| true);
+        assert_eq!(out.keys().copied().collect::<Vec<_>>(), [other(10)]);
     }
 }

@@ -84,6 +84,12 @@ pub struct DeviceReport {
     pub encrypted_dns: bool,
 }
 
+impl DeviceReport {
+    fn blocked_bytes(&self) -> u64 {
+        self.countries.iter().map(|c| c.blocked.bytes).sum()
+    }
+}
+
 /// What the agent knows about a device besides its traffic.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceInfo {
@@ -134,15 +140,33 @@ pub struct Report {
 }
 
 impl Report {
-    /// Groups a snapshot by device and country.
-    pub fn from_snapshot(snapshot: &CounterSnapshot) -> Report {
-        Self::build(snapshot, None)
-    }
-
     /// Groups a snapshot by device and country, with what `known` says of devices and policy.
     pub fn build(snapshot: &CounterSnapshot, known: Option<&dyn Enricher>) -> Report {
-        let mut by_mac: BTreeMap<[u8; 6], BTreeMap<u16, [Traffic; 3]>> = BTreeMap::new();
+        Self::page(snapshot, known, 0, usize::MAX)
+    }
+
+    /// Like [`Self::build`], for `limit` devices from `offset` in the order of most bytes: only
+    /// those are built, so a page costs memory for its own devices whatever the map holds.
+    pub fn page(
+        snapshot: &CounterSnapshot,
+        known: Option<&dyn Enricher>,
+        offset: usize,
+        limit: usize,
+    ) -> Report {
+        let mut totals: Vec<([u8; 6], u64)> = Vec::new();
         for (key, value) in &snapshot.counters {
+            match totals.last_mut() {
+                Some((mac, bytes)) if *mac == key.mac => *bytes += value.bytes,
+                _ => totals.push((key.mac, value.bytes)),
+            }
+        }
+        let total_devices = totals.len();
+        // Most bytes first; the MAC breaks ties, so pages do not overlap.
+        totals.sort_unstable_by_key(|(mac, bytes)| (std::cmp::Reverse(*bytes), *mac));
+        let wanted: std::collections::HashSet<[u8; 6]> =
+            totals.into_iter().skip(offset).take(limit).map(|(mac, _)| mac).collect();
+        let mut by_mac: BTreeMap<[u8; 6], BTreeMap<u16, [Traffic; 3]>> = BTreeMap::new();
+        for (key, value) in snapshot.counters.iter().filter(|(k, _)| wanted.contains(&k.mac)) {
             let Some(direction) = Direction::from_raw(key.direction) else { continue };
             let slot = by_mac.entry(key.mac).or_default().entry(key.country).or_default();
             let index = if key.verdict == verdict::PASSED { direction as usize } else { 2 };
@@ -198,7 +222,10 @@ impl Report {
                 }
             })
             .collect();
-        devices.sort_by_key(|d| std::cmp::Reverse(d.upload.bytes + d.download.bytes));
+        devices.sort_by(|a, b| {
+            let bytes = |d: &DeviceReport| d.upload.bytes + d.download.bytes + d.blocked_bytes();
+            bytes(b).cmp(&bytes(a)).then_with(|| a.mac.cmp(&b.mac))
+        });
         let stat = |stat: Stat| {
             Direction::ALL.map(|d| {
                 let v = snapshot.stat(stat, d);
@@ -206,7 +233,7 @@ impl Report {
             })
         };
         Report {
-            total_devices: devices.len(),
+            total_devices,
             devices,
             uncounted: Uncounted {
                 local: stat(Stat::Local),

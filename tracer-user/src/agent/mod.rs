@@ -5,12 +5,13 @@ mod watch;
 
 use std::{
     sync::{Arc, RwLock},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use anyhow::Context as _;
 use ipnet::IpNet;
 use tokio::signal::unix::{SignalKind, signal};
+use tracer_common::Stat;
 use tracing::{error, info, warn};
 
 pub use load::{Plan, load_kernel, pin_dir};
@@ -119,6 +120,10 @@ impl Agent {
         self.ctx
             .metrics_max_pairs
             .store(plan.settings.metrics_max_pairs, std::sync::atomic::Ordering::Relaxed);
+        self.ctx
+            .metrics_max_devices
+            .store(plan.settings.metrics_max_devices, std::sync::atomic::Ordering::Relaxed);
+        self.ctx.mac_flood.set_rate(plan.settings.mac_flood_rate);
         self.plan = plan;
         self.status().reloads_ok += 1;
         info!("reloaded");
@@ -187,6 +192,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         http: Arc::default(),
         devices: RwLock::new(crate::devices::Directory::new(plan.device_sources())),
         metrics_max_pairs: settings.metrics_max_pairs.into(),
+        metrics_max_devices: settings.metrics_max_devices.into(),
+        mac_flood: crate::alerts::MacFloodWatch::new(settings.mac_flood_rate),
     });
     let learner = settings.learning.map(|period| {
         let learner = Arc::new(crate::learning::Learner::start(
@@ -253,6 +260,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     // SIGKILL loses at most this long of changes).
     let mut learn_tick = tokio::time::interval(Duration::from_secs(2));
     let mut volume_tick = tokio::time::interval(crate::learning::volume::CHECK_EVERY);
+    let mut mac_tick = tokio::time::interval(crate::alerts::MAC_FLOOD_CHECK_EVERY);
     let mut agent = Agent { args, plan, lan_prefixes, kernel, ctx, kernel_log };
     let mut watched = watch::Watched::new(&agent.args, &agent.plan.settings);
     let heartbeat = crate::service::spawn_watchdog();
@@ -283,6 +291,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             _ = volume_tick.tick(), if !volume.is_empty() => {
                 if let Ok(snapshot) = agent.ctx.reader.snapshot() {
                     volume.check(&snapshot);
+                }
+            }
+            _ = mac_tick.tick() => {
+                if let Ok([new_macs, _]) = agent.ctx.reader.snapshot_stat(Stat::NewMac) {
+                    agent.ctx.mac_flood.check(&agent.ctx.alerts, new_macs.packets, Instant::now());
                 }
             }
             _ = sigusr1.recv() => print_table(&agent.ctx),

@@ -21,6 +21,7 @@ fn alertname(kind: AlertKind) -> &'static str {
         AlertKind::NewCountry => "EgressTracerNewCountry",
         AlertKind::NewDevice => "EgressTracerNewDevice",
         AlertKind::Volume => "EgressTracerUploadVolume",
+        AlertKind::MacFlood => "EgressTracerMacFlood",
     }
 }
 

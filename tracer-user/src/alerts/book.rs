@@ -47,7 +47,15 @@ struct State {
     recent: VecDeque<Alert>,
     violations: BTreeMap<([u8; 6], u16), u64>,
     windows: HashMap<([u8; 6], u16), Window>,
+    /// Events neither reported nor summarised: [`MAX_PAIRS`] windows were open.
+    unreported: u64,
 }
+
+/// (device, country) pairs the book keeps violation counts and suppression windows for; the
+/// counts of further pairs are kept per country under the metrics' `mac="other"`, and their
+/// events are counted as unreported while every window is open (a device forging MACs or
+/// scanning a country cannot grow the agent's memory).
+pub const MAX_PAIRS: usize = 4096;
 
 /// Shared between the event reader, the periodic tick, the API and the metrics.
 #[derive(Debug)]
@@ -85,6 +93,11 @@ impl AlertBook {
         self.record(&mut state, alert, settings);
     }
 
+    /// The suppression window.
+    pub fn suppress(&self) -> Duration {
+        self.settings().suppress
+    }
+
     /// Alerts raised so far, per kind (in [`AlertKind::ALL`] order).
     pub fn by_kind(&self) -> [u64; AlertKind::ALL.len()] {
         self.state().by_kind
@@ -112,10 +125,20 @@ impl AlertBook {
     /// country) is open, in which case it is summarised when the window ends.
     pub fn handle(&self, raw: &AlertEvent, enricher: &dyn Enricher) {
         let settings = self.settings();
-        let key = (raw.mac, raw.country);
+        let mut key = (raw.mac, raw.country);
         let mut state = self.state();
+        if !state.violations.contains_key(&key) && state.violations.len() >= MAX_PAIRS {
+            key = (crate::metrics_cap::OTHER_MAC, raw.country);
+        }
         *state.violations.entry(key).or_default() += 1;
         let now = Instant::now();
+        if !state.windows.contains_key(&key) && state.windows.len() >= MAX_PAIRS {
+            self.close_over(&mut state, now, settings);
+            if state.windows.len() >= MAX_PAIRS {
+                state.unreported += 1;
+                return;
+            }
+        }
         if let Some(window) = state.windows.get_mut(&key)
             && window.ends > now
         {
@@ -143,13 +166,21 @@ impl AlertBook {
     /// Ends the windows that are over, summarising their repeats.
     pub fn tick(&self) {
         let settings = self.settings();
-        let now = Instant::now();
         let mut state = self.state();
+        self.close_over(&mut state, Instant::now(), settings);
+    }
+
+    /// Events not reported because every suppression window was taken.
+    pub fn unreported(&self) -> u64 {
+        self.state().unreported
+    }
+
+    fn close_over(&self, state: &mut State, now: Instant, settings: AlertSettings) {
         let over: Vec<_> =
             state.windows.iter().filter(|(_, w)| w.ends <= now).map(|(k, _)| *k).collect();
         for key in over {
             if let Some(window) = state.windows.remove(&key) {
-                self.close(&mut state, window, settings);
+                self.close(state, window, settings);
             }
         }
     }

@@ -88,5 +88,6 @@ pub(super) fn to_alert(event: &AlertEvent, enricher: &dyn Enricher, id: u64) -> 
         repeat_addresses: None,
         window_secs: None,
         upload_bytes: None,
+        new_macs: None,
     }
 }

@@ -5,6 +5,7 @@
 mod alertmanager;
 mod book;
 mod event;
+mod mac_flood;
 mod reader;
 mod webhook;
 
@@ -15,6 +16,7 @@ use serde::Serialize;
 pub use alertmanager::Alertmanager;
 pub use book::{AlertBook, AlertSettings, Violation};
 pub use event::{Enricher, Enrichment, PairSink, remote_end};
+pub use mac_flood::{CHECK_EVERY as MAC_FLOOD_CHECK_EVERY, MacFloodWatch};
 pub use reader::spawn_reader;
 pub use webhook::{Webhook, WebhookStats};
 
@@ -67,6 +69,8 @@ pub enum AlertKind {
     NewDevice,
     /// A device uploaded more than a `--upload-alert` rule allows within its window.
     Volume,
+    /// New source MACs appeared faster than `--mac-flood-rate` (device `other`).
+    MacFlood,
 }
 
 impl AlertKind {
@@ -78,12 +82,19 @@ impl AlertKind {
             Self::NewCountry => "new_country",
             Self::NewDevice => "new_device",
             Self::Volume => "volume",
+            Self::MacFlood => "mac_flood",
         }
     }
 
     /// Every kind, for metrics.
-    pub const ALL: [Self; 5] =
-        [Self::Violation, Self::Summary, Self::NewCountry, Self::NewDevice, Self::Volume];
+    pub const ALL: [Self; 6] = [
+        Self::Violation,
+        Self::Summary,
+        Self::NewCountry,
+        Self::NewDevice,
+        Self::Volume,
+        Self::MacFlood,
+    ];
 }
 
 /// One alert.
@@ -129,6 +140,9 @@ pub struct Alert {
     /// kernel counters).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upload_bytes: Option<u64>,
+    /// MAC flood: new source MACs within the window.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new_macs: Option<u64>,
 }
 
 /// RFC 3339 text of a wall-clock time, in UTC with milliseconds.

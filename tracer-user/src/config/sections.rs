@@ -53,6 +53,9 @@ pub struct AgentSection {
     /// Cap on (device, country) metric series; the rest fold into `country="other"`
     /// (`--metrics-max-pairs`).
     pub metrics_max_pairs: Option<usize>,
+    /// Cap on devices with metric series; the rest fold into `mac="other"`
+    /// (`--metrics-max-devices`).
+    pub metrics_max_devices: Option<usize>,
     /// DHCP lease files: dnsmasq leases or odhcpd state files (`--leases`).
     pub leases: Option<Vec<PathBuf>>,
     /// Turn every `block` into `alert` (`--dry-run`).
@@ -76,6 +79,8 @@ pub struct AlertsSection {
     /// Repeats for the same (device, country) within this many seconds are summarised when the
     /// window ends (`--alert-suppress-secs`).
     pub suppress_secs: Option<u64>,
+    /// New source MACs per second that raise a `mac_flood` alert (`--mac-flood-rate`).
+    pub mac_flood_rate: Option<u32>,
     /// How many recent alerts the API keeps (`--alerts-keep`).
     pub keep: Option<usize>,
     /// Kernel rate limit of alert events per CPU per second (`--events-per-second`).

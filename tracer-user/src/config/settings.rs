@@ -8,6 +8,14 @@ use crate::{
     kernel::{AttachPreference, Lookup},
 };
 
+/// Default `--metrics-max-pairs`: a household of 50 devices reaching 40 countries each.
+pub const DEFAULT_METRICS_MAX_PAIRS: usize = 2048;
+/// Default `--metrics-max-devices`: several times a household's devices.
+pub const DEFAULT_METRICS_MAX_DEVICES: usize = 256;
+/// Default `--mac-flood-rate`: new MACs per second, far above devices joining or randomising
+/// their MACs.
+pub const DEFAULT_MAC_FLOOD_RATE: u32 = 20;
+
 /// Everything `run` needs, resolved.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunSettings {
@@ -57,6 +65,10 @@ pub struct RunSettings {
     pub lookup: Lookup,
     /// Cap on (device, country) metric series (0: none).
     pub metrics_max_pairs: usize,
+    /// Cap on devices with metric series (0: none).
+    pub metrics_max_devices: usize,
+    /// New MACs per second that raise a `mac_flood` alert (0: off).
+    pub mac_flood_rate: u32,
     /// DHCP lease files.
     pub leases: Vec<PathBuf>,
     /// Every `block` acts as `alert`.
@@ -184,7 +196,18 @@ impl RunSettings {
             watch_interval: args.watch_interval.or(agent.watch_interval).unwrap_or(5),
             tc_attach: args.tc_attach.or(agent.tc_attach).unwrap_or_default(),
             lookup: args.lookup.or(agent.lookup).unwrap_or_default(),
-            metrics_max_pairs: args.metrics_max_pairs.or(agent.metrics_max_pairs).unwrap_or(0),
+            metrics_max_pairs: args
+                .metrics_max_pairs
+                .or(agent.metrics_max_pairs)
+                .unwrap_or(DEFAULT_METRICS_MAX_PAIRS),
+            metrics_max_devices: args
+                .metrics_max_devices
+                .or(agent.metrics_max_devices)
+                .unwrap_or(DEFAULT_METRICS_MAX_DEVICES),
+            mac_flood_rate: args
+                .mac_flood_rate
+                .or(alerts.mac_flood_rate)
+                .unwrap_or(DEFAULT_MAC_FLOOD_RATE),
             leases,
             dry_run: args.dry_run || agent.dry_run.unwrap_or(false),
             alert_suppress: Duration::from_secs(

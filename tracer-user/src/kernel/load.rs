@@ -8,7 +8,7 @@ use tracer_common::{
     maps::{
         COUNTERS_MAP, DEFAULT_COUNTER_ENTRIES, GEO_V4_LPM_MAP, GEO_V4_NODES_MAP, GEO_V4_RANGES_MAP,
         GEO_V4_TABLE_MAP, GEO_V6_LPM_MAP, GEO_V6_NODES_MAP, GEO_V6_RANGES_MAP, GEO_V6_TABLE_MAP,
-        STATS_MAP,
+        MACS_MAP, STATS_MAP,
     },
     policy::{
         ALERTED_MAP, DEVICE_PROFILE_MAP, EVENT_BUDGET_MAP, EVENTS_MAP, POLICY_SETTINGS_MAP,
@@ -104,7 +104,7 @@ impl Default for LoadOptions {
 /// The maps that carry state worth keeping: pinned when a pin directory is given, so that a
 /// reload or a restart continues the counts, keeps enforcing the policy while no agent runs,
 /// and reads the same alert events.
-pub const PINNED_MAPS: [&str; 12] = [
+pub const PINNED_MAPS: [&str; 13] = [
     CAPTURES_MAP,
     CAPTURE_BUDGET_MAP,
     COUNTERS_MAP,
@@ -117,6 +117,7 @@ pub const PINNED_MAPS: [&str; 12] = [
     EVENTS_MAP,
     ALERTED_MAP,
     EVENT_BUDGET_MAP,
+    MACS_MAP,
 ];
 
 /// The loaded programs, the maps still owned by the object, and the attachments.

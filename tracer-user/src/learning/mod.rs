@@ -294,6 +294,7 @@ impl Learner {
             repeat_addresses: None,
             window_secs: None,
             upload_bytes: None,
+            new_macs: None,
         });
     }
 

@@ -19,6 +19,9 @@ use crate::{
 /// Samples kept per (rule, device): the window's resolution is a 64th of its length.
 const SAMPLES: u32 = 64;
 
+/// (rule, device) pairs watched at most: devices beyond it (a MAC flood) are not watched.
+pub const MAX_TRACKS: usize = 4096;
+
 #[derive(Debug, Default)]
 struct Track {
     /// (when, cumulative upload bytes to the rule's regions).
@@ -92,6 +95,9 @@ impl VolumeWatch {
         let mut tracks = self.tracks.lock().unwrap_or_else(PoisonError::into_inner);
         tracks.retain(|k, _| totals.contains_key(k));
         for ((i, mac), (total, country)) in totals {
+            if tracks.len() >= MAX_TRACKS && !tracks.contains_key(&(i, mac)) {
+                continue;
+            }
             let rule = &self.rules[i];
             let track = tracks.entry((i, mac)).or_insert_with(|| {
                 // A (rule, device) that appears after the first look: all of it is new.
@@ -165,6 +171,7 @@ impl VolumeWatch {
             repeat_addresses: None,
             window_secs: Some(rule.window.as_secs()),
             upload_bytes: Some(bytes),
+            new_macs: None,
         });
     }
 }

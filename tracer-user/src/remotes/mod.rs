@@ -124,6 +124,10 @@ pub struct DeviceRemotes {
     pub remotes: Vec<RemoteReport>,
     /// Live remotes matching the query (the list may be shorter: see `limit`).
     pub total: usize,
+    /// Traffic of the live remotes matching the query that the list leaves out (over
+    /// `limit`), so that listed + unlisted + expired + overflow is the device's whole traffic.
+    #[serde(default)]
+    pub unlisted: Totals,
     /// Traffic of remotes retired after being idle.
     pub expired: Totals,
     /// Traffic to remotes that did not fit in the remote table.
@@ -188,10 +192,15 @@ pub fn device_remotes(
     let total = mine.len();
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
     let spill = snapshot.spill.get(&mac).copied().unwrap_or_default();
+    let mut unlisted = Totals::default();
+    for e in mine.iter().skip(limit) {
+        unlisted.add(&Totals::of(&e.traffic));
+    }
     DeviceRemotes {
         mac: format_mac(mac),
         remotes: mine.into_iter().take(limit).map(|e| report(e, asn, names)).collect(),
         total,
+        unlisted,
         expired: Totals::of(&spill.expired),
         overflow: Totals::of(&spill.overflow),
     }
