@@ -111,6 +111,44 @@ impl Collector for AlertCollector {
             ConstCounter::new(learner.stats.refused_devices.load(Ordering::Relaxed))
                 .encode(metric)?;
         }
+        if let Some(history) = self.ctx.history.get() {
+            let s = history.stats();
+            for (name, help, v) in [
+                (
+                    "history_points",
+                    "Stored non-zero buckets of the traffic history (--history-points caps them)",
+                    s.points,
+                ),
+                (
+                    "history_series",
+                    "Series of the traffic history ((device, country) pairs and per-device other)",
+                    s.pairs,
+                ),
+                (
+                    "history_memory_bytes",
+                    "Approximate memory of the traffic history",
+                    s.approx_bytes,
+                ),
+            ] {
+                let metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+                ConstGauge::new(v as i64).encode(metric)?;
+            }
+            for (name, help, v) in [
+                (
+                    "history_dropped_points",
+                    "History buckets dropped early to stay under --history-points (the oldest first)",
+                    s.dropped_points,
+                ),
+                (
+                    "history_untracked_samples",
+                    "Counter readings of (device, country) pairs the history could not track (over its pair cap)",
+                    s.untracked_samples,
+                ),
+            ] {
+                let metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+                ConstCounter::new(v).encode(metric)?;
+            }
+        }
         let http = &self.ctx.http;
         let metric = encoder.encode_descriptor(
             "http_connections",

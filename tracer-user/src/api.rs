@@ -63,9 +63,12 @@ pub async fn serve(
         .route("/api/v1/devices/{mac}/remotes", get(remotes_handler))
         .route("/api/v1/alerts", get(alerts_handler))
         .route("/api/v1/baseline", get(baseline_handler))
+        .route("/api/v1/history", get(history_handler))
         .route("/api/v1/baseline/approve", axum::routing::post(approve_handler))
         .route("/healthz", get(health_handler))
         .route("/", get(page_handler))
+        // Browsers ask for it: an empty answer rather than a 404 in their console.
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .with_state(state);
     if let Some(auth) = security.auth {
         app = app.layer(axum::middleware::from_fn_with_state(auth, crate::http_auth::require));
@@ -83,15 +86,50 @@ pub async fn serve(
 /// The web page: one self-contained file (no CDN, no build step), embedded in the binary.
 const PAGE: &str = include_str!("../web/index.html");
 
+/// The world map (`cargo xtask world-map`: Natural Earth 110m, public domain), inlined into the
+/// page where it says `<!--WORLD-MAP-->`, so the map is drawn with the first paint.
+const WORLD_MAP: &str = include_str!("../web/world.svg");
+
+static PAGE_WITH_MAP: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| PAGE.replacen("<!--WORLD-MAP-->", WORLD_MAP, 1));
+
 async fn page_handler() -> Response {
     (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
             (header::CONTENT_SECURITY_POLICY, "default-src 'self'; script-src 'unsafe-inline' 'self'; style-src 'unsafe-inline' 'self'"),
         ],
-        PAGE,
+        PAGE_WITH_MAP.as_str(),
     )
         .into_response()
+}
+
+/// `?mac=&country=&range=24h|7d&limit=` of `GET /api/v1/history`.
+#[derive(Debug, Default, Deserialize)]
+struct HistoryParams {
+    mac: Option<String>,
+    country: Option<String>,
+    range: Option<String>,
+    limit: Option<String>,
+}
+
+async fn history_handler(
+    State(state): State<AppState>,
+    axum::extract::Query(p): axum::extract::Query<HistoryParams>,
+) -> Response {
+    let Some(history) = state.ctx.history.get() else {
+        return (StatusCode::NOT_FOUND, "no traffic history (--history-points 0)\n")
+            .into_response();
+    };
+    match crate::history::Query::from_params(
+        p.mac.as_deref(),
+        p.country.as_deref(),
+        p.range.as_deref(),
+        p.limit.as_deref(),
+    ) {
+        Ok(query) => Json(history.query(&query, crate::clock::unix_now())).into_response(),
+        Err(err) => (StatusCode::BAD_REQUEST, format!("{err}\n")).into_response(),
+    }
 }
 
 async fn metrics_handler(State(state): State<AppState>) -> Response {
@@ -125,6 +163,8 @@ async fn devices_handler(
             let limit = page.limit.unwrap_or(DEVICES_PAGE).min(MAX_DEVICES_PAGE);
             let offset = page.offset.unwrap_or(0);
             let mut report = Report::page(&snapshot, Some(known), offset, limit);
+            report.learning = state.ctx.learner.get().is_some();
+            report.history = state.ctx.history.get().is_some();
             add_dns_facts(&mut report, &state.ctx);
             Json(report).into_response()
         }

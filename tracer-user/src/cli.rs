@@ -114,10 +114,15 @@ pub struct RunArgs {
     /// for the first time after the network's first DURATION a `new_device` alert.
     #[arg(long, value_name = "DURATION")]
     pub learn_for: Option<humantime::Duration>,
-    /// Directory of the state that must survive restarts (the learned baseline)
-    /// [default: /var/lib/egress-tracer].
+    /// Directory of the state that must survive restarts (the learned baseline, the traffic
+    /// history) [default: /var/lib/egress-tracer].
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Traffic history per (device, country): 5-minute buckets for 24 h and hourly ones for
+    /// 7 days, at most N stored buckets (at most 50 bytes each in memory, 13 on disk); 0: no
+    /// history [default: 100000].
+    #[arg(long, value_name = "N")]
+    pub history_points: Option<usize>,
     /// Alert when a device uploads more than SIZE to REGIONS within WINDOW, e.g. CN:10MB/1h or
     /// any:1GB/1d; repeatable (also `[[volume]]` in the config).
     #[arg(long = "upload-alert", value_name = "REGIONS:SIZE/WINDOW")]

@@ -14,3 +14,8 @@ pub fn wall_time(monotonic_ns: u64) -> SystemTime {
     let age = Duration::from_nanos(self::monotonic_ns().saturating_sub(monotonic_ns));
     now.checked_sub(age).unwrap_or(now)
 }
+
+/// The wall clock now, in seconds since the Unix epoch (0 before 1970).
+pub fn unix_now() -> u64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}

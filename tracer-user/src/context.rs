@@ -31,6 +31,8 @@ pub struct Context {
     pub http: Arc<crate::http_serve::HttpStats>,
     /// Learning mode, when on (set once at start).
     pub learner: std::sync::OnceLock<Arc<crate::learning::Learner>>,
+    /// The traffic history, unless `--history-points 0`.
+    pub history: std::sync::OnceLock<Arc<crate::history::HistoryStore>>,
     /// Database, reloads, interfaces.
     pub status: SharedStatus,
     /// The policy in force (replaced whole on reload).
@@ -138,6 +140,7 @@ impl Context {
             policy: RwLock::default(),
             alerts: Arc::new(AlertBook::new(settings, None, None)),
             learner: std::sync::OnceLock::new(),
+            history: std::sync::OnceLock::new(),
             http: Arc::default(),
             devices: RwLock::default(),
             metrics_max_pairs: std::sync::atomic::AtomicUsize::new(0),

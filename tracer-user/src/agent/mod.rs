@@ -189,6 +189,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         policy: RwLock::new(Arc::new(plan.policy.clone())),
         alerts: Arc::new(AlertBook::new(alert_settings(&plan), webhook, alertmanager)),
         learner: std::sync::OnceLock::new(),
+        history: std::sync::OnceLock::new(),
         http: Arc::default(),
         devices: RwLock::new(crate::devices::Directory::new(plan.device_sources())),
         metrics_max_pairs: settings.metrics_max_pairs.into(),
@@ -204,6 +205,22 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         ));
         let _ = ctx.learner.set(Arc::clone(&learner));
         learner
+    });
+    let history = (settings.history_points > 0).then(|| {
+        let counters = ctx.reader.snapshot().unwrap_or_default();
+        let (store, problem) = crate::history::HistoryStore::open(
+            &settings.state_dir,
+            crate::history::DEFAULT_MAX_PAIRS,
+            settings.history_points,
+            crate::clock::unix_now(),
+            &counters,
+        );
+        if let Some(problem) = problem {
+            warn!("{problem}");
+        }
+        let store = Arc::new(store);
+        let _ = ctx.history.set(Arc::clone(&store));
+        store
     });
     let volume = crate::learning::volume::VolumeWatch::new(
         settings.volumes.clone(),
@@ -261,6 +278,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut learn_tick = tokio::time::interval(Duration::from_secs(2));
     let mut volume_tick = tokio::time::interval(crate::learning::volume::CHECK_EVERY);
     let mut mac_tick = tokio::time::interval(crate::alerts::MAC_FLOOD_CHECK_EVERY);
+    let mut history_tick = tokio::time::interval(crate::history::RECORD_EVERY);
+    let mut history_save = tokio::time::interval_at(
+        tokio::time::Instant::now() + crate::history::SAVE_EVERY,
+        crate::history::SAVE_EVERY,
+    );
     let mut agent = Agent { args, plan, lan_prefixes, kernel, ctx, kernel_log };
     let mut watched = watch::Watched::new(&agent.args, &agent.plan.settings);
     let heartbeat = crate::service::spawn_watchdog();
@@ -270,15 +292,17 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             _ = sigterm.recv() => break,
             _ = sighup.recv() => {
                 info!("SIGHUP: reloading the configuration, the policy and the country database");
+                let before = watch::Watched::new(&agent.args, &agent.plan.settings);
                 agent.reload(true);
-                watched = watch::Watched::new(&agent.args, &agent.plan.settings);
+                watched = before.after_reload(&agent.args, &agent.plan.settings);
             }
             _ = watcher.tick(), if watch_interval > 0 => {
                 agent.ctx.devices.write().unwrap_or_else(std::sync::PoisonError::into_inner).refresh();
                 if let Some(change) = watched.changed() {
                     info!("{change} changed: reloading");
+                    let before = watch::Watched::new(&agent.args, &agent.plan.settings);
                     agent.reload(change == watch::Change::Geo);
-                    watched = watch::Watched::new(&agent.args, &agent.plan.settings);
+                    watched = before.after_reload(&agent.args, &agent.plan.settings);
                 }
             }
             _ = alert_tick.tick() => { agent.ctx.alerts.tick(); heartbeat.beat() }
@@ -298,6 +322,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                     agent.ctx.mac_flood.check(&agent.ctx.alerts, new_macs.packets, Instant::now());
                 }
             }
+            _ = history_tick.tick(), if history.is_some() => {
+                if let (Some(history), Ok(snapshot)) = (&history, agent.ctx.reader.snapshot()) {
+                    history.record(crate::clock::unix_now(), &snapshot);
+                }
+            }
+            _ = history_save.tick(), if history.is_some() => save_history(history.as_deref()),
             _ = sigusr1.recv() => print_table(&agent.ctx),
             _ = ticker.tick(), if interval > 0 => print_table(&agent.ctx),
         }
@@ -306,6 +336,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     if let Some(learner) = &learner {
         learner.save();
     }
+    if let (Some(history), Ok(snapshot)) = (&history, agent.ctx.reader.snapshot()) {
+        history.record(crate::clock::unix_now(), &snapshot);
+    }
+    save_history(history.as_deref());
     server.abort();
     events.abort();
     retirement.abort();
@@ -317,6 +351,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     drop(agent);
     info!("programs detached; counters stay pinned in {}", dir.display());
     Ok(())
+}
+
+/// Writes the history to disk; a failure is logged (the next save tries again).
+fn save_history(history: Option<&crate::history::HistoryStore>) {
+    if let Some(history) = history
+        && let Err(err) = history.save()
+    {
+        warn!("saving the traffic history failed: {err:#}");
+    }
 }
 
 /// Loads the `--asn` files (none: no database).

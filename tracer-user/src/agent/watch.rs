@@ -45,6 +45,26 @@ impl Watched {
         }
     }
 
+    /// The files of the configuration a reload just loaded, each with the time it had when
+    /// `self` was taken, before the reload read it: a file written during the reload is then
+    /// seen as changed at the next check, not taken as loaded.
+    pub fn after_reload(self, args: &RunArgs, settings: &RunSettings) -> Self {
+        let mut now = Self::new(args, settings);
+        let before = |path: &PathBuf, t: &mut Option<SystemTime>| {
+            let old = self.config.iter().chain(&self.geo).find(|(p, _)| p == path);
+            if let Some((_, old)) = old {
+                *t = *old;
+            }
+        };
+        if let Some((path, t)) = &mut now.config {
+            before(path, t);
+        }
+        for (path, t) in &mut now.geo {
+            before(path, t);
+        }
+        now
+    }
+
     /// The first kind of file that changed since [`Self::new`].
     pub fn changed(&self) -> Option<Change> {
         if let Some((path, t)) = &self.config

@@ -38,8 +38,11 @@ pub struct AgentSection {
     pub dns_names: Option<usize>,
     /// Seconds a learned name is kept at least (`--dns-min-hold`).
     pub dns_min_hold: Option<u64>,
-    /// Where state that must survive restarts is kept: the learned baseline (`--state-dir`).
+    /// Where state that must survive restarts is kept: the learned baseline, the traffic
+    /// history (`--state-dir`).
     pub state_dir: Option<PathBuf>,
+    /// Stored buckets of the traffic history; 0: no history (`--history-points`).
+    pub history_points: Option<usize>,
     /// Level of the programs' own diagnostics (`--kernel-log`).
     pub kernel_log: Option<crate::kernel::KernelLog>,
     /// bpffs directory of the pinned maps (`--bpffs-dir`).

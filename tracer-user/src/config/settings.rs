@@ -49,6 +49,8 @@ pub struct RunSettings {
     pub learning: Option<Duration>,
     /// Directory of the persistent state.
     pub state_dir: PathBuf,
+    /// Stored buckets of the traffic history (0: none).
+    pub history_points: usize,
     /// Upload-volume alert rules.
     pub volumes: Vec<super::VolumeRule>,
     /// Alertmanager base URL.
@@ -185,6 +187,10 @@ impl RunSettings {
                 .clone()
                 .or_else(|| agent.state_dir.clone())
                 .unwrap_or_else(|| PathBuf::from("/var/lib/egress-tracer")),
+            history_points: args
+                .history_points
+                .or(agent.history_points)
+                .unwrap_or(crate::history::DEFAULT_MAX_POINTS),
             volumes: volume_rules(args, config)?,
             alertmanager: args.alertmanager.clone().or_else(|| alerts.alertmanager.clone()),
             kernel_log: args.kernel_log.or(agent.kernel_log).unwrap_or_default(),
@@ -226,10 +232,11 @@ impl RunSettings {
 
     /// Checks that a reload leaves alone what only a restart can change.
     pub fn check_reloadable(&self, new: &RunSettings) -> Result<(), Unchangeable> {
-        let fixed: [(&'static str, bool); 16] = [
+        let fixed: [(&'static str, bool); 17] = [
             ("learn_for/[learning]", self.learning != new.learning),
             ("upload_alert/[[volume]]", self.volumes != new.volumes),
             ("state_dir", self.state_dir != new.state_dir),
+            ("history_points", self.history_points != new.history_points),
             ("alertmanager", self.alertmanager != new.alertmanager),
             ("webhook", self.webhook != new.webhook),
             ("webhook_timeout_secs", self.webhook_timeout != new.webhook_timeout),

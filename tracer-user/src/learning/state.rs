@@ -4,7 +4,6 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    io::Write as _,
     path::{Path, PathBuf},
 };
 
@@ -56,57 +55,30 @@ pub fn path(dir: &Path) -> PathBuf {
 /// renamed to `baseline.json.corrupt-<unix time>` and the reason returned with an empty
 /// baseline (the caller reports it).
 pub fn load(dir: &Path, now: u64) -> (Baseline, Option<String>) {
+    const FRESH: &str = "an empty baseline";
     let file = path(dir);
     let fresh =
         || Baseline { version: STATE_VERSION, network_since: now, devices: BTreeMap::new() };
-    let text = match std::fs::read(&file) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (fresh(), None),
-        Err(e) => return (fresh(), Some(keep_aside(&file, now, &format!("cannot be read: {e}")))),
+    let text = match crate::state_file::read(&file, now, FRESH) {
+        Ok(Some(text)) => text,
+        Ok(None) => return (fresh(), None),
+        Err(problem) => return (fresh(), Some(problem)),
     };
+    let aside = |reason: &str| Some(crate::state_file::keep_aside(&file, now, reason, FRESH));
     match serde_json::from_slice::<Baseline>(&text) {
         Ok(b) if b.version == STATE_VERSION => (b, None),
         Ok(b) => (
             fresh(),
-            Some(keep_aside(
-                &file,
-                now,
-                &format!("has version {} (this agent reads {STATE_VERSION})", b.version),
-            )),
+            aside(&format!("has version {} (this agent reads {STATE_VERSION})", b.version)),
         ),
-        Err(e) => (fresh(), Some(keep_aside(&file, now, &format!("is not a baseline: {e}")))),
-    }
-}
-
-fn keep_aside(file: &Path, now: u64, reason: &str) -> String {
-    let aside = file.with_extension(format!("json.corrupt-{now}"));
-    match std::fs::rename(file, &aside) {
-        Ok(()) => format!(
-            "{} {reason}; kept aside as {}; starting with an empty baseline",
-            file.display(),
-            aside.display()
-        ),
-        Err(e) => format!(
-            "{} {reason}, and could not be kept aside ({e}); starting with an empty baseline",
-            file.display()
-        ),
+        Err(e) => (fresh(), aside(&format!("is not a baseline: {e}"))),
     }
 }
 
 /// Writes the baseline atomically: a reader (or a crash) sees the old file or the new one.
 pub fn save(dir: &Path, baseline: &Baseline) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let file = path(dir);
-    let tmp = dir.join(format!(".baseline.json.tmp-{}", std::process::id()));
     let text = serde_json::to_vec_pretty(baseline).context("serialising the baseline")?;
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&text)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &file)?;
-        std::fs::File::open(dir)?.sync_all()
-    };
-    write().with_context(|| format!("writing {}", file.display()))
+    crate::state_file::write_atomic(dir, "baseline.json", &text)
 }
 
 #[cfg(test)]

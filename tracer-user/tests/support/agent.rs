@@ -111,6 +111,12 @@ impl Agent {
         }
         args.extend(["--geo".into(), geo.path().display().to_string()]);
         args.extend(["--bpffs-dir".into(), bpffs_dir.display().to_string()]);
+        // Each lab keeps its state (baseline, history) apart, unless the test names a place.
+        if !extra.contains(&"--state-dir") {
+            let dir = std::env::temp_dir().join(format!("et-agent-state-{}", lab.prefix()));
+            let _ = std::fs::remove_dir_all(&dir);
+            args.extend(["--state-dir".into(), dir.display().to_string()]);
+        }
         for lan in lab.lan_interfaces() {
             args.extend(["--lan".into(), lan.into()]);
         }
@@ -144,7 +150,10 @@ impl Agent {
     /// Rewrites the configuration file (the agent must have been started with one).
     pub fn write_config(&self, text: &str) {
         let path = self.config.as_ref().expect("the agent has a config file").path();
-        std::fs::write(path, text).expect("write the config");
+        // Atomically, as an editor saves: the agent's watcher never reads half a file.
+        let tmp = path.with_extension("toml.tmp");
+        std::fs::write(&tmp, text).expect("write the config");
+        std::fs::rename(&tmp, path).expect("replace the config");
     }
 
     /// `GET path` from the agent's HTTP server, as JSON.
@@ -243,6 +252,13 @@ impl Drop for Agent {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.bpffs_dir);
+        // The per-lab state directory this support made (not one a test named).
+        if let Some(i) = self.args.iter().position(|a| a == "--state-dir")
+            && let Some(dir) = self.args.get(i + 1)
+            && dir.contains("/et-agent-state-")
+        {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
 pub mod agent;
+pub mod cdp;
 pub mod conservation;
 pub mod csv_oracle;
 pub mod frames;
