@@ -4,12 +4,12 @@ use aya_ebpf::maps::PerCpuArray;
 use tracer_common::policy::EventBudget;
 
 /// Nanoseconds in a second (`bpf_ktime_get_ns` ticks).
-pub const NS_PER_SEC: u64 = 1_000_000_000;
+pub(crate) const NS_PER_SEC: u64 = 1_000_000_000;
 
 /// Takes one from this CPU's budget in `map` for the current second (`now` in ns); `false`
 /// when `per_sec` are spent.
 #[inline(always)]
-pub fn take(map: &PerCpuArray<EventBudget>, now: u64, per_sec: u32) -> bool {
+pub(crate) fn take(map: &PerCpuArray<EventBudget>, now: u64, per_sec: u32) -> bool {
     let Some(budget) = map.get_ptr_mut(0) else {
         return false;
     };

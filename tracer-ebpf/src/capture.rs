@@ -17,7 +17,7 @@ const UDP: u8 = 17;
 
 /// What [`dns_answer`] and [`tls_segment`] did.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Captured {
+pub(crate) enum Captured {
     /// Not a payload to capture (or names are off).
     No,
     /// Handed to the agent.
@@ -48,7 +48,12 @@ fn ports(ctx: &TcContext, t: Transport, remote_first: bool) -> Option<(u16, u16,
 /// Anything else costs one port comparison. Runs before the "local destination" shortcut, so
 /// the gateway's own resolver is seen too.
 #[inline(always)]
-pub fn dns_answer(ctx: &TcContext, mac: &[u8; 6], remote: &Remote, t: Transport) -> Captured {
+pub(crate) fn dns_answer(
+    ctx: &TcContext,
+    mac: &[u8; 6],
+    remote: &Remote,
+    t: Transport,
+) -> Captured {
     if t.offset == 0 || (t.protocol != UDP && t.protocol != TCP) {
         return Captured::No;
     }
@@ -62,7 +67,12 @@ pub fn dns_answer(ctx: &TcContext, mac: &[u8; 6], remote: &Remote, t: Transport)
 /// A TCP segment with payload from the device to a TLS port (the caller checked the port and
 /// the per-remote count): handed to the agent.
 #[inline(always)]
-pub fn tls_segment(ctx: &TcContext, mac: &[u8; 6], remote: &Remote, t: Transport) -> Captured {
+pub(crate) fn tls_segment(
+    ctx: &TcContext,
+    mac: &[u8; 6],
+    remote: &Remote,
+    t: Transport,
+) -> Captured {
     send(ctx, &Request { what: kind::TLS, mac, remote, t, remote_first: false })
 }
 

@@ -18,7 +18,7 @@ use crate::{
 /// The country id of `remote` ([`CountryId::LOCAL`] for local destinations), with the
 /// structures `settings` selects.
 #[inline(always)]
-pub fn country_of(remote: &Remote, settings: Option<&Settings>) -> CountryId {
+pub(crate) fn country_of(remote: &Remote, settings: Option<&Settings>) -> CountryId {
     let lpm_only = matches!(settings, Some(s) if s.lookup == lookup_mode::LPM);
     match remote {
         Remote::V4(addr) => {

@@ -26,7 +26,7 @@ const EEXIST: i32 = 17;
 /// Parses, classifies and counts one frame; returns the TC verdict (`TC_ACT_SHOT` only for
 /// packets a `block` policy drops).
 #[inline(always)]
-pub fn account(ctx: &TcContext, direction: Direction) -> i32 {
+pub(crate) fn account(ctx: &TcContext, direction: Direction) -> i32 {
     // SAFETY: reading a field of the context the kernel handed us.
     let segs = unsafe { (*ctx.skb.skb).gso_segs };
     let value =

@@ -30,19 +30,19 @@ mod programs {
 
     /// Frames sent by LAN devices (TC ingress of the LAN interface).
     #[classifier]
-    pub fn tc_upload(ctx: TcContext) -> i32 {
+    pub(crate) fn tc_upload(ctx: TcContext) -> i32 {
         crate::count::account(&ctx, Direction::Upload)
     }
 
     /// Frames sent to LAN devices (TC egress of the LAN interface).
     #[classifier]
-    pub fn tc_download(ctx: TcContext) -> i32 {
+    pub(crate) fn tc_download(ctx: TcContext) -> i32 {
         crate::count::account(&ctx, Direction::Download)
     }
 
     /// Parses like the classifier but touches no map: the bench's "parse only" baseline.
     #[classifier]
-    pub fn tc_parse_only(ctx: TcContext) -> i32 {
+    pub(crate) fn tc_parse_only(ctx: TcContext) -> i32 {
         let parsed = crate::parse::parse(&ctx, Direction::Upload);
         core::hint::black_box(&parsed);
         TC_ACT_OK
@@ -50,7 +50,7 @@ mod programs {
 
     /// Returns at once: the bench's "empty program" baseline.
     #[classifier]
-    pub fn tc_empty(_ctx: TcContext) -> i32 {
+    pub(crate) fn tc_empty(_ctx: TcContext) -> i32 {
         TC_ACT_OK
     }
 }

@@ -22,98 +22,104 @@ use tracer_common::{
 
 /// Per (device, country, verdict) packets and bytes in each direction.
 #[map]
-pub static COUNTERS: PerCpuHashMap<TrafficKey, TrafficValue> =
+pub(crate) static COUNTERS: PerCpuHashMap<TrafficKey, TrafficValue> =
     PerCpuHashMap::with_max_entries(DEFAULT_COUNTER_ENTRIES, 0);
 
 /// Per (device, remote address) traffic. Allocated on demand: a retired (deleted) entry is
 /// freed only after an RCU grace period, so a program still holding its pointer never writes
 /// into an entry reused for another key.
 #[map]
-pub static REMOTES: PerCpuHashMap<RemoteKey, RemoteValue> =
+pub(crate) static REMOTES: PerCpuHashMap<RemoteKey, RemoteValue> =
     PerCpuHashMap::with_max_entries(DEFAULT_REMOTE_ENTRIES, BPF_F_NO_PREALLOC);
 
 /// Where a new [`REMOTES`] value is built (per CPU, off the stack).
 #[map]
-pub static REMOTE_SCRATCH: PerCpuArray<RemoteValue> = PerCpuArray::with_max_entries(1, 0);
+pub(crate) static REMOTE_SCRATCH: PerCpuArray<RemoteValue> = PerCpuArray::with_max_entries(1, 0);
 
 /// Per device: remote traffic that overflowed [`REMOTES`], and what the agent retired.
 #[map]
-pub static REMOTE_SPILL: PerCpuHashMap<SpillKey, SpillValue> =
+pub(crate) static REMOTE_SPILL: PerCpuHashMap<SpillKey, SpillValue> =
     PerCpuHashMap::with_max_entries(SPILL_ENTRIES, 0);
 
 /// Source MACs recently seen sending egress traffic (see `Stat::NewMac`).
 #[map]
-pub static MACS: LruHashMap<[u8; 6], u8> = LruHashMap::with_max_entries(MACS_ENTRIES, 0);
+pub(crate) static MACS: LruHashMap<[u8; 6], u8> = LruHashMap::with_max_entries(MACS_ENTRIES, 0);
 
 /// Traffic not counted per country, indexed by `Stat::index`.
 #[map]
-pub static STATS: PerCpuArray<CounterValue> = PerCpuArray::with_max_entries(Stat::ENTRIES, 0);
+pub(crate) static STATS: PerCpuArray<CounterValue> =
+    PerCpuArray::with_max_entries(Stat::ENTRIES, 0);
 
 /// The root of the IPv4 compact structure (see `tracer_common::geo_dxr`).
 #[map]
-pub static GEO_V4_TABLE: Array<Block> = Array::with_max_entries(ROOT_BLOCKS, 0);
+pub(crate) static GEO_V4_TABLE: Array<Block> = Array::with_max_entries(ROOT_BLOCKS, 0);
 
 /// The nodes of the IPv4 compact structure.
 #[map]
-pub static GEO_V4_NODES: Array<Node> = Array::with_max_entries(PLACEHOLDER_GEO_ENTRIES, 0);
+pub(crate) static GEO_V4_NODES: Array<Node> = Array::with_max_entries(PLACEHOLDER_GEO_ENTRIES, 0);
 
 /// The range array of the IPv4 compact structure.
 #[map]
-pub static GEO_V4_RANGES: Array<RangeLine> = Array::with_max_entries(PLACEHOLDER_GEO_ENTRIES, 0);
+pub(crate) static GEO_V4_RANGES: Array<RangeLine> =
+    Array::with_max_entries(PLACEHOLDER_GEO_ENTRIES, 0);
 
 /// The IPv4 LPM trie: the reference the table is checked against.
 #[map]
-pub static GEO_V4_LPM: LpmTrie<u32, u16> = LpmTrie::with_max_entries(PLACEHOLDER_GEO_ENTRIES, 0);
+pub(crate) static GEO_V4_LPM: LpmTrie<u32, u16> =
+    LpmTrie::with_max_entries(PLACEHOLDER_GEO_ENTRIES, 0);
 
 /// The root of the IPv6 compact structure.
 #[map]
-pub static GEO_V6_TABLE: Array<Block> = Array::with_max_entries(ROOT_BLOCKS, 0);
+pub(crate) static GEO_V6_TABLE: Array<Block> = Array::with_max_entries(ROOT_BLOCKS, 0);
 
 /// The nodes of the IPv6 compact structure.
 #[map]
-pub static GEO_V6_NODES: Array<Node> = Array::with_max_entries(PLACEHOLDER_GEO_ENTRIES, 0);
+pub(crate) static GEO_V6_NODES: Array<Node> = Array::with_max_entries(PLACEHOLDER_GEO_ENTRIES, 0);
 
 /// The range array of the IPv6 compact structure.
 #[map]
-pub static GEO_V6_RANGES: Array<RangeLine> = Array::with_max_entries(PLACEHOLDER_GEO_ENTRIES, 0);
+pub(crate) static GEO_V6_RANGES: Array<RangeLine> =
+    Array::with_max_entries(PLACEHOLDER_GEO_ENTRIES, 0);
 
 /// The IPv6 LPM trie: the reference the compact structure is checked against.
 #[map]
-pub static GEO_V6_LPM: LpmTrie<Ipv6LpmKey, u16> =
+pub(crate) static GEO_V6_LPM: LpmTrie<Ipv6LpmKey, u16> =
     LpmTrie::with_max_entries(PLACEHOLDER_GEO_ENTRIES, 0);
 
 /// Run-time settings written by the agent.
 #[map]
-pub static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
+pub(crate) static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
 
 /// Policy-wide settings written by the agent.
 #[map]
-pub static POLICY_SETTINGS: Array<PolicySettings> = Array::with_max_entries(1, 0);
+pub(crate) static POLICY_SETTINGS: Array<PolicySettings> = Array::with_max_entries(1, 0);
 
 /// The compiled policies; index 0 is the default.
 #[map]
-pub static PROFILES: Array<Profile> = Array::with_max_entries(MAX_PROFILES, 0);
+pub(crate) static PROFILES: Array<Profile> = Array::with_max_entries(MAX_PROFILES, 0);
 
 /// Device MAC -> profile index, for devices that do not follow the default.
 #[map]
-pub static DEVICE_PROFILE: HashMap<[u8; 6], u32> = HashMap::with_max_entries(MAX_POLICY_DEVICES, 0);
+pub(crate) static DEVICE_PROFILE: HashMap<[u8; 6], u32> =
+    HashMap::with_max_entries(MAX_POLICY_DEVICES, 0);
 
 /// Alert events for the agent.
 #[map]
-pub static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
+pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
 
 /// When each (device, remote address) last raised an event.
 #[map]
-pub static ALERTED: LruHashMap<AlertKey, u64> = LruHashMap::with_max_entries(ALERTED_ENTRIES, 0);
+pub(crate) static ALERTED: LruHashMap<AlertKey, u64> =
+    LruHashMap::with_max_entries(ALERTED_ENTRIES, 0);
 
 /// DNS answers and TLS segments for the agent.
 #[map]
-pub static CAPTURES: RingBuf = RingBuf::with_byte_size(CAPTURES_BYTES, 0);
+pub(crate) static CAPTURES: RingBuf = RingBuf::with_byte_size(CAPTURES_BYTES, 0);
 
 /// Captures sent by this CPU in the current second.
 #[map]
-pub static CAPTURE_BUDGET: PerCpuArray<EventBudget> = PerCpuArray::with_max_entries(1, 0);
+pub(crate) static CAPTURE_BUDGET: PerCpuArray<EventBudget> = PerCpuArray::with_max_entries(1, 0);
 
 /// Events sent by this CPU in the current second.
 #[map]
-pub static EVENT_BUDGET: PerCpuArray<EventBudget> = PerCpuArray::with_max_entries(1, 0);
+pub(crate) static EVENT_BUDGET: PerCpuArray<EventBudget> = PerCpuArray::with_max_entries(1, 0);

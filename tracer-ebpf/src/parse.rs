@@ -16,7 +16,7 @@ const IPV6_HLEN: usize = 40;
 const MAX_HEADERS: u32 = (ETH_HLEN + 2 * VLAN_HLEN + 60 + 4) as u32;
 
 /// The remote address of an IP packet.
-pub enum Remote {
+pub(crate) enum Remote {
     /// IPv4, in network byte order as read from the packet.
     V4([u8; 4]),
     /// IPv6, in network byte order.
@@ -27,7 +27,7 @@ impl Remote {
     /// The address family (4 or 6) and the address in 16 bytes (IPv4 in the first four), as
     /// map keys and events carry it.
     #[inline(always)]
-    pub fn family_and_bytes(&self) -> (u8, [u8; 16]) {
+    pub(crate) fn family_and_bytes(&self) -> (u8, [u8; 16]) {
         match self {
             Remote::V4(a) => (4, [a[0], a[1], a[2], a[3], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
             Remote::V6(a) => (6, *a),
@@ -37,18 +37,18 @@ impl Remote {
 
 /// The transport header of an IP packet, for alert events (read only when one is sent).
 #[derive(Clone, Copy)]
-pub struct Transport {
+pub(crate) struct Transport {
     /// IP protocol number (IPv4 protocol, IPv6 next header).
-    pub protocol: u8,
+    pub(crate) protocol: u8,
     /// Offset of the transport header in the frame; zero for non-first IPv4 fragments.
-    pub offset: usize,
+    pub(crate) offset: usize,
     /// Offset of the end of the IP packet in the frame (from the IP header's length field;
     /// Ethernet padding lies beyond it).
-    pub end: usize,
+    pub(crate) end: usize,
 }
 
 /// What a frame turned out to be.
-pub enum Parsed {
+pub(crate) enum Parsed {
     /// An IP packet: the LAN device's MAC, the remote address and where its transport header is.
     Ip { mac: [u8; 6], remote: Remote, transport: Transport },
     /// Not IPv4/IPv6 (ARP, LLDP, three or more VLAN tags, ...).
@@ -59,7 +59,7 @@ pub enum Parsed {
 
 /// `N` bytes of the frame at `offset`, if the linear part holds them.
 #[inline(always)]
-pub fn bytes<const N: usize>(ctx: &TcContext, offset: usize) -> Option<[u8; N]> {
+pub(crate) fn bytes<const N: usize>(ctx: &TcContext, offset: usize) -> Option<[u8; N]> {
     let start = ctx.data();
     if start + offset + N > ctx.data_end() {
         return None;
@@ -81,7 +81,7 @@ fn linearize(ctx: &TcContext) {
 
 /// The remote port of a TCP, UDP, UDP-Lite or SCTP packet (zero otherwise, or if truncated).
 #[inline(always)]
-pub fn remote_port(ctx: &TcContext, transport: Transport, direction: Direction) -> u16 {
+pub(crate) fn remote_port(ctx: &TcContext, transport: Transport, direction: Direction) -> u16 {
     const TCP: u8 = 6;
     const UDP: u8 = 17;
     const UDPLITE: u8 = 136;
@@ -100,7 +100,7 @@ pub fn remote_port(ctx: &TcContext, transport: Transport, direction: Direction) 
 
 /// Parses a frame; `direction` says which end is the LAN device.
 #[inline(always)]
-pub fn parse(ctx: &TcContext, direction: Direction) -> Parsed {
+pub(crate) fn parse(ctx: &TcContext, direction: Direction) -> Parsed {
     linearize(ctx);
     let Some(eth) = bytes::<ETH_HLEN>(ctx, 0) else {
         return Parsed::Malformed;

@@ -13,13 +13,13 @@ use crate::{
 
 /// The settings, if any profile can say anything but allow.
 #[inline(always)]
-pub fn settings() -> Option<&'static PolicySettings> {
+pub(crate) fn settings() -> Option<&'static PolicySettings> {
     POLICY_SETTINGS.get(0).filter(|s| s.enabled != 0)
 }
 
 /// The action the device's profile gives the country.
 #[inline(always)]
-pub fn action(settings: &PolicySettings, mac: &[u8; 6], country: CountryId) -> Action {
+pub(crate) fn action(settings: &PolicySettings, mac: &[u8; 6], country: CountryId) -> Action {
     let index = if settings.devices == 0 {
         0
     } else {
@@ -35,26 +35,26 @@ pub fn action(settings: &PolicySettings, mac: &[u8; 6], country: CountryId) -> A
 }
 
 /// Everything an alert event says about the packet.
-pub struct Violation<'a> {
+pub(crate) struct Violation<'a> {
     /// The frame.
-    pub ctx: &'a TcContext,
+    pub(crate) ctx: &'a TcContext,
     /// The device.
-    pub mac: [u8; 6],
+    pub(crate) mac: [u8; 6],
     /// The remote address.
-    pub remote: &'a Remote,
+    pub(crate) remote: &'a Remote,
     /// Where the ports are.
-    pub transport: Transport,
+    pub(crate) transport: Transport,
     /// The remote's country.
-    pub country: CountryId,
+    pub(crate) country: CountryId,
     /// Which way the packet goes.
-    pub direction: Direction,
+    pub(crate) direction: Direction,
     /// What the policy said.
-    pub action: Action,
+    pub(crate) action: Action,
 }
 
 /// What [`report`] did with a violation.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Reported {
+pub(crate) enum Reported {
     /// An event went to the agent, or one was sent for this remote recently.
     Sent,
     /// The per-CPU budget or a full ring buffer refused the event (the caller counts it).
@@ -65,7 +65,7 @@ pub enum Reported {
 /// the per-CPU budget; says whether it was refused, for the caller to count. A BPF subprogram
 /// of its own, so that its stack is not added to the counting path's.
 #[inline(never)]
-pub fn report(v: &Violation<'_>, settings: &PolicySettings) -> Reported {
+pub(crate) fn report(v: &Violation<'_>, settings: &PolicySettings) -> Reported {
     let (family, addr) = v.remote.family_and_bytes();
     let key = AlertKey { mac: v.mac, family, reserved: 0, addr };
     // SAFETY: the kernel's clock helper has no preconditions.
@@ -91,7 +91,7 @@ pub fn report(v: &Violation<'_>, settings: &PolicySettings) -> Reported {
 /// Tells the agent that `mac` just sent (or received) its first packet to `country`: the
 /// (device, country) counter entry was created. Learning mode only; within the alert budget.
 #[inline(never)]
-pub fn new_pair(v: &Violation<'_>) -> Reported {
+pub(crate) fn new_pair(v: &Violation<'_>) -> Reported {
     let Some(settings) = POLICY_SETTINGS.get(0) else { return Reported::Sent };
     if settings.new_pairs == 0 {
         return Reported::Sent;

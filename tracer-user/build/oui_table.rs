@@ -14,7 +14,7 @@ use std::{collections::BTreeMap, io::Write as _, path::PathBuf};
 use anyhow::{Context as _, bail};
 
 /// Writes `$OUT_DIR/oui.bin`.
-pub fn generate() -> anyhow::Result<()> {
+pub(crate) fn generate() -> anyhow::Result<()> {
     println!("cargo:rerun-if-changed=build/oui_table.rs");
     let mut entries: Vec<(u8, u64, &'static str)> = Vec::new();
     for (key, record) in oui_data::OUI_ENTRIES.entries() {

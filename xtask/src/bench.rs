@@ -6,7 +6,7 @@ use crate::{
 };
 
 /// Runs the benchmarks.
-pub fn run(ready: &Ready) -> anyhow::Result<()> {
+pub(crate) fn run(ready: &Ready) -> anyhow::Result<()> {
     anyhow::ensure!(is_root(), "the benchmarks load eBPF programs: run them as root");
     status(ready.cargo(&["bench", "-p", "tracer-user", "--bench", "classifier"]))?;
     // The soak: 10 minutes of mixed traffic, MAC churn, scrapes, API calls and reloads; it
@@ -16,10 +16,11 @@ pub fn run(ready: &Ready) -> anyhow::Result<()> {
         "-p",
         "tracer-user",
         "--test",
-        "lab_soak",
+        "lab",
         "--",
         "--ignored",
         "--nocapture",
+        "lab_soak::",
     ]);
     soak.env("EGRESS_TRACER_SOAK_SECS", SOAK_SECS.to_string());
     status(soak)

@@ -72,7 +72,7 @@ fn control(arch: &str, installed_kib: u64) -> String {
 }
 
 /// Stages and builds the package around `binary`; returns the .deb's path.
-pub fn build(binary: &Path, arch: &str) -> anyhow::Result<PathBuf> {
+pub(crate) fn build(binary: &Path, arch: &str) -> anyhow::Result<PathBuf> {
     let root = workspace_root();
     let dist = target_dir().join("packages");
     let stage = dist.join(format!("deb-{arch}"));

@@ -20,7 +20,7 @@ use crate::{
 
 /// Options of `cargo xtask demo`.
 #[derive(Debug, clap::Args)]
-pub struct DemoArgs {
+pub(crate) struct DemoArgs {
     /// Stop after this many seconds (default: run until Ctrl-C).
     #[arg(long, value_name = "SECONDS")]
     pub duration: Option<u64>,
@@ -97,7 +97,7 @@ impl Drop for AgentProcess {
 }
 
 /// Runs the demo until Ctrl-C or `--duration`.
-pub fn run(ready: &Ready, args: &DemoArgs) -> anyhow::Result<()> {
+pub(crate) fn run(ready: &Ready, args: &DemoArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
         is_root(),
         "the demo creates network namespaces and loads eBPF programs: run it as root \

@@ -17,7 +17,7 @@ use crate::{
 };
 
 /// The default target: the one the lab tests also run (`cargo xtask test`).
-pub const HOST_MUSL: &str = "x86_64-unknown-linux-musl";
+pub(crate) const HOST_MUSL: &str = "x86_64-unknown-linux-musl";
 
 /// Targets known to build, with their Debian architecture.
 const TARGETS: &[(&str, &str)] = &[
@@ -28,7 +28,7 @@ const TARGETS: &[(&str, &str)] = &[
 
 /// What to build.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum What {
+pub(crate) enum What {
     /// Static binaries in target/packages/.
     #[default]
     Bin,
@@ -38,7 +38,7 @@ pub enum What {
 
 /// Options of `cargo xtask dist`.
 #[derive(Debug, clap::Args)]
-pub struct DistArgs {
+pub(crate) struct DistArgs {
     /// `bin` (default) or `deb`.
     #[arg(value_enum, default_value_t = What::Bin)]
     what: What,
@@ -48,7 +48,7 @@ pub struct DistArgs {
 }
 
 /// Runs `cargo xtask dist`.
-pub fn run(ready: &Ready, args: &DistArgs) -> anyhow::Result<()> {
+pub(crate) fn run(ready: &Ready, args: &DistArgs) -> anyhow::Result<()> {
     let targets =
         if args.targets.is_empty() { vec![HOST_MUSL.to_owned()] } else { args.targets.clone() };
     for target in &targets {
@@ -62,7 +62,7 @@ pub fn run(ready: &Ready, args: &DistArgs) -> anyhow::Result<()> {
 }
 
 /// The Debian architecture of `target`.
-pub fn debian_arch(target: &str) -> anyhow::Result<&'static str> {
+pub(crate) fn debian_arch(target: &str) -> anyhow::Result<&'static str> {
     TARGETS
         .iter()
         .find(|(t, _)| *t == target)
@@ -113,7 +113,7 @@ fn c_compiler(target: &str) -> Option<&'static str> {
 
 /// Builds the static binary for `target` and copies it to
 /// `target/packages/egress-tracer-<version>-<target>`; returns that path.
-pub fn build(ready: &Ready, target: &str) -> anyhow::Result<PathBuf> {
+pub(crate) fn build(ready: &Ready, target: &str) -> anyhow::Result<PathBuf> {
     supported(target)?;
     ensure_target(target)?;
     let mut build = ready.cargo(&[

@@ -7,7 +7,7 @@ use crate::run::{status, workspace_root};
 
 /// Options of `cargo xtask geo-build`.
 #[derive(Debug, clap::Args)]
-pub struct GeoBuildArgs {
+pub(crate) struct GeoBuildArgs {
     /// Source files, applied in order (default: the geo-whois-asn-country CSVs in
     /// tracer-user/data/source).
     #[arg(long = "from", value_name = "FILE")]
@@ -24,7 +24,7 @@ pub struct GeoBuildArgs {
 }
 
 /// Compiles the sources with the agent's own loader (`egress-tracer geo-compile`).
-pub fn run(ready: &crate::setup::Ready, args: &GeoBuildArgs) -> anyhow::Result<()> {
+pub(crate) fn run(ready: &crate::setup::Ready, args: &GeoBuildArgs) -> anyhow::Result<()> {
     let from = if args.from.is_empty() {
         let dir = workspace_root().join("tracer-user/data/source");
         vec![

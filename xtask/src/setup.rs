@@ -23,7 +23,7 @@ use anyhow::Context as _;
 use crate::run::{cmd, status, succeeds};
 
 /// Debian packages the privileged tests and the demo use.
-pub const APT_PACKAGES: &[&str] = &[
+pub(crate) const APT_PACKAGES: &[&str] = &[
     // Counts the programs in the kernel before and after the soak's reloads.
     "bpftool",
     "ca-certificates",
@@ -63,19 +63,19 @@ const REFERENCE_MMDB_PACKAGE: &str = "@ip-location-db/geo-whois-asn-country-mmdb
 /// Proof that [`run`] completed in this process: the toolchain pieces are installed and the
 /// cached bpf-linker is first on PATH.
 #[derive(Debug)]
-pub struct Ready(());
+pub(crate) struct Ready(());
 
 impl Ready {
     /// `cargo args...` from the workspace root. Building anything in this workspace compiles
     /// the eBPF object (tracer-user's build script), which needs the nightly `rust-src` and
     /// bpf-linker: holding a `Ready` is the proof they are there.
-    pub fn cargo(&self, args: &[&str]) -> Command {
+    pub(crate) fn cargo(&self, args: &[&str]) -> Command {
         cmd("cargo", args)
     }
 }
 
 /// Where setup caches what it builds.
-pub fn cache_dir() -> PathBuf {
+pub(crate) fn cache_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("EGRESS_TRACER_CACHE") {
         return PathBuf::from(dir);
     }
@@ -87,7 +87,7 @@ pub fn cache_dir() -> PathBuf {
 }
 
 /// Puts the cached bpf-linker first on PATH for this process and its children.
-pub fn ensure_path() {
+pub(crate) fn ensure_path() {
     let bin = cache_dir().join("bpf-linker/bin");
     if bin.is_dir() {
         let path = std::env::var_os("PATH").unwrap_or_default();
@@ -105,7 +105,7 @@ fn step(what: &str, done: bool) {
 }
 
 /// Runs every setup step.
-pub fn run() -> anyhow::Result<Ready> {
+pub(crate) fn run() -> anyhow::Result<Ready> {
     ensure_path();
     apt()?;
     npm()?;
@@ -282,7 +282,7 @@ fn cargo_install_bpf_linker(
 }
 
 /// Where `setup` keeps the reference MMDB.
-pub fn reference_mmdb_path() -> PathBuf {
+pub(crate) fn reference_mmdb_path() -> PathBuf {
     cache_dir().join("reference/package/geo-whois-asn-country.mmdb")
 }
 
@@ -291,7 +291,7 @@ pub fn reference_mmdb_path() -> PathBuf {
 const WORLD_ATLAS_PACKAGE: &str = "world-atlas@2.0.2";
 
 /// Where `setup` keeps world-atlas's `countries-110m.json`.
-pub fn world_atlas_path() -> PathBuf {
+pub(crate) fn world_atlas_path() -> PathBuf {
     cache_dir().join("world-atlas/package/countries-110m.json")
 }
 

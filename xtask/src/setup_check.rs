@@ -34,7 +34,7 @@ use crate::{
 const MISSING_DEB: &str = "tar";
 
 /// Runs the check (see the module documentation).
-pub fn run(ready: &Ready) -> anyhow::Result<Outcome> {
+pub(crate) fn run(ready: &Ready) -> anyhow::Result<Outcome> {
     if !crate::run::is_root() {
         return Ok(Outcome::Skip("needs root (apt-get)".into()));
     }

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 /// How a step ended.
 #[derive(Debug)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// It passed.
     Pass,
     /// It failed; the error.
@@ -24,14 +24,14 @@ struct Step {
 
 /// The steps run so far.
 #[derive(Debug, Default)]
-pub struct Steps {
+pub(crate) struct Steps {
     steps: Vec<Step>,
     failed: bool,
 }
 
 impl Steps {
     /// Runs `f` as step `name`, timed, unless an earlier step failed.
-    pub fn run(&mut self, name: &'static str, f: impl FnOnce() -> anyhow::Result<Outcome>) {
+    pub(crate) fn run(&mut self, name: &'static str, f: impl FnOnce() -> anyhow::Result<Outcome>) {
         if self.failed {
             self.steps.push(Step { name, outcome: Outcome::NotRun, took: Duration::ZERO });
             return;
@@ -48,7 +48,7 @@ impl Steps {
 
     /// Prints the summary table and the totals line (`<what>: 5 passed, 1 failed, 1 skipped in
     /// 312s`); fails if a step failed.
-    pub fn finish(&self, what: &str, started: Instant) -> anyhow::Result<()> {
+    pub(crate) fn finish(&self, what: &str, started: Instant) -> anyhow::Result<()> {
         println!("\n=== summary");
         let (mut passed, mut failed, mut skipped) = (0, 0, 0);
         for step in &self.steps {

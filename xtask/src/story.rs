@@ -8,7 +8,11 @@ use serde_json::Value;
 /// The story of `devices` (`GET /api/v1/devices`) and `alerts` (`GET /api/v1/alerts`), and
 /// `remotes`, the answer of `GET /api/v1/devices/{mac}/remotes` per device when the agent has
 /// it.
-pub fn tell(devices: &Value, alerts: &Value, remotes: &dyn Fn(&str) -> Option<Value>) -> String {
+pub(crate) fn tell(
+    devices: &Value,
+    alerts: &Value,
+    remotes: &dyn Fn(&str) -> Option<Value>,
+) -> String {
     let mut out = String::from("\n=== What the gateway saw\n");
     let empty = Vec::new();
     let list = devices["devices"].as_array().unwrap_or(&empty);

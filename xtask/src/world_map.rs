@@ -35,27 +35,29 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 
 /// Width of the SVG `viewBox` in user units (the globe's full width at the equator, plus padding).
-pub const WIDTH: u32 = 1000;
+pub(crate) const WIDTH: u32 = 1000;
 
 /// Douglas-Peucker tolerance in output units (a unit is 1/[`WIDTH`] of the map width).
-pub const TOLERANCE: f64 = 0.6;
+pub(crate) const TOLERANCE: f64 = 0.6;
 
 /// Countries (alpha-2 codes) that are not drawn; `&["AQ"]` would drop Antarctica and make the
 /// map about 11% less tall and about 1 kB smaller.
-pub const EXCLUDED: &[&str] = &[];
+pub(crate) const EXCLUDED: &[&str] = &[];
 
 /// Codes for features that have no ISO 3166-1 numeric id, by their `properties.name`.
-pub const BY_NAME: &[(&str, &str)] = &[("Kosovo", "XK"), ("N. Cyprus", "CY"), ("Somaliland", "SO")];
+pub(crate) const BY_NAME: &[(&str, &str)] =
+    &[("Kosovo", "XK"), ("N. Cyprus", "CY"), ("Somaliland", "SO")];
 
 /// Debian's ISO 3166-1 table (package `iso-codes`).
-pub const ISO_3166_PATH: &str = "/usr/share/iso-codes/json/iso_3166-1.json";
+pub(crate) const ISO_3166_PATH: &str = "/usr/share/iso-codes/json/iso_3166-1.json";
 
 /// The map the agent embeds.
-pub const MAP_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tracer-user/web/world.svg");
+pub(crate) const MAP_FILE: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../tracer-user/web/world.svg");
 
 /// `cargo xtask world-map`: regenerates [`MAP_FILE`] from the world-atlas package setup
 /// fetched and Debian's iso-codes.
-pub fn run(_ready: &crate::setup::Ready) -> Result<()> {
+pub(crate) fn run(_ready: &crate::setup::Ready) -> Result<()> {
     let atlas = crate::setup::world_atlas_path();
     let topojson =
         std::fs::read_to_string(&atlas).with_context(|| format!("reading {}", atlas.display()))?;
@@ -72,7 +74,7 @@ const PAD: f64 = 1.0;
 
 /// A rendered world map.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WorldMap {
+pub(crate) struct WorldMap {
     /// The complete `<svg>` element, ready to be inlined into HTML.
     pub svg: String,
     /// Sorted ISO 3166-1 alpha-2 codes that have a `<path>` in [`WorldMap::svg`].
@@ -84,7 +86,7 @@ pub struct WorldMap {
 /// `topojson` is the text of `countries-110m.json` (world-atlas 2), `iso_3166_json` the text of
 /// iso-codes' `iso_3166-1.json`. Fails with a descriptive error on malformed JSON, a missing or
 /// invalid `transform`, arc indices out of range, or features whose code cannot be determined.
-pub fn render(topojson: &str, iso_3166_json: &str) -> Result<WorldMap> {
+pub(crate) fn render(topojson: &str, iso_3166_json: &str) -> Result<WorldMap> {
     let numeric_to_alpha2 = parse_iso(iso_3166_json)?;
     let topo: Value = serde_json::from_str(topojson).context("TopoJSON is not valid JSON")?;
     let arcs = decode_arcs(&topo)?;

@@ -6,7 +6,7 @@ use crate::{cli::RunArgs, config::RunSettings};
 
 /// What changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Change {
+pub(super) enum Change {
     /// The configuration file.
     Config,
     /// A country database file.
@@ -24,7 +24,7 @@ impl std::fmt::Display for Change {
 
 /// The files watched and their modification times when last loaded.
 #[derive(Debug)]
-pub struct Watched {
+pub(super) struct Watched {
     config: Option<(PathBuf, Option<SystemTime>)>,
     geo: Vec<(PathBuf, Option<SystemTime>)>,
 }
@@ -35,7 +35,7 @@ fn mtime(path: &PathBuf) -> Option<SystemTime> {
 
 impl Watched {
     /// The files of the running configuration, as they are now.
-    pub fn new(args: &RunArgs, settings: &RunSettings) -> Self {
+    pub(super) fn new(args: &RunArgs, settings: &RunSettings) -> Self {
         Self {
             config: args.config.clone().map(|p| {
                 let t = mtime(&p);
@@ -48,7 +48,7 @@ impl Watched {
     /// The files of the configuration a reload just loaded, each with the time it had when
     /// `self` was taken, before the reload read it: a file written during the reload is then
     /// seen as changed at the next check, not taken as loaded.
-    pub fn after_reload(self, args: &RunArgs, settings: &RunSettings) -> Self {
+    pub(super) fn after_reload(self, args: &RunArgs, settings: &RunSettings) -> Self {
         let mut now = Self::new(args, settings);
         let before = |path: &PathBuf, t: &mut Option<SystemTime>| {
             let old = self.config.iter().chain(&self.geo).find(|(p, _)| p == path);
@@ -66,7 +66,7 @@ impl Watched {
     }
 
     /// The first kind of file that changed since [`Self::new`].
-    pub fn changed(&self) -> Option<Change> {
+    pub(super) fn changed(&self) -> Option<Change> {
         if let Some((path, t)) = &self.config
             && mtime(path) != *t
         {

@@ -55,7 +55,7 @@ struct State {
 /// counts of further pairs are kept per country under the metrics' `mac="other"`, and their
 /// events are counted as unreported while every window is open (a device forging MACs or
 /// scanning a country cannot grow the agent's memory).
-pub const MAX_PAIRS: usize = 4096;
+pub(super) const MAX_PAIRS: usize = 4096;
 
 /// Shared between the event reader, the periodic tick, the API and the metrics.
 #[derive(Debug)]

@@ -14,7 +14,7 @@ use std::{
 use super::{Alert, AlertBook, AlertDevice, AlertKind, rfc3339};
 
 /// The window the rate is averaged over.
-pub const WINDOW: Duration = Duration::from_secs(10);
+pub(super) const WINDOW: Duration = Duration::from_secs(10);
 
 /// How often [`MacFloodWatch::check`] should be called.
 pub const CHECK_EVERY: Duration = Duration::from_secs(1);

@@ -17,7 +17,7 @@ pub(super) const NONE: u32 = u32::MAX;
 const V4_MAPPED: u128 = 0xffff_0000_0000;
 
 mod sealed {
-    pub trait Sealed {}
+    pub(crate) trait Sealed {}
     impl Sealed for u32 {}
     impl Sealed for u128 {}
 }

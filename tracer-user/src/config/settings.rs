@@ -9,12 +9,12 @@ use crate::{
 };
 
 /// Default `--metrics-max-pairs`: a household of 50 devices reaching 40 countries each.
-pub const DEFAULT_METRICS_MAX_PAIRS: usize = 2048;
+pub(super) const DEFAULT_METRICS_MAX_PAIRS: usize = 2048;
 /// Default `--metrics-max-devices`: several times a household's devices.
-pub const DEFAULT_METRICS_MAX_DEVICES: usize = 256;
+pub(super) const DEFAULT_METRICS_MAX_DEVICES: usize = 256;
 /// Default `--mac-flood-rate`: new MACs per second, far above devices joining or randomising
 /// their MACs.
-pub const DEFAULT_MAC_FLOOD_RATE: u32 = 20;
+pub(super) const DEFAULT_MAC_FLOOD_RATE: u32 = 20;
 
 /// Everything `run` needs, resolved.
 #[derive(Clone, Debug, PartialEq)]

@@ -15,11 +15,11 @@ use netlink_packet_route::{
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 
 /// Addresses per MAC.
-pub type Neighbours = BTreeMap<[u8; 6], BTreeSet<IpAddr>>;
+pub(super) type Neighbours = BTreeMap<[u8; 6], BTreeSet<IpAddr>>;
 
 /// Dumps the neighbour table, keeping entries on `ifindexes` (all if empty) that are usable
 /// (not FAILED, INCOMPLETE or NOARP).
-pub fn dump(ifindexes: &[u32]) -> std::io::Result<Neighbours> {
+pub(super) fn dump(ifindexes: &[u32]) -> std::io::Result<Neighbours> {
     let mut socket = Socket::new(NETLINK_ROUTE)?;
     socket.bind_auto()?;
     socket.connect(&SocketAddr::new(0, 0))?;

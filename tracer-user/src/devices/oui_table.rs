@@ -24,7 +24,7 @@ struct Table {
 
 /// The organisation the longest matching IEEE block (36, 28, then 24 bits) of `mac` is
 /// assigned to. The caller handles the flag bits.
-pub fn lookup(mac: [u8; 6]) -> Option<&'static str> {
+pub(super) fn lookup(mac: [u8; 6]) -> Option<&'static str> {
     let table: &'static Table = &TABLE;
     let value = mac.iter().fold(0u64, |v, &b| v << 8 | u64::from(b));
     [36u8, 28, 24].into_iter().find_map(|bits| {

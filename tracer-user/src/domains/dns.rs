@@ -13,7 +13,7 @@ const MAX_CHAIN: usize = 8;
 
 /// What a DNS message amounted to.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub(super) enum Outcome {
     /// A response naming addresses.
     Answer(Vec<Resolved>),
     /// A response without A/AAAA records for the asked name (NXDOMAIN, only CNAMEs, ...).
@@ -26,7 +26,7 @@ pub enum Outcome {
 
 /// One address of an answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Resolved {
+pub(super) struct Resolved {
     /// The address.
     pub address: IpAddr,
     /// The name the device asked for (raw bytes, lower case, without the final dot).
@@ -50,7 +50,7 @@ fn raw(name: &Name) -> Vec<u8> {
 }
 
 /// Parses a DNS message (for TCP, without its 2-byte length prefix).
-pub fn parse(message: &[u8]) -> Outcome {
+pub(super) fn parse(message: &[u8]) -> Outcome {
     let Ok(message) = Message::from_vec(message) else {
         return Outcome::Malformed;
     };
@@ -103,7 +103,7 @@ pub fn parse(message: &[u8]) -> Outcome {
 }
 
 /// A DNS message over TCP: the 2-byte length prefix, then the message, which must be whole.
-pub fn parse_tcp(segment: &[u8]) -> Outcome {
+pub(super) fn parse_tcp(segment: &[u8]) -> Outcome {
     let [a, b, rest @ ..] = segment else { return Outcome::Malformed };
     let len = usize::from(u16::from_be_bytes([*a, *b]));
     match rest.get(..len) {

@@ -16,7 +16,7 @@ const MAX_PARTIAL: usize = 2 * tracer_common::capture::CAPTURE_DATA;
 
 /// What a TLS segment amounted to.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub(super) enum Outcome {
     /// A ClientHello with this server name (raw bytes, lower case).
     Sni(Vec<u8>),
     /// A ClientHello without a server name.
@@ -28,7 +28,7 @@ pub enum Outcome {
 }
 
 /// The server name of a whole ClientHello record, if `data` is one.
-pub fn parse(data: &[u8]) -> Outcome {
+pub(super) fn parse(data: &[u8]) -> Outcome {
     let record = match parse_tls_plaintext(data) {
         Ok((_, record)) => record,
         Err(tls_parser::nom::Err::Incomplete(_)) => return Outcome::Partial,
@@ -56,7 +56,7 @@ type FlowKey = ([u8; 6], IpAddr, u16);
 
 /// Partial ClientHellos, bounded (the least recently started ones are dropped).
 #[derive(Debug)]
-pub struct Reassembly {
+pub(super) struct Reassembly {
     partial: LruCache<FlowKey, (u32, BytesMut)>,
     /// Partial ClientHellos dropped unfinished (evicted, a gap, or too long).
     pub dropped: u64,
@@ -64,7 +64,7 @@ pub struct Reassembly {
 
 /// One captured segment.
 #[derive(Clone, Copy, Debug)]
-pub struct Segment<'a> {
+pub(super) struct Segment<'a> {
     /// The device.
     pub mac: [u8; 6],
     /// The server.
@@ -81,12 +81,12 @@ pub struct Segment<'a> {
 
 impl Reassembly {
     /// Room for `flows` partial ClientHellos at a time.
-    pub fn new(flows: std::num::NonZeroUsize) -> Self {
+    pub(super) fn new(flows: std::num::NonZeroUsize) -> Self {
         Self { partial: LruCache::new(flows), dropped: 0 }
     }
 
     /// Feeds one segment; a whole ClientHello (in one segment or two) gives its outcome.
-    pub fn feed(&mut self, s: Segment<'_>) -> Outcome {
+    pub(super) fn feed(&mut self, s: Segment<'_>) -> Outcome {
         let key = (s.mac, s.remote, s.local_port);
         if let Some((next_seq, mut buf)) = self.partial.pop(&key) {
             if s.seq == next_seq && buf.len() + s.data.len() <= MAX_PARTIAL {
@@ -123,7 +123,7 @@ impl Reassembly {
 
     /// Partial ClientHellos waiting.
     #[cfg(test)]
-    pub fn pending(&self) -> usize {
+    pub(super) fn pending(&self) -> usize {
         self.partial.len()
     }
 }

@@ -18,7 +18,7 @@ pub const RECORD_EVERY: Duration = Duration::from_secs(10);
 /// How often the history is written to disk (and at shutdown).
 pub const SAVE_EVERY: Duration = Duration::from_secs(300);
 /// The file under the state directory.
-pub const FILE: &str = "history.bin";
+pub(super) const FILE: &str = "history.bin";
 
 /// The history and where it is saved.
 #[derive(Debug)]
@@ -29,7 +29,7 @@ pub struct HistoryStore {
 
 /// Per (device, country) cumulative bytes of a snapshot: upload and download let through,
 /// blocked in both directions.
-pub fn samples(snapshot: &CounterSnapshot) -> Vec<Sample> {
+pub(super) fn samples(snapshot: &CounterSnapshot) -> Vec<Sample> {
     let mut out: Vec<Sample> = Vec::new();
     for (key, value) in &snapshot.counters {
         let sample = match out.last_mut() {

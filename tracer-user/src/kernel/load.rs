@@ -104,7 +104,7 @@ impl Default for LoadOptions {
 /// The maps that carry state worth keeping: pinned when a pin directory is given, so that a
 /// reload or a restart continues the counts, keeps enforcing the policy while no agent runs,
 /// and reads the same alert events.
-pub const PINNED_MAPS: [&str; 13] = [
+pub(super) const PINNED_MAPS: [&str; 13] = [
     CAPTURES_MAP,
     CAPTURE_BUDGET_MAP,
     COUNTERS_MAP,

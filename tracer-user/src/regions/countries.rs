@@ -261,10 +261,10 @@ pub const COUNTRIES: &[(&str, &str, &str)] = &[
 ];
 
 /// The 27 member states of the European Union.
-pub const EU: &[&str] = &[
+pub(super) const EU: &[&str] = &[
     "AT", "BE", "BG", "HR", "CY", "CZ", "DK", "EE", "FI", "FR", "DE", "GR", "HU", "IE", "IT", "LV",
     "LT", "LU", "MT", "NL", "PL", "PT", "RO", "SK", "SI", "ES", "SE",
 ];
 
 /// The European Economic Area: the EU plus Iceland, Liechtenstein and Norway.
-pub const EEA_EXTRA: &[&str] = &["IS", "LI", "NO"];
+pub(super) const EEA_EXTRA: &[&str] = &["IS", "LI", "NO"];
