@@ -28,7 +28,7 @@ pub struct Context {
     /// Names learned from DNS answers and TLS server names.
     pub names: Arc<crate::domains::NameBook>,
     /// The HTTP server's connection counts.
-    pub http: Arc<crate::http_serve::HttpStats>,
+    pub http: Arc<crate::http::serve::HttpStats>,
     /// Learning mode, when on (set once at start).
     pub learner: std::sync::OnceLock<Arc<crate::learning::Learner>>,
     /// The traffic history, unless `--history-points 0`.
@@ -43,7 +43,7 @@ pub struct Context {
     pub devices: RwLock<crate::devices::Directory>,
     /// Cap on (device, country) metric series (0: none); see [`crate::metrics`].
     pub metrics_max_pairs: std::sync::atomic::AtomicUsize,
-    /// Cap on devices with metric series (0: none); see [`crate::metrics_cap`].
+    /// Cap on devices with metric series (0: none); see [`crate::metrics::cap`].
     pub metrics_max_devices: std::sync::atomic::AtomicUsize,
     /// New-MAC rate alerts.
     pub mac_flood: crate::alerts::MacFloodWatch,

@@ -2,19 +2,17 @@
 //!
 //! The agent behind the `egress-tracer` binary, one module per concern: [`cli`] (arguments),
 //! [`geo`] (country databases, prefix merging, the compiled lookup tables), [`kernel`] (load,
-//! fill, attach, read back), [`metrics`] and [`api`] (Prometheus and HTTP), [`agent`] (the
-//! `run` loop), [`lookup`] (`lookup` and `geo-info`).
+//! fill, attach, read back), [`metrics`] (Prometheus exposition and its caps), [`http`] (the
+//! routes, access control, connection bounds, the `status` client), [`agent`] (the `run`
+//! loop), [`commands`] (`check`, `status`, `lookup`, `geo-info`, `baseline`).
 
 pub mod agent;
-pub mod alert_metrics;
 pub mod alerts;
-pub mod api;
-pub mod api_client;
 pub mod asn;
-pub mod baseline_cmd;
 pub mod bpffs;
 pub mod cli;
 pub mod clock;
+pub mod commands;
 pub mod config;
 pub mod context;
 pub mod devices;
@@ -22,27 +20,18 @@ pub mod domains;
 pub mod geo;
 pub mod geo_source;
 pub mod history;
-pub mod http_access;
-pub mod http_auth;
-pub mod http_serve;
-#[cfg(feature = "tls")]
-pub mod http_tls;
+pub mod http;
 pub mod input;
 pub mod ipfix;
 pub mod kernel;
 pub mod learning;
-pub mod lookup;
 pub mod metrics;
-pub mod metrics_cap;
 pub mod names;
 pub mod netif;
 pub mod policy;
-pub mod preflight;
-pub mod process_metrics;
 pub mod regions;
 pub mod remotes;
 pub mod report;
 pub mod service;
 pub mod state_file;
 pub mod status;
-pub mod status_cmd;

@@ -19,13 +19,13 @@ fn main() -> std::process::ExitCode {
             .build()
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(tracer_user::agent::run(*args))),
-        Command::Check(args) => tracer_user::preflight::check_command(&args),
+        Command::Check(args) => tracer_user::commands::check::check_command(&args),
         Command::CheckConfig(args) => tracer_user::config::check_command(&args.file),
         Command::Reset(args) => tracer_user::agent::reset(&args),
-        Command::Status(args) => tracer_user::status_cmd::run(&args),
-        Command::Baseline(args) => tracer_user::baseline_cmd::run(&args),
-        Command::Lookup(args) => tracer_user::lookup::run(&args),
-        Command::GeoInfo(args) => tracer_user::lookup::geo_info(&args),
+        Command::Status(args) => tracer_user::commands::status::run(&args),
+        Command::Baseline(args) => tracer_user::commands::baseline::run(&args),
+        Command::Lookup(args) => tracer_user::commands::lookup::run(&args),
+        Command::GeoInfo(args) => tracer_user::commands::lookup::geo_info(&args),
         Command::GeoCompile(args) => tracer_user::geo_source::compile_to_file(&args),
     };
     match result {

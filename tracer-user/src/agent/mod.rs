@@ -18,12 +18,13 @@ pub use load::{Plan, load_kernel, pin_dir};
 
 use crate::{
     alerts::{self, AlertBook, AlertSettings, Enrichment, Webhook},
-    api,
     cli::RunArgs,
+    commands::check,
     context::Context,
+    http::routes,
     kernel::{CounterReader, Kernel, Lookup},
     metrics::Metrics,
-    netif, preflight,
+    netif,
     report::Report,
     status::{AgentStatus, SharedStatus},
 };
@@ -134,7 +135,7 @@ impl Agent {
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let plan = Plan::build(&args)?;
     let settings = &plan.settings;
-    preflight::check(&settings.lan)?;
+    check::check(&settings.lan)?;
     crate::bpffs::ensure(&settings.bpffs_dir)?;
     let lan_prefixes =
         netif::prefixes(&settings.lan).context("reading the LAN interfaces' addresses")?;
@@ -255,11 +256,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", settings.listen))?;
     let writable =
-        settings.access.authenticated() || crate::http_access::is_loopback(settings.listen);
-    let state = api::AppState { metrics, ctx: Arc::clone(&ctx), writable };
+        settings.access.authenticated() || crate::http::access::is_loopback(settings.listen);
+    let state = routes::AppState { metrics, ctx: Arc::clone(&ctx), writable };
     let security = settings.access.load()?;
     security.log(listener.local_addr()?);
-    let server = tokio::spawn(api::serve(listener, state, security));
+    let server = tokio::spawn(routes::serve(listener, state, security));
     crate::service::ready(&format!("counting on {}", settings.lan.join(", ")));
 
     let mut sigint = signal(SignalKind::interrupt())?;

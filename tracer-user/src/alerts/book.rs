@@ -128,7 +128,7 @@ impl AlertBook {
         let mut key = (raw.mac, raw.country);
         let mut state = self.state();
         if !state.violations.contains_key(&key) && state.violations.len() >= MAX_PAIRS {
-            key = (crate::metrics_cap::OTHER_MAC, raw.country);
+            key = (crate::metrics::cap::OTHER_MAC, raw.country);
         }
         *state.violations.entry(key).or_default() += 1;
         let now = Instant::now();

@@ -88,7 +88,7 @@ pub struct RunSettings {
     /// Webhook request timeout.
     pub webhook_timeout: Duration,
     /// API authentication and TLS.
-    pub access: crate::http_access::ApiAccess,
+    pub access: crate::http::access::ApiAccess,
 }
 
 /// The volume rules of the command line and the configuration file, compiled.
@@ -226,7 +226,7 @@ impl RunSettings {
             webhook_timeout: Duration::from_secs(
                 args.webhook_timeout_secs.or(alerts.webhook_timeout_secs).unwrap_or(5),
             ),
-            access: crate::http_access::ApiAccess::resolve(args, agent, listen)?,
+            access: crate::http::access::ApiAccess::resolve(args, agent, listen)?,
         })
     }
 

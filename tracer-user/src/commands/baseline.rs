@@ -6,8 +6,8 @@ use std::fmt::Write as _;
 use anyhow::Context as _;
 
 use crate::{
-    api_client::ApiClient,
     cli::{BaselineAction, BaselineArgs},
+    http::client::ApiClient,
     learning::BaselineView,
 };
 

@@ -2,7 +2,7 @@
 
 use anyhow::Context as _;
 
-use crate::{api_client::ApiClient, cli::StatusArgs, report::Report};
+use crate::{cli::StatusArgs, http::client::ApiClient, report::Report};
 
 /// Fetches `/api/v1/devices` (or, with `--device`, that device's remotes) and prints it as a
 /// table (or the JSON itself).
@@ -15,7 +15,7 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<()> {
             let limit = args.limit.unwrap_or(crate::remotes::DEFAULT_LIMIT);
             format!("/api/v1/devices/{}/remotes?limit={limit}", crate::names::format_mac(parsed))
         }
-        None => format!("/api/v1/devices?limit={}", crate::api::MAX_DEVICES_PAGE),
+        None => format!("/api/v1/devices?limit={}", crate::http::routes::MAX_DEVICES_PAGE),
     };
     let body = ApiClient::new(&args.api)?.get(&path)?;
     if args.json {

@@ -26,7 +26,7 @@ pub fn encode_device_info(
         .counters
         .keys()
         .map(|k| k.mac)
-        .filter(|mac| *mac != crate::metrics_cap::OTHER_MAC)
+        .filter(|mac| *mac != crate::metrics::cap::OTHER_MAC)
         .collect();
     macs.extend(ctx.devices.read().unwrap_or_else(std::sync::PoisonError::into_inner).macs());
     macs.sort_unstable();
@@ -68,7 +68,7 @@ impl Collector for AlertCollector {
             MetricType::Counter,
         )?;
         for v in self.ctx.alerts.violations() {
-            let mac = crate::metrics_cap::mac_label(v.mac);
+            let mac = crate::metrics::cap::mac_label(v.mac);
             let labels = [("mac", mac.as_str()), ("country", country_label(CountryId(v.country)))];
             ConstCounter::new(v.count).encode(metric.encode_family(&labels)?)?;
         }

@@ -50,11 +50,11 @@ pub struct Health {
 }
 
 /// Serves until the task is aborted, with `security`'s authentication and TLS (the caller logs
-/// [`crate::http_access::Security::log`] first).
+/// [`crate::http::access::Security::log`] first).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
-    security: crate::http_access::Security,
+    security: crate::http::access::Security,
 ) -> std::io::Result<()> {
     let stats = std::sync::Arc::clone(&state.ctx.http);
     let mut app = Router::new()
@@ -71,24 +71,24 @@ pub async fn serve(
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .with_state(state);
     if let Some(auth) = security.auth {
-        app = app.layer(axum::middleware::from_fn_with_state(auth, crate::http_auth::require));
+        app = app.layer(axum::middleware::from_fn_with_state(auth, crate::http::auth::require));
     }
     #[cfg(feature = "tls")]
     if let Some(tls) = security.tls {
-        let listener = crate::http_tls::TlsListener::new(listener, tls)?;
-        crate::http_serve::serve(listener, app, stats).await;
+        let listener = crate::http::tls::TlsListener::new(listener, tls)?;
+        crate::http::serve::serve(listener, app, stats).await;
         return Ok(());
     }
-    crate::http_serve::serve(listener, app, stats).await;
+    crate::http::serve::serve(listener, app, stats).await;
     Ok(())
 }
 
 /// The web page: one self-contained file (no CDN, no build step), embedded in the binary.
-const PAGE: &str = include_str!("../web/index.html");
+const PAGE: &str = include_str!("../../web/index.html");
 
 /// The world map (`cargo xtask world-map`: Natural Earth 110m, public domain), inlined into the
 /// page where it says `<!--WORLD-MAP-->`, so the map is drawn with the first paint.
-const WORLD_MAP: &str = include_str!("../web/world.svg");
+const WORLD_MAP: &str = include_str!("../../web/world.svg");
 
 static PAGE_WITH_MAP: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| PAGE.replacen("<!--WORLD-MAP-->", WORLD_MAP, 1));

@@ -75,7 +75,7 @@ fn read_secret(path: &std::path::Path) -> anyhow::Result<String> {
 fn authorization(args: &ApiClientArgs) -> anyhow::Result<Option<String>> {
     if let Some(path) = &args.token_file {
         let token =
-            crate::http_auth::parse_token(&path.display().to_string(), &read_secret(path)?)?;
+            crate::http::auth::parse_token(&path.display().to_string(), &read_secret(path)?)?;
         return Ok(Some(format!("Bearer {token}")));
     }
     if let (Some(user), Some(path)) = (&args.user, &args.password_file) {

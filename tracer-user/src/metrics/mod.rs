@@ -3,6 +3,10 @@
 //! Nothing is copied in the background: every scrape reads the per-CPU counters afresh, so the
 //! numbers can never be stale.
 
+pub mod alerts;
+pub mod cap;
+pub mod process;
+
 use std::sync::Arc;
 
 use prometheus_client::{
@@ -24,7 +28,7 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 #[derive(Debug)]
 struct Scrape {
     snapshot: CounterSnapshot,
-    folded: crate::metrics_cap::Folded,
+    folded: crate::metrics::cap::Folded,
 }
 
 /// The counters read once per scrape, shared by the collectors rendering it.
@@ -39,18 +43,18 @@ pub struct Metrics {
     ctx: Arc<Context>,
     slot: ScrapeSlot,
     /// Held for a whole scrape (one at a time); remembers which pairs have series.
-    scraping: std::sync::Mutex<crate::metrics_cap::SeriesCap>,
+    scraping: std::sync::Mutex<crate::metrics::cap::SeriesCap>,
 }
 
 impl Metrics {
     /// A registry whose counters come from the kernel maps at each scrape.
     pub fn new(ctx: Arc<Context>) -> Self {
         let mut registry = Registry::default();
-        registry.register_collector(Box::new(crate::process_metrics::ProcessCollector));
+        registry.register_collector(Box::new(crate::metrics::process::ProcessCollector));
         let slot = ScrapeSlot::default();
         let ours = registry.sub_registry_with_prefix("egress_tracer");
         ours.register_collector(Box::new(StatusCollector { status: Arc::clone(&ctx.status) }));
-        ours.register_collector(Box::new(crate::alert_metrics::AlertCollector {
+        ours.register_collector(Box::new(crate::metrics::alerts::AlertCollector {
             ctx: Arc::clone(&ctx),
         }));
         ours.register_collector(Box::new(KernelCollector {
@@ -81,7 +85,7 @@ impl Metrics {
             tracing::error!(%err, "reading the counter maps for a scrape failed");
             std::fmt::Error
         })?;
-        let caps = crate::metrics_cap::Caps {
+        let caps = crate::metrics::cap::Caps {
             max_devices: self.ctx.metrics_max_devices.load(std::sync::atomic::Ordering::Relaxed),
             max_pairs: self.ctx.metrics_max_pairs.load(std::sync::atomic::Ordering::Relaxed),
         };
@@ -207,7 +211,7 @@ impl Collector for KernelCollector {
         }
         encode_blocked(&mut encoder, snapshot)?;
         encode_stats(&mut encoder, snapshot)?;
-        crate::alert_metrics::encode_device_info(&mut encoder, snapshot, &self.ctx)?;
+        crate::metrics::alerts::encode_device_info(&mut encoder, snapshot, &self.ctx)?;
         let gauges = [
             (
                 "traffic_map_entries",
@@ -267,7 +271,7 @@ fn encode_device_counters(
                 continue;
             }
             if mac_text.0 != Some(key.mac) {
-                mac_text = (Some(key.mac), crate::metrics_cap::mac_label(key.mac));
+                mac_text = (Some(key.mac), crate::metrics::cap::mac_label(key.mac));
             }
             let labels = [
                 ("mac", mac_text.1.as_str()),
@@ -283,7 +287,7 @@ fn encode_device_counters(
 
 /// The `country` label: an ISO code, `unknown`, or `other` for pairs over the series cap.
 fn label(country: u16) -> &'static str {
-    if country == crate::metrics_cap::OTHER { "other" } else { country_label(CountryId(country)) }
+    if country == crate::metrics::cap::OTHER { "other" } else { country_label(CountryId(country)) }
 }
 
 /// Blocked packets and bytes per (device, country), both directions together.
@@ -315,7 +319,7 @@ fn encode_blocked(
     ] {
         let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
         for (mac, country, packets, byte_count) in &blocked {
-            let mac = crate::metrics_cap::mac_label(*mac);
+            let mac = crate::metrics::cap::mac_label(*mac);
             let labels = [("mac", mac.as_str()), ("country", label(*country))];
             ConstCounter::new(if bytes { *byte_count } else { *packets })
                 .encode(metric.encode_family(&labels)?)?;

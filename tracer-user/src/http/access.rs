@@ -8,7 +8,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
-use crate::{cli::RunArgs, config::AgentSection, http_auth::HttpAuth};
+use crate::{cli::RunArgs, config::AgentSection, http::auth::HttpAuth};
 
 /// The API's security settings, resolved from the command line over `[agent]`. Files are read
 /// at start-up; changing them (or these settings) takes a restart.
@@ -75,7 +75,7 @@ impl ApiAccess {
         let auth = HttpAuth::load(self.auth_token_file.as_ref(), self.basic_auth_file.as_ref())?;
         #[cfg(feature = "tls")]
         let tls = match &self.tls {
-            Some((cert, key)) => Some(crate::http_tls::server_config(cert, key)?),
+            Some((cert, key)) => Some(crate::http::tls::server_config(cert, key)?),
             None => None,
         };
         #[cfg(not(feature = "tls"))]
@@ -93,7 +93,7 @@ impl ApiAccess {
     }
 }
 
-/// The loaded form of [`ApiAccess`]: what [`crate::api::serve`] enforces.
+/// The loaded form of [`ApiAccess`]: what [`crate::http::routes::serve`] enforces.
 #[derive(Clone, Debug, Default)]
 pub struct Security {
     /// Credentials every request must carry; `None`: open.
@@ -123,7 +123,7 @@ impl Security {
         let scheme = if self.is_tls() { "https" } else { "http" };
         let auth = self.auth.as_ref().map_or("none", |a| a.describe());
         tracing::info!(url = %format!("{scheme}://{addr}/"), authentication = auth, "serving metrics and the API");
-        self.credential_files.iter().for_each(|f| crate::http_auth::warn_if_world_readable(f));
+        self.credential_files.iter().for_each(|f| crate::http::auth::warn_if_world_readable(f));
         if is_loopback(addr) {
             return;
         }
