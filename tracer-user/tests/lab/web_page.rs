@@ -21,36 +21,31 @@ const LAB_DB: &str = "\
 
 fn chromium(args: &[&str], profile: &Path) -> std::process::Output {
     Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--enable-logging=stderr",
-            "--v=0",
-            "--virtual-time-budget=5000",
-        ])
+        .args(support::cdp::CHROMIUM_FLAGS)
+        .args(["--enable-logging=stderr", "--v=0", "--virtual-time-budget=5000"])
         .arg(format!("--user-data-dir={}", profile.display()))
         .args(args)
         .output()
         .expect("chromium (cargo xtask setup installs Debian's package)")
 }
 
-#[test]
-#[ignore = "needs root, network namespaces and chromium: run by cargo xtask test"]
-fn the_page_shows_devices_and_countries_without_console_errors() {
-    let lab = support::lab("ew");
-    // CN is unapproved: the page must flag it and list the alert.
+/// A lab whose agent allows `eu` and `US` (CN is unapproved), its page forwarded to a local
+/// port for the browser, warmed up: the lab, the agent and the page's URL.
+fn page_lab(tag: &str) -> (tracer_lab::Lab, Agent, String) {
+    let lab = support::lab(tag);
     let agent = Agent::start_with(&lab, LAB_DB, &["--allow", "eu,US"]);
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let url = format!("http://127.0.0.1:{port}/");
     tracer_lab::forward(&format!("127.0.0.1:{port}"), &lab.netns_path(&lab.gateway()), LISTEN)
         .unwrap();
     lab.warm_up().unwrap();
+    (lab, agent, format!("http://127.0.0.1:{port}/"))
+}
+
+#[test]
+#[ignore = "needs root, network namespaces and chromium: run by cargo xtask test"]
+fn the_page_shows_devices_and_countries_without_console_errors() {
+    // CN is unapproved: the page must flag it and list the alert.
+    let (lab, agent, url) = page_lab("ew");
     let [d1, d2, ..] = lab.devices() else { panic!("devices") };
     // d1 resolves its CN remote through the gateway's dnsmasq: the page names it.
     let _dns = lab
@@ -123,13 +118,7 @@ fn the_page_shows_devices_and_countries_without_console_errors() {
 #[ignore = "needs root, network namespaces and chromium: run by cargo xtask test"]
 fn the_map_drills_down_on_a_phone_and_a_desktop() {
     use std::time::Duration;
-    let lab = support::lab("wm");
-    let agent = Agent::start_with(&lab, LAB_DB, &["--allow", "eu,US"]);
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let url = format!("http://127.0.0.1:{port}/");
-    tracer_lab::forward(&format!("127.0.0.1:{port}"), &lab.netns_path(&lab.gateway()), LISTEN)
-        .unwrap();
-    lab.warm_up().unwrap();
+    let (lab, agent, url) = page_lab("wm");
     let [d1, d2, ..] = lab.devices() else { panic!("devices") };
     lab.ping(d1, "36.110.0.1", 3).unwrap();
     lab.ping(d2, "193.0.0.1", 2).unwrap();
