@@ -1,6 +1,8 @@
 //! `egress-tracer run`: the long-running agent.
 
+pub mod database;
 mod load;
+pub mod service;
 mod watch;
 
 use std::{
@@ -18,15 +20,14 @@ pub use load::{Plan, load_kernel, pin_dir};
 
 use crate::{
     alerts::{self, AlertBook, AlertSettings, Enrichment, Webhook},
-    cli::RunArgs,
-    commands::check,
-    context::Context,
+    config::cli::RunArgs,
     http::routes,
+    kernel::netif,
     kernel::{CounterReader, Kernel, Lookup},
     metrics::Metrics,
-    netif,
-    report::Report,
-    status::{AgentStatus, SharedStatus},
+    state::Context,
+    state::report::Report,
+    state::status::{AgentStatus, SharedStatus},
 };
 
 fn alert_settings(plan: &Plan) -> AlertSettings {
@@ -52,7 +53,7 @@ impl Agent {
     /// Reloads the configuration, the policy and (if `geo` or its files changed) the country
     /// database. Everything is built first; if anything is wrong the running state stays.
     fn reload(&mut self, geo: bool) {
-        let _reloading = crate::service::reloading();
+        let _reloading = crate::agent::service::reloading();
         let result = Plan::build(&self.args).and_then(|plan| {
             self.plan.settings.check_reloadable(&plan.settings)?;
             let geo = geo
@@ -135,8 +136,8 @@ impl Agent {
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let plan = Plan::build(&args)?;
     let settings = &plan.settings;
-    check::check(&settings.lan)?;
-    crate::bpffs::ensure(&settings.bpffs_dir)?;
+    crate::kernel::preflight::check(&settings.lan)?;
+    crate::kernel::bpffs::ensure(&settings.bpffs_dir)?;
     let lan_prefixes =
         netif::prefixes(&settings.lan).context("reading the LAN interfaces' addresses")?;
     info!(lan_prefixes = ?lan_prefixes.iter().map(ToString::to_string).collect::<Vec<_>>(), "local networks include the LAN prefixes");
@@ -155,11 +156,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         Some(logger) => Some(crate::kernel::spawn_kernel_log(logger)?),
         None => None,
     };
-    let names = Arc::new(crate::domains::NameBook::new(crate::domains::BookSettings {
-        entries: std::num::NonZeroUsize::new(settings.dns_names)
-            .unwrap_or(std::num::NonZeroUsize::MIN),
-        min_hold: settings.dns_min_hold,
-    }));
+    let names =
+        Arc::new(crate::remotes::domains::NameBook::new(crate::remotes::domains::BookSettings {
+            entries: std::num::NonZeroUsize::new(settings.dns_names)
+                .unwrap_or(std::num::NonZeroUsize::MIN),
+            min_hold: settings.dns_min_hold,
+        }));
     for lan in &settings.lan {
         let attachment = kernel.attach(lan, settings.tc_attach)?;
         info!(interface = %attachment.interface, mode = ?attachment.mode, "attached");
@@ -213,7 +215,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             &settings.state_dir,
             crate::history::DEFAULT_MAX_PAIRS,
             settings.history_points,
-            crate::clock::unix_now(),
+            crate::base::clock::unix_now(),
             &counters,
         );
         if let Some(problem) = problem {
@@ -261,7 +263,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let security = settings.access.load()?;
     security.log(listener.local_addr()?);
     let server = tokio::spawn(routes::serve(listener, state, security));
-    crate::service::ready(&format!("counting on {}", settings.lan.join(", ")));
+    crate::agent::service::ready(&format!("counting on {}", settings.lan.join(", ")));
 
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
@@ -286,7 +288,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     );
     let mut agent = Agent { args, plan, lan_prefixes, kernel, ctx, kernel_log };
     let mut watched = watch::Watched::new(&agent.args, &agent.plan.settings);
-    let heartbeat = crate::service::spawn_watchdog();
+    let heartbeat = crate::agent::service::spawn_watchdog();
     loop {
         tokio::select! {
             _ = sigint.recv() => break,
@@ -325,7 +327,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             }
             _ = history_tick.tick(), if history.is_some() => {
                 if let (Some(history), Ok(snapshot)) = (&history, agent.ctx.reader.snapshot()) {
-                    history.record(crate::clock::unix_now(), &snapshot);
+                    history.record(crate::base::clock::unix_now(), &snapshot);
                 }
             }
             _ = history_save.tick(), if history.is_some() => save_history(history.as_deref()),
@@ -333,12 +335,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             _ = ticker.tick(), if interval > 0 => print_table(&agent.ctx),
         }
     }
-    crate::service::stopping();
+    crate::agent::service::stopping();
     if let Some(learner) = &learner {
         learner.save();
     }
     if let (Some(history), Ok(snapshot)) = (&history, agent.ctx.reader.snapshot()) {
-        history.record(crate::clock::unix_now(), &snapshot);
+        history.record(crate::base::clock::unix_now(), &snapshot);
     }
     save_history(history.as_deref());
     server.abort();
@@ -364,11 +366,11 @@ fn save_history(history: Option<&crate::history::HistoryStore>) {
 }
 
 /// Loads the `--asn` files (none: no database).
-fn load_asn(files: &[std::path::PathBuf]) -> anyhow::Result<Option<Arc<crate::asn::AsnDb>>> {
+fn load_asn(files: &[std::path::PathBuf]) -> anyhow::Result<Option<Arc<crate::geo::asn::AsnDb>>> {
     if files.is_empty() {
         return Ok(None);
     }
-    let db = crate::asn::AsnDb::load(files)?;
+    let db = crate::geo::asn::AsnDb::load(files)?;
     info!(ranges = db.ranges(), memory_bytes = db.memory_bytes(), "ASN database loaded");
     Ok(Some(Arc::new(db)))
 }
@@ -391,7 +393,7 @@ fn print_table(ctx: &Context) {
 
 /// `egress-tracer reset`: unpins this version's maps. A running agent keeps counting into the
 /// maps it holds; the next start begins from zero.
-pub fn reset(args: &crate::cli::ResetArgs) -> anyhow::Result<()> {
+pub fn reset(args: &crate::config::cli::ResetArgs) -> anyhow::Result<()> {
     let dir = pin_dir(&args.bpffs_dir);
     match std::fs::remove_dir_all(&dir) {
         Ok(()) => println!("removed the pinned counters in {}", dir.display()),

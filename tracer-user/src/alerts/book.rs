@@ -9,7 +9,8 @@ use std::{
 
 use tracer_common::policy::AlertEvent;
 
-use super::{Alert, AlertKind, Alertmanager, Enricher, Webhook, event, rfc3339};
+use super::{Alert, AlertKind, Alertmanager, Enricher, Webhook, event};
+use crate::base::clock::rfc3339;
 
 /// How alerts are kept and repeated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -128,7 +129,7 @@ impl AlertBook {
         let mut key = (raw.mac, raw.country);
         let mut state = self.state();
         if !state.violations.contains_key(&key) && state.violations.len() >= MAX_PAIRS {
-            key = (crate::metrics::cap::OTHER_MAC, raw.country);
+            key = (crate::base::text::OTHER_MAC, raw.country);
         }
         *state.violations.entry(key).or_default() += 1;
         let now = Instant::now();

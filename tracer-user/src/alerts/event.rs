@@ -4,12 +4,13 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use tracer_common::{CounterValue, CountryId, Direction, policy::AlertEvent};
 
-use super::{Alert, AlertDevice, AlertKind, RemoteEnd, rfc3339};
+use super::{Alert, AlertDevice, AlertKind, RemoteEnd};
+use crate::base::clock::rfc3339;
 use crate::{
-    clock::wall_time,
-    names::{country_label, protocol_name},
+    base::clock::wall_time,
+    base::text::{country_label, protocol_name},
+    geo::regions::country_name,
     policy::{Action, Decision},
-    regions::country_name,
 };
 
 /// What the agent knows beyond the event: the device, the policy, the counters.
@@ -26,7 +27,7 @@ pub trait Enricher: Send + Sync {
     /// The autonomous system of a remote address, if an ASN database knows it.
     fn asn(&self, address: IpAddr) -> Option<crate::remotes::AsnInfo>;
     /// The names `mac` used for `address` (DNS, TLS), if the agent learned any.
-    fn names(&self, mac: [u8; 6], address: IpAddr) -> Option<crate::domains::Names>;
+    fn names(&self, mac: [u8; 6], address: IpAddr) -> Option<crate::remotes::domains::Names>;
     /// Learning mode: since when `country` is new for `mac` (RFC 3339), until approved.
     fn new_since(&self, _mac: [u8; 6], _country: CountryId) -> Option<String> {
         None

@@ -11,7 +11,8 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use super::{Alert, AlertBook, AlertDevice, AlertKind, rfc3339};
+use super::{Alert, AlertBook, AlertDevice, AlertKind};
+use crate::base::clock::rfc3339;
 
 /// The window the rate is averaged over.
 pub(super) const WINDOW: Duration = Duration::from_secs(10);

@@ -144,8 +144,3 @@ pub struct Alert {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub new_macs: Option<u64>,
 }
-
-/// RFC 3339 text of a wall-clock time, in UTC with milliseconds.
-pub fn rfc3339(time: std::time::SystemTime) -> String {
-    humantime::format_rfc3339_millis(time).to_string()
-}

@@ -57,7 +57,7 @@ pub(super) fn samples(snapshot: &CounterSnapshot) -> Vec<Sample> {
 }
 
 fn country(id: u16) -> Country {
-    match crate::names::country_label(CountryId(id)).as_bytes() {
+    match crate::base::text::country_label(CountryId(id)).as_bytes() {
         &[a, b] => Country::from_code([a, b]),
         _ => Country::UNKNOWN,
     }
@@ -76,14 +76,14 @@ impl HistoryStore {
     ) -> (Self, Option<String>) {
         const FRESH: &str = "an empty history";
         let file = dir.join(FILE);
-        let (loaded, problem) = match crate::state_file::read(&file, now, FRESH) {
+        let (loaded, problem) = match crate::base::state_file::read(&file, now, FRESH) {
             Ok(None) => (None, None),
             Err(problem) => (None, Some(problem)),
             Ok(Some(bytes)) => match History::from_bytes(&bytes, now) {
                 Ok(h) => (Some(h), None),
                 Err(e) => (
                     None,
-                    Some(crate::state_file::keep_aside(
+                    Some(crate::base::state_file::keep_aside(
                         &file,
                         now,
                         &format!("is not a history file: {e}"),
@@ -118,7 +118,7 @@ impl HistoryStore {
     /// Writes the history to disk.
     pub fn save(&self) -> anyhow::Result<()> {
         let bytes = self.lock().to_bytes();
-        crate::state_file::write_atomic(&self.dir, FILE, &bytes)
+        crate::base::state_file::write_atomic(&self.dir, FILE, &bytes)
     }
 
     /// Answers a query.

@@ -13,9 +13,9 @@ use axum::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    context::Context,
     metrics::{CONTENT_TYPE, Metrics},
-    report::Report,
+    state::Context,
+    state::report::Report,
 };
 
 /// What the handlers read.
@@ -127,7 +127,7 @@ async fn history_handler(
         p.range.as_deref(),
         p.limit.as_deref(),
     ) {
-        Ok(query) => Json(history.query(&query, crate::clock::unix_now())).into_response(),
+        Ok(query) => Json(history.query(&query, crate::base::clock::unix_now())).into_response(),
         Err(err) => (StatusCode::BAD_REQUEST, format!("{err}\n")).into_response(),
     }
 }
@@ -180,7 +180,7 @@ async fn remotes_handler(
     axum::extract::Path(mac): axum::extract::Path<String>,
     axum::extract::Query(query): axum::extract::Query<crate::remotes::Query>,
 ) -> Response {
-    let Some(parsed) = crate::config::parse_mac(&mac) else {
+    let Some(parsed) = crate::base::text::parse_mac(&mac) else {
         return (StatusCode::BAD_REQUEST, "not a MAC address (aa:bb:cc:dd:ee:ff)\n")
             .into_response();
     };
@@ -204,13 +204,13 @@ fn add_dns_facts(report: &mut Report, ctx: &Context) {
     let mut encrypted = std::collections::HashSet::new();
     if let Ok(remotes) = ctx.remotes.snapshot() {
         for e in &remotes.entries {
-            if crate::domains::is_encrypted_dns(e.address(), e.port) {
-                encrypted.insert(crate::names::format_mac(e.key.mac));
+            if crate::remotes::domains::is_encrypted_dns(e.address(), e.port) {
+                encrypted.insert(crate::base::text::format_mac(e.key.mac));
             }
         }
     }
     for device in &mut report.devices {
-        if let Some(mac) = crate::config::parse_mac(&device.mac) {
+        if let Some(mac) = crate::base::text::parse_mac(&device.mac) {
             device.resolvers = ctx.names.resolvers(mac).iter().map(ToString::to_string).collect();
         }
         device.encrypted_dns = encrypted.contains(&device.mac);
@@ -245,7 +245,7 @@ async fn approve_handler(State(state): State<AppState>, Json(body): Json<Approve
     let Some(learner) = state.ctx.learner.get() else {
         return (StatusCode::NOT_FOUND, "learning mode is off (--learn-for)\n").into_response();
     };
-    let Some(mac) = crate::config::parse_mac(&body.mac) else {
+    let Some(mac) = crate::base::text::parse_mac(&body.mac) else {
         return (StatusCode::BAD_REQUEST, "not a MAC address (aa:bb:cc:dd:ee:ff)\n")
             .into_response();
     };
@@ -253,7 +253,7 @@ async fn approve_handler(State(state): State<AppState>, Json(body): Json<Approve
         return (StatusCode::BAD_REQUEST, "give 1 to 300 countries\n").into_response();
     }
     let was_new = learner.approve(mac, &body.countries);
-    Json(serde_json::json!({"mac": crate::names::format_mac(mac), "approved": body.countries, "were_new": was_new}))
+    Json(serde_json::json!({"mac": crate::base::text::format_mac(mac), "approved": body.countries, "were_new": was_new}))
         .into_response()
 }
 

@@ -8,7 +8,7 @@ use std::{
     collections::VecDeque,
     sync::{
         Arc, Mutex, PoisonError,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, Ordering},
     },
     time::Duration,
 };
@@ -20,6 +20,8 @@ use hyper_util::{
 };
 use tokio::task::AbortHandle;
 
+use crate::state::HttpStats;
+
 /// Connections open at most; the next one evicts the oldest idle connection.
 pub const MAX_CONNECTIONS: usize = 256;
 /// Time a client has to send a request's headers (also between keep-alive requests).
@@ -28,17 +30,6 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 pub const MAX_HEAD_BYTES: usize = 16 * 1024;
 /// Largest request body accepted (the approve request is a few hundred bytes).
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
-
-/// Counts for the metrics.
-#[derive(Debug, Default)]
-pub struct HttpStats {
-    /// Connections accepted.
-    pub accepted: AtomicU64,
-    /// Idle connections closed to make room for a new one.
-    pub evicted: AtomicU64,
-    /// Connections open now.
-    pub open: AtomicU64,
-}
 
 struct Slot {
     id: u64,

@@ -24,10 +24,11 @@ use serde::{Deserialize, Serialize};
 use tracer_common::{CountryId, Direction, policy::AlertEvent};
 
 use crate::{
-    alerts::{Alert, AlertBook, AlertKind, Enricher, PairSink, RemoteEnd, rfc3339},
+    alerts::{Alert, AlertBook, AlertKind, Enricher, PairSink, RemoteEnd},
+    base::clock::rfc3339,
+    base::text::{country_label, format_mac},
+    geo::regions::{continent_of, country_name},
     kernel::CounterSnapshot,
-    names::{country_label, format_mac},
-    regions::{continent_of, country_name},
 };
 
 /// Devices a baseline holds at most; MACs beyond it (a MAC flood) are not learned (counted).
@@ -382,7 +383,8 @@ impl Learner {
             .devices
             .iter()
             .map(|(mac, d)| {
-                let name = crate::config::parse_mac(mac).and_then(|m| self.enricher.device(m).name);
+                let name =
+                    crate::base::text::parse_mac(mac).and_then(|m| self.enricher.device(m).name);
                 let mut continents: Vec<String> = d
                     .learned
                     .keys()
@@ -427,7 +429,7 @@ impl Learner {
 impl PairSink for Learner {
     fn new_pair(&self, event: &AlertEvent) {
         let remote = crate::alerts::remote_end(event, self.enricher.as_ref());
-        let at = crate::clock::wall_time(event.time_ns);
+        let at = crate::base::clock::wall_time(event.time_ns);
         self.pair(
             event.mac,
             CountryId(event.country),

@@ -11,10 +11,27 @@ use std::{
 use tracer_common::{CountryId, Direction, maps::verdict};
 
 use crate::{
-    alerts::{Alert, AlertBook, AlertKind, Enricher, rfc3339},
-    config::VolumeRule,
+    alerts::{Alert, AlertBook, AlertKind, Enricher},
+    base::clock::rfc3339,
     kernel::CounterSnapshot,
 };
+
+/// A compiled volume rule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VolumeRule {
+    /// How the rule reads: `CN:10MB/1h`.
+    pub label: String,
+    /// The countries it sums; `None`: every destination (`any`).
+    pub countries: Option<std::collections::BTreeSet<CountryId>>,
+    /// The size that raises an alert.
+    pub bytes: u64,
+    /// The sliding window.
+    pub window: Duration,
+    /// Only devices of this group.
+    pub group: Option<String>,
+    /// Only this device.
+    pub device: Option<[u8; 6]>,
+}
 
 /// Samples kept per (rule, device): the window's resolution is a 64th of its length.
 const SAMPLES: u32 = 64;
@@ -159,8 +176,8 @@ impl VolumeWatch {
             time: rfc3339(SystemTime::now()),
             device,
             remote: None,
-            country: crate::names::country_label(country).to_owned(),
-            country_name: crate::regions::country_name(country).map(str::to_owned),
+            country: crate::base::text::country_label(country).to_owned(),
+            country_name: crate::geo::regions::country_name(country).map(str::to_owned),
             rule: rule_text,
             action: decision.action.as_str(),
             blocked: false,

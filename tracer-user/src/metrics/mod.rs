@@ -18,7 +18,7 @@ use prometheus_client::{
 use tracer_common::{CountryId, Direction, Stat, maps::verdict};
 
 use crate::{
-    context::Context, kernel::CounterSnapshot, names::country_label, status::SharedStatus,
+    base::text::country_label, kernel::CounterSnapshot, state::Context, state::status::SharedStatus,
 };
 
 /// Content type of [`Metrics::render`]'s output (Prometheus text format 0.0.4).
@@ -71,7 +71,7 @@ impl Metrics {
             counters: Arc::clone(&ctx.reader),
             stats: Arc::clone(&ctx.remote_stats),
         }));
-        ours.register_collector(Box::new(crate::domains::NameCollector {
+        ours.register_collector(Box::new(crate::remotes::domains::NameCollector {
             book: Arc::clone(&ctx.names),
         }));
         ours.register_collector(Box::new(BuildInfo));
@@ -271,7 +271,7 @@ fn encode_device_counters(
                 continue;
             }
             if mac_text.0 != Some(key.mac) {
-                mac_text = (Some(key.mac), crate::metrics::cap::mac_label(key.mac));
+                mac_text = (Some(key.mac), crate::base::text::mac_label(key.mac));
             }
             let labels = [
                 ("mac", mac_text.1.as_str()),
@@ -319,7 +319,7 @@ fn encode_blocked(
     ] {
         let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
         for (mac, country, packets, byte_count) in &blocked {
-            let mac = crate::metrics::cap::mac_label(*mac);
+            let mac = crate::base::text::mac_label(*mac);
             let labels = [("mac", mac.as_str()), ("country", label(*country))];
             ConstCounter::new(if bytes { *byte_count } else { *packets })
                 .encode(metric.encode_family(&labels)?)?;

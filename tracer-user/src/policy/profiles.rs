@@ -95,7 +95,7 @@ mod tests {
 
     fn compile(text: &str, dry_run: bool) -> Policy {
         let config = Config::parse("t.toml", text).unwrap();
-        Policy::compile(&config, &config.regions().unwrap(), dry_run).unwrap()
+        Policy::compile(&config.policy_source(), &config.regions().unwrap(), dry_run).unwrap()
     }
 
     const TV: [u8; 6] = [2, 0, 0, 0, 0, 1];

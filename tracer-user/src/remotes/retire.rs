@@ -15,9 +15,9 @@ use tracing::{debug, warn};
 
 use crate::{
     alerts::Enricher,
-    clock::{monotonic_ns, wall_time},
-    ipfix::{self, Deltas, Exporter, FlowRecord},
+    base::clock::{monotonic_ns, wall_time},
     kernel::{RemoteReader, RemoteSnapshot},
+    remotes::ipfix::{self, Deltas, Exporter, FlowRecord},
 };
 
 /// Counters of the retirement and export passes, for the metrics.

@@ -11,7 +11,7 @@ use crate::support::{
     agent::{Agent, LISTEN, all_counts},
     netns_http,
 };
-use tracer_user::{http::routes::Health, report::Report};
+use tracer_user::{http::routes::Health, state::report::Report};
 
 const LAB_DB: &str = "\
 36.110.0.0,36.110.255.255,CN

@@ -4,30 +4,14 @@
 use std::{collections::BTreeMap, fmt::Write as _};
 
 use serde::{Deserialize, Serialize};
-use tracer_common::{CountryId, Direction, Stat, maps::verdict};
+use tracer_common::{CounterValue, CountryId, Direction, Stat, maps::verdict};
 
 use crate::{
     alerts::Enricher,
+    base::text::{country_label, format_mac},
+    geo::regions::{continent_of, country_name},
     kernel::CounterSnapshot,
-    names::{country_label, format_mac},
-    regions::{continent_of, country_name},
 };
-
-/// Packets and bytes one way.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Traffic {
-    /// Packets.
-    pub packets: u64,
-    /// Bytes.
-    pub bytes: u64,
-}
-
-impl Traffic {
-    fn add(&mut self, packets: u64, bytes: u64) {
-        self.packets += packets;
-        self.bytes += bytes;
-    }
-}
 
 /// One device's traffic to one country.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,12 +23,12 @@ pub struct CountryTraffic {
     /// Continent code, if any.
     pub continent: Option<String>,
     /// Sent by the device.
-    pub upload: Traffic,
+    pub upload: CounterValue,
     /// Received by the device.
-    pub download: Traffic,
+    pub download: CounterValue,
     /// Dropped by a block policy (both directions).
     #[serde(default)]
-    pub blocked: Traffic,
+    pub blocked: CounterValue,
     /// What the device's policy says about the country: `allow`, `alert` or `block`.
     #[serde(default = "allow")]
     pub policy: String,
@@ -70,9 +54,9 @@ pub struct DeviceReport {
     #[serde(flatten)]
     pub info: DeviceInfo,
     /// Totals over all countries.
-    pub upload: Traffic,
+    pub upload: CounterValue,
     /// Totals over all countries.
-    pub download: Traffic,
+    pub download: CounterValue,
     /// Per country, most bytes first.
     pub countries: Vec<CountryTraffic>,
     /// Resolvers the device got DNS answers from, most recent first.
@@ -110,17 +94,17 @@ pub struct DeviceInfo {
     pub ipv6: Vec<String>,
 }
 
-/// Traffic that is not egress, per reason and direction.
+/// CounterValue that is not egress, per reason and direction.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Uncounted {
     /// To or from local networks.
-    pub local: [Traffic; 2],
+    pub local: [CounterValue; 2],
     /// Not IPv4/IPv6.
-    pub other: [Traffic; 2],
+    pub other: [CounterValue; 2],
     /// Truncated or invalid headers.
-    pub malformed: [Traffic; 2],
+    pub malformed: [CounterValue; 2],
     /// Not counted per device: the map was full.
-    pub overflow: [Traffic; 2],
+    pub overflow: [CounterValue; 2],
 }
 
 /// Every device, as served by `GET /api/v1/devices`.
@@ -131,7 +115,7 @@ pub struct Report {
     /// Devices in all (the API pages them: `?limit=&offset=`).
     #[serde(default)]
     pub total_devices: usize,
-    /// Traffic not counted per country (`[upload, download]`).
+    /// CounterValue not counted per country (`[upload, download]`).
     pub uncounted: Uncounted,
     /// Entries in use in the traffic map.
     pub map_entries: usize,
@@ -171,12 +155,12 @@ impl Report {
         totals.sort_unstable_by_key(|(mac, bytes)| (std::cmp::Reverse(*bytes), *mac));
         let wanted: std::collections::HashSet<[u8; 6]> =
             totals.into_iter().skip(offset).take(limit).map(|(mac, _)| mac).collect();
-        let mut by_mac: BTreeMap<[u8; 6], BTreeMap<u16, [Traffic; 3]>> = BTreeMap::new();
+        let mut by_mac: BTreeMap<[u8; 6], BTreeMap<u16, [CounterValue; 3]>> = BTreeMap::new();
         for (key, value) in snapshot.counters.iter().filter(|(k, _)| wanted.contains(&k.mac)) {
             let Some(direction) = Direction::from_raw(key.direction) else { continue };
             let slot = by_mac.entry(key.mac).or_default().entry(key.country).or_default();
             let index = if key.verdict == verdict::PASSED { direction as usize } else { 2 };
-            slot[index].add(value.packets, value.bytes);
+            slot[index] += CounterValue { packets: value.packets, bytes: value.bytes };
         }
         let mut devices: Vec<DeviceReport> = by_mac
             .into_iter()
@@ -203,11 +187,8 @@ impl Report {
                     })
                     .collect();
                 countries.sort_by_key(|c| std::cmp::Reverse(c.upload.bytes + c.download.bytes));
-                let total = |f: fn(&CountryTraffic) -> Traffic| {
-                    countries.iter().map(f).fold(Traffic::default(), |mut acc, t| {
-                        acc.add(t.packets, t.bytes);
-                        acc
-                    })
+                let total = |f: fn(&CountryTraffic) -> CounterValue| {
+                    countries.iter().map(f).sum::<CounterValue>()
                 };
                 let info =
                     known.map(|k| k.device(mac)).map_or_else(DeviceInfo::default, |d| DeviceInfo {
@@ -235,7 +216,7 @@ impl Report {
         let stat = |stat: Stat| {
             Direction::ALL.map(|d| {
                 let v = snapshot.stat(stat, d);
-                Traffic { packets: v.packets, bytes: v.bytes }
+                CounterValue { packets: v.packets, bytes: v.bytes }
             })
         };
         Report {

@@ -144,7 +144,7 @@ impl NameBook {
             inner.names.pop(&(mac, address));
             return None;
         }
-        let escape = |n: &[u8]| crate::names::escape_untrusted(n, MAX_NAME);
+        let escape = |n: &[u8]| crate::base::text::escape_untrusted(n, MAX_NAME);
         Some(Names {
             names: entry.names.iter().map(|n| escape(n)).collect(),
             canonical: entry.canonical.iter().map(|n| escape(n)).collect(),

@@ -1,17 +1,20 @@
 //! What the run loop shares with the HTTP server, the metrics and the alert reader.
 
-use std::sync::{Arc, PoisonError, RwLock};
+pub mod report;
+pub mod status;
+
+use std::sync::{Arc, PoisonError, RwLock, atomic::AtomicU64};
 
 use tracer_common::{CounterValue, CountryId};
 
 use crate::{
     alerts::{AlertBook, AlertDevice, Enricher},
-    asn::AsnDb,
+    base::text::format_mac,
+    geo::asn::AsnDb,
     kernel::{CounterReader, RemoteReader},
-    names::format_mac,
     policy::{Decision, Policy},
     remotes::{AsnInfo, RemoteStats},
-    status::SharedStatus,
+    state::status::SharedStatus,
 };
 
 /// The agent's shared state.
@@ -26,9 +29,9 @@ pub struct Context {
     /// The ASN database, if `--asn` gave one (replaced whole on reload).
     pub asn: RwLock<Option<Arc<AsnDb>>>,
     /// Names learned from DNS answers and TLS server names.
-    pub names: Arc<crate::domains::NameBook>,
+    pub names: Arc<crate::remotes::domains::NameBook>,
     /// The HTTP server's connection counts.
-    pub http: Arc<crate::http::serve::HttpStats>,
+    pub http: Arc<crate::state::HttpStats>,
     /// Learning mode, when on (set once at start).
     pub learner: std::sync::OnceLock<Arc<crate::learning::Learner>>,
     /// The traffic history, unless `--history-points 0`.
@@ -107,7 +110,11 @@ impl Enricher for Context {
         crate::remotes::asn_of(self.asn().as_deref(), address)
     }
 
-    fn names(&self, mac: [u8; 6], address: std::net::IpAddr) -> Option<crate::domains::Names> {
+    fn names(
+        &self,
+        mac: [u8; 6],
+        address: std::net::IpAddr,
+    ) -> Option<crate::remotes::domains::Names> {
         self.names.names(mac, address)
     }
 
@@ -132,10 +139,13 @@ impl Context {
             remotes,
             remote_stats: Arc::default(),
             asn: RwLock::default(),
-            names: Arc::new(crate::domains::NameBook::new(crate::domains::BookSettings {
-                entries: std::num::NonZeroUsize::new(1024).unwrap_or(std::num::NonZeroUsize::MIN),
-                min_hold: std::time::Duration::from_secs(1800),
-            })),
+            names: Arc::new(crate::remotes::domains::NameBook::new(
+                crate::remotes::domains::BookSettings {
+                    entries: std::num::NonZeroUsize::new(1024)
+                        .unwrap_or(std::num::NonZeroUsize::MIN),
+                    min_hold: std::time::Duration::from_secs(1800),
+                },
+            )),
             status,
             policy: RwLock::default(),
             alerts: Arc::new(AlertBook::new(settings, None, None)),
@@ -148,4 +158,15 @@ impl Context {
             mac_flood: crate::alerts::MacFloodWatch::new(0),
         }
     }
+}
+
+/// The HTTP server's connection counts, for the metrics.
+#[derive(Debug, Default)]
+pub struct HttpStats {
+    /// Connections accepted.
+    pub accepted: AtomicU64,
+    /// Idle connections closed to make room for a new one.
+    pub evicted: AtomicU64,
+    /// Connections open now.
+    pub open: AtomicU64,
 }

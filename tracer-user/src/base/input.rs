@@ -36,7 +36,7 @@ pub trait InputErrors: Sized {
 #[macro_export]
 macro_rules! impl_input_errors {
     ($error:ty) => {
-        impl $crate::input::InputErrors for $error {
+        impl $crate::base::input::InputErrors for $error {
             fn io(path: &std::path::Path, source: std::io::Error) -> Self {
                 Self::Io { path: path.to_owned(), source }
             }

@@ -1,9 +1,9 @@
 //! Reading ASN database files: the shared limits and gzip handling of
-//! [`crate::input`], with [`AsnError`].
+//! [`crate::base::input`], with [`AsnError`].
 
 use std::path::Path;
 
-pub use crate::input::{GZIP_MAGIC, MAX_INPUT_BYTES, is_gzip};
+pub use crate::base::input::{GZIP_MAGIC, MAX_INPUT_BYTES, is_gzip};
 
 use super::AsnError;
 
@@ -11,10 +11,10 @@ crate::impl_input_errors!(AsnError);
 
 /// Decompresses a gzip stream (all members), refusing output over `limit` bytes.
 pub fn gunzip(name: &str, bytes: &[u8], limit: u64) -> Result<Vec<u8>, AsnError> {
-    crate::input::gunzip(name, bytes, limit)
+    crate::base::input::gunzip(name, bytes, limit)
 }
 
 /// Reads a whole file, refusing files over [`MAX_INPUT_BYTES`] before reading them.
 pub fn read_file(path: &Path) -> Result<Vec<u8>, AsnError> {
-    crate::input::read_file(path)
+    crate::base::input::read_file(path)
 }

@@ -1,0 +1,7 @@
+//! Leaf helpers every layer may use; nothing here imports the rest of the crate.
+
+pub mod clock;
+pub mod input;
+pub mod spanned;
+pub mod state_file;
+pub mod text;
