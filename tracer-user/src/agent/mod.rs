@@ -18,6 +18,7 @@ use tracing::{error, info, warn};
 
 pub use load::{Plan, load_kernel, pin_dir};
 
+use crate::base::sync::ReadWrite;
 use crate::{
     alerts::{self, AlertBook, AlertSettings, Enrichment, Webhook},
     config::cli::RunArgs,
@@ -47,7 +48,7 @@ struct Agent {
 
 impl Agent {
     fn status(&self) -> std::sync::RwLockWriteGuard<'_, AgentStatus> {
-        self.ctx.status.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.ctx.status.writing()
     }
 
     /// Reloads the configuration, the policy and (if `geo` or its files changed) the country
@@ -113,11 +114,7 @@ impl Agent {
             return;
         }
         self.ctx.names.set_min_hold(plan.settings.dns_min_hold);
-        self.ctx
-            .devices
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .set_sources(plan.device_sources());
+        self.ctx.devices.writing().set_sources(plan.device_sources());
         self.ctx.alerts.set_settings(alert_settings(&plan));
         self.ctx
             .metrics_max_pairs
@@ -300,7 +297,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 watched = before.after_reload(&agent.args, &agent.plan.settings);
             }
             _ = watcher.tick(), if watch_interval > 0 => {
-                agent.ctx.devices.write().unwrap_or_else(std::sync::PoisonError::into_inner).refresh();
+                agent.ctx.devices.writing().refresh();
                 if let Some(change) = watched.changed() {
                     info!("{change} changed: reloading");
                     let before = watch::Watched::new(&agent.args, &agent.plan.settings);

@@ -4,8 +4,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use tracer_common::{CounterValue, CountryId, Direction, policy::AlertEvent};
 
-use super::{Alert, AlertDevice, AlertKind, RemoteEnd};
+use super::{Alert, AlertKind, RemoteEnd};
 use crate::base::clock::rfc3339;
+use crate::devices::DeviceInfo;
 use crate::{
     base::clock::wall_time,
     base::text::{country_label, protocol_name},
@@ -16,10 +17,10 @@ use crate::{
 /// What the agent knows beyond the event: the device, the policy, the counters.
 pub trait Enricher: Send + Sync {
     /// The device as the cached lease and neighbour data know it (reports, metrics).
-    fn device(&self, mac: [u8; 6]) -> AlertDevice;
+    fn device(&self, mac: [u8; 6]) -> DeviceInfo;
     /// The device, asking the kernel for its addresses if the cache has none (alerts: a device
     /// often alerts before the next refresh has seen it).
-    fn device_now(&self, mac: [u8; 6]) -> AlertDevice;
+    fn device_now(&self, mac: [u8; 6]) -> DeviceInfo;
     /// The policy's decision and rule for (device, country).
     fn decide(&self, mac: [u8; 6], country: CountryId) -> Decision;
     /// Packets and bytes the device has exchanged with the country so far.

@@ -5,14 +5,16 @@
 use std::{
     collections::VecDeque,
     sync::{
-        Mutex, PoisonError,
+        Mutex,
         atomic::{AtomicU32, Ordering},
     },
     time::{Duration, Instant, SystemTime},
 };
 
-use super::{Alert, AlertBook, AlertDevice, AlertKind};
+use super::{Alert, AlertBook, AlertKind};
 use crate::base::clock::rfc3339;
+use crate::base::sync::Locked;
+use crate::devices::DeviceInfo;
 
 /// The window the rate is averaged over.
 pub(super) const WINDOW: Duration = Duration::from_secs(10);
@@ -50,7 +52,7 @@ impl MacFloodWatch {
     /// when that raised an alert in `book`.
     pub fn check(&self, book: &AlertBook, total: u64, now: Instant) -> Option<u64> {
         let rate = self.rate.load(Ordering::Relaxed);
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut state = self.state.locked();
         state.samples.push_back((now, total));
         // Keep one sample at or before the window's start.
         while state.samples.len() > 2
@@ -72,7 +74,7 @@ impl MacFloodWatch {
             id,
             kind: AlertKind::MacFlood,
             time: rfc3339(SystemTime::now()),
-            device: AlertDevice { mac: "other".to_owned(), ..AlertDevice::default() },
+            device: DeviceInfo { mac: "other".to_owned(), ..DeviceInfo::default() },
             remote: None,
             country: String::new(),
             country_name: None,

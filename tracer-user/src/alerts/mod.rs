@@ -11,6 +11,7 @@ mod webhook;
 
 use std::net::IpAddr;
 
+use crate::devices::DeviceInfo;
 use serde::Serialize;
 
 pub use alertmanager::Alertmanager;
@@ -19,23 +20,6 @@ pub use event::{Enricher, Enrichment, PairSink, remote_end};
 pub use mac_flood::{CHECK_EVERY as MAC_FLOOD_CHECK_EVERY, MacFloodWatch};
 pub use reader::spawn_reader;
 pub use webhook::{Webhook, WebhookStats};
-
-/// The device an alert is about, as the agent knows it at the time.
-#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
-pub struct AlertDevice {
-    /// `aa:bb:cc:dd:ee:ff`.
-    pub mac: String,
-    /// Its name (from the config or a DHCP lease; escaped, as all network-supplied text).
-    pub name: Option<String>,
-    /// Vendor from the MAC's OUI, or `locally administered`.
-    pub vendor: Option<String>,
-    /// Its group in the config.
-    pub group: Option<String>,
-    /// Current IPv4 addresses.
-    pub ipv4: Vec<String>,
-    /// Current IPv6 addresses.
-    pub ipv6: Vec<String>,
-}
 
 /// The remote end of the traffic.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -107,7 +91,7 @@ pub struct Alert {
     /// When the first packet was seen (RFC 3339, UTC); for a summary, when the window ended.
     pub time: String,
     /// The device.
-    pub device: AlertDevice,
+    pub device: DeviceInfo,
     /// The remote end (violations only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub remote: Option<RemoteEnd>,

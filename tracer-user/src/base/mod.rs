@@ -4,4 +4,5 @@ pub mod clock;
 pub mod input;
 pub mod spanned;
 pub mod state_file;
+pub mod sync;
 pub mod text;

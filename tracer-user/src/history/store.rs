@@ -4,13 +4,14 @@
 
 use std::{
     path::{Path, PathBuf},
-    sync::{Mutex, PoisonError},
+    sync::Mutex,
     time::Duration,
 };
 
 use tracer_common::{CountryId, Direction, maps::verdict};
 
 use super::{Country, History, HistoryView, Query, Sample, Stats};
+use crate::base::sync::Locked;
 use crate::kernel::CounterSnapshot;
 
 /// How often the counters are recorded.
@@ -107,7 +108,7 @@ impl HistoryStore {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, History> {
-        self.history.lock().unwrap_or_else(PoisonError::into_inner)
+        self.history.locked()
     }
 
     /// Records the counters as of `now`.

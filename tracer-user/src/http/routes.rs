@@ -12,6 +12,7 @@ use axum::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::base::sync::ReadWrite;
 use crate::{
     metrics::{CONTENT_TYPE, Metrics},
     state::Context,
@@ -210,10 +211,10 @@ fn add_dns_facts(report: &mut Report, ctx: &Context) {
         }
     }
     for device in &mut report.devices {
-        if let Some(mac) = crate::base::text::parse_mac(&device.mac) {
+        if let Some(mac) = crate::base::text::parse_mac(&device.info.mac) {
             device.resolvers = ctx.names.resolvers(mac).iter().map(ToString::to_string).collect();
         }
-        device.encrypted_dns = encrypted.contains(&device.mac);
+        device.encrypted_dns = encrypted.contains(&device.info.mac);
     }
 }
 
@@ -271,7 +272,7 @@ async fn alerts_handler(State(state): State<AppState>) -> Response {
 async fn health_handler(State(state): State<AppState>) -> Response {
     let map =
         state.ctx.reader.snapshot().ok().map(|s| [s.map_entries as u64, u64::from(s.capacity)]);
-    let status = state.ctx.status.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let status = state.ctx.status.reading();
     let health = Health {
         status: if map.is_some() { "ok" } else { "degraded" }.to_owned(),
         interfaces: status.interfaces.clone(),

@@ -7,7 +7,7 @@
 use std::{
     collections::VecDeque,
     sync::{
-        Arc, Mutex, PoisonError,
+        Arc, Mutex,
         atomic::{AtomicBool, Ordering},
     },
     time::Duration,
@@ -20,6 +20,7 @@ use hyper_util::{
 };
 use tokio::task::AbortHandle;
 
+use crate::base::sync::Locked;
 use crate::state::HttpStats;
 
 /// Connections open at most; the next one evicts the oldest idle connection.
@@ -52,7 +53,7 @@ where
         let id = next_id;
         stats.accepted.fetch_add(1, Ordering::Relaxed);
         // Held until the new connection is registered: its own clean-up waits for that.
-        let mut open = slots.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut open = slots.locked();
         if open.len() >= MAX_CONNECTIONS {
             // The oldest connection not in the middle of a request goes.
             if let Some(i) = open.iter().position(|s| !s.busy.load(Ordering::Relaxed))
@@ -84,7 +85,7 @@ where
                 .header_read_timeout(HEADER_TIMEOUT)
                 .max_buf_size(MAX_HEAD_BYTES);
             let _ = builder.serve_connection(TokioIo::new(io), service).await;
-            let mut open = slots_done.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut open = slots_done.locked();
             if let Some(i) = open.iter().position(|s| s.id == id) {
                 open.remove(i);
                 stats_done.open.fetch_sub(1, Ordering::Relaxed);

@@ -14,7 +14,7 @@ use std::{
     collections::HashSet,
     path::PathBuf,
     sync::{
-        Arc, Mutex, MutexGuard, PoisonError,
+        Arc, Mutex, MutexGuard,
         atomic::{AtomicU64, Ordering},
     },
     time::{Duration, SystemTime, UNIX_EPOCH},
@@ -23,6 +23,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 use tracer_common::{CountryId, Direction, policy::AlertEvent};
 
+use crate::base::sync::Locked;
 use crate::{
     alerts::{Alert, AlertBook, AlertKind, Enricher, PairSink, RemoteEnd},
     base::clock::rfc3339,
@@ -161,7 +162,7 @@ impl Learner {
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+        self.inner.locked()
     }
 
     /// Writes the baseline if it changed (called every few seconds and on stop).

@@ -4,12 +4,13 @@
 
 use std::{
     collections::{HashMap, VecDeque},
-    sync::{Arc, Mutex, PoisonError},
+    sync::{Arc, Mutex},
     time::{Duration, Instant, SystemTime},
 };
 
 use tracer_common::{CountryId, Direction, maps::verdict};
 
+use crate::base::sync::Locked;
 use crate::{
     alerts::{Alert, AlertBook, AlertKind, Enricher},
     base::clock::rfc3339,
@@ -109,7 +110,7 @@ impl VolumeWatch {
             }
         }
         let first = !self.primed.swap(true, std::sync::atomic::Ordering::Relaxed);
-        let mut tracks = self.tracks.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut tracks = self.tracks.locked();
         tracks.retain(|k, _| totals.contains_key(k));
         for ((i, mac), (total, country)) in totals {
             if tracks.len() >= MAX_TRACKS && !tracks.contains_key(&(i, mac)) {

@@ -9,6 +9,7 @@ use prometheus_client::{
 };
 use tracer_common::CountryId;
 
+use crate::base::sync::ReadWrite;
 use crate::{
     alerts::Enricher as _, base::text::country_label, kernel::CounterSnapshot, state::Context,
 };
@@ -28,7 +29,7 @@ pub fn encode_device_info(
         .map(|k| k.mac)
         .filter(|mac| *mac != crate::base::text::OTHER_MAC)
         .collect();
-    macs.extend(ctx.devices.read().unwrap_or_else(std::sync::PoisonError::into_inner).macs());
+    macs.extend(ctx.devices.reading().macs());
     macs.sort_unstable();
     macs.dedup();
     let mut metric = encoder.encode_descriptor(

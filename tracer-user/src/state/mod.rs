@@ -3,12 +3,14 @@
 pub mod report;
 pub mod status;
 
-use std::sync::{Arc, PoisonError, RwLock, atomic::AtomicU64};
+use std::sync::{Arc, RwLock, atomic::AtomicU64};
 
 use tracer_common::{CounterValue, CountryId};
 
+use crate::base::sync::ReadWrite;
+use crate::devices::DeviceInfo;
 use crate::{
-    alerts::{AlertBook, AlertDevice, Enricher},
+    alerts::{AlertBook, Enricher},
     base::text::format_mac,
     geo::asn::AsnDb,
     kernel::{CounterReader, RemoteReader},
@@ -55,30 +57,30 @@ pub struct Context {
 impl Context {
     /// The policy in force now.
     pub fn policy(&self) -> Arc<Policy> {
-        Arc::clone(&self.policy.read().unwrap_or_else(PoisonError::into_inner))
+        Arc::clone(&self.policy.reading())
     }
 
     /// Replaces the policy.
     pub fn set_policy(&self, policy: Policy) {
-        *self.policy.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(policy);
+        *self.policy.writing() = Arc::new(policy);
     }
 
     /// The ASN database in force now.
     pub fn asn(&self) -> Option<Arc<AsnDb>> {
-        self.asn.read().unwrap_or_else(PoisonError::into_inner).clone()
+        self.asn.reading().clone()
     }
 
     /// Replaces the ASN database.
     pub fn set_asn(&self, asn: Option<Arc<AsnDb>>) {
-        *self.asn.write().unwrap_or_else(PoisonError::into_inner) = asn;
+        *self.asn.writing() = asn;
     }
 }
 
 impl Context {
     /// How `device` appears in alerts, reports and `device_info`.
-    fn describe(&self, device: crate::devices::Device) -> AlertDevice {
+    fn describe(&self, device: crate::devices::Device) -> DeviceInfo {
         let mac = device.mac;
-        AlertDevice {
+        DeviceInfo {
             mac: format_mac(mac),
             name: device.name.as_ref().map(crate::devices::Hostname::escaped),
             vendor: device.vendor.label().map(str::to_owned),
@@ -90,12 +92,12 @@ impl Context {
 }
 
 impl Enricher for Context {
-    fn device(&self, mac: [u8; 6]) -> AlertDevice {
-        self.describe(self.devices.read().unwrap_or_else(PoisonError::into_inner).device(mac))
+    fn device(&self, mac: [u8; 6]) -> DeviceInfo {
+        self.describe(self.devices.reading().device(mac))
     }
 
-    fn device_now(&self, mac: [u8; 6]) -> AlertDevice {
-        self.describe(self.devices.read().unwrap_or_else(PoisonError::into_inner).device_now(mac))
+    fn device_now(&self, mac: [u8; 6]) -> DeviceInfo {
+        self.describe(self.devices.reading().device_now(mac))
     }
 
     fn decide(&self, mac: [u8; 6], country: CountryId) -> Decision {

@@ -6,6 +6,7 @@ use std::{collections::BTreeMap, fmt::Write as _};
 use serde::{Deserialize, Serialize};
 use tracer_common::{CounterValue, CountryId, Direction, Stat, maps::verdict};
 
+use crate::devices::DeviceInfo;
 use crate::{
     alerts::Enricher,
     base::text::{country_label, format_mac},
@@ -48,9 +49,7 @@ fn allow() -> String {
 /// One LAN device.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceReport {
-    /// MAC address, `aa:bb:cc:dd:ee:ff`.
-    pub mac: String,
-    /// Name, vendor, group and addresses, as far as known.
+    /// MAC, name, vendor, group and addresses, as far as known.
     #[serde(flatten)]
     pub info: DeviceInfo,
     /// Totals over all countries.
@@ -72,26 +71,6 @@ impl DeviceReport {
     fn blocked_bytes(&self) -> u64 {
         self.countries.iter().map(|c| c.blocked.bytes).sum()
     }
-}
-
-/// What the agent knows about a device besides its traffic.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeviceInfo {
-    /// Name from the config or a DHCP lease (escaped).
-    #[serde(default)]
-    pub name: Option<String>,
-    /// Vendor from the OUI, or `locally administered`.
-    #[serde(default)]
-    pub vendor: Option<String>,
-    /// Group in the config.
-    #[serde(default)]
-    pub group: Option<String>,
-    /// Current IPv4 addresses.
-    #[serde(default)]
-    pub ipv4: Vec<String>,
-    /// Current IPv6 addresses.
-    #[serde(default)]
-    pub ipv6: Vec<String>,
 }
 
 /// CounterValue that is not egress, per reason and direction.
@@ -190,16 +169,11 @@ impl Report {
                 let total = |f: fn(&CountryTraffic) -> CounterValue| {
                     countries.iter().map(f).sum::<CounterValue>()
                 };
-                let info =
-                    known.map(|k| k.device(mac)).map_or_else(DeviceInfo::default, |d| DeviceInfo {
-                        name: d.name,
-                        vendor: d.vendor,
-                        group: d.group,
-                        ipv4: d.ipv4,
-                        ipv6: d.ipv6,
-                    });
+                let info = known.map_or_else(
+                    || DeviceInfo { mac: format_mac(mac), ..DeviceInfo::default() },
+                    |k| k.device(mac),
+                );
                 DeviceReport {
-                    mac: format_mac(mac),
                     info,
                     upload: total(|c| c.upload),
                     download: total(|c| c.download),
@@ -211,7 +185,7 @@ impl Report {
             .collect();
         devices.sort_by(|a, b| {
             let bytes = |d: &DeviceReport| d.upload.bytes + d.download.bytes + d.blocked_bytes();
-            bytes(b).cmp(&bytes(a)).then_with(|| a.mac.cmp(&b.mac))
+            bytes(b).cmp(&bytes(a)).then_with(|| a.info.mac.cmp(&b.info.mac))
         });
         let stat = |stat: Stat| {
             Direction::ALL.map(|d| {
@@ -275,7 +249,7 @@ impl Report {
                 row(
                     &mut out,
                     [
-                        &d.mac,
+                        &d.info.mac,
                         &name,
                         &c.country,
                         &n(c.upload.bytes),

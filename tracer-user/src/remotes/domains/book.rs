@@ -6,7 +6,7 @@ use std::{
     net::IpAddr,
     num::NonZeroUsize,
     sync::{
-        Mutex, MutexGuard, PoisonError,
+        Mutex, MutexGuard,
         atomic::{AtomicU64, Ordering},
     },
     time::{Duration, Instant},
@@ -16,6 +16,7 @@ use lru::LruCache;
 use tracer_common::capture::{CaptureHeader, kind};
 
 use super::{dns, tls};
+use crate::base::sync::Locked;
 
 /// Names kept per (device, address): the most recent ones.
 const NAMES_PER_ADDRESS: usize = 4;
@@ -113,7 +114,7 @@ impl NameBook {
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+        self.inner.locked()
     }
 
     /// Changes the minimum hold (a reload); the size stays until a restart.
