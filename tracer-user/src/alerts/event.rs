@@ -5,12 +5,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use tracer_common::{CounterValue, CountryId, Direction, policy::AlertEvent};
 
 use super::{Alert, AlertKind, RemoteEnd};
-use crate::base::clock::rfc3339;
 use crate::devices::DeviceInfo;
 use crate::{
     base::clock::wall_time,
-    base::text::{country_label, protocol_name},
-    geo::regions::country_name,
+    base::text::protocol_name,
     policy::{Action, Decision},
 };
 
@@ -73,23 +71,18 @@ pub(super) fn to_alert(event: &AlertEvent, enricher: &dyn Enricher, id: u64) -> 
     let so_far = enricher.so_far(event.mac, country);
     let action = Action::from_raw(event.action);
     Alert {
-        id,
-        kind: AlertKind::Violation,
-        time: rfc3339(wall_time(event.time_ns)),
-        device: enricher.device_now(event.mac),
         remote: Some(remote_end(event, enricher)),
-        country: country_label(country).to_owned(),
-        country_name: country_name(country).map(str::to_owned),
         rule: decision.rule,
         action: action.as_str(),
         blocked: action == Action::Block,
         direction: Direction::from_raw(event.direction).map_or("upload", Direction::as_str),
-        bytes_so_far: so_far.bytes,
-        packets_so_far: so_far.packets,
-        repeats: None,
-        repeat_addresses: None,
-        window_secs: None,
-        upload_bytes: None,
-        new_macs: None,
+        ..Alert::new(
+            id,
+            AlertKind::Violation,
+            wall_time(event.time_ns),
+            enricher.device_now(event.mac),
+            Some(country),
+            so_far,
+        )
     }
 }

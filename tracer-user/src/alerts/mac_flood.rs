@@ -12,9 +12,9 @@ use std::{
 };
 
 use super::{Alert, AlertBook, AlertKind};
-use crate::base::clock::rfc3339;
 use crate::base::sync::Locked;
 use crate::devices::DeviceInfo;
+use tracer_common::CounterValue;
 
 /// The window the rate is averaged over.
 pub(super) const WINDOW: Duration = Duration::from_secs(10);
@@ -71,29 +71,22 @@ impl MacFloodWatch {
         state.quiet_until = Some(now + suppress);
         drop(state);
         book.raise(|id| Alert {
-            id,
-            kind: AlertKind::MacFlood,
-            time: rfc3339(SystemTime::now()),
-            device: DeviceInfo { mac: "other".to_owned(), ..DeviceInfo::default() },
-            remote: None,
-            country: String::new(),
-            country_name: None,
             rule: format!(
                 "--mac-flood-rate {rate}: {new} new source MACs within {}s (more than {limit}); \
                  the next alert after {}s",
                 WINDOW.as_secs(),
                 suppress.as_secs()
             ),
-            action: "alert",
-            blocked: false,
-            direction: "upload",
-            bytes_so_far: 0,
-            packets_so_far: 0,
-            repeats: None,
-            repeat_addresses: None,
             window_secs: Some(WINDOW.as_secs()),
-            upload_bytes: None,
             new_macs: Some(new),
+            ..Alert::new(
+                id,
+                AlertKind::MacFlood,
+                SystemTime::now(),
+                DeviceInfo { mac: "other".to_owned(), ..DeviceInfo::default() },
+                None,
+                CounterValue::default(),
+            )
         });
         Some(new)
     }

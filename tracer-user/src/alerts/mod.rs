@@ -13,6 +13,14 @@ use std::net::IpAddr;
 
 use crate::devices::DeviceInfo;
 use serde::Serialize;
+use std::time::SystemTime;
+
+use tracer_common::{CounterValue, CountryId};
+
+use crate::{
+    base::{clock::rfc3339, text::country_label},
+    geo::regions::country_name,
+};
 
 pub use alertmanager::Alertmanager;
 pub use book::{AlertBook, AlertSettings, Violation};
@@ -127,4 +135,39 @@ pub struct Alert {
     /// MAC flood: new source MACs within the window.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub new_macs: Option<u64>,
+}
+
+impl Alert {
+    /// An alert of `kind` about `device` and `country` at `time`, with the traffic so far:
+    /// action `alert`, upload, no remote and none of the kind-specific fields; callers set
+    /// what their kind says.
+    pub fn new(
+        id: u64,
+        kind: AlertKind,
+        time: SystemTime,
+        device: DeviceInfo,
+        country: Option<CountryId>,
+        so_far: CounterValue,
+    ) -> Alert {
+        Alert {
+            id,
+            kind,
+            time: rfc3339(time),
+            device,
+            remote: None,
+            country: country.map(|c| country_label(c).to_owned()).unwrap_or_default(),
+            country_name: country.and_then(country_name).map(str::to_owned),
+            rule: String::new(),
+            action: "alert",
+            blocked: false,
+            direction: "upload",
+            bytes_so_far: so_far.bytes,
+            packets_so_far: so_far.packets,
+            repeats: None,
+            repeat_addresses: None,
+            window_secs: None,
+            upload_bytes: None,
+            new_macs: None,
+        }
+    }
 }

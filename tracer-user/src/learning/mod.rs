@@ -28,7 +28,7 @@ use crate::{
     alerts::{Alert, AlertBook, AlertKind, Enricher, PairSink, RemoteEnd},
     base::clock::rfc3339,
     base::text::{country_label, format_mac},
-    geo::regions::{continent_of, country_name},
+    geo::regions::continent_of,
     kernel::CounterSnapshot,
 };
 
@@ -279,24 +279,12 @@ impl Learner {
             rule
         };
         self.book.raise(|id| Alert {
-            id,
-            kind,
-            time: rfc3339(at),
-            device,
             remote,
-            country: country_label(country).to_owned(),
-            country_name: country_name(country).map(str::to_owned),
             rule,
             action: decision.action.as_str(),
             blocked: decision.action == tracer_common::policy::Action::Block,
             direction: direction.map_or("upload", Direction::as_str),
-            bytes_so_far: so_far.bytes,
-            packets_so_far: so_far.packets,
-            repeats: None,
-            repeat_addresses: None,
-            window_secs: None,
-            upload_bytes: None,
-            new_macs: None,
+            ..Alert::new(id, kind, at, device, Some(country), so_far)
         });
     }
 

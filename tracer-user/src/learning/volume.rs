@@ -13,7 +13,6 @@ use tracer_common::{CountryId, Direction, maps::verdict};
 use crate::base::sync::Locked;
 use crate::{
     alerts::{Alert, AlertBook, AlertKind, Enricher},
-    base::clock::rfc3339,
     kernel::CounterSnapshot,
 };
 
@@ -172,24 +171,11 @@ impl VolumeWatch {
             rule.label, rule.bytes
         );
         self.book.raise(|id| Alert {
-            id,
-            kind,
-            time: rfc3339(SystemTime::now()),
-            device,
-            remote: None,
-            country: crate::base::text::country_label(country).to_owned(),
-            country_name: crate::geo::regions::country_name(country).map(str::to_owned),
             rule: rule_text,
             action: decision.action.as_str(),
-            blocked: false,
-            direction: "upload",
-            bytes_so_far: so_far.bytes,
-            packets_so_far: so_far.packets,
-            repeats: None,
-            repeat_addresses: None,
             window_secs: Some(rule.window.as_secs()),
             upload_bytes: Some(bytes),
-            new_macs: None,
+            ..Alert::new(id, kind, SystemTime::now(), device, Some(country), so_far)
         });
     }
 }

@@ -174,11 +174,15 @@ impl Policy {
         self.devices.get(&mac).and_then(|(_, g)| g.as_deref())
     }
 
+    /// The action enforced for a configured one: in a dry run a block only alerts.
+    pub(super) fn enforced(&self, configured: Action) -> Action {
+        if self.dry_run && configured == Action::Block { Action::Alert } else { configured }
+    }
+
     /// Decides `country` for `mac`.
     pub fn decide(&self, mac: [u8; 6], country: CountryId) -> Decision {
         let (configured, rule, explicit) = decide_layers(&self.layers(mac), country);
-        let action =
-            if self.dry_run && configured == Action::Block { Action::Alert } else { configured };
+        let action = self.enforced(configured);
         let rule =
             if action == configured { rule } else { format!("{rule} (dry run: not dropped)") };
         Decision { action, configured, rule, explicit }

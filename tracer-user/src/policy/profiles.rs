@@ -48,11 +48,8 @@ impl Policy {
             if country == CountryId::LOCAL || country == CountryId::FALLBACK {
                 continue;
             }
-            let (mut action, _, _) = decide_layers(&layers, country);
-            if self.dry_run && action == Action::Block {
-                action = Action::Alert;
-            }
-            *slot = action as u8;
+            let (configured, _, _) = decide_layers(&layers, country);
+            *slot = self.enforced(configured) as u8;
         }
         profile
     }
