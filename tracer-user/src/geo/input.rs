@@ -7,19 +7,17 @@ pub use crate::base::input::{GZIP_MAGIC, MAX_INPUT_BYTES, is_gzip};
 
 use super::GeoError;
 
-crate::impl_input_errors!(GeoError);
-
 /// Decompresses a gzip stream (all members), refusing output over `limit` bytes.
 pub fn gunzip(name: &str, bytes: &[u8], limit: u64) -> Result<Vec<u8>, GeoError> {
-    crate::base::input::gunzip(name, bytes, limit)
+    Ok(crate::base::input::gunzip(name, bytes, limit)?)
 }
 
 /// Reads a whole file, refusing files over [`MAX_INPUT_BYTES`] before reading them.
 pub fn read_file(path: &Path) -> Result<Vec<u8>, GeoError> {
-    crate::base::input::read_file(path)
+    Ok(crate::base::input::read_file(path)?)
 }
 
-/// Reads all of `reader`, failing with [`GeoError::TooLarge`] beyond `limit` bytes.
+/// Reads all of `reader`, failing with [`InputError::TooLarge`](crate::base::input::InputError::TooLarge) beyond `limit` bytes.
 pub(crate) fn read_limited(
     name: &str,
     reader: impl io::Read,
@@ -52,11 +50,11 @@ mod tests {
         assert_eq!(gunzip("x", &packed, 10_000).expect("fits"), data);
         assert!(matches!(
             gunzip("x", &packed, 9_999),
-            Err(GeoError::TooLarge { limit: 9_999, .. })
+            Err(GeoError::Input(crate::base::input::InputError::TooLarge { limit: 9_999, .. }))
         ));
         assert!(matches!(
             gunzip("x", &packed[..packed.len() / 2], 1 << 20),
-            Err(GeoError::Decompress { .. })
+            Err(GeoError::Input(crate::base::input::InputError::Decompress { .. }))
         ));
     }
 
