@@ -35,6 +35,10 @@ fn alert_settings(plan: &Plan) -> AlertSettings {
     AlertSettings { suppress: plan.settings.alert_suppress, keep: plan.settings.alerts_keep }
 }
 
+/// How old a counter snapshot the run loop's timed consumers accept: one read of the map a
+/// second serves the volume rules, the learner and the history.
+const SHARED_READ: Duration = Duration::from_millis(900);
+
 /// The running agent: what it was started with and what it holds.
 struct Agent {
     args: RunArgs,
@@ -307,13 +311,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             }
             _ = alert_tick.tick() => { agent.ctx.alerts.tick(); heartbeat.beat() }
             _ = learn_tick.tick(), if learner.is_some() => {
-                if let (Some(learner), Ok(snapshot)) = (&learner, agent.ctx.reader.snapshot()) {
+                if let (Some(learner), Ok(snapshot)) = (&learner, agent.ctx.reader.recent(SHARED_READ)) {
                     learner.reconcile(&snapshot);
                     learner.save();
                 }
             }
             _ = volume_tick.tick(), if !volume.is_empty() => {
-                if let Ok(snapshot) = agent.ctx.reader.snapshot() {
+                if let Ok(snapshot) = agent.ctx.reader.recent(SHARED_READ) {
                     volume.check(&snapshot);
                 }
             }
@@ -323,7 +327,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 }
             }
             _ = history_tick.tick(), if history.is_some() => {
-                if let (Some(history), Ok(snapshot)) = (&history, agent.ctx.reader.snapshot()) {
+                if let (Some(history), Ok(snapshot)) = (&history, agent.ctx.reader.recent(SHARED_READ)) {
                     history.record(crate::base::clock::unix_now(), &snapshot);
                 }
             }

@@ -1,6 +1,10 @@
 //! Reading the counters: summed over CPUs, at the moment of the call.
 
-use std::collections::BTreeMap;
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
 use std::os::fd::{AsFd as _, AsRawFd as _};
 
@@ -11,12 +15,15 @@ use tracer_common::{
 };
 
 use super::{Kernel, KernelError};
+use crate::base::sync::Locked;
 
 /// Read access to the counter maps, shareable between the HTTP server and the reporter.
 pub struct CounterReader {
     counters: PerCpuHashMap<MapData, TrafficKey, TrafficValue>,
     stats: PerCpuArray<MapData, CounterValue>,
     capacity: u32,
+    /// The last snapshot [`CounterReader::recent`] read, and when.
+    recent: Mutex<Option<(Instant, Arc<CounterSnapshot>)>>,
 }
 
 impl std::fmt::Debug for CounterReader {
@@ -98,7 +105,7 @@ impl Kernel {
         let counters: PerCpuHashMap<MapData, TrafficKey, TrafficValue> =
             PerCpuHashMap::try_from(map).map_err(err(COUNTERS_MAP))?;
         let stats = PerCpuArray::try_from(self.take_map(STATS_MAP)?).map_err(err(STATS_MAP))?;
-        Ok(CounterReader { counters, stats, capacity })
+        Ok(CounterReader { counters, stats, capacity, recent: Mutex::default() })
     }
 }
 
@@ -153,6 +160,22 @@ impl CounterReader {
 }
 
 impl CounterReader {
+    /// A snapshot at most `max_age` old: the one the last caller read if it is young enough,
+    /// else a fresh one. The run loop's timed consumers (upload-volume rules every second,
+    /// learning every 2 s, history every 10 s) and `/healthz` share one read of the map this
+    /// way; a scrape and an API request read their own.
+    pub fn recent(&self, max_age: Duration) -> Result<Arc<CounterSnapshot>, KernelError> {
+        let mut recent = self.recent.locked();
+        if let Some((at, snapshot)) = recent.as_ref()
+            && at.elapsed() <= max_age
+        {
+            return Ok(Arc::clone(snapshot));
+        }
+        let snapshot = Arc::new(self.snapshot()?);
+        *recent = Some((Instant::now(), Arc::clone(&snapshot)));
+        Ok(snapshot)
+    }
+
     /// One stat now, `[upload, download]`.
     pub fn snapshot_stat(&self, stat: Stat) -> Result<[CounterValue; 2], KernelError> {
         let mut out = [CounterValue::default(); 2];
