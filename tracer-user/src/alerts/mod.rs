@@ -22,9 +22,10 @@ use crate::{
     geo::regions::country_name,
 };
 
+pub use crate::remotes::{Enricher, Enrichment};
 pub use alertmanager::Alertmanager;
 pub use book::{AlertBook, AlertSettings, Violation};
-pub use event::{Enricher, Enrichment, PairSink, remote_end};
+pub use event::{PairSink, remote_end};
 pub use mac_flood::{CHECK_EVERY as MAC_FLOOD_CHECK_EVERY, MacFloodWatch};
 pub use reader::spawn_reader;
 pub use webhook::{Webhook, WebhookStats};

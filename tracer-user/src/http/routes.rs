@@ -269,17 +269,9 @@ async fn alerts_handler(State(state): State<AppState>) -> Response {
     Json(AlertList { alerts: state.ctx.alerts.recent() }).into_response()
 }
 
-/// How old a counter snapshot `/healthz` answers from (a probe every second reads the map at
-/// most once a second, shared with the run loop).
-const HEALTH_READ: std::time::Duration = std::time::Duration::from_secs(1);
-
 async fn health_handler(State(state): State<AppState>) -> Response {
-    let map = state
-        .ctx
-        .reader
-        .recent(HEALTH_READ)
-        .ok()
-        .map(|s| [s.map_entries as u64, u64::from(s.capacity)]);
+    let reader = &state.ctx.reader;
+    let map = reader.entries().ok().map(|n| [n as u64, u64::from(reader.capacity())]);
     let status = state.ctx.status.reading();
     let health = Health {
         status: if map.is_some() { "ok" } else { "degraded" }.to_owned(),

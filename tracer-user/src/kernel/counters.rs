@@ -162,8 +162,8 @@ impl CounterReader {
 impl CounterReader {
     /// A snapshot at most `max_age` old: the one the last caller read if it is young enough,
     /// else a fresh one. The run loop's timed consumers (upload-volume rules every second,
-    /// learning every 2 s, history every 10 s) and `/healthz` share one read of the map this
-    /// way; a scrape and an API request read their own.
+    /// learning every 2 s, history every 10 s) share one read of the map this way; a scrape
+    /// and an API request read their own.
     pub fn recent(&self, max_age: Duration) -> Result<Arc<CounterSnapshot>, KernelError> {
         let mut recent = self.recent.locked();
         if let Some((at, snapshot)) = recent.as_ref()
@@ -174,6 +174,30 @@ impl CounterReader {
         let snapshot = Arc::new(self.snapshot()?);
         *recent = Some((Instant::now(), Arc::clone(&snapshot)));
         Ok(snapshot)
+    }
+
+    /// Entries in use in the traffic map now: read in batches and counted, nothing kept (what
+    /// `/healthz` reports, without building a snapshot).
+    pub fn entries(&self) -> Result<usize, KernelError> {
+        let fd = self.counters.map().fd().as_fd().as_raw_fd();
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| KernelError::Io {
+            context: "reading the number of possible CPUs".into(),
+            source: e,
+        })?;
+        let mut entries = 0;
+        let batched = super::batch::read_all(fd, cpus, |_: TrafficKey, _: &[TrafficValue]| {
+            entries += 1;
+        })
+        .map_err(|source| KernelError::Io { context: format!("reading {COUNTERS_MAP}"), source })?;
+        if batched.is_none() {
+            entries = self.counters.keys().count();
+        }
+        Ok(entries)
+    }
+
+    /// The capacity of the traffic map.
+    pub fn capacity(&self) -> u32 {
+        self.capacity
     }
 
     /// One stat now, `[upload, download]`.

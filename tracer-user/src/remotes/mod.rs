@@ -7,6 +7,7 @@
 //! counters; [`Totals`] is that sum.
 
 pub mod domains;
+mod enrich;
 pub mod ipfix;
 mod metrics;
 mod retire;
@@ -16,6 +17,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 use tracer_common::{CounterValue, CountryId, maps::verdict, remotes::traffic_index};
 
+pub use enrich::{Enricher, Enrichment};
 pub use metrics::RemoteCollector;
 pub use retire::{RemoteStats, Retirement, flow_records};
 

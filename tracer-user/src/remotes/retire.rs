@@ -14,9 +14,9 @@ use std::{
 use tracing::{debug, warn};
 
 use crate::{
-    alerts::Enricher,
     base::clock::{monotonic_ns, wall_time},
     kernel::{RemoteReader, RemoteSnapshot},
+    remotes::Enricher,
     remotes::ipfix::{self, Deltas, Exporter, FlowRecord},
 };
 
