@@ -9,6 +9,7 @@
 pub mod agent;
 pub mod alerts;
 pub mod asn;
+pub mod atomic;
 pub mod bpffs;
 pub mod cli;
 pub mod clock;

@@ -5,10 +5,7 @@
 use std::{
     net::IpAddr,
     num::NonZeroUsize,
-    sync::{
-        Mutex, MutexGuard, PoisonError,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::{Mutex, MutexGuard, PoisonError, atomic::Ordering},
     time::{Duration, Instant},
 };
 
@@ -16,6 +13,7 @@ use lru::LruCache;
 use tracer_common::capture::{CaptureHeader, kind};
 
 use super::{dns, tls};
+use crate::atomic::AtomicU64;
 
 /// Names kept per (device, address): the most recent ones.
 const NAMES_PER_ADDRESS: usize = 4;

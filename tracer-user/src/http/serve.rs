@@ -8,7 +8,7 @@ use std::{
     collections::VecDeque,
     sync::{
         Arc, Mutex, PoisonError,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, Ordering},
     },
     time::Duration,
 };
@@ -19,6 +19,8 @@ use hyper_util::{
     service::TowerToHyperService,
 };
 use tokio::task::AbortHandle;
+
+use crate::atomic::AtomicU64;
 
 /// Connections open at most; the next one evicts the oldest idle connection.
 pub const MAX_CONNECTIONS: usize = 256;

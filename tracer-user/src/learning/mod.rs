@@ -13,10 +13,7 @@ pub mod volume;
 use std::{
     collections::HashSet,
     path::PathBuf,
-    sync::{
-        Arc, Mutex, MutexGuard, PoisonError,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::{Arc, Mutex, MutexGuard, PoisonError, atomic::Ordering},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -25,6 +22,7 @@ use tracer_common::{CountryId, Direction, policy::AlertEvent};
 
 use crate::{
     alerts::{Alert, AlertBook, AlertKind, Enricher, PairSink, RemoteEnd, rfc3339},
+    atomic::AtomicU64,
     kernel::CounterSnapshot,
     names::{country_label, format_mac},
     regions::{continent_of, country_name},

@@ -4,10 +4,7 @@
 
 use std::{
     net::{IpAddr, SocketAddr},
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::{Arc, atomic::Ordering},
     time::{Duration, UNIX_EPOCH},
 };
 
@@ -15,6 +12,7 @@ use tracing::{debug, warn};
 
 use crate::{
     alerts::Enricher,
+    atomic::AtomicU64,
     clock::{monotonic_ns, wall_time},
     ipfix::{self, Deltas, Exporter, FlowRecord},
     kernel::{RemoteReader, RemoteSnapshot},
