@@ -1,6 +1,8 @@
 //! `cargo xtask setup`: installs what the build and the tests need, idempotently.
 //!
-//! - the nightly toolchain's `rust-src` (aya-build compiles `core` for the BPF target);
+//! - the nightly toolchain's `rust-src` (aya-build compiles `core` for the BPF target, and the
+//!   armv7/mipsel dist builds compile `std` and LLVM's libunwind from it);
+//! - the armhf and mipsel dpkg architectures (for their `musl-dev`);
 //! - `bpf-linker`, built from crates.io against the nightly toolchain's own LLVM and cached in
 //!   `~/.cache/egress-tracer` (or `$EGRESS_TRACER_CACHE`), unless a working one is on PATH;
 //! - the Debian packages the tests use;
@@ -34,7 +36,16 @@ pub(crate) const APT_PACKAGES: &[&str] = &[
     "gcc-aarch64-linux-gnu",
     "libc6-dev-arm64-cross",
     "musl-tools",
-    // Runs the aarch64 build's userspace (lookup) under emulation in the test suite.
+    // The armv7 and mipsel builds (`-Z build-std`): Debian's cross gcc links them against
+    // Debian's musl for the architecture ([`FOREIGN_ARCHES`]) and compiles `ring` and LLVM's
+    // libunwind (g++ for libunwind's C++ files; no C++ library is linked).
+    "gcc-arm-linux-gnueabihf",
+    "g++-arm-linux-gnueabihf",
+    "musl-dev:armhf",
+    "gcc-mipsel-linux-gnu",
+    "g++-mipsel-linux-gnu",
+    "musl-dev:mipsel",
+    // Runs the cross builds' userspace (lookup) under emulation in the test suite.
     "qemu-user",
     "iproute2",
     "iputils-ping",
@@ -54,6 +65,9 @@ pub(crate) const APT_PACKAGES: &[&str] = &[
     "tar",
     "util-linux",
 ];
+
+/// Debian architectures added with `dpkg --add-architecture` for their `musl-dev`.
+const FOREIGN_ARCHES: &[&str] = &["armhf", "mipsel"];
 
 /// ip-location-db's own MMDB build of the embedded default data (CC BY 4.0, NRO), an npm
 /// package: the independent reference the CSV and MMDB loaders are checked against. The version
@@ -107,6 +121,7 @@ fn step(what: &str, done: bool) {
 /// Runs every setup step.
 pub(crate) fn run() -> anyhow::Result<Ready> {
     ensure_path();
+    foreign_arches()?;
     apt()?;
     npm()?;
     rust_src()?;
@@ -124,6 +139,28 @@ fn deb_installed(name: &str) -> bool {
     cmd("dpkg-query", &["-W", "-f=${Status}", name])
         .output()
         .is_ok_and(|o| o.status.success() && o.stdout.ends_with(b" installed"))
+}
+
+/// `dpkg --add-architecture` for each of [`FOREIGN_ARCHES`] not added yet (`apt` then updates
+/// its lists, as the packages for it are missing).
+fn foreign_arches() -> anyhow::Result<()> {
+    let added = cmd("dpkg", &["--print-foreign-architectures"]).output()?;
+    let added = String::from_utf8_lossy(&added.stdout).into_owned();
+    let missing: Vec<&str> =
+        FOREIGN_ARCHES.iter().copied().filter(|a| !added.lines().any(|l| l.trim() == *a)).collect();
+    step(&format!("dpkg architectures {}", FOREIGN_ARCHES.join(" ")), missing.is_empty());
+    if missing.is_empty() {
+        return Ok(());
+    }
+    anyhow::ensure!(
+        crate::run::is_root(),
+        "dpkg architectures {} are missing: run `cargo xtask setup` as root",
+        missing.join(" ")
+    );
+    for arch in missing {
+        status(cmd("dpkg", &["--add-architecture", arch]))?;
+    }
+    Ok(())
 }
 
 fn apt() -> anyhow::Result<()> {

@@ -53,6 +53,46 @@ fn clippy_ebpf(ready: &Ready) -> Command {
     c
 }
 
+/// The router builds `cargo xtask test` checks under qemu-user.
+const CROSS_TARGETS: &[&str] =
+    &["aarch64-unknown-linux-musl", "armv7-unknown-linux-musleabihf", "mipsel-unknown-linux-musl"];
+
+/// Builds [`CROSS_TARGETS`] (static, checked by dist) and, with no kernel of their architecture
+/// here, runs each one's userspace under qemu: a lookup from the embedded database must answer
+/// as the native build does, and the binary must fit [`crate::dist::MAX_BYTES`]. One line per
+/// target.
+fn cross_builds(ready: &Ready) -> anyhow::Result<()> {
+    let mut failed = Vec::new();
+    for built in crate::dist::build_many(ready, CROSS_TARGETS)? {
+        let triple = built.target.triple;
+        let qemu = built.target.qemu.expect("every cross target names its qemu");
+        let out = crate::run::cmd(
+            qemu,
+            &[&built.path.display().to_string(), "lookup", "--json", "36.110.0.1"],
+        )
+        .output()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let answered = out.status.success() && text.contains(r#""country":"CN""#);
+        let fits = built.bytes <= crate::dist::MAX_BYTES;
+        println!(
+            "cross: {triple}: {:.2} MiB{} static, TLS {}, {qemu} lookup 36.110.0.1: {}",
+            crate::dist::mib(built.bytes),
+            if fits { "," } else { " (over 8 MiB)," },
+            if built.tls { "yes" } else { "no" },
+            if answered {
+                "CN".to_owned()
+            } else {
+                format!("{:?} {}", text.trim(), String::from_utf8_lossy(&out.stderr).trim())
+            }
+        );
+        if !answered || !fits {
+            failed.push(triple);
+        }
+    }
+    anyhow::ensure!(failed.is_empty(), "cross builds failed their checks: {}", failed.join(", "));
+    Ok(())
+}
+
 /// Runs the steps in order, stopping at the first failure, and prints the summary.
 pub(crate) fn run(args: &TestArgs) -> anyhow::Result<()> {
     let started = Instant::now();
@@ -108,25 +148,11 @@ pub(crate) fn run(args: &TestArgs) -> anyhow::Result<()> {
         }
         status(c).map(|()| Outcome::Pass)
     });
-    steps.run("dist: aarch64 musl cross build", || {
+    steps.run("dist: cross builds (aarch64, armv7, mipsel) under qemu", || {
         if args.only.is_some() {
             return Ok(Outcome::Skip("--only".into()));
         }
-        let bin = crate::dist::build(ready, "aarch64-unknown-linux-musl")?;
-        // No arm64 kernel here: qemu runs the binary's userspace, which must answer a lookup
-        // from its embedded database exactly as the native build does.
-        let out = crate::run::cmd(
-            "qemu-aarch64",
-            &[&bin.display().to_string(), "lookup", "--json", "36.110.0.1"],
-        )
-        .output()?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        anyhow::ensure!(
-            out.status.success() && text.contains(r#""country":"CN""#),
-            "the aarch64 binary under qemu answered {text:?} {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(Outcome::Pass)
+        cross_builds(ready).map(|()| Outcome::Pass)
     });
     steps.run("lab subset on the musl binary", || {
         if !is_root() {

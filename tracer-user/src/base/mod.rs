@@ -1,5 +1,6 @@
 //! Leaf helpers every layer may use; nothing here imports the rest of the crate.
 
+pub mod atomic;
 pub mod clock;
 pub mod input;
 pub mod spanned;

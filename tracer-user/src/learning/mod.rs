@@ -15,7 +15,7 @@ use std::{
     path::PathBuf,
     sync::{
         Arc, Mutex, MutexGuard,
-        atomic::{AtomicU64, Ordering},
+        atomic::Ordering,
     },
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -31,6 +31,7 @@ use crate::{
     geo::regions::continent_of,
     kernel::CounterSnapshot,
 };
+use crate::base::atomic::AtomicU64;
 
 /// Devices a baseline holds at most; MACs beyond it (a MAC flood) are not learned (counted).
 pub const MAX_DEVICES: usize = 4096;

@@ -6,7 +6,7 @@ use std::{
     net::{IpAddr, SocketAddr},
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::Ordering,
     },
     time::{Duration, UNIX_EPOCH},
 };
@@ -19,6 +19,7 @@ use crate::{
     remotes::Enricher,
     remotes::ipfix::{self, Deltas, Exporter, FlowRecord},
 };
+use crate::base::atomic::AtomicU64;
 
 /// Counters of the retirement and export passes, for the metrics.
 #[derive(Debug, Default)]

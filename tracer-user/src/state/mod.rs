@@ -3,7 +3,7 @@
 pub mod report;
 pub mod status;
 
-use std::sync::{Arc, RwLock, atomic::AtomicU64};
+use std::sync::{Arc, RwLock};
 
 use tracer_common::{CounterValue, CountryId};
 
@@ -18,6 +18,7 @@ use crate::{
     remotes::{AsnInfo, RemoteStats},
     state::status::SharedStatus,
 };
+use crate::base::atomic::AtomicU64;
 
 /// The agent's shared state.
 #[derive(Debug)]

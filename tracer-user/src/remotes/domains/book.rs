@@ -7,7 +7,7 @@ use std::{
     num::NonZeroUsize,
     sync::{
         Mutex, MutexGuard,
-        atomic::{AtomicU64, Ordering},
+        atomic::Ordering,
     },
     time::{Duration, Instant},
 };
@@ -17,6 +17,7 @@ use tracer_common::capture::{CaptureHeader, kind};
 
 use super::{dns, tls};
 use crate::base::sync::Locked;
+use crate::base::atomic::AtomicU64;
 
 /// Names kept per (device, address): the most recent ones.
 const NAMES_PER_ADDRESS: usize = 4;
