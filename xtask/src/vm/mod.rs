@@ -123,9 +123,19 @@ fn boot_inner(
     let image = initramfs::path(arch);
     std::fs::create_dir_all(image.parent().expect("target/vm"))?;
     initramfs::build(&kernel, agent.as_deref(), &image)?;
-    let kvm = arch == Arch::X86_64 && qemu::kvm_works();
+    let mut kvm = arch == Arch::X86_64 && qemu::kvm_works();
+    let lines = match qemu::boot(arch, &kernel.image, &image, kvm) {
+        Err(e) if e.is::<qemu::KvmSilent>() => {
+            println!(
+                "vm: {} {e} (/dev/kvm opens but runs no guest): booting with TCG",
+                arch.name()
+            );
+            kvm = false;
+            qemu::boot(arch, &kernel.image, &image, false)?
+        }
+        other => other?,
+    };
     let accel = if kvm { "KVM" } else { "TCG" };
-    let lines = qemu::boot(arch, &kernel.image, &image, kvm)?;
     let report = verdict::parse(&lines);
     let took = started.elapsed().as_secs_f64();
     let head =

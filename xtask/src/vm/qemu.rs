@@ -13,7 +13,23 @@ use anyhow::Context as _;
 use super::arch::Arch;
 use crate::run::describe;
 
-/// Whether KVM can be used: /dev/kvm opens read-write.
+/// How long a KVM guest may stay silent on the console before KVM is taken as unusable (a
+/// nested /dev/kvm can open fine and yet never run a guest).
+const KVM_FIRST_OUTPUT: Duration = Duration::from_secs(30);
+
+/// The guest printed nothing within [`KVM_FIRST_OUTPUT`] under KVM: boot again with TCG.
+#[derive(Debug)]
+pub(crate) struct KvmSilent;
+
+impl std::fmt::Display for KvmSilent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "no console output within {}s under KVM", KVM_FIRST_OUTPUT.as_secs())
+    }
+}
+
+impl std::error::Error for KvmSilent {}
+
+/// Whether KVM may be used: /dev/kvm opens read-write.
 pub(crate) fn kvm_works() -> bool {
     std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok()
 }
@@ -24,7 +40,8 @@ pub(crate) fn installed(arch: Arch) -> bool {
 }
 
 /// Boots `image` with `initramfs` and returns the console lines up to `ETVM END` (QEMU is
-/// then stopped if it has not powered off by itself). Fails on a timeout, with the last lines.
+/// then stopped if it has not powered off by itself). Fails on a timeout, with the last lines,
+/// or with [`KvmSilent`].
 pub(crate) fn boot(
     arch: Arch,
     image: &Path,
@@ -66,8 +83,16 @@ pub(crate) fn boot(
     let limit = Duration::from_secs(arch.timeout_secs(kvm));
     let started = Instant::now();
     let mut lines = Vec::new();
+    let mut silent = false;
     let ended = loop {
-        let left = limit.saturating_sub(started.elapsed());
+        let mut left = limit.saturating_sub(started.elapsed());
+        if kvm && lines.is_empty() {
+            left = left.min(KVM_FIRST_OUTPUT.saturating_sub(started.elapsed()));
+            if left.is_zero() {
+                silent = true;
+                break false;
+            }
+        }
         match rx.recv_timeout(left) {
             Ok(line) => {
                 println!("[{}] {line}", arch.name());
@@ -91,6 +116,9 @@ pub(crate) fn boot(
         let _ = child.kill();
     }
     let exit = child.wait()?;
+    if silent {
+        return Err(KvmSilent.into());
+    }
     if !ended {
         let tail = lines[lines.len().saturating_sub(20)..].join("\n");
         anyhow::bail!(
