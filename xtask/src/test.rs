@@ -137,18 +137,6 @@ pub(crate) fn run(args: &TestArgs) -> anyhow::Result<()> {
         );
         Ok(Outcome::Pass)
     });
-    for (arch, name) in VM_STEPS {
-        steps.run(name, || {
-            if args.only.is_some() {
-                return Ok(Outcome::Skip("--only".into()));
-            }
-            let outcome = crate::vm::boot(ready, arch, None)?;
-            if let Outcome::Skip(why) = &outcome {
-                println!("SKIPPED: {name}: {why}");
-            }
-            Ok(outcome)
-        });
-    }
     steps.run("lab subset on the musl binary", || {
         if !is_root() {
             return Ok(Outcome::Skip("needs root".into()));
@@ -174,5 +162,18 @@ pub(crate) fn run(args: &TestArgs) -> anyhow::Result<()> {
         crate::demo::run(ready, &crate::demo::DemoArgs { duration: Some(6), port: 19977 })
             .map(|()| Outcome::Pass)
     });
+    // Last: a VM failure (the agent on another kernel) does not hide the steps above.
+    for (arch, name) in VM_STEPS {
+        steps.run(name, || {
+            if args.only.is_some() {
+                return Ok(Outcome::Skip("--only".into()));
+            }
+            let outcome = crate::vm::boot(ready, arch, None)?;
+            if let Outcome::Skip(why) = &outcome {
+                println!("SKIPPED: {name}: {why}");
+            }
+            Ok(outcome)
+        });
+    }
     steps.finish("xtask test", started)
 }

@@ -88,10 +88,6 @@ pub(crate) fn boot(
         let mut left = limit.saturating_sub(started.elapsed());
         if kvm && lines.is_empty() {
             left = left.min(KVM_FIRST_OUTPUT.saturating_sub(started.elapsed()));
-            if left.is_zero() {
-                silent = true;
-                break false;
-            }
         }
         match rx.recv_timeout(left) {
             Ok(line) => {
@@ -104,7 +100,10 @@ pub(crate) fn boot(
             }
             // Both streams closed: QEMU exited.
             Err(mpsc::RecvTimeoutError::Disconnected) => break false,
-            Err(mpsc::RecvTimeoutError::Timeout) => break false,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                silent = kvm && lines.is_empty();
+                break false;
+            }
         }
     };
     // Poweroff normally ends QEMU; a board that cannot power off is stopped.
