@@ -27,15 +27,6 @@ pub(crate) struct TestArgs {
 /// preflight report.
 const MUSL_LAB_TESTS: &[&str] = &["lab_counts", "lab_service", "check"];
 
-/// The VM steps (`cargo xtask vm`): each architecture's static agent on Debian bookworm's own
-/// kernel (6.1: the netlink clsact path), booted with QEMU.
-const VM_STEPS: [(crate::vm::Arch, &str); 4] = [
-    (crate::vm::Arch::X86_64, "vm: x86_64 on Debian's 6.1 kernel"),
-    (crate::vm::Arch::Aarch64, "vm: aarch64 on Debian's 6.1 kernel (TCG)"),
-    (crate::vm::Arch::Armv7, "vm: armv7 on Debian's 6.1 armmp kernel (TCG)"),
-    (crate::vm::Arch::Mipsel, "vm: mipsel on Debian's 6.1 malta kernel (TCG)"),
-];
-
 /// `cargo` with `args`, run from the workspace root: passes or fails.
 fn cargo(ready: &Ready, args: &[&str]) -> anyhow::Result<Outcome> {
     status(ready.cargo(args)).map(|()| Outcome::Pass)
@@ -163,17 +154,11 @@ pub(crate) fn run(args: &TestArgs) -> anyhow::Result<()> {
             .map(|()| Outcome::Pass)
     });
     // Last: a VM failure (the agent on another kernel) does not hide the steps above.
-    for (arch, name) in VM_STEPS {
-        steps.run(name, || {
-            if args.only.is_some() {
-                return Ok(Outcome::Skip("--only".into()));
-            }
-            let outcome = crate::vm::boot(ready, arch, None)?;
-            if let Outcome::Skip(why) = &outcome {
-                println!("SKIPPED: {name}: {why}");
-            }
-            Ok(outcome)
-        });
-    }
+    steps.run("vm: Debian 6.1 kernels in QEMU (x86_64 aarch64 armv7 mipsel)", || {
+        if args.only.is_some() {
+            return Ok(Outcome::Skip("--only".into()));
+        }
+        crate::vm::matrix(ready)
+    });
     steps.finish("xtask test", started)
 }

@@ -72,6 +72,39 @@ pub(crate) fn run(ready: &Ready, args: &VmArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Every architecture in turn, for `cargo xtask test`: each is booted whatever happened to the
+/// one before, a line per architecture is printed, and the step fails if any failed, passes if
+/// any passed (the others' skip reasons printed), and is skipped if all were.
+pub(crate) fn matrix(ready: &Ready) -> anyhow::Result<Outcome> {
+    let mut rows = Vec::new();
+    for arch in Arch::ALL {
+        let started = Instant::now();
+        let result = boot(ready, arch, None);
+        rows.push((arch, result, started.elapsed().as_secs_f64()));
+    }
+    println!("\nvm matrix:");
+    let (mut passed, mut failed, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
+    for (arch, result, took) in &rows {
+        let (word, note) = match result {
+            Ok(Outcome::Pass) => ("PASS", String::new()),
+            Ok(Outcome::Skip(why)) => ("SKIP", why.clone()),
+            Ok(other) => ("????", format!("{other:?}")),
+            Err(e) => ("FAIL", format!("{e:#}").lines().next().unwrap_or_default().to_owned()),
+        };
+        println!("  {word}  {:<8} {took:>6.0}s  {note}", arch.name());
+        match word {
+            "PASS" => passed.push(arch.name()),
+            "SKIP" => skipped.push(format!("{}: {note}", arch.name())),
+            _ => failed.push(arch.name()),
+        }
+    }
+    anyhow::ensure!(failed.is_empty(), "failed on {}", failed.join(", "));
+    if passed.is_empty() {
+        return Ok(Outcome::Skip(skipped.join("; ")));
+    }
+    Ok(Outcome::Pass)
+}
+
 /// Boots `arch` and checks what the guest reports: PASS, SKIP (with the reason) when this
 /// machine lacks QEMU or the kernel package for it, or an error.
 pub(crate) fn boot(

@@ -15,7 +15,7 @@ use crate::run::describe;
 
 /// How long a KVM guest may stay silent on the console before KVM is taken as unusable (a
 /// nested /dev/kvm can open fine and yet never run a guest).
-const KVM_FIRST_OUTPUT: Duration = Duration::from_secs(30);
+const KVM_FIRST_OUTPUT: Duration = Duration::from_secs(15);
 
 /// The guest printed nothing within [`KVM_FIRST_OUTPUT`] under KVM: boot again with TCG.
 #[derive(Debug)]
@@ -106,8 +106,10 @@ pub(crate) fn boot(
             }
         }
     };
-    // Poweroff normally ends QEMU; a board that cannot power off is stopped.
-    let deadline = Instant::now() + Duration::from_secs(10);
+    // Poweroff normally ends QEMU; a board that cannot power off is stopped (a silent or timed
+    // out one at once).
+    let grace = if ended { Duration::from_secs(10) } else { Duration::ZERO };
+    let deadline = Instant::now() + grace;
     while child.try_wait()?.is_none() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
