@@ -49,14 +49,13 @@ impl Arch {
         }
     }
 
-    /// Debian's kernel metapackage for this architecture (it depends on the real
-    /// `linux-image-6.1.*` package).
-    pub(crate) fn kernel_metapackage(self) -> &'static str {
+    /// Debian's kernel flavour for this architecture (`linux-image-<flavour>`).
+    pub(crate) fn kernel_flavour(self) -> &'static str {
         match self {
-            Arch::X86_64 => "linux-image-amd64",
-            Arch::Aarch64 => "linux-image-arm64",
-            Arch::Armv7 => "linux-image-armmp",
-            Arch::Mipsel => "linux-image-4kc-malta",
+            Arch::X86_64 => "amd64",
+            Arch::Aarch64 => "arm64",
+            Arch::Armv7 => "armmp",
+            Arch::Mipsel => "4kc-malta",
         }
     }
 
@@ -117,6 +116,37 @@ impl Arch {
     }
 }
 
+/// Which of bookworm's kernels: its release kernel, or the newer series it also ships.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Series {
+    /// 6.1, bookworm's own (`linux-image-amd64`, ...): no TCX, the netlink clsact path.
+    #[default]
+    #[value(name = "6.1")]
+    V6_1,
+    /// 6.12 (`linux-image-6.12-amd64`, ...): TCX.
+    #[value(name = "6.12")]
+    V6_12,
+}
+
+impl Series {
+    /// The metapackage of `arch`'s kernel in this series (it depends on the real
+    /// `linux-image-<version>-<flavour>` package).
+    pub(crate) fn metapackage(self, arch: Arch) -> String {
+        match self {
+            Series::V6_1 => format!("linux-image-{}", arch.kernel_flavour()),
+            Series::V6_12 => format!("linux-image-6.12-{}", arch.kernel_flavour()),
+        }
+    }
+
+    /// The cache directory's suffix: none for 6.1, `-6.12` for 6.12.
+    pub(crate) fn cache_suffix(self) -> &'static str {
+        match self {
+            Series::V6_1 => "",
+            Series::V6_12 => "-6.12",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,5 +159,7 @@ mod tests {
         assert_eq!(Arch::Armv7.qemu_package(), "qemu-system-arm");
         assert!(Arch::X86_64.machine_args(true).contains(&"-enable-kvm"));
         assert!(!Arch::X86_64.machine_args(false).contains(&"-enable-kvm"));
+        assert_eq!(Series::V6_1.metapackage(Arch::Armv7), "linux-image-armmp");
+        assert_eq!(Series::V6_12.metapackage(Arch::X86_64), "linux-image-6.12-amd64");
     }
 }

@@ -1,6 +1,6 @@
 //! Debian bookworm's own kernel and `busybox-static` for an architecture, fetched by package
 //! name with `apt-get download` and unpacked with `dpkg-deb`, cached under
-//! `<cache>/vm/<debian arch>/`.
+//! `<cache>/vm/<debian arch>/` (`<debian arch>-6.12/` for the 6.12 series).
 
 use std::{
     path::{Path, PathBuf},
@@ -9,7 +9,10 @@ use std::{
 
 use anyhow::Context as _;
 
-use super::{Unavailable, arch::Arch};
+use super::{
+    Unavailable,
+    arch::{Arch, Series},
+};
 use crate::run::{cmd, describe, status};
 
 /// The parts of the kernel package the VM uses: only these are unpacked (the whole package is
@@ -36,15 +39,15 @@ pub(crate) struct Kernel {
     pub(crate) busybox: PathBuf,
 }
 
-/// The cache of `arch`.
-fn dir(arch: Arch) -> PathBuf {
-    crate::setup::cache_dir().join("vm").join(arch.debian())
+/// The cache of `arch`'s kernel of `series`.
+fn dir(arch: Arch, series: Series) -> PathBuf {
+    crate::setup::cache_dir().join("vm").join(format!("{}{}", arch.debian(), series.cache_suffix()))
 }
 
 /// The kernel and busybox of `arch`, from the cache or fetched now. Fails with
 /// [`Unavailable`] when apt cannot download them.
-pub(crate) fn fetch(arch: Arch) -> anyhow::Result<Kernel> {
-    let dir = dir(arch);
+pub(crate) fn fetch(arch: Arch, series: Series) -> anyhow::Result<Kernel> {
+    let dir = dir(arch, series);
     let stamp = dir.join("kernel.txt");
     if let Some(kernel) = cached(&dir, &stamp) {
         println!("vm: {} kernel {} (cached: {})", arch.name(), kernel.release, dir.display());
@@ -54,7 +57,7 @@ pub(crate) fn fetch(arch: Arch) -> anyhow::Result<Kernel> {
     let download = dir.join("download");
     std::fs::create_dir_all(&download)?;
     let deb_arch = arch.debian();
-    let meta = download_deb(&download, arch.kernel_metapackage(), deb_arch)?;
+    let meta = download_deb(&download, &series.metapackage(arch), deb_arch)?;
     let depends = output(cmd("dpkg-deb", &["-f", &meta.to_string_lossy(), "Depends"]))?;
     let real = depends
         .split([',', '|'])

@@ -19,7 +19,7 @@ mod verdict;
 
 use std::time::Instant;
 
-pub(crate) use arch::Arch;
+pub(crate) use arch::{Arch, Series};
 
 use crate::{setup::Ready, steps::Outcome};
 
@@ -33,6 +33,9 @@ pub(crate) struct VmArgs {
     /// only with a single --arch.
     #[arg(long, value_name = "FILE")]
     agent: Option<std::path::PathBuf>,
+    /// Which of bookworm's kernels: 6.1 (its own, no TCX) or 6.12 (TCX).
+    #[arg(long, value_enum, default_value_t = Series::V6_1)]
+    kernel: Series,
 }
 
 /// Something this machine lacks for a VM run (no QEMU for the architecture, the kernel
@@ -59,7 +62,7 @@ pub(crate) fn run(ready: &Ready, args: &VmArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.agent.is_none() || arches.len() == 1, "--agent needs exactly one --arch");
     let mut failed = Vec::new();
     for arch in arches {
-        match boot(ready, arch, args.agent.as_deref()) {
+        match boot(ready, arch, args.kernel, args.agent.as_deref()) {
             Ok(Outcome::Skip(why)) => println!("vm: {} SKIPPED: {why}", arch.name()),
             Ok(_) => {}
             Err(e) => {
@@ -79,7 +82,7 @@ pub(crate) fn matrix(ready: &Ready) -> anyhow::Result<Outcome> {
     let mut rows = Vec::new();
     for arch in Arch::ALL {
         let started = Instant::now();
-        let result = boot(ready, arch, None);
+        let result = boot(ready, arch, Series::V6_1, None);
         rows.push((arch, result, started.elapsed().as_secs_f64()));
     }
     println!("\nvm matrix:");
@@ -110,10 +113,11 @@ pub(crate) fn matrix(ready: &Ready) -> anyhow::Result<Outcome> {
 pub(crate) fn boot(
     ready: &Ready,
     arch: Arch,
+    series: Series,
     agent: Option<&std::path::Path>,
 ) -> anyhow::Result<Outcome> {
     let started = Instant::now();
-    match boot_inner(ready, arch, agent, started) {
+    match boot_inner(ready, arch, series, agent, started) {
         Err(e) => match e.downcast::<Unavailable>() {
             Ok(why) => Ok(Outcome::Skip(why.0)),
             Err(e) => Err(e),
@@ -125,6 +129,7 @@ pub(crate) fn boot(
 fn boot_inner(
     ready: &Ready,
     arch: Arch,
+    series: Series,
     agent: Option<&std::path::Path>,
     started: Instant,
 ) -> anyhow::Result<Outcome> {
@@ -136,7 +141,7 @@ fn boot_inner(
         ))
         .into());
     }
-    let kernel = kernel::fetch(arch)?;
+    let kernel = kernel::fetch(arch, series)?;
     let mut no_agent = None;
     let agent = match agent {
         Some(path) => Some(path.to_owned()),

@@ -13,17 +13,18 @@ use anyhow::Context as _;
 use super::arch::Arch;
 use crate::run::describe;
 
-/// How long a KVM guest may stay silent on the console before KVM is taken as unusable (a
-/// nested /dev/kvm can open fine and yet never run a guest).
-const KVM_FIRST_OUTPUT: Duration = Duration::from_secs(15);
+/// How long a KVM guest may take to reach `/init` (`ETVM BEGIN`) before KVM is taken as
+/// unusable: a nested /dev/kvm can open fine and yet run no guest, or stop it with "KVM
+/// internal error ... emulation failure".
+const KVM_FIRST_OUTPUT: Duration = Duration::from_secs(20);
 
-/// The guest printed nothing within [`KVM_FIRST_OUTPUT`] under KVM: boot again with TCG.
+/// The guest did not reach `/init` within [`KVM_FIRST_OUTPUT`] under KVM: boot again with TCG.
 #[derive(Debug)]
 pub(crate) struct KvmSilent;
 
 impl std::fmt::Display for KvmSilent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "no console output within {}s under KVM", KVM_FIRST_OUTPUT.as_secs())
+        write!(f, "the guest did not reach /init within {}s under KVM", KVM_FIRST_OUTPUT.as_secs())
     }
 }
 
@@ -84,14 +85,20 @@ pub(crate) fn boot(
     let started = Instant::now();
     let mut lines = Vec::new();
     let mut silent = false;
+    let mut in_init = false;
     let ended = loop {
         let mut left = limit.saturating_sub(started.elapsed());
-        if kvm && lines.is_empty() {
+        if kvm && !in_init {
             left = left.min(KVM_FIRST_OUTPUT.saturating_sub(started.elapsed()));
+            if left.is_zero() {
+                silent = true;
+                break false;
+            }
         }
         match rx.recv_timeout(left) {
             Ok(line) => {
                 println!("[{}] {line}", arch.name());
+                in_init |= line.starts_with("ETVM ");
                 let end = line.starts_with("ETVM END");
                 lines.push(line);
                 if end {
@@ -101,7 +108,7 @@ pub(crate) fn boot(
             // Both streams closed: QEMU exited.
             Err(mpsc::RecvTimeoutError::Disconnected) => break false,
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                silent = kvm && lines.is_empty();
+                silent = kvm && !in_init;
                 break false;
             }
         }
