@@ -138,6 +138,14 @@ impl Series {
         }
     }
 
+    /// The series as on the command line.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Series::V6_1 => "6.1",
+            Series::V6_12 => "6.12",
+        }
+    }
+
     /// The cache directory's suffix: none for 6.1, `-6.12` for 6.12.
     pub(crate) fn cache_suffix(self) -> &'static str {
         match self {

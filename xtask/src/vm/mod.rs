@@ -75,30 +75,42 @@ pub(crate) fn run(ready: &Ready, args: &VmArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Every architecture in turn, for `cargo xtask test`: each is booted whatever happened to the
-/// one before, a line per architecture is printed, and the step fails if any failed, passes if
-/// any passed (the others' skip reasons printed), and is skipped if all were.
+/// What `cargo xtask test` boots: bookworm's own 6.1 kernel on every architecture (the netlink
+/// clsact path), and its 6.12 on the two whose agents build everywhere (TCX).
+pub(crate) const MATRIX: &[(Arch, Series)] = &[
+    (Arch::X86_64, Series::V6_1),
+    (Arch::Aarch64, Series::V6_1),
+    (Arch::Armv7, Series::V6_1),
+    (Arch::Mipsel, Series::V6_1),
+    (Arch::X86_64, Series::V6_12),
+    (Arch::Aarch64, Series::V6_12),
+];
+
+/// [`MATRIX`] in turn, for `cargo xtask test`: each is booted whatever happened to the one
+/// before, a line each is printed, and the step fails if any failed, passes if any passed (the
+/// others' skip reasons printed), and is skipped if all were.
 pub(crate) fn matrix(ready: &Ready) -> anyhow::Result<Outcome> {
     let mut rows = Vec::new();
-    for arch in Arch::ALL {
+    for &(arch, series) in MATRIX {
         let started = Instant::now();
-        let result = boot(ready, arch, Series::V6_1, None);
-        rows.push((arch, result, started.elapsed().as_secs_f64()));
+        let result = boot(ready, arch, series, None);
+        rows.push((arch, series, result, started.elapsed().as_secs_f64()));
     }
     println!("\nvm matrix:");
     let (mut passed, mut failed, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
-    for (arch, result, took) in &rows {
+    for (arch, series, result, took) in &rows {
         let (word, note) = match result {
             Ok(Outcome::Pass) => ("PASS", String::new()),
             Ok(Outcome::Skip(why)) => ("SKIP", why.clone()),
             Ok(other) => ("????", format!("{other:?}")),
             Err(e) => ("FAIL", format!("{e:#}").lines().next().unwrap_or_default().to_owned()),
         };
-        println!("  {word}  {:<8} {took:>6.0}s  {note}", arch.name());
+        let name = format!("{} {}", arch.name(), series.name());
+        println!("  {word}  {name:<13} {took:>6.0}s  {note}");
         match word {
-            "PASS" => passed.push(arch.name()),
-            "SKIP" => skipped.push(format!("{}: {note}", arch.name())),
-            _ => failed.push(arch.name()),
+            "PASS" => passed.push(name),
+            "SKIP" => skipped.push(format!("{name}: {note}")),
+            _ => failed.push(name),
         }
     }
     anyhow::ensure!(failed.is_empty(), "failed on {}", failed.join(", "));
