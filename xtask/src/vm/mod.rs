@@ -174,6 +174,7 @@ fn boot_inner(
     std::fs::create_dir_all(image.parent().expect("target/vm"))?;
     initramfs::build(&kernel, agent.as_deref(), &image)?;
     let mut kvm = arch == Arch::X86_64 && qemu::kvm_works();
+    let booting = Instant::now();
     let lines = match qemu::boot(arch, &kernel.image, &image, kvm) {
         Err(e) if e.is::<qemu::KvmSilent>() => {
             println!(
@@ -188,6 +189,8 @@ fn boot_inner(
     let accel = if kvm { "KVM" } else { "TCG" };
     let report = verdict::parse(&lines);
     let took = started.elapsed().as_secs_f64();
+    // The boot alone (the rest is building the agent and fetching the kernel, cached later).
+    let boot = booting.elapsed().as_secs_f64();
     let head =
         format!("vm: {} kernel {} ({}, {accel})", arch.name(), report.release, kernel.package);
     if let Some(why) = no_agent {
@@ -199,7 +202,7 @@ fn boot_inner(
             report.failure
         );
         println!(
-            "VM-RESULT arch={} kernel={} attach=none result=LAB-ONLY seconds={took:.0}",
+            "VM-RESULT arch={} kernel={} attach=none result=LAB-ONLY seconds={took:.0} boot_seconds={boot:.0}",
             arch.name(),
             report.release
         );
@@ -214,7 +217,7 @@ fn boot_inner(
     let attach = report.attach_mode.clone().unwrap_or_else(|| "?".into());
     let word = if problems.is_empty() { "PASS" } else { "FAIL" };
     println!(
-        "VM-RESULT arch={} kernel={} attach={attach} result={word} seconds={took:.0}",
+        "VM-RESULT arch={} kernel={} attach={attach} result={word} seconds={took:.0} boot_seconds={boot:.0}",
         arch.name(),
         report.release
     );
