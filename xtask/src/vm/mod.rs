@@ -1,5 +1,6 @@
 //! `cargo xtask vm --arch ARCH`: the static agent on Debian bookworm's own kernel (6.1, no
-//! TCX: the netlink clsact path) for that architecture, booted with QEMU.
+//! TCX: the netlink clsact path; `--kernel 6.12`: the newer one bookworm ships, with TCX) for
+//! that architecture, booted with QEMU.
 //!
 //! - [`kernel`]: the kernel and `busybox-static` of the architecture, by package name through
 //!   `apt-get download`, cached;
