@@ -169,10 +169,11 @@ fn text_of(mut c: Command) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// `apt-get args...`, waiting for another apt or dpkg holding the lock rather than failing.
+/// `apt-get args...`, waiting for another apt or dpkg holding the lock rather than failing
+/// (the option after the command: the suite's setup check reads `apt-get install ...`).
 fn apt_get(args: &[&str]) -> Command {
-    let mut c = cmd("apt-get", &["-o", "DPkg::Lock::Timeout=600"]);
-    c.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+    let mut c = cmd("apt-get", args);
+    c.args(["-o", "DPkg::Lock::Timeout=600"]).env("DEBIAN_FRONTEND", "noninteractive");
     c
 }
 
