@@ -27,16 +27,18 @@ use crate::{setup::Ready, steps::Outcome};
 /// Options of `cargo xtask vm`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct VmArgs {
-    /// Architecture to boot; repeatable [default: all four].
+    /// Architecture to boot; repeatable. Without --arch and --kernel: the suite's matrix (6.1 on
+    /// all four, 6.12 on x86_64 and aarch64).
     #[arg(long = "arch", value_enum)]
     arches: Vec<Arch>,
     /// Use this static agent instead of building one (`cargo xtask dist --target TRIPLE`);
     /// only with a single --arch.
     #[arg(long, value_name = "FILE")]
     agent: Option<std::path::PathBuf>,
-    /// Which of bookworm's kernels: 6.1 (its own, no TCX) or 6.12 (TCX).
-    #[arg(long, value_enum, default_value_t = Series::V6_1)]
-    kernel: Series,
+    /// Which of bookworm's kernels: 6.1 (its own, no TCX; the default with --arch) or 6.12
+    /// (TCX).
+    #[arg(long, value_enum)]
+    kernel: Option<Series>,
 }
 
 /// Something this machine lacks for a VM run (no QEMU for the architecture, the kernel
@@ -59,11 +61,15 @@ const AGENT_OPTIONAL: &[Arch] = &[Arch::Armv7, Arch::Mipsel];
 
 /// Runs `cargo xtask vm`.
 pub(crate) fn run(ready: &Ready, args: &VmArgs) -> anyhow::Result<()> {
+    if args.arches.is_empty() && args.kernel.is_none() && args.agent.is_none() {
+        return matrix(ready).map(drop);
+    }
     let arches = if args.arches.is_empty() { Arch::ALL.to_vec() } else { args.arches.clone() };
     anyhow::ensure!(args.agent.is_none() || arches.len() == 1, "--agent needs exactly one --arch");
+    let series = args.kernel.unwrap_or_default();
     let mut failed = Vec::new();
     for arch in arches {
-        match boot(ready, arch, args.kernel, args.agent.as_deref()) {
+        match boot(ready, arch, series, args.agent.as_deref()) {
             Ok(Outcome::Skip(why)) => println!("vm: {} SKIPPED: {why}", arch.name()),
             Ok(_) => {}
             Err(e) => {
