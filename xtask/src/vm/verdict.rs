@@ -42,6 +42,8 @@ pub(crate) struct Report {
     pub(crate) alerts: Vec<Value>,
     /// What the guest said went wrong (`ETVM FAIL ...`).
     pub(crate) failure: Option<String>,
+    /// The agent's first `error:` line, with the verifier's last words if it has them.
+    pub(crate) agent_error: Option<String>,
     /// The guest's `ETVM END` status.
     pub(crate) end: Option<i32>,
 }
@@ -69,6 +71,16 @@ pub(crate) fn parse(lines: &[String]) -> Report {
                 let plain = strip_ansi(value);
                 if plain.contains(" attached") {
                     r.attach_mode = field(&plain, "mode");
+                }
+                if r.agent_error.is_none() && plain.contains("error:") {
+                    let short: String = plain.chars().take(160).collect();
+                    r.agent_error = Some(short);
+                } else if plain.contains("BPF program is too large")
+                    && let Some(e) = &mut r.agent_error
+                    && !e.contains("too large")
+                {
+                    e.push_str(" ... ");
+                    e.push_str(plain.trim());
                 }
             }
             "metric" => metric(&mut r, value),
@@ -152,7 +164,10 @@ fn strip_ansi(s: &str) -> String {
 pub(crate) fn problems(r: &Report) -> Vec<String> {
     let mut out = Vec::new();
     if let Some(failure) = &r.failure {
-        out.push(format!("the guest failed: {failure}"));
+        match &r.agent_error {
+            Some(e) => out.push(format!("the guest failed: {failure}: {e}")),
+            None => out.push(format!("the guest failed: {failure}")),
+        }
     }
     if r.end != Some(0) {
         out.push(format!("the guest ended with {:?}", r.end));
@@ -265,6 +280,21 @@ mod tests {
         let lines: Vec<String> =
             good_lines().into_iter().filter(|l| !l.contains("blocked")).collect();
         assert_eq!(problems(&parse(&lines)).len(), 1);
+    }
+
+    #[test]
+    fn the_agent_s_error_is_in_the_first_problem() {
+        let lines: Vec<String> = [
+            "ETVM FAIL the agent exited",
+            "ETVM agent egress-tracer: error: loading program tc_upload failed: E2BIG",
+            "ETVM agent 12: (85) call pc-3",
+            "ETVM agent BPF program is too large. Processed 1000001 insn",
+            "ETVM END 1",
+        ]
+        .map(str::to_owned)
+        .into();
+        let first = problems(&parse(&lines)).remove(0);
+        assert!(first.contains("tc_upload failed: E2BIG ... BPF program is too large"), "{first}");
     }
 
     #[test]
