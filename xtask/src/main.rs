@@ -11,6 +11,7 @@ mod setup_check;
 mod steps;
 mod story;
 mod test;
+mod vm;
 mod world_map;
 
 use clap::{Parser, Subcommand};
@@ -39,6 +40,8 @@ enum Command {
     GeoBuild(geo_build::GeoBuildArgs),
     /// Regenerate the page's embedded world map (`tracer-user/web/world.svg`).
     WorldMap,
+    /// Boot Debian's own kernel for an architecture in QEMU and run the agent in a lab there.
+    Vm(vm::VmArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -53,6 +56,7 @@ fn main() -> std::process::ExitCode {
         Command::GeoBuild(args) => setup::run().and_then(|ready| geo_build::run(&ready, &args)),
         Command::Dist(args) => setup::run().and_then(|ready| dist::run(&ready, &args)),
         Command::WorldMap => setup::run().and_then(|ready| world_map::run(&ready)),
+        Command::Vm(args) => setup::run().and_then(|ready| vm::run(&ready, &args)),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -61,7 +61,10 @@ const CROSS_TARGETS: &[&str] =
 /// here, runs each one's userspace under qemu: a lookup from the embedded database must answer
 /// as the native build does, and the binary must fit [`crate::dist::MAX_BYTES`]. One line per
 /// target.
-fn cross_builds(ready: &Ready) -> anyhow::Result<()> {
+fn cross_builds(ready: &Ready, background: Option<Background>) -> anyhow::Result<()> {
+    if let Some(background) = background {
+        background.wait()?;
+    }
     let mut failed = Vec::new();
     for built in crate::dist::build_many(ready, CROSS_TARGETS)? {
         let triple = built.target.triple;
@@ -91,6 +94,43 @@ fn cross_builds(ready: &Ready) -> anyhow::Result<()> {
     }
     anyhow::ensure!(failed.is_empty(), "cross builds failed their checks: {}", failed.join(", "));
     Ok(())
+}
+
+/// The cross builds, started before the privileged tests: those mostly wait on the lab's
+/// network, so the builds' compile time (minutes: `-Z build-std`, fat LTO) overlaps with them.
+/// `cargo xtask dist` in a child process, its output in `target/cross-build.log`.
+struct Background {
+    child: std::process::Child,
+    log: std::path::PathBuf,
+}
+
+impl Background {
+    fn start() -> anyhow::Result<Background> {
+        let log = crate::run::target_dir().join("cross-build.log");
+        let file = std::fs::File::create(&log)?;
+        let mut child = std::process::Command::new(std::env::current_exe()?);
+        child.arg("dist");
+        for target in CROSS_TARGETS {
+            child.args(["--target", target]);
+        }
+        child.stdin(std::process::Stdio::null()).stdout(file.try_clone()?).stderr(file);
+        println!("cross builds started in the background (log: {})", log.display());
+        Ok(Background { child: child.spawn()?, log })
+    }
+
+    /// Waits for the builds; on failure, the log's end is printed and the error says where it is.
+    fn wait(mut self) -> anyhow::Result<()> {
+        let done = self.child.wait()?;
+        if done.success() {
+            return Ok(());
+        }
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(40).collect();
+        for line in tail.iter().rev() {
+            println!("{line}");
+        }
+        anyhow::bail!("the cross builds failed ({done}); full log: {}", self.log.display())
+    }
 }
 
 /// Runs the steps in order, stopping at the first failure, and prints the summary.
@@ -136,6 +176,14 @@ pub(crate) fn run(args: &TestArgs) -> anyhow::Result<()> {
         musl = Some(bin);
         Ok(Outcome::Pass)
     });
+    let mut background = None;
+    if args.only.is_none() {
+        match Background::start() {
+            Ok(started) => background = Some(started),
+            // Built in the foreground by their step instead.
+            Err(err) => println!("cross builds not started in the background: {err:#}"),
+        }
+    }
     steps.run("privileged tests (eBPF + network-namespace lab)", || {
         if !is_root() {
             println!("SKIPPED: the privileged tests need root (network namespaces, eBPF)");
@@ -152,7 +200,7 @@ pub(crate) fn run(args: &TestArgs) -> anyhow::Result<()> {
         if args.only.is_some() {
             return Ok(Outcome::Skip("--only".into()));
         }
-        cross_builds(ready).map(|()| Outcome::Pass)
+        cross_builds(ready, background.take()).map(|()| Outcome::Pass)
     });
     steps.run("lab subset on the musl binary", || {
         if !is_root() {
@@ -178,6 +226,13 @@ pub(crate) fn run(args: &TestArgs) -> anyhow::Result<()> {
         }
         crate::demo::run(ready, &crate::demo::DemoArgs { duration: Some(6), port: 19977 })
             .map(|()| Outcome::Pass)
+    });
+    // Last: a VM failure (the agent on another kernel) does not hide the steps above.
+    steps.run("vm: Debian kernels in QEMU (x86_64, aarch64 on 6.12)", || {
+        if args.only.is_some() {
+            return Ok(Outcome::Skip("--only".into()));
+        }
+        crate::vm::matrix(ready)
     });
     steps.finish("xtask test", started)
 }

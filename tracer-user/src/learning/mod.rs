@@ -13,16 +13,14 @@ pub mod volume;
 use std::{
     collections::HashSet,
     path::PathBuf,
-    sync::{
-        Arc, Mutex, MutexGuard,
-        atomic::Ordering,
-    },
+    sync::{Arc, Mutex, MutexGuard, atomic::Ordering},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use serde::{Deserialize, Serialize};
 use tracer_common::{CountryId, Direction, policy::AlertEvent};
 
+use crate::base::atomic::AtomicU64;
 use crate::base::sync::Locked;
 use crate::{
     alerts::{Alert, AlertBook, AlertKind, Enricher, PairSink, RemoteEnd},
@@ -31,7 +29,6 @@ use crate::{
     geo::regions::continent_of,
     kernel::CounterSnapshot,
 };
-use crate::base::atomic::AtomicU64;
 
 /// Devices a baseline holds at most; MACs beyond it (a MAC flood) are not learned (counted).
 pub const MAX_DEVICES: usize = 4096;

@@ -4,22 +4,19 @@
 
 use std::{
     net::{IpAddr, SocketAddr},
-    sync::{
-        Arc,
-        atomic::Ordering,
-    },
+    sync::{Arc, atomic::Ordering},
     time::{Duration, UNIX_EPOCH},
 };
 
 use tracing::{debug, warn};
 
+use crate::base::atomic::AtomicU64;
 use crate::{
     base::clock::{monotonic_ns, wall_time},
     kernel::{RemoteReader, RemoteSnapshot},
     remotes::Enricher,
     remotes::ipfix::{self, Deltas, Exporter, FlowRecord},
 };
-use crate::base::atomic::AtomicU64;
 
 /// Counters of the retirement and export passes, for the metrics.
 #[derive(Debug, Default)]

@@ -7,6 +7,7 @@ use std::sync::{Arc, RwLock};
 
 use tracer_common::{CounterValue, CountryId};
 
+use crate::base::atomic::AtomicU64;
 use crate::base::sync::ReadWrite;
 use crate::devices::DeviceInfo;
 use crate::{
@@ -18,7 +19,6 @@ use crate::{
     remotes::{AsnInfo, RemoteStats},
     state::status::SharedStatus,
 };
-use crate::base::atomic::AtomicU64;
 
 /// The agent's shared state.
 #[derive(Debug)]

@@ -5,10 +5,7 @@
 use std::{
     net::IpAddr,
     num::NonZeroUsize,
-    sync::{
-        Mutex, MutexGuard,
-        atomic::Ordering,
-    },
+    sync::{Mutex, MutexGuard, atomic::Ordering},
     time::{Duration, Instant},
 };
 
@@ -16,8 +13,8 @@ use lru::LruCache;
 use tracer_common::capture::{CaptureHeader, kind};
 
 use super::{dns, tls};
-use crate::base::sync::Locked;
 use crate::base::atomic::AtomicU64;
+use crate::base::sync::Locked;
 
 /// Names kept per (device, address): the most recent ones.
 const NAMES_PER_ADDRESS: usize = 4;
