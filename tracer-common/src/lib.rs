@@ -16,6 +16,5 @@ pub mod remotes;
 
 pub use country::CountryId;
 pub use maps::{
-    CounterKey, CounterValue, Direction, Ipv6LpmKey, LAYOUT_VERSION, Settings, Stat, TrafficKey,
-    TrafficValue,
+    CounterValue, Direction, Ipv6LpmKey, LAYOUT_VERSION, Settings, Stat, TrafficKey, TrafficValue,
 };

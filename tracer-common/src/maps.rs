@@ -98,21 +98,7 @@ pub struct TrafficValue {
     pub directions: [CounterValue; 2],
 }
 
-/// One direction of one [`COUNTERS_MAP`] entry, as the agent reports it.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct CounterKey {
-    /// The LAN device's MAC address (Ethernet source on upload, destination on download).
-    pub mac: [u8; 6],
-    /// [`crate::CountryId`] of the remote address.
-    pub country: u16,
-    /// [`Direction`] as a byte.
-    pub direction: u8,
-    /// What happened to the traffic: [`verdict::PASSED`] or [`verdict::BLOCKED`].
-    pub verdict: u8,
-}
-
-/// Values of [`CounterKey::verdict`].
+/// Values of [`TrafficKey::verdict`].
 pub mod verdict {
     /// The packets went through.
     pub const PASSED: u8 = 0;
@@ -244,7 +230,6 @@ pub struct Settings {
 /// Key data of [`GEO_V6_LPM_MAP`]: the address bytes in network order.
 pub type Ipv6LpmKey = [u8; 16];
 
-const _: () = assert!(core::mem::size_of::<CounterKey>() == 10);
 const _: () = assert!(core::mem::size_of::<TrafficKey>() == 10);
 const _: () = assert!(core::mem::size_of::<TrafficValue>() == 32);
 const _: () = assert!(core::mem::size_of::<CounterValue>() == 16);

@@ -287,7 +287,13 @@ fn scrape_bench(geo: &tracer_user::geo::CompiledGeo) -> anyhow::Result<()> {
         read_best = read_best.min(t.elapsed());
     }
     let snapshot = reader.snapshot()?;
-    let (entries, series) = (snapshot.map_entries, snapshot.counters.len());
+    let zero = tracer_common::CounterValue::default();
+    let series: usize = snapshot
+        .traffic
+        .values()
+        .map(|t| usize::from(t.upload != zero) + usize::from(t.download != zero))
+        .sum();
+    let entries = snapshot.map_entries;
     println!(
         "\nscrape: {entries} map entries, {series} series of each counter (1,000 devices x {} countries x 2 directions, filled in {:.1} s)",
         remotes.len(),

@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use tracer_common::{CountryId, Direction, maps::verdict};
+use tracer_common::CountryId;
 
 use super::{Country, History, HistoryView, Query, Sample, Stats};
 use crate::base::sync::Locked;
@@ -32,13 +32,13 @@ pub struct HistoryStore {
 /// blocked in both directions.
 pub(super) fn samples(snapshot: &CounterSnapshot) -> Vec<Sample> {
     let mut out: Vec<Sample> = Vec::new();
-    for (key, value) in &snapshot.counters {
+    for (pair, traffic) in &snapshot.traffic {
         let sample = match out.last_mut() {
-            Some(s) if s.mac == key.mac && s.country == country(key.country) => s,
+            Some(s) if s.mac == pair.mac && s.country == country(pair.country) => s,
             _ => {
                 out.push(Sample {
-                    mac: key.mac,
-                    country: country(key.country),
+                    mac: pair.mac,
+                    country: country(pair.country),
                     upload_bytes: 0,
                     download_bytes: 0,
                     blocked_bytes: 0,
@@ -46,13 +46,9 @@ pub(super) fn samples(snapshot: &CounterSnapshot) -> Vec<Sample> {
                 out.last_mut().expect("just pushed")
             }
         };
-        if key.verdict != verdict::PASSED {
-            sample.blocked_bytes += value.bytes;
-        } else if key.direction == Direction::Upload as u8 {
-            sample.upload_bytes += value.bytes;
-        } else {
-            sample.download_bytes += value.bytes;
-        }
+        sample.upload_bytes += traffic.upload.bytes;
+        sample.download_bytes += traffic.download.bytes;
+        sample.blocked_bytes += traffic.blocked.bytes;
     }
     out
 }

@@ -10,8 +10,8 @@ use std::os::fd::{AsFd as _, AsRawFd as _};
 
 use aya::maps::{IterableMap as _, MapData, PerCpuArray, PerCpuHashMap};
 use tracer_common::{
-    CounterKey, CounterValue, Direction, Stat, TrafficKey, TrafficValue,
-    maps::{COUNTERS_MAP, STATS_MAP},
+    CounterValue, Direction, Stat, TrafficKey, TrafficValue,
+    maps::{COUNTERS_MAP, STATS_MAP, verdict},
 };
 
 use super::{Kernel, KernelError};
@@ -32,13 +32,76 @@ impl std::fmt::Debug for CounterReader {
     }
 }
 
-/// The counters at one moment.
+/// A LAN device and a country: the key of [`CounterSnapshot::traffic`]. Ordered by MAC, then
+/// country, so one device's countries are adjacent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Pair {
+    /// The LAN device's MAC address.
+    pub mac: [u8; 6],
+    /// [`tracer_common::CountryId`] of the remote addresses.
+    pub country: u16,
+}
+
+impl Pair {
+    /// Every pair of `mac`, as a range of [`CounterSnapshot::traffic`].
+    pub fn of_device(mac: [u8; 6]) -> std::ops::RangeInclusive<Pair> {
+        Pair { mac, country: 0 }..=Pair { mac, country: u16::MAX }
+    }
+
+    /// A `u64` that orders like the derived `Ord` (the MAC's 48 bits, then the country's 16):
+    /// sorting the map's entries by it is much cheaper than comparing the structs.
+    fn sort_key(self) -> u64 {
+        let [a, b, c, d, e, f] = self.mac;
+        u64::from_be_bytes([a, b, c, d, e, f, 0, 0]) | u64::from(self.country)
+    }
+
+    /// The pair [`Self::sort_key`] made `key` from.
+    fn from_sort_key(key: u64) -> Pair {
+        let [a, b, c, d, e, f, g, h] = key.to_be_bytes();
+        Pair { mac: [a, b, c, d, e, f], country: u16::from_be_bytes([g, h]) }
+    }
+}
+
+/// What a device exchanged with a country: let through per direction, and dropped by a block
+/// policy (both directions together, as every consumer reports it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// Sent by the device and let through.
+    pub upload: CounterValue,
+    /// Received by the device.
+    pub download: CounterValue,
+    /// Dropped by a block policy (both directions).
+    pub blocked: CounterValue,
+}
+
+impl Traffic {
+    /// Bytes in all: upload, download and blocked.
+    pub fn bytes(&self) -> u64 {
+        self.upload.bytes.wrapping_add(self.download.bytes).wrapping_add(self.blocked.bytes)
+    }
+
+    /// Whether nothing was counted.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+impl std::ops::AddAssign for Traffic {
+    fn add_assign(&mut self, other: Self) {
+        self.upload += other.upload;
+        self.download += other.download;
+        self.blocked += other.blocked;
+    }
+}
+
+/// The counters at one moment: the one shape every consumer reads (metrics, the API, the table,
+/// alerts, learning, history).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CounterSnapshot {
-    /// Per (device, country, direction, verdict), summed over CPUs; directions a map entry
-    /// never saw are left out.
-    pub counters: BTreeMap<CounterKey, CounterValue>,
-    /// Entries in use in the traffic map (each holds both directions).
+    /// Per (device, country), summed over CPUs, passed and blocked entries of the map together;
+    /// pairs with nothing counted are left out. A direction that saw nothing is zero.
+    pub traffic: BTreeMap<Pair, Traffic>,
+    /// Entries in use in the traffic map (each holds both directions; blocked traffic apart).
     pub map_entries: usize,
     /// Traffic not counted per country.
     pub stats: Vec<StatSnapshot>,
@@ -67,27 +130,22 @@ impl CounterSnapshot {
     }
 }
 
-/// A `u64` that orders like [`CounterKey`]'s derived `Ord` (MAC, country, direction, verdict)
-/// for every key the programs write (country ids below 4096, direction and verdict below 4):
-/// sorting 100k entries by it takes half the time of comparing the structs.
-fn sort_key(key: &CounterKey) -> u64 {
-    let [a, b, c, d, e, f] = key.mac;
-    let mac = u64::from_be_bytes([0, 0, a, b, c, d, e, f]);
-    mac << 16
-        | u64::from(key.country.min(0xfff)) << 4
-        | u64::from(key.direction.min(3)) << 2
-        | u64::from(key.verdict.min(3))
-}
-
-/// Both directions of a traffic entry, summed over CPUs.
-fn sum_traffic(values: &[TrafficValue]) -> TrafficValue {
-    let mut total = TrafficValue::default();
+/// One entry of the traffic map, summed over CPUs, as [`Traffic`].
+fn traffic_of(key: &TrafficKey, values: &[TrafficValue]) -> Traffic {
+    let mut directions = [CounterValue::default(); 2];
     for v in values {
-        for (t, p) in total.directions.iter_mut().zip(v.directions) {
+        for (t, p) in directions.iter_mut().zip(v.directions) {
             *t += p;
         }
     }
-    total
+    let [upload, download] = directions;
+    if key.verdict == verdict::PASSED {
+        Traffic { upload, download, blocked: CounterValue::default() }
+    } else {
+        let mut blocked = upload;
+        blocked += download;
+        Traffic { blocked, ..Traffic::default() }
+    }
 }
 
 impl Kernel {
@@ -113,21 +171,15 @@ impl CounterReader {
     /// Reads every counter now.
     pub fn snapshot(&self) -> Result<CounterSnapshot, KernelError> {
         let err = |map| move |source| KernelError::Map { map, source: Box::new(source) };
-        let mut entries: Vec<(CounterKey, CounterValue)> = Vec::new();
+        // (sort key, traffic): one per map entry; a pair's passed and blocked entries merge
+        // once sorted.
+        let mut entries: Vec<(u64, Traffic)> = Vec::new();
         let mut map_entries = 0;
-        let mut add = |key: TrafficKey, value: TrafficValue| {
+        let mut add = |key: TrafficKey, values: &[TrafficValue]| {
             map_entries += 1;
-            for direction in Direction::ALL {
-                let v = value.directions[direction as usize];
-                if v.packets != 0 || v.bytes != 0 {
-                    let key = CounterKey {
-                        mac: key.mac,
-                        country: key.country,
-                        direction: direction as u8,
-                        verdict: key.verdict,
-                    };
-                    entries.push((key, v));
-                }
+            let traffic = traffic_of(&key, values);
+            if !traffic.is_empty() {
+                entries.push((Pair { mac: key.mac, country: key.country }.sort_key(), traffic));
             }
         };
         let fd = self.counters.map().fd().as_fd().as_raw_fd();
@@ -136,18 +188,26 @@ impl CounterReader {
             source: e,
         })?;
         let batched = super::batch::read_all(fd, cpus, |key, values: &[TrafficValue]| {
-            add(key, sum_traffic(values));
+            add(key, values);
         })
         .map_err(|source| KernelError::Io { context: format!("reading {COUNTERS_MAP}"), source })?;
         if batched.is_none() {
             for entry in self.counters.iter() {
                 let (key, values) = entry.map_err(err(COUNTERS_MAP))?;
-                add(key, sum_traffic(&values));
+                add(key, &values);
             }
         }
         // Built from a sorted list in bulk: much cheaper than 100k single inserts.
-        entries.sort_unstable_by_key(|(key, _)| sort_key(key));
-        let counters: BTreeMap<CounterKey, CounterValue> = entries.into_iter().collect();
+        entries.sort_unstable_by_key(|(key, _)| *key);
+        entries.dedup_by(|(key, traffic), (kept, sum)| {
+            let same = key == kept;
+            if same {
+                *sum += *traffic;
+            }
+            same
+        });
+        let traffic: BTreeMap<Pair, Traffic> =
+            entries.into_iter().map(|(key, traffic)| (Pair::from_sort_key(key), traffic)).collect();
         let mut stats = Vec::new();
         for stat in Stat::ALL {
             for direction in Direction::ALL {
@@ -155,7 +215,7 @@ impl CounterReader {
                 stats.push(StatSnapshot { stat, direction, value: values.iter().sum() });
             }
         }
-        Ok(CounterSnapshot { counters, map_entries, stats, capacity: self.capacity })
+        Ok(CounterSnapshot { traffic, map_entries, stats, capacity: self.capacity })
     }
 }
 
@@ -216,13 +276,51 @@ impl CounterReader {
     /// What `mac` has exchanged with `country` so far (both directions, blocked included).
     pub fn device_country(&self, mac: [u8; 6], country: u16) -> CounterValue {
         let mut total = CounterValue::default();
-        for verdict in [tracer_common::maps::verdict::PASSED, tracer_common::maps::verdict::BLOCKED]
-        {
-            let key = TrafficKey { mac, country, verdict, reserved: 0 };
+        for v in [verdict::PASSED, verdict::BLOCKED] {
+            let key = TrafficKey { mac, country, verdict: v, reserved: 0 };
             if let Ok(values) = self.counters.get(&key, 0) {
                 total += values.iter().flat_map(|v| v.directions).sum();
             }
         }
         total
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sort_key_orders_like_the_pair_and_gives_it_back() {
+        let macs = [[0; 6], [0, 0, 0, 0, 0, 1], [0x02, 0xdd, 0, 0, 3, 0xe7], [0xff; 6]];
+        let mut pairs: Vec<Pair> = macs
+            .iter()
+            .flat_map(|&mac| [0, 1, 0x0fff, 0x1000, u16::MAX].map(|country| Pair { mac, country }))
+            .collect();
+        pairs.reverse();
+        let mut by_key = pairs.clone();
+        by_key.sort_unstable_by_key(|p| p.sort_key());
+        pairs.sort_unstable();
+        assert_eq!(by_key, pairs);
+        assert!(pairs.iter().all(|&p| Pair::from_sort_key(p.sort_key()) == p));
+    }
+
+    #[test]
+    fn a_map_entry_is_summed_over_cpus_into_its_verdict() {
+        let v = |packets, bytes| CounterValue { packets, bytes };
+        let cpus = [
+            TrafficValue { directions: [v(1, 10), v(2, 20)] },
+            TrafficValue { directions: [v(3, 30), v(0, 0)] },
+        ];
+        let key =
+            |verdict| TrafficKey { mac: [2, 0, 0, 0, 0, 1], country: 7, verdict, reserved: 0 };
+        assert_eq!(
+            traffic_of(&key(verdict::PASSED), &cpus),
+            Traffic { upload: v(4, 40), download: v(2, 20), blocked: v(0, 0) }
+        );
+        assert_eq!(
+            traffic_of(&key(verdict::BLOCKED), &cpus),
+            Traffic { blocked: v(6, 60), ..Traffic::default() }
+        );
     }
 }

@@ -16,7 +16,7 @@ mod readback;
 mod remotes;
 
 pub use attach::{AttachMode, AttachPreference, Attachment};
-pub use counters::{CounterReader, CounterSnapshot, StatSnapshot};
+pub use counters::{CounterReader, CounterSnapshot, Pair, StatSnapshot, Traffic};
 pub use error::KernelError;
 pub use geo_maps::{GeoMapSizes, Lookup};
 pub use load::{Kernel, KernelLog, LoadOptions, spawn_kernel_log};

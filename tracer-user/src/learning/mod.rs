@@ -27,7 +27,7 @@ use crate::{
     base::clock::rfc3339,
     base::text::{country_label, format_mac},
     geo::regions::continent_of,
-    kernel::CounterSnapshot,
+    kernel::{CounterSnapshot, Pair},
 };
 
 /// Devices a baseline holds at most; MACs beyond it (a MAC flood) are not learned (counted).
@@ -290,14 +290,14 @@ impl Learner {
     /// agent ran), and adds each device's bytes during its window.
     pub fn reconcile(&self, snapshot: &CounterSnapshot) {
         let now = SystemTime::now();
-        let mut pairs: std::collections::BTreeMap<([u8; 6], u16), u64> =
-            std::collections::BTreeMap::new();
-        for (key, value) in &snapshot.counters {
-            *pairs.entry((key.mac, key.country)).or_default() += value.bytes;
-        }
         let unseen: Vec<([u8; 6], u16)> = {
             let inner = self.lock();
-            pairs.keys().filter(|k| !inner.seen.contains(k)).copied().collect()
+            snapshot
+                .traffic
+                .keys()
+                .map(|p| (p.mac, p.country))
+                .filter(|k| !inner.seen.contains(k))
+                .collect()
         };
         for (mac, country) in unseen {
             self.pair(mac, CountryId(country), None, None, now);
@@ -306,7 +306,8 @@ impl Learner {
         let now = unix(now);
         let period = self.period.as_secs();
         let mut changed = false;
-        for ((mac, country), bytes) in pairs {
+        for (&Pair { mac, country }, traffic) in &snapshot.traffic {
+            let bytes = traffic.bytes();
             let Some(device) = inner.baseline.devices.get_mut(&format_mac(mac)) else { continue };
             if now >= device.first_seen + period {
                 continue;

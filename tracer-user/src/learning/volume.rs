@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use tracer_common::{CountryId, Direction, maps::verdict};
+use tracer_common::{CounterValue, CountryId};
 
 use crate::base::sync::Locked;
 use crate::{
@@ -85,8 +85,9 @@ impl VolumeWatch {
         let now = Instant::now();
         // Per (rule, device): cumulative upload to the rule's regions, let through.
         let mut totals: HashMap<(usize, [u8; 6]), (u64, u16)> = HashMap::new();
-        for (key, value) in &snapshot.counters {
-            if key.direction != Direction::Upload as u8 || key.verdict != verdict::PASSED {
+        for (key, traffic) in &snapshot.traffic {
+            let value = traffic.upload;
+            if value == CounterValue::default() {
                 continue;
             }
             for (i, rule) in self.rules.iter().enumerate() {

@@ -24,7 +24,7 @@ pub fn encode_device_info(
 ) -> Result<(), std::fmt::Error> {
     // Folded devices (`mac="other"`) have no info series: their number is bounded by the cap.
     let mut macs: Vec<[u8; 6]> = snapshot
-        .counters
+        .traffic
         .keys()
         .map(|k| k.mac)
         .filter(|mac| *mac != crate::base::text::OTHER_MAC)

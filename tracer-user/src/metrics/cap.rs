@@ -14,9 +14,8 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use tracer_common::{CounterKey, CounterValue};
-
 use crate::base::text::OTHER_MAC;
+use crate::kernel::{Pair, Traffic};
 
 /// The country id the metrics label `other` (not a country, never written by the programs).
 pub const OTHER: u16 = 1021;
@@ -47,26 +46,26 @@ pub struct SeriesCap {
 }
 
 impl SeriesCap {
-    /// Folds `counters` under `caps`; `preferred` says which new devices to admit first.
+    /// Folds `traffic` under `caps`; `preferred` says which new devices to admit first.
     pub fn fold(
         &mut self,
-        counters: BTreeMap<CounterKey, CounterValue>,
+        traffic: BTreeMap<Pair, Traffic>,
         caps: Caps,
         preferred: &dyn Fn([u8; 6]) -> bool,
-    ) -> (BTreeMap<CounterKey, CounterValue>, Folded) {
+    ) -> (BTreeMap<Pair, Traffic>, Folded) {
         if caps.max_devices > 0 {
-            self.admit(&counters, caps.max_devices, preferred);
+            self.admit(&traffic, caps.max_devices, preferred);
         }
         let mut folded = Folded::default();
         let mut folded_devices: HashSet<[u8; 6]> = HashSet::new();
         let mut folded_pairs: HashSet<([u8; 6], u16)> = HashSet::new();
-        let mut others: BTreeMap<CounterKey, CounterValue> = BTreeMap::new();
+        let mut others: BTreeMap<Pair, Traffic> = BTreeMap::new();
         let mut kept = BTreeMap::new();
-        for (key, value) in counters {
+        for (key, value) in traffic {
             let pair = (key.mac, key.country);
             let target = if caps.max_devices > 0 && !self.devices.contains(&key.mac) {
                 folded_devices.insert(key.mac);
-                CounterKey { mac: OTHER_MAC, ..key }
+                Pair { mac: OTHER_MAC, ..key }
             } else if caps.max_pairs == 0
                 || self.pairs.contains(&pair)
                 || (self.pairs.len() < caps.max_pairs && self.pairs.insert(pair))
@@ -75,7 +74,7 @@ impl SeriesCap {
                 continue;
             } else {
                 folded_pairs.insert(pair);
-                CounterKey { country: OTHER, ..key }
+                Pair { country: OTHER, ..key }
             };
             *others.entry(target).or_default() += value;
         }
@@ -90,7 +89,7 @@ impl SeriesCap {
     /// Admits devices not yet admitted, up to `max`: preferred ones first, then most bytes.
     fn admit(
         &mut self,
-        counters: &BTreeMap<CounterKey, CounterValue>,
+        traffic: &BTreeMap<Pair, Traffic>,
         max: usize,
         preferred: &dyn Fn([u8; 6]) -> bool,
     ) {
@@ -98,10 +97,10 @@ impl SeriesCap {
             return;
         }
         let mut candidates: Vec<([u8; 6], u64)> = Vec::new();
-        for (key, value) in counters.iter().filter(|(k, _)| !self.devices.contains(&k.mac)) {
+        for (key, value) in traffic.iter().filter(|(k, _)| !self.devices.contains(&k.mac)) {
             match candidates.last_mut() {
-                Some((mac, bytes)) if *mac == key.mac => *bytes += value.bytes,
-                _ => candidates.push((key.mac, value.bytes)),
+                Some((mac, bytes)) if *mac == key.mac => *bytes += value.bytes(),
+                _ => candidates.push((key.mac, value.bytes())),
             }
         }
         candidates.sort_by_cached_key(|(mac, bytes)| (!preferred(*mac), std::cmp::Reverse(*bytes)));
@@ -119,12 +118,14 @@ impl SeriesCap {
 mod tests {
     use super::*;
 
-    fn key(mac: u8, country: u16) -> CounterKey {
-        CounterKey { mac: [2, 0, 0, 0, 0, mac], country, direction: 0, verdict: 0 }
+    use tracer_common::CounterValue;
+
+    fn key(mac: u8, country: u16) -> Pair {
+        Pair { mac: [2, 0, 0, 0, 0, mac], country }
     }
 
-    fn v(n: u64) -> CounterValue {
-        CounterValue { packets: n, bytes: n * 100 }
+    fn v(n: u64) -> Traffic {
+        Traffic { upload: CounterValue { packets: n, bytes: n * 100 }, ..Traffic::default() }
     }
 
     fn pairs_only(max_pairs: usize) -> Caps {
@@ -167,10 +168,11 @@ mod tests {
             (key(3, 20), v(1)),
             (key(4, 20), v(2)),
         ]);
-        let total: CounterValue = counters.values().copied().sum();
+        let total = |t: &BTreeMap<Pair, Traffic>| t.values().map(Traffic::bytes).sum::<u64>();
+        let before = total(&counters);
         // Device 4 is named; of the rest, device 2 has the most bytes.
         let (out, folded) = cap.fold(counters, caps, &|mac| mac[5] == 4);
-        let other = |country| CounterKey { mac: OTHER_MAC, ..key(0, country) };
+        let other = |country| Pair { mac: OTHER_MAC, ..key(0, country) };
         assert_eq!(
             out.keys().copied().collect::<Vec<_>>(),
             [key(2, 10), key(4, 20), other(10), other(20)]
@@ -178,7 +180,7 @@ mod tests {
         assert_eq!(out[&other(10)], v(6), "devices 1 and 3 to country 10");
         assert_eq!(out[&other(20)], v(1));
         assert_eq!(folded, Folded { devices: 2, pairs: 0 });
-        assert_eq!(out.values().copied().sum::<CounterValue>(), total, "nothing lost");
+        assert_eq!(total(&out), before, "nothing lost");
         assert!(cap.has_device([2, 0, 0, 0, 0, 2]) && !cap.has_device([2, 0, 0, 0, 0, 3]));
         // Sticky: a busier device later does not displace an admitted one.
         let (out, _) = cap.fold(BTreeMap::from([(key(7, 10), v(99))]), caps, &|_| true);

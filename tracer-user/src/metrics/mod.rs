@@ -15,11 +15,14 @@ use prometheus_client::{
     metrics::{MetricType, counter::ConstCounter, gauge::ConstGauge},
     registry::Registry,
 };
-use tracer_common::{CountryId, Direction, Stat, maps::verdict};
+use tracer_common::{CounterValue, CountryId, Direction, Stat};
 
 use crate::base::sync::{Locked, ReadWrite};
 use crate::{
-    base::text::country_label, kernel::CounterSnapshot, state::Context, state::status::SharedStatus,
+    base::text::country_label,
+    kernel::{CounterSnapshot, Pair},
+    state::Context,
+    state::status::SharedStatus,
 };
 
 /// Content type of [`Metrics::render`]'s output (Prometheus text format 0.0.4).
@@ -91,9 +94,9 @@ impl Metrics {
             max_pairs: self.ctx.metrics_max_pairs.load(std::sync::atomic::Ordering::Relaxed),
         };
         let known = self.ctx.devices.reading().macs();
-        let (counters, folded) =
-            cap.fold(std::mem::take(&mut snapshot.counters), caps, &|mac| known.contains(&mac));
-        snapshot.counters = counters;
+        let (traffic, folded) =
+            cap.fold(std::mem::take(&mut snapshot.traffic), caps, &|mac| known.contains(&mac));
+        snapshot.traffic = traffic;
         *self.slot.locked() = Some(Arc::new(Scrape { snapshot, folded }));
         let encode = |registry: &Registry| {
             let mut out = String::new();
@@ -204,10 +207,10 @@ impl Collector for KernelCollector {
             return Err(std::fmt::Error);
         };
         let snapshot = &scrape.snapshot;
-        encode_device_counters(&mut encoder, snapshot, self.packets)?;
         if self.packets {
-            return Ok(());
+            return encode_device_counters(&mut encoder, snapshot, Family::Packets);
         }
+        encode_device_counters(&mut encoder, snapshot, Family::Bytes)?;
         encode_blocked(&mut encoder, snapshot)?;
         encode_stats(&mut encoder, snapshot)?;
         crate::metrics::alerts::encode_device_info(&mut encoder, snapshot, &self.ctx)?;
@@ -241,43 +244,48 @@ impl Collector for KernelCollector {
     }
 }
 
+/// Which of the per-device counter families to render.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Family {
+    Bytes,
+    Packets,
+}
+
 fn encode_device_counters(
     encoder: &mut DescriptorEncoder,
     snapshot: &CounterSnapshot,
-    packets: bool,
+    family: Family,
 ) -> Result<(), std::fmt::Error> {
-    let families = [
-        (
+    let (name, help) = match family {
+        Family::Bytes => (
             "bytes",
             "Bytes sent (upload) or received (download) by a LAN device, by country of the remote address",
-            true,
         ),
-        (
+        Family::Packets => (
             "packets",
             "Packets sent (upload) or received (download) by a LAN device, by country of the remote address",
-            false,
         ),
-    ];
-    for (name, help, bytes) in families.into_iter().filter(|(_, _, bytes)| *bytes != packets) {
-        let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-        // Keys are sorted by MAC, so each device's label text is formatted once.
-        let mut mac_text = (None, String::new());
-        for (key, value) in &snapshot.counters {
-            let Some(direction) = Direction::from_raw(key.direction) else {
-                continue;
-            };
-            if key.verdict != verdict::PASSED {
+    };
+    let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    // Pairs are sorted by MAC, so each device's label text is formatted once.
+    let mut mac_text = (None, String::new());
+    for (pair, traffic) in &snapshot.traffic {
+        for (direction, value) in
+            [(Direction::Upload, traffic.upload), (Direction::Download, traffic.download)]
+        {
+            // A direction that saw nothing has no series.
+            if value == CounterValue::default() {
                 continue;
             }
-            if mac_text.0 != Some(key.mac) {
-                mac_text = (Some(key.mac), crate::base::text::mac_label(key.mac));
+            if mac_text.0 != Some(pair.mac) {
+                mac_text = (Some(pair.mac), crate::base::text::mac_label(pair.mac));
             }
             let labels = [
                 ("mac", mac_text.1.as_str()),
-                ("country", label(key.country)),
+                ("country", label(pair.country)),
                 ("direction", direction.as_str()),
             ];
-            let v = if bytes { value.bytes } else { value.packets };
+            let v = if family == Family::Bytes { value.bytes } else { value.packets };
             ConstCounter::new(v).encode(metric.encode_family(&labels)?)?;
         }
     }
@@ -294,16 +302,12 @@ fn encode_blocked(
     encoder: &mut DescriptorEncoder,
     snapshot: &CounterSnapshot,
 ) -> Result<(), std::fmt::Error> {
-    let mut blocked: Vec<([u8; 6], u16, u64, u64)> = Vec::new();
-    for (key, value) in snapshot.counters.iter().filter(|(k, _)| k.verdict == verdict::BLOCKED) {
-        match blocked.last_mut() {
-            Some(last) if last.0 == key.mac && last.1 == key.country => {
-                last.2 += value.packets;
-                last.3 += value.bytes;
-            }
-            _ => blocked.push((key.mac, key.country, value.packets, value.bytes)),
-        }
-    }
+    let blocked: Vec<(&Pair, CounterValue)> = snapshot
+        .traffic
+        .iter()
+        .map(|(pair, traffic)| (pair, traffic.blocked))
+        .filter(|(_, blocked)| *blocked != CounterValue::default())
+        .collect();
     for (name, help, bytes) in [
         (
             "blocked_packets",
@@ -317,10 +321,10 @@ fn encode_blocked(
         ),
     ] {
         let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-        for (mac, country, packets, byte_count) in &blocked {
-            let mac = crate::base::text::mac_label(*mac);
-            let labels = [("mac", mac.as_str()), ("country", label(*country))];
-            ConstCounter::new(if bytes { *byte_count } else { *packets })
+        for (pair, blocked) in &blocked {
+            let mac = crate::base::text::mac_label(pair.mac);
+            let labels = [("mac", mac.as_str()), ("country", label(pair.country))];
+            ConstCounter::new(if bytes { blocked.bytes } else { blocked.packets })
                 .encode(metric.encode_family(&labels)?)?;
         }
     }

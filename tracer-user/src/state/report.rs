@@ -1,17 +1,17 @@
 //! The per-device view of the counters, shared by the terminal table, `GET /api/v1/devices` and
 //! `egress-tracer status`.
 
-use std::{collections::BTreeMap, fmt::Write as _};
+use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
-use tracer_common::{CounterValue, CountryId, Direction, Stat, maps::verdict};
+use tracer_common::{CounterValue, CountryId, Direction, Stat};
 
 use crate::devices::DeviceInfo;
 use crate::{
     alerts::Enricher,
     base::text::{country_label, format_mac},
     geo::regions::{continent_of, country_name},
-    kernel::CounterSnapshot,
+    kernel::{CounterSnapshot, Pair, Traffic},
 };
 
 /// One device's traffic to one country.
@@ -123,31 +123,23 @@ impl Report {
         limit: usize,
     ) -> Report {
         let mut totals: Vec<([u8; 6], u64)> = Vec::new();
-        for (key, value) in &snapshot.counters {
+        for (pair, traffic) in &snapshot.traffic {
             match totals.last_mut() {
-                Some((mac, bytes)) if *mac == key.mac => *bytes += value.bytes,
-                _ => totals.push((key.mac, value.bytes)),
+                Some((mac, bytes)) if *mac == pair.mac => *bytes += traffic.bytes(),
+                _ => totals.push((pair.mac, traffic.bytes())),
             }
         }
         let total_devices = totals.len();
         // Most bytes first; the MAC breaks ties, so pages do not overlap.
         totals.sort_unstable_by_key(|(mac, bytes)| (std::cmp::Reverse(*bytes), *mac));
-        let wanted: std::collections::HashSet<[u8; 6]> =
-            totals.into_iter().skip(offset).take(limit).map(|(mac, _)| mac).collect();
-        let mut by_mac: BTreeMap<[u8; 6], BTreeMap<u16, [CounterValue; 3]>> = BTreeMap::new();
-        for (key, value) in snapshot.counters.iter().filter(|(k, _)| wanted.contains(&k.mac)) {
-            let Some(direction) = Direction::from_raw(key.direction) else { continue };
-            let slot = by_mac.entry(key.mac).or_default().entry(key.country).or_default();
-            let index = if key.verdict == verdict::PASSED { direction as usize } else { 2 };
-            slot[index] += CounterValue { packets: value.packets, bytes: value.bytes };
-        }
-        let mut devices: Vec<DeviceReport> = by_mac
-            .into_iter()
-            .map(|(mac, countries)| {
-                let mut countries: Vec<CountryTraffic> = countries
-                    .into_iter()
-                    .map(|(id, [upload, download, blocked])| {
-                        let id = CountryId(id);
+        let wanted = totals.into_iter().skip(offset).take(limit).map(|(mac, _)| mac);
+        let mut devices: Vec<DeviceReport> = wanted
+            .map(|mac| {
+                let mut countries: Vec<CountryTraffic> = snapshot
+                    .traffic
+                    .range(Pair::of_device(mac))
+                    .map(|(pair, &Traffic { upload, download, blocked })| {
+                        let id = CountryId(pair.country);
                         let decision = known.map(|k| k.decide(mac, id));
                         CountryTraffic {
                             country: country_label(id).to_owned(),
@@ -187,12 +179,7 @@ impl Report {
             let bytes = |d: &DeviceReport| d.upload.bytes + d.download.bytes + d.blocked_bytes();
             bytes(b).cmp(&bytes(a)).then_with(|| a.info.mac.cmp(&b.info.mac))
         });
-        let stat = |stat: Stat| {
-            Direction::ALL.map(|d| {
-                let v = snapshot.stat(stat, d);
-                CounterValue { packets: v.packets, bytes: v.bytes }
-            })
-        };
+        let stat = |stat: Stat| Direction::ALL.map(|d| snapshot.stat(stat, d));
         Report {
             total_devices,
             devices,

@@ -9,11 +9,11 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::support::frames::{ARP, DOT1AD, DOT1Q, Frame, GATEWAY_MAC, IPV4, IPV6};
 use aya::programs::{TestRun as _, TestRunOptions};
-use tracer_common::{CounterKey, CounterValue, CountryId, Direction, Stat};
+use tracer_common::{CounterValue, CountryId, Direction, Stat};
 use tracer_user::{
     agent::database::KernelTables,
     geo::{self, CompiledGeo},
-    kernel::{CounterReader, Kernel, LoadOptions, Lookup, programs},
+    kernel::{CounterReader, Kernel, LoadOptions, Lookup, Pair, Traffic, programs},
 };
 
 const DEVICE: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
@@ -65,8 +65,8 @@ fn run(kernel: &Kernel, program: &'static str, frame: &Frame) {
     assert_eq!(result.return_value, 0, "{program} must return TC_ACT_OK for {frame:?}");
 }
 
-fn key(country: CountryId, direction: Direction) -> CounterKey {
-    CounterKey { mac: DEVICE, country: country.0, direction: direction as u8, verdict: 0 }
+fn key(country: CountryId) -> Pair {
+    Pair { mac: DEVICE, country: country.0 }
 }
 
 fn upload_v4(dst: Ipv4Addr, ihl: u8) -> Frame {
@@ -104,13 +104,19 @@ fn counts_every_header_shape_exactly() {
 
     let snap = reader.snapshot().expect("snapshot");
     let cv = |packets: u64, bytes: usize| CounterValue { packets, bytes: bytes as u64 };
+    let up = |v| Traffic { upload: v, ..Traffic::default() };
     let expected = [
-        (key(id(b"US"), Direction::Upload), cv(4, us_bytes)),
-        (key(id(b"CN"), Direction::Upload), cv(2, cn.len() + cn6.len())),
-        (key(CountryId::UNKNOWN, Direction::Upload), cv(1, unknown.len())),
-        (key(id(b"CN"), Direction::Download), cv(2, down.len() + down6.len())),
+        (key(id(b"US")), up(cv(4, us_bytes))),
+        (
+            key(id(b"CN")),
+            Traffic {
+                download: cv(2, down.len() + down6.len()),
+                ..up(cv(2, cn.len() + cn6.len()))
+            },
+        ),
+        (key(CountryId::UNKNOWN), up(cv(1, unknown.len()))),
     ];
-    assert_eq!(snap.counters, expected.into_iter().collect());
+    assert_eq!(snap.traffic, expected.into_iter().collect());
     for stat in Stat::ALL {
         for d in Direction::ALL {
             // One device sent egress traffic: its MAC is new once.
@@ -139,7 +145,7 @@ fn local_and_non_ip_are_not_egress() {
         run(&kernel, programs::UPLOAD, f);
     }
     let snap = reader.snapshot().expect("snapshot");
-    assert!(snap.counters.is_empty(), "nothing is egress: {:?}", snap.counters);
+    assert!(snap.traffic.is_empty(), "nothing is egress: {:?}", snap.traffic);
     let up = Direction::Upload;
     assert_eq!(
         snap.stat(Stat::Local, up),
@@ -181,7 +187,7 @@ fn malformed_frames_pass_and_count_as_malformed() {
         run(&kernel, programs::DOWNLOAD, f);
     }
     let snap = reader.snapshot().expect("snapshot");
-    assert!(snap.counters.is_empty(), "malformed frames were counted: {:?}", snap.counters);
+    assert!(snap.traffic.is_empty(), "malformed frames were counted: {:?}", snap.traffic);
     let expected = CounterValue { packets: frames.len() as u64, bytes: bytes as u64 };
     assert_eq!(snap.stat(Stat::Malformed, Direction::Upload), expected);
     assert_eq!(snap.stat(Stat::Malformed, Direction::Download), expected);
@@ -199,9 +205,9 @@ fn full_counter_map_overflows_into_the_overflow_counter() {
         run(&kernel, programs::UPLOAD, &f);
     }
     let snap = reader.snapshot().expect("snapshot");
-    let counted: u64 = snap.counters.values().map(|v| v.packets).sum();
+    let counted: u64 = snap.traffic.values().map(|t| t.upload.packets).sum();
     let overflow = snap.stat(Stat::Overflow, Direction::Upload).packets;
-    assert_eq!(snap.counters.len(), 64);
+    assert_eq!(snap.traffic.len(), 64);
     assert_eq!((counted, overflow), (64, 6), "every packet is counted exactly once");
 }
 
@@ -241,7 +247,7 @@ fn tables_and_lpm_reference_agree() {
         let snap = reader.snapshot().expect("snapshot");
         for (i, (addr, expected)) in cases.iter().enumerate() {
             let (key, _) = snap
-                .counters
+                .traffic
                 .iter()
                 .find(|(k, _)| k.mac == [0x02, 0, 0, 0, 2, i as u8])
                 .unwrap_or_else(|| panic!("{addr} was not counted ({lookup:?})"));

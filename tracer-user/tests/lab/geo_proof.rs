@@ -161,7 +161,7 @@ fn through_program(kernel: &mut Kernel, addrs: &[IpAddr]) -> Vec<CountryId> {
     }
     let snapshot = reader.snapshot().expect("snapshot");
     let mut by_index = vec![CountryId::LOCAL; addrs.len()];
-    for key in snapshot.counters.keys() {
+    for key in snapshot.traffic.keys() {
         let i = u32::from_be_bytes([key.mac[2], key.mac[3], key.mac[4], key.mac[5]]) as usize;
         by_index[i] = CountryId(key.country);
     }
