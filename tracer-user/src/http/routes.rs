@@ -22,7 +22,7 @@ use crate::{
 /// What the handlers read.
 #[derive(Clone, Debug)]
 pub struct AppState {
-    /// The Prometheus registry.
+    /// The Prometheus exposition.
     pub metrics: Arc<Metrics>,
     /// The agent's shared state.
     pub ctx: Arc<Context>,

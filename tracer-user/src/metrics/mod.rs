@@ -35,41 +35,36 @@ struct Scrape {
     folded: crate::metrics::cap::Folded,
 }
 
-/// The counters read once per scrape, shared by the collectors rendering it.
-type ScrapeSlot = Arc<std::sync::Mutex<Option<Arc<Scrape>>>>;
-
-/// The agent's metrics registries: the per-device packet counters render in a second registry
-/// on a second thread, so a scrape of 100k series uses both cores.
+/// The agent's metrics. Each scrape reads the kernel maps once and builds two registries whose
+/// collectors hold that read: the per-device packet counters render in the second on a second
+/// thread, so a scrape of 100k series uses both cores.
 #[derive(Debug)]
 pub struct Metrics {
-    registry: Registry,
-    packets: Registry,
     ctx: Arc<Context>,
-    slot: ScrapeSlot,
     /// Held for a whole scrape (one at a time); remembers which pairs have series.
     scraping: std::sync::Mutex<crate::metrics::cap::SeriesCap>,
 }
 
 impl Metrics {
-    /// A registry whose counters come from the kernel maps at each scrape.
+    /// Metrics whose counters come from the kernel maps at each scrape.
     pub fn new(ctx: Arc<Context>) -> Self {
+        Self { ctx, scraping: std::sync::Mutex::default() }
+    }
+
+    /// The two registries of one scrape: everything but `packets_total`, and `packets_total`.
+    fn registries(&self, scrape: &Arc<Scrape>) -> (Registry, Registry) {
+        let ctx = &self.ctx;
         let mut registry = Registry::default();
         registry.register_collector(Box::new(crate::metrics::process::ProcessCollector));
-        let slot = ScrapeSlot::default();
         let ours = registry.sub_registry_with_prefix("egress_tracer");
         ours.register_collector(Box::new(StatusCollector { status: Arc::clone(&ctx.status) }));
         ours.register_collector(Box::new(crate::metrics::alerts::AlertCollector {
-            ctx: Arc::clone(&ctx),
+            ctx: Arc::clone(ctx),
         }));
         ours.register_collector(Box::new(KernelCollector {
-            slot: Arc::clone(&slot),
-            packets: false,
-            ctx: Arc::clone(&ctx),
+            scrape: Arc::clone(scrape),
+            ctx: Arc::clone(ctx),
         }));
-        let mut packets = Registry::default();
-        packets.sub_registry_with_prefix("egress_tracer").register_collector(Box::new(
-            KernelCollector { slot: Arc::clone(&slot), packets: true, ctx: Arc::clone(&ctx) },
-        ));
         ours.register_collector(Box::new(crate::remotes::RemoteCollector {
             remotes: Arc::clone(&ctx.remotes),
             counters: Arc::clone(&ctx.reader),
@@ -79,7 +74,11 @@ impl Metrics {
             book: Arc::clone(&ctx.names),
         }));
         ours.register_collector(Box::new(BuildInfo));
-        Self { registry, packets, ctx, slot, scraping: std::sync::Mutex::default() }
+        let mut packets = Registry::default();
+        packets
+            .sub_registry_with_prefix("egress_tracer")
+            .register_collector(Box::new(PacketsCollector { scrape: Arc::clone(scrape) }));
+        (registry, packets)
     }
 
     /// Renders the Prometheus text exposition from one read of the kernel maps.
@@ -97,16 +96,15 @@ impl Metrics {
         let (traffic, folded) =
             cap.fold(std::mem::take(&mut snapshot.traffic), caps, &|mac| known.contains(&mac));
         snapshot.traffic = traffic;
-        *self.slot.locked() = Some(Arc::new(Scrape { snapshot, folded }));
+        let (registry, packets) = self.registries(&Arc::new(Scrape { snapshot, folded }));
         let encode = |registry: &Registry| {
             let mut out = String::new();
             prometheus_client::encoding::prometheus_text::encode(&mut out, registry).map(|()| out)
         };
         let (main, packets) = std::thread::scope(|s| {
-            let packets = s.spawn(|| encode(&self.packets));
-            (encode(&self.registry), packets.join())
+            let packets = s.spawn(|| encode(&packets));
+            (encode(&registry), packets.join())
         });
-        *self.slot.locked() = None;
         let mut out = main?;
         out.push_str(&packets.map_err(|_| std::fmt::Error)??);
         Ok(out)
@@ -191,25 +189,18 @@ impl Collector for StatusCollector {
     }
 }
 
+/// Everything read from the counter maps but `packets_total` (see [`PacketsCollector`]).
 #[derive(Debug)]
 struct KernelCollector {
-    slot: ScrapeSlot,
-    /// Renders only `packets_total` (the second thread) rather than everything else.
-    packets: bool,
+    scrape: Arc<Scrape>,
     /// Device names and addresses for `device_info`.
     ctx: Arc<Context>,
 }
 
 impl Collector for KernelCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let slot = self.slot.locked().clone();
-        let Some(scrape) = slot else {
-            return Err(std::fmt::Error);
-        };
+        let scrape = &self.scrape;
         let snapshot = &scrape.snapshot;
-        if self.packets {
-            return encode_device_counters(&mut encoder, snapshot, Family::Packets);
-        }
         encode_device_counters(&mut encoder, snapshot, Family::Bytes)?;
         encode_blocked(&mut encoder, snapshot)?;
         encode_stats(&mut encoder, snapshot)?;
@@ -241,6 +232,18 @@ impl Collector for KernelCollector {
             ConstGauge::new(value).encode(metric)?;
         }
         Ok(())
+    }
+}
+
+/// `packets_total`, rendered in a registry of its own on a second thread.
+#[derive(Debug)]
+struct PacketsCollector {
+    scrape: Arc<Scrape>,
+}
+
+impl Collector for PacketsCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        encode_device_counters(&mut encoder, &self.scrape.snapshot, Family::Packets)
     }
 }
 
