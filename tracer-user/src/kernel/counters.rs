@@ -62,9 +62,10 @@ impl Pair {
     }
 }
 
-/// What a device exchanged with a country: let through per direction, and dropped by a block
-/// policy (both directions together, as every consumer reports it).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// What a device exchanged with a country (or, in `remotes`, with one remote): let through per
+/// direction, and dropped by a block policy (both directions together, as every consumer
+/// reports it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Traffic {
     /// Sent by the device and let through.
     pub upload: CounterValue,

@@ -10,7 +10,11 @@ use std::{
 use aya::maps::{IterableMap as _, MapData, PerCpuHashMap, PerCpuValues};
 use tracer_common::{
     CounterValue,
-    remotes::{REMOTE_SPILL_MAP, REMOTES_MAP, RemoteKey, RemoteValue, SpillKey, SpillValue, spill},
+    maps::verdict,
+    remotes::{
+        REMOTE_SPILL_MAP, REMOTES_MAP, RemoteKey, RemoteValue, SpillKey, SpillValue, spill,
+        traffic_index,
+    },
 };
 
 use super::{Kernel, KernelError};
@@ -19,6 +23,16 @@ use crate::base::sync::Locked;
 /// Traffic of one remote place, indexed by `tracer_common::remotes::traffic_index` (passed
 /// upload, passed download, blocked upload, blocked download).
 pub type RemoteTraffic = [CounterValue; 4];
+
+impl super::Traffic {
+    /// One remote place's four counters in the counters' one shape (blocked: both directions).
+    pub fn of_remote(traffic: &RemoteTraffic) -> Self {
+        let at = |v, d| traffic[traffic_index(v, d)];
+        let mut blocked = at(verdict::BLOCKED, 0);
+        blocked += at(verdict::BLOCKED, 1);
+        Self { upload: at(verdict::PASSED, 0), download: at(verdict::PASSED, 1), blocked }
+    }
+}
 
 /// One live (device, remote address) entry, summed over CPUs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -4,7 +4,7 @@
 //!
 //! The kernel keeps every packet in one place (a live entry, the device's expired total or its
 //! overflow total), so for every device the remotes view sums exactly to its per-country
-//! counters; [`Totals`] is that sum.
+//! counters; [`Traffic`] (the per-country counters' own shape) is that sum.
 
 pub mod domains;
 mod enrich;
@@ -15,7 +15,7 @@ mod retire;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
-use tracer_common::{CounterValue, CountryId, maps::verdict, remotes::traffic_index};
+use tracer_common::{CounterValue, CountryId};
 
 pub use enrich::{Enricher, Enrichment};
 pub use metrics::RemoteCollector;
@@ -25,7 +25,7 @@ use crate::{
     base::clock::wall_time,
     base::text::{country_label, format_mac, protocol_name},
     geo::asn::AsnDb,
-    kernel::{RemoteEntry, RemoteSnapshot, RemoteTraffic},
+    kernel::{RemoteEntry, RemoteSnapshot, Traffic},
     remotes::domains::NameBook,
 };
 
@@ -41,50 +41,6 @@ pub struct AsnInfo {
     pub number: u32,
     /// The organisation's name, as the database spells it (escaped on output by JSON).
     pub org: String,
-}
-
-/// Upload, download and blocked traffic of one remote place.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Totals {
-    /// Sent by the device and let through.
-    pub upload: CounterValue,
-    /// Received by the device.
-    pub download: CounterValue,
-    /// Dropped by a block policy (both directions).
-    pub blocked: CounterValue,
-}
-
-impl Totals {
-    /// From the kernel's four counters.
-    pub fn of(traffic: &RemoteTraffic) -> Self {
-        let t = |i: usize| CounterValue { packets: traffic[i].packets, bytes: traffic[i].bytes };
-        let blocked_up = t(traffic_index(verdict::BLOCKED, 0));
-        let blocked_down = t(traffic_index(verdict::BLOCKED, 1));
-        Totals {
-            upload: t(traffic_index(verdict::PASSED, 0)),
-            download: t(traffic_index(verdict::PASSED, 1)),
-            blocked: CounterValue {
-                packets: blocked_up.packets + blocked_down.packets,
-                bytes: blocked_up.bytes + blocked_down.bytes,
-            },
-        }
-    }
-
-    /// Adds `other`.
-    pub fn add(&mut self, other: &Totals) {
-        for (a, b) in [
-            (&mut self.upload, &other.upload),
-            (&mut self.download, &other.download),
-            (&mut self.blocked, &other.blocked),
-        ] {
-            a.packets += b.packets;
-            a.bytes += b.bytes;
-        }
-    }
-
-    fn bytes(&self) -> u64 {
-        self.upload.bytes + self.download.bytes + self.blocked.bytes
-    }
 }
 
 /// One remote address of a device.
@@ -130,11 +86,11 @@ pub struct DeviceRemotes {
     /// CounterValue of the live remotes matching the query that the list leaves out (over
     /// `limit`), so that listed + unlisted + expired + overflow is the device's whole traffic.
     #[serde(default)]
-    pub unlisted: Totals,
+    pub unlisted: Traffic,
     /// CounterValue of remotes retired after being idle.
-    pub expired: Totals,
+    pub expired: Traffic,
     /// CounterValue to remotes that did not fit in the remote table.
-    pub overflow: Totals,
+    pub overflow: Traffic,
 }
 
 /// What to list.
@@ -153,7 +109,7 @@ pub fn asn_of(asn: Option<&AsnDb>, address: IpAddr) -> Option<AsnInfo> {
 }
 
 fn report(entry: &RemoteEntry, asn: Option<&AsnDb>, names: Option<&NameBook>) -> RemoteReport {
-    let totals = Totals::of(&entry.traffic);
+    let totals = Traffic::of_remote(&entry.traffic);
     let address = entry.address();
     let learned = names.and_then(|n| n.names(entry.key.mac, address)).unwrap_or_default();
     RemoteReport {
@@ -191,21 +147,21 @@ pub fn device_remotes(
                 .is_none_or(|c| country_label(CountryId(e.country)).eq_ignore_ascii_case(c))
         })
         .collect();
-    mine.sort_by_key(|e| std::cmp::Reverse(Totals::of(&e.traffic).bytes()));
+    mine.sort_by_key(|e| std::cmp::Reverse(Traffic::of_remote(&e.traffic).bytes()));
     let total = mine.len();
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
     let spill = snapshot.spill.get(&mac).copied().unwrap_or_default();
-    let mut unlisted = Totals::default();
+    let mut unlisted = Traffic::default();
     for e in mine.iter().skip(limit) {
-        unlisted.add(&Totals::of(&e.traffic));
+        unlisted += Traffic::of_remote(&e.traffic);
     }
     DeviceRemotes {
         mac: format_mac(mac),
         remotes: mine.into_iter().take(limit).map(|e| report(e, asn, names)).collect(),
         total,
         unlisted,
-        expired: Totals::of(&spill.expired),
-        overflow: Totals::of(&spill.overflow),
+        expired: Traffic::of_remote(&spill.expired),
+        overflow: Traffic::of_remote(&spill.overflow),
     }
 }
 
@@ -269,7 +225,7 @@ pub fn render_table(view: &DeviceRemotes) -> String {
     if view.remotes.len() < view.total {
         let _ = writeln!(out, "({} more not shown: --limit)", view.total - view.remotes.len());
     }
-    let t = |t: &Totals| {
+    let t = |t: &Traffic| {
         format!(
             "up {} pkts / {} B, down {} pkts / {} B, blocked {} pkts",
             t.upload.packets,
@@ -285,14 +241,14 @@ pub fn render_table(view: &DeviceRemotes) -> String {
 }
 
 /// Per device, live + expired + overflow: what must equal the device's per-country totals.
-pub fn device_totals(snapshot: &RemoteSnapshot, mac: [u8; 6]) -> Totals {
-    let mut total = Totals::default();
+pub fn device_totals(snapshot: &RemoteSnapshot, mac: [u8; 6]) -> Traffic {
+    let mut total = Traffic::default();
     for e in snapshot.entries.iter().filter(|e| e.key.mac == mac) {
-        total.add(&Totals::of(&e.traffic));
+        total += Traffic::of_remote(&e.traffic);
     }
     if let Some(spill) = snapshot.spill.get(&mac) {
-        total.add(&Totals::of(&spill.expired));
-        total.add(&Totals::of(&spill.overflow));
+        total += Traffic::of_remote(&spill.expired);
+        total += Traffic::of_remote(&spill.overflow);
     }
     total
 }
@@ -302,7 +258,7 @@ mod tests {
     use tracer_common::{CounterValue, remotes::RemoteKey};
 
     use super::*;
-    use crate::kernel::DeviceSpill;
+    use crate::kernel::{DeviceSpill, RemoteTraffic};
 
     fn entry(mac: u8, last: u8, bytes: u64) -> RemoteEntry {
         let mut traffic = RemoteTraffic::default();
