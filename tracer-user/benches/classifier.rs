@@ -163,10 +163,7 @@ fn main() -> anyhow::Result<()> {
         "bench.toml",
         "[policy]\nallow = [\"eu\", \"US\", \"CN\"]\nunknown = \"alert\"\n",
     )?;
-    let policy =
-        tracer_user::policy::Policy::compile(&config.policy_source(), &config.regions()?, false)
-            .map_err(|e| anyhow::anyhow!("{}", e.reason))?
-            .kernel()?;
+    let policy = config.compiled_policy().kernel()?;
     let no_policy = tracer_user::policy::Policy::default().kernel()?;
     let limits =
         tracer_user::kernel::EventLimits { per_second: 100, rearm_secs: 3600, new_pairs: false };

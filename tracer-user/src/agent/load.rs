@@ -38,19 +38,23 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Reads the configuration (if any), resolves the settings and compiles the policy.
+    /// Reads the configuration (if any, compiling its policy once), resolves the settings and
+    /// applies the command-line shortcuts and `--dry-run` to the policy.
     pub fn build(args: &RunArgs) -> anyhow::Result<Plan> {
-        let config = match &args.config {
+        let mut config = match &args.config {
             Some(path) => Config::load(path)?,
             None => Config::default(),
         };
         let settings = RunSettings::resolve(args, &config)?;
-        let mut rules = config.policy.clone();
-        rules.apply_shortcuts(args.allow.as_deref(), args.block.as_deref(), args.unknown_action);
-        let config = Config { policy: rules, ..config };
         let regions = config.regions().context("the config's [regions]")?;
-        let policy =
-            Policy::compile(&config.policy_source(), &regions, settings.dry_run).map_err(|e| {
+        config
+            .apply_shortcuts(
+                args.allow.as_deref(),
+                args.block.as_deref(),
+                args.unknown_action,
+                &regions,
+            )
+            .map_err(|e| {
                 if e.span == crate::policy::COMMAND_LINE {
                     anyhow::anyhow!("--allow/--block: {}", e.reason)
                 } else {
@@ -61,6 +65,7 @@ impl Plan {
                     )
                 }
             })?;
+        let policy = config.compiled_policy().clone().with_dry_run(settings.dry_run);
         let kernel_policy = policy.kernel()?;
         Ok(Plan { config, settings, policy, kernel_policy })
     }

@@ -14,7 +14,10 @@ pub use sections::{AgentSection, AlertsSection, DeviceSection, GroupSection};
 pub use settings::{RunSettings, Unchangeable};
 pub use volume::{VolumeRule, VolumeSection, parse_size};
 
-use crate::{geo::regions::Regions, policy::Rules};
+use crate::{
+    geo::regions::Regions,
+    policy::{ActionName, Policy, Rules},
+};
 
 /// The configuration file's contents.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -44,6 +47,10 @@ pub struct Config {
     /// Upload-volume alerts (`[[volume]]`).
     #[serde(default, rename = "volume")]
     pub volumes: Vec<VolumeSection>,
+    /// `policy`, `groups` and `devices` compiled: [`Config::parse`] validates the policy by
+    /// compiling it, and the agent runs this compilation.
+    #[serde(skip)]
+    compiled: Policy,
 }
 
 /// `[learning]`: learn what each device reaches, then alert on what is new.
@@ -84,7 +91,7 @@ fn line_of(text: &str, offset: usize) -> usize {
 }
 
 impl Config {
-    /// The policy's rules as [`Policy::compile`](crate::policy::Policy::compile) takes them.
+    /// The policy's rules as [`Policy::compile`] takes them.
     pub fn policy_source(&self) -> crate::policy::PolicySource<'_> {
         use crate::policy::{DeviceSource, GroupSource, PolicySource};
         PolicySource {
@@ -102,6 +109,32 @@ impl Config {
         }
     }
 
+    /// The policy compiled (as [`Config::parse`] validated it; no rules in
+    /// [`Config::default`]), enforced as written (see [`Policy::with_dry_run`]).
+    pub fn compiled_policy(&self) -> &Policy {
+        &self.compiled
+    }
+
+    /// Applies the command-line shortcuts `--allow`, `--block` and `--unknown-action` to
+    /// `[policy]` (see [`Rules::apply_shortcuts`]) and recompiles that layer of the compiled
+    /// policy; without shortcuts nothing changes. On an error the configuration stays as it was.
+    pub fn apply_shortcuts(
+        &mut self,
+        allow: Option<&[String]>,
+        block: Option<&[String]>,
+        unknown: Option<ActionName>,
+        regions: &Regions,
+    ) -> Result<(), SpannedError> {
+        if allow.is_none() && block.is_none() && unknown.is_none() {
+            return Ok(());
+        }
+        let mut rules = self.policy.clone();
+        rules.apply_shortcuts(allow, block, unknown);
+        self.compiled.replace_default(&rules, regions)?;
+        self.policy = rules;
+        Ok(())
+    }
+
     /// Parses and validates configuration text; `path` names it in errors.
     pub fn parse(path: &str, text: &str) -> Result<Config, ConfigError> {
         let invalid = |offset: usize, reason: String| ConfigError::Invalid {
@@ -109,13 +142,13 @@ impl Config {
             line: line_of(text, offset),
             reason,
         };
-        let config: Config = toml::from_str(text)
+        let mut config: Config = toml::from_str(text)
             .map_err(|e| invalid(e.span().map_or(0, |s| s.start), e.message().to_owned()))?;
         let regions = config.regions().map_err(|e| {
             let at = text.find("[regions]").unwrap_or(0);
             invalid(at, e.to_string())
         })?;
-        crate::policy::Policy::compile(&config.policy_source(), &regions, false)
+        config.compiled = Policy::compile(&config.policy_source(), &regions)
             .map_err(|e| invalid(e.span.start, e.reason))?;
         for section in &config.volumes {
             VolumeRule::compile(section, &regions).map_err(|e| invalid(e.span.start, e.reason))?;

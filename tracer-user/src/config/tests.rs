@@ -48,6 +48,40 @@ fn policy_errors_name_the_line_and_reason() {
 }
 
 #[test]
+fn the_compiled_policy_is_the_files_and_shortcuts_recompile_only_policy() {
+    let text = "[policy]\nallow = [\"eu\"]\nalert = [\"FR\"]\n[[group]]\nname = \"iot\"\notherwise = \"block\"\n[[device]]\nmac = \"02:00:00:00:00:01\"\ngroup = \"iot\"\n";
+    let mut config = Config::parse("c.toml", text).unwrap();
+    let regions = config.regions().unwrap();
+    let fresh = |c: &Config| {
+        format!("{:?}", crate::policy::Policy::compile(&c.policy_source(), &regions).unwrap())
+    };
+    assert_eq!(format!("{:?}", config.compiled_policy()), fresh(&config));
+    let before = format!("{:?}", config.compiled_policy());
+    config.apply_shortcuts(None, None, None, &regions).unwrap();
+    assert_eq!(format!("{:?}", config.compiled_policy()), before);
+    let allow = ["US".to_owned(), " ".to_owned()];
+    config
+        .apply_shortcuts(Some(&allow), None, Some(crate::policy::ActionName::Block), &regions)
+        .unwrap();
+    assert_eq!(config.policy.summary(), "allow [US], alert [FR], unknown block");
+    assert_eq!(format!("{:?}", config.compiled_policy()), fresh(&config));
+    // A bad shortcut points at the command line and leaves the configuration as it was.
+    let before = (config.policy.clone(), format!("{:?}", config.compiled_policy()));
+    let err = config.apply_shortcuts(None, Some(&["atlantis".to_owned()]), None, &regions);
+    assert_eq!(err.unwrap_err().span, crate::policy::COMMAND_LINE);
+    assert_eq!((config.policy.clone(), format!("{:?}", config.compiled_policy())), before);
+}
+
+#[test]
+fn the_default_configuration_compiles_to_the_default_policy() {
+    let empty = Config::parse("c.toml", "").unwrap();
+    assert_eq!(
+        format!("{:?}", Config::default().compiled_policy()),
+        format!("{:?}", empty.compiled_policy())
+    );
+}
+
+#[test]
 fn the_command_line_wins_over_the_file() {
     let config = Config::parse(
         "c.toml",

@@ -71,14 +71,29 @@ pub struct Decision {
     pub explicit: bool,
 }
 
-/// The compiled policy of every device.
-#[derive(Clone, Debug, Default)]
+/// The compiled policy of every device. [`Policy::default`] is an empty configuration's: no
+/// rules, everything allowed.
+#[derive(Clone, Debug)]
 pub struct Policy {
     pub(super) default: Layer,
     pub(super) groups: BTreeMap<String, Layer>,
     pub(super) devices: BTreeMap<[u8; 6], (Layer, Option<String>)>,
     pub(super) dry_run: bool,
 }
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            default: Layer { label: DEFAULT_LABEL.to_owned(), ..Layer::default() },
+            groups: BTreeMap::new(),
+            devices: BTreeMap::new(),
+            dry_run: false,
+        }
+    }
+}
+
+/// How the `[policy]` layer is named in explanations.
+const DEFAULT_LABEL: &str = "[policy]";
 
 fn layer(label: String, rules: &Rules, regions: &Regions) -> Result<Layer, SpannedError> {
     let mut lists: [BTreeMap<CountryId, String>; 3] = Default::default();
@@ -105,14 +120,10 @@ fn layer(label: String, rules: &Rules, regions: &Regions) -> Result<Layer, Spann
 }
 
 impl Policy {
-    /// Compiles the configuration's policy, groups and devices; `dry_run` turns every block
-    /// into an alert. Errors point at the offending value.
-    pub fn compile(
-        source: &PolicySource<'_>,
-        regions: &Regions,
-        dry_run: bool,
-    ) -> Result<Self, SpannedError> {
-        let default = layer("[policy]".to_owned(), source.default, regions)?;
+    /// Compiles the configuration's policy, groups and devices. Errors point at the offending
+    /// value.
+    pub fn compile(source: &PolicySource<'_>, regions: &Regions) -> Result<Self, SpannedError> {
+        let default = layer(DEFAULT_LABEL.to_owned(), source.default, regions)?;
         let mut groups = BTreeMap::new();
         for group in &source.groups {
             let name = group.name.get_ref();
@@ -153,7 +164,23 @@ impl Policy {
                 ));
             }
         }
-        Ok(Self { default, groups, devices, dry_run })
+        Ok(Self { default, groups, devices, dry_run: false })
+    }
+
+    /// Replaces the `[policy]` layer with `rules` compiled (the command-line shortcuts change
+    /// only that layer); on an error the policy stays as it was.
+    pub fn replace_default(
+        &mut self,
+        rules: &Rules,
+        regions: &Regions,
+    ) -> Result<(), SpannedError> {
+        self.default = layer(DEFAULT_LABEL.to_owned(), rules, regions)?;
+        Ok(())
+    }
+
+    /// This policy with every block turned into an alert (`dry_run`), or enforced as written.
+    pub fn with_dry_run(self, dry_run: bool) -> Self {
+        Self { dry_run, ..self }
     }
 
     /// The layers that apply to `mac`, most specific first.

@@ -92,7 +92,7 @@ mod tests {
 
     fn compile(text: &str, dry_run: bool) -> Policy {
         let config = Config::parse("t.toml", text).unwrap();
-        Policy::compile(&config.policy_source(), &config.regions().unwrap(), dry_run).unwrap()
+        config.compiled_policy().clone().with_dry_run(dry_run)
     }
 
     const TV: [u8; 6] = [2, 0, 0, 0, 0, 1];
