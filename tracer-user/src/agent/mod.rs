@@ -261,7 +261,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let writable =
         settings.access.authenticated() || crate::http::access::is_loopback(settings.listen);
     let state = routes::AppState { metrics, ctx: Arc::clone(&ctx), writable };
-    let security = settings.access.load()?;
+    let security = settings.security.clone();
     security.log(listener.local_addr()?);
     let server = tokio::spawn(routes::serve(listener, state, security));
     crate::agent::service::ready(&format!("counting on {}", settings.lan.join(", ")));

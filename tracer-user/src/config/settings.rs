@@ -6,7 +6,7 @@ use super::Config;
 use crate::{
     config::AgentSection,
     config::cli::{GeoArgs, RunArgs},
-    http::access::ApiAccess,
+    http::access::{ApiAccess, Security},
     kernel::{AttachPreference, Lookup},
 };
 
@@ -19,7 +19,7 @@ pub(super) const DEFAULT_METRICS_MAX_DEVICES: usize = 256;
 pub(super) const DEFAULT_MAC_FLOOD_RATE: u32 = 20;
 
 /// Everything `run` needs, resolved.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct RunSettings {
     /// LAN interfaces.
     pub lan: Vec<String>,
@@ -90,7 +90,10 @@ pub struct RunSettings {
     /// Webhook request timeout.
     pub webhook_timeout: Duration,
     /// API authentication and TLS.
-    pub access: crate::http::access::ApiAccess,
+    pub access: ApiAccess,
+    /// `access`'s files, read once: what the API server enforces (a reload reads them to check
+    /// them, but `access` only changes at a restart).
+    pub security: Security,
 }
 
 /// The volume rules of the command line and the configuration file, compiled.
@@ -151,6 +154,16 @@ impl RunSettings {
         anyhow::ensure!(remote_idle > 0, "remote_idle must be at least 1 second");
         let ipfix_interval = args.ipfix_interval.or(agent.ipfix_interval).unwrap_or(60);
         anyhow::ensure!(ipfix_interval > 0, "ipfix_interval must be at least 1 second");
+        let learning = match (&args.learn_for, &config.learning.period) {
+            (Some(d), _) => Some((*d).into()),
+            (None, Some(p)) => Some(
+                humantime::parse_duration(p.get_ref())
+                    .map_err(|e| anyhow::anyhow!("[learning] period: {e}"))?,
+            ),
+            (None, None) => None,
+        };
+        let volumes = volume_rules(args, config)?;
+        let (access, security) = api_access(args, agent, listen)?;
         Ok(RunSettings {
             lan,
             geo,
@@ -176,14 +189,7 @@ impl RunSettings {
             dns_min_hold: Duration::from_secs(
                 args.dns_min_hold.or(agent.dns_min_hold).unwrap_or(1800),
             ),
-            learning: match (&args.learn_for, &config.learning.period) {
-                (Some(d), _) => Some((*d).into()),
-                (None, Some(p)) => Some(
-                    humantime::parse_duration(p.get_ref())
-                        .map_err(|e| anyhow::anyhow!("[learning] period: {e}"))?,
-                ),
-                (None, None) => None,
-            },
+            learning,
             state_dir: args
                 .state_dir
                 .clone()
@@ -193,7 +199,7 @@ impl RunSettings {
                 .history_points
                 .or(agent.history_points)
                 .unwrap_or(crate::history::DEFAULT_MAX_POINTS),
-            volumes: volume_rules(args, config)?,
+            volumes,
             alertmanager: args.alertmanager.clone().or_else(|| alerts.alertmanager.clone()),
             kernel_log: args.kernel_log.or(agent.kernel_log).unwrap_or_default(),
             bpffs_dir: args
@@ -228,7 +234,8 @@ impl RunSettings {
             webhook_timeout: Duration::from_secs(
                 args.webhook_timeout_secs.or(alerts.webhook_timeout_secs).unwrap_or(5),
             ),
-            access: api_access(args, agent, listen)?,
+            access,
+            security,
         })
     }
 
@@ -261,12 +268,12 @@ impl RunSettings {
 }
 
 /// The API's access settings: the command line over `[agent]`, checked against the listen
-/// address, the files read.
+/// address, with their files read.
 pub(crate) fn api_access(
     args: &RunArgs,
     agent: &AgentSection,
     listen: SocketAddr,
-) -> anyhow::Result<ApiAccess> {
+) -> anyhow::Result<(ApiAccess, Security)> {
     let pick = |a: &Option<PathBuf>, b: &Option<PathBuf>| a.clone().or_else(|| b.clone());
     let tls = match (pick(&args.tls_cert, &agent.tls_cert), pick(&args.tls_key, &agent.tls_key)) {
         (Some(cert), Some(key)) => Some((cert, key)),
@@ -276,11 +283,12 @@ pub(crate) fn api_access(
              or neither"
         ),
     };
-    ApiAccess {
+    let access = ApiAccess {
         tls,
         auth_token_file: pick(&args.auth_token_file, &agent.auth_token_file),
         basic_auth_file: pick(&args.basic_auth_file, &agent.basic_auth_file),
         insecure_listen: args.insecure_listen || agent.insecure_listen.unwrap_or(false),
-    }
-    .checked(listen)
+    };
+    let security = access.checked(listen)?;
+    Ok((access, security))
 }

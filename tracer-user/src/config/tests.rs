@@ -101,7 +101,7 @@ fn the_command_line_wins_over_the_file() {
 }
 
 fn resolve_access(args: RunArgs, listen: &str) -> anyhow::Result<ApiAccess> {
-    api_access(&args, &AgentSection::default(), listen.parse().unwrap())
+    api_access(&args, &AgentSection::default(), listen.parse().unwrap()).map(|(access, _)| access)
 }
 
 #[test]
@@ -117,7 +117,7 @@ fn only_loopback_is_served_without_credentials_or_the_opt_in() {
     assert!(resolve_access(open, "0.0.0.0:9977").unwrap().insecure_listen);
     let section = AgentSection { insecure_listen: Some(true), ..AgentSection::default() };
     let from_file = api_access(&RunArgs::default(), &section, "[::]:1".parse().unwrap());
-    assert!(from_file.unwrap().insecure_listen);
+    assert!(from_file.unwrap().0.insecure_listen);
 }
 
 #[test]

@@ -10,8 +10,9 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
 use crate::http::auth::HttpAuth;
 
-/// The API's security settings, resolved from the command line over `[agent]`. Files are read
-/// at start-up; changing them (or these settings) takes a restart.
+/// The API's security settings, resolved from the command line over `[agent]`. The files are
+/// read once per load ([`ApiAccess::checked`]); the agent serves what it read at start-up, and
+/// changing them (or these settings) takes a restart.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ApiAccess {
     /// PEM certificate chain and private key: serve HTTPS.
@@ -30,9 +31,9 @@ pub fn is_loopback(addr: SocketAddr) -> bool {
 }
 
 impl ApiAccess {
-    /// Checks the settings against the listen address (the rule above) and reads the files;
-    /// returns them unchanged when both pass.
-    pub fn checked(self, listen: SocketAddr) -> anyhow::Result<ApiAccess> {
+    /// Checks the settings against the listen address (the rule above) and reads the files:
+    /// their loaded form, what the server enforces.
+    pub fn checked(&self, listen: SocketAddr) -> anyhow::Result<Security> {
         if !is_loopback(listen) && !self.authenticated() && !self.insecure_listen {
             anyhow::bail!(
                 "refusing to serve the API on {listen}: it is not a loopback address and the API \
@@ -42,8 +43,7 @@ impl ApiAccess {
                  it without authentication anyway"
             );
         }
-        self.load()?;
-        Ok(self)
+        self.load()
     }
 
     /// Whether requests need credentials.
@@ -52,7 +52,7 @@ impl ApiAccess {
     }
 
     /// Reads the files: credentials and the TLS configuration.
-    pub fn load(&self) -> anyhow::Result<Security> {
+    fn load(&self) -> anyhow::Result<Security> {
         let auth = HttpAuth::load(self.auth_token_file.as_ref(), self.basic_auth_file.as_ref())?;
         #[cfg(feature = "tls")]
         let tls = match &self.tls {
