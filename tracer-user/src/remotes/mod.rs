@@ -15,7 +15,7 @@ mod retire;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
-use tracer_common::{CounterValue, CountryId};
+use tracer_common::CountryId;
 
 pub use enrich::{Enricher, Enrichment};
 pub use metrics::RemoteCollector;
@@ -62,12 +62,10 @@ pub struct RemoteReport {
     pub protocol: String,
     /// Remote port of the first packet (TCP, UDP, SCTP), `null` otherwise.
     pub port: Option<u16>,
-    /// Sent by the device.
-    pub upload: CounterValue,
-    /// Received by the device.
-    pub download: CounterValue,
-    /// Dropped by a block policy.
-    pub blocked: CounterValue,
+    /// What went to and from it: in the JSON its `upload`, `download` and `blocked` fields stand
+    /// here, between `port` and `first_seen`.
+    #[serde(flatten)]
+    pub traffic: Traffic,
     /// The first packet (RFC 3339, UTC).
     pub first_seen: String,
     /// The latest packet (RFC 3339, UTC).
@@ -83,13 +81,13 @@ pub struct DeviceRemotes {
     pub remotes: Vec<RemoteReport>,
     /// Live remotes matching the query (the list may be shorter: see `limit`).
     pub total: usize,
-    /// CounterValue of the live remotes matching the query that the list leaves out (over
+    /// Traffic of the live remotes matching the query that the list leaves out (over
     /// `limit`), so that listed + unlisted + expired + overflow is the device's whole traffic.
     #[serde(default)]
     pub unlisted: Traffic,
-    /// CounterValue of remotes retired after being idle.
+    /// Traffic of remotes retired after being idle.
     pub expired: Traffic,
-    /// CounterValue to remotes that did not fit in the remote table.
+    /// Traffic to remotes that did not fit in the remote table.
     pub overflow: Traffic,
 }
 
@@ -109,7 +107,6 @@ pub fn asn_of(asn: Option<&AsnDb>, address: IpAddr) -> Option<AsnInfo> {
 }
 
 fn report(entry: &RemoteEntry, asn: Option<&AsnDb>, names: Option<&NameBook>) -> RemoteReport {
-    let totals = Traffic::of_remote(&entry.traffic);
     let address = entry.address();
     let learned = names.and_then(|n| n.names(entry.key.mac, address)).unwrap_or_default();
     RemoteReport {
@@ -120,9 +117,7 @@ fn report(entry: &RemoteEntry, asn: Option<&AsnDb>, names: Option<&NameBook>) ->
         canonical: learned.canonical,
         protocol: protocol_name(entry.protocol),
         port: (entry.port != 0).then_some(entry.port),
-        upload: totals.upload,
-        download: totals.download,
-        blocked: totals.blocked,
+        traffic: Traffic::of_remote(&entry.traffic),
         first_seen: crate::base::clock::rfc3339(wall_time(entry.first_seen_ns)),
         last_seen: crate::base::clock::rfc3339(wall_time(entry.last_seen_ns)),
     }
@@ -202,8 +197,8 @@ pub fn render_table(view: &DeviceRemotes) -> String {
         };
         let n = |v: u64| v.to_string();
         let mut last = r.names.join(",");
-        if r.blocked.packets > 0 {
-            last = format!("BLOCKED {} pkts {last}", r.blocked.packets);
+        if r.traffic.blocked.packets > 0 {
+            last = format!("BLOCKED {} pkts {last}", r.traffic.blocked.packets);
         }
         let last =
             if last.is_empty() { r.last_seen.clone() } else { format!("{last} {}", r.last_seen) };
@@ -214,10 +209,10 @@ pub fn render_table(view: &DeviceRemotes) -> String {
                 &r.country,
                 &org,
                 &proto,
-                &n(r.upload.bytes),
-                &n(r.upload.packets),
-                &n(r.download.bytes),
-                &n(r.download.packets),
+                &n(r.traffic.upload.bytes),
+                &n(r.traffic.upload.packets),
+                &n(r.traffic.download.bytes),
+                &n(r.traffic.download.packets),
                 &last,
             ],
         );
@@ -238,19 +233,6 @@ pub fn render_table(view: &DeviceRemotes) -> String {
     let _ = writeln!(out, "expired remotes: {}", t(&view.expired));
     let _ = writeln!(out, "overflow (remote table full): {}", t(&view.overflow));
     out
-}
-
-/// Per device, live + expired + overflow: what must equal the device's per-country totals.
-pub fn device_totals(snapshot: &RemoteSnapshot, mac: [u8; 6]) -> Traffic {
-    let mut total = Traffic::default();
-    for e in snapshot.entries.iter().filter(|e| e.key.mac == mac) {
-        total += Traffic::of_remote(&e.traffic);
-    }
-    if let Some(spill) = snapshot.spill.get(&mac) {
-        total += Traffic::of_remote(&spill.expired);
-        total += Traffic::of_remote(&spill.overflow);
-    }
-    total
 }
 
 #[cfg(test)]
@@ -281,6 +263,23 @@ mod tests {
     }
 
     #[test]
+    fn a_remote_s_json_names_its_fields_in_order() {
+        let r = report(&entry(1, 1, 100), None, None);
+        let expected = format!(
+            concat!(
+                r#"{{"address":"36.110.0.1","country":"CN","asn":null,"names":[],"canonical":[],"#,
+                r#""protocol":"icmp","port":null,"upload":{{"packets":1,"bytes":100}},"#,
+                r#""download":{{"packets":0,"bytes":0}},"blocked":{{"packets":2,"bytes":20}},"#,
+                r#""first_seen":"{}","last_seen":"{}"}}"#
+            ),
+            r.first_seen, r.last_seen
+        );
+        let json = serde_json::to_string(&r).unwrap();
+        assert_eq!(json, expected);
+        assert_eq!(serde_json::from_str::<RemoteReport>(&json).unwrap(), r);
+    }
+
+    #[test]
     fn lists_a_device_s_remotes_most_bytes_first_with_spill() {
         let mut snapshot = RemoteSnapshot {
             entries: vec![entry(1, 1, 100), entry(1, 2, 300), entry(2, 3, 50)],
@@ -293,7 +292,7 @@ mod tests {
         let view = device_remotes(&snapshot, mac, &Query::default(), None, None);
         assert_eq!(view.total, 2);
         assert_eq!(view.remotes[0].address.to_string(), "36.110.0.2");
-        assert_eq!(view.remotes[0].blocked, CounterValue { packets: 2, bytes: 20 });
+        assert_eq!(view.remotes[0].traffic.blocked, CounterValue { packets: 2, bytes: 20 });
         assert_eq!(view.remotes[0].protocol, "icmp");
         assert_eq!(view.expired.download, CounterValue { packets: 4, bytes: 400 });
         let limited =
@@ -301,9 +300,15 @@ mod tests {
         assert_eq!((limited.total, limited.remotes.len()), (2, 1));
         let other = Query { limit: None, country: Some("us".into()) };
         assert_eq!(device_remotes(&snapshot, mac, &other, None, None).total, 0);
-        let totals = device_totals(&snapshot, mac);
-        assert_eq!(totals.upload, CounterValue { packets: 2, bytes: 400 });
-        assert_eq!(totals.download, CounterValue { packets: 4, bytes: 400 });
-        assert_eq!(totals.blocked, CounterValue { packets: 4, bytes: 40 });
+        // Listed + unlisted + expired + overflow is the device's whole traffic, however limited.
+        for view in [view, limited] {
+            let mut whole = view.unlisted;
+            for t in view.remotes.iter().map(|r| r.traffic).chain([view.expired, view.overflow]) {
+                whole += t;
+            }
+            assert_eq!(whole.upload, CounterValue { packets: 2, bytes: 400 });
+            assert_eq!(whole.download, CounterValue { packets: 4, bytes: 400 });
+            assert_eq!(whole.blocked, CounterValue { packets: 4, bytes: 40 });
+        }
     }
 }
