@@ -24,11 +24,6 @@ pub fn ready(status_text: &str) {
     send(&[NotifyState::Ready, NotifyState::Status(status_text)]);
 }
 
-/// Sets the free-form status line `systemctl status` shows.
-pub fn status(text: &str) {
-    send(&[NotifyState::Status(text)]);
-}
-
 /// Tells the service manager the agent is shutting down (`STOPPING=1`).
 pub fn stopping() {
     send(&[NotifyState::Stopping, NotifyState::Status("detaching and exiting")]);

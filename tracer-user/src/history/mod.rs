@@ -469,14 +469,6 @@ impl Range {
             Range::Week => WEEK_BUCKETS,
         }
     }
-
-    /// `"24h"` or `"7d"`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Range::Day => "24h",
-            Range::Week => "7d",
-        }
-    }
 }
 
 impl FromStr for Range {

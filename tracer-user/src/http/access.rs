@@ -86,11 +86,6 @@ pub struct Security {
 }
 
 impl Security {
-    /// No TLS, no authentication.
-    pub fn open() -> Security {
-        Security::default()
-    }
-
     /// Whether the connection is TLS.
     pub fn is_tls(&self) -> bool {
         #[cfg(feature = "tls")]

@@ -196,11 +196,6 @@ impl Kernel {
         }
     }
 
-    /// The interfaces the programs are attached to.
-    pub fn attachments(&self) -> Vec<Attachment> {
-        self.attachments.iter().map(|a| a.info.clone()).collect()
-    }
-
     /// Moves every attachment of `old` to this object's programs, atomically per hook (a TCX
     /// link update, or a netlink filter replace): each packet runs either the old or the new
     /// program, never neither. `old` keeps no attachment and can be dropped.

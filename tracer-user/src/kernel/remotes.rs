@@ -190,11 +190,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl RemoteReader {
-    /// Capacity of the remote table.
-    pub fn capacity(&self) -> u32 {
-        self.capacity
-    }
-
     /// Reads both tables now.
     pub fn snapshot(&self) -> Result<RemoteSnapshot, KernelError> {
         let mut entries = Vec::new();

@@ -1,6 +1,6 @@
 //! Compiling the rules into layers and deciding a (device, country) with the rule that did.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use toml::Spanned;
 use tracer_common::{CountryId, policy::Action};
@@ -213,15 +213,6 @@ impl Policy {
         let rule =
             if action == configured { rule } else { format!("{rule} (dry run: not dropped)") };
         Decision { action, configured, rule, explicit }
-    }
-
-    /// Regions listed anywhere, as countries (for marking unapproved traffic in reports).
-    pub fn mentioned(&self) -> BTreeSet<CountryId> {
-        std::iter::once(&self.default)
-            .chain(self.groups.values())
-            .chain(self.devices.values().map(|(l, _)| l))
-            .flat_map(|l| l.lists.iter().flat_map(|m| m.keys().copied()))
-            .collect()
     }
 }
 
