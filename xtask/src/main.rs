@@ -11,6 +11,8 @@ mod setup_check;
 mod steps;
 mod story;
 mod test;
+#[path = "vm/systemd.rs"]
+mod vm_systemd;
 mod world_map;
 
 use clap::{Parser, Subcommand};
@@ -39,6 +41,8 @@ enum Command {
     GeoBuild(geo_build::GeoBuildArgs),
     /// Regenerate the page's embedded world map (`tracer-user/web/world.svg`).
     WorldMap,
+    /// The .deb's unit under real systemd: a Debian bookworm VM (mmdebstrap, QEMU/KVM).
+    VmSystemd(vm_systemd::VmSystemdArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -53,6 +57,7 @@ fn main() -> std::process::ExitCode {
         Command::GeoBuild(args) => setup::run().and_then(|ready| geo_build::run(&ready, &args)),
         Command::Dist(args) => setup::run().and_then(|ready| dist::run(&ready, &args)),
         Command::WorldMap => setup::run().and_then(|ready| world_map::run(&ready)),
+        Command::VmSystemd(args) => setup::run().and_then(|ready| vm_systemd::run(&ready, &args)),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -108,6 +108,13 @@ pub(crate) fn run(args: &TestArgs) -> anyhow::Result<()> {
         }
         status(c).map(|()| Outcome::Pass)
     });
+    steps.run("systemd VM (the .deb's unit under real systemd)", || {
+        if args.only.is_some() {
+            return Ok(Outcome::Skip("--only".into()));
+        }
+        let deb = std::env::var_os("EGRESS_TRACER_DEB").expect("set by the dist step");
+        crate::vm_systemd::step(std::path::Path::new(&deb))
+    });
     steps.run("dist: aarch64 musl cross build", || {
         if args.only.is_some() {
             return Ok(Outcome::Skip("--only".into()));
