@@ -223,9 +223,16 @@ mod tests {
     /// that builds without setting up first fails on a fresh machine.
     #[test]
     fn cargo_runs_only_through_ready() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
+        // Every .rs file under src/, subdirectories (src/vm/) included.
+        let mut dirs = vec![std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src")];
+        let mut files = Vec::new();
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() { dirs.push(path) } else { files.push(path) }
+            }
+        }
+        for path in files {
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
             if name == "setup.rs" {
                 continue;
