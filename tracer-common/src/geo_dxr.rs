@@ -161,6 +161,16 @@ pub fn v6_digits(addr: &[u8; 16]) -> [u16; V6_DIGITS] {
 mod tests {
     use super::*;
 
+    /// The IPv4 walk over in-memory tables.
+    fn walk_v4(root: &[Block], nodes: &[Node], store: &[RangeLine], a: [u8; 4]) -> CountryId {
+        lookup(
+            &v4_digits(&a),
+            |i| root.get(i as usize),
+            |i| nodes.get(i as usize),
+            |i| store.get(i as usize),
+        )
+    }
+
     fn lines(ranges: &[Range]) -> [RangeLine; 2] {
         let mut out = [[Range::default(); LINE_RANGES]; 2];
         for (i, r) in ranges.iter().enumerate() {
@@ -202,14 +212,7 @@ mod tests {
         ];
         let store = lines(&ranges);
         let nodes = [Node { base: 0, count: 3 }];
-        let get = |a: [u8; 4]| {
-            lookup(
-                &v4_digits(&a),
-                |i| root.get(i as usize),
-                |i| nodes.get(i as usize),
-                |i| store.get(i as usize),
-            )
-        };
+        let get = |a: [u8; 4]| walk_v4(&root, &nodes, &store, a);
         assert_eq!(get([36, 110, 7, 1]), cn);
         assert_eq!(get([8, 8, 8, 8]), us);
         assert_eq!(get([8, 8, 8, 9]), CountryId::UNKNOWN);
@@ -224,14 +227,7 @@ mod tests {
         root[2].entries[0] = pointer(0);
         let store = lines(&[Range { start: 0, entry: pointer(0) }]);
         let nodes = [Node { base: 0, count: 1 }];
-        let get = |a: [u8; 4]| {
-            lookup(
-                &v4_digits(&a),
-                |i| root.get(i as usize),
-                |i| nodes.get(i as usize),
-                |i| store.get(i as usize),
-            )
-        };
+        let get = |a: [u8; 4]| walk_v4(&root, &nodes, &store, a);
         assert_eq!(get([1, 0, 0, 1]), CountryId::UNKNOWN);
         assert_eq!(get([2, 0, 0, 1]), CountryId::UNKNOWN);
     }

@@ -124,6 +124,7 @@ pub mod verdict {
 /// counts as its number of segments).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(serde::Serialize, serde::Deserialize))]
 pub struct CounterValue {
     /// Packets (GSO segments).
     pub packets: u64,

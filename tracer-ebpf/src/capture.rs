@@ -126,6 +126,13 @@ fn send(ctx: &TcContext, r: &Request<'_>) -> Captured {
         entry.discard(0);
         return Captured::No;
     }
+    // Kernels before 6.7 learn nothing from `len != 0` (only from ordered comparisons), and
+    // 6.1's verifier rejects a copy whose size may be 0: `(len - 1) min (CAPTURE_DATA - 1) + 1`
+    // is the same value with a lower bound of 1 it can see.
+    let len = {
+        let below = core::hint::black_box(len - 1);
+        (if below > CAPTURE_DATA - 1 { CAPTURE_DATA - 1 } else { below }) + 1
+    };
     let p = entry.as_mut_ptr();
     // SAFETY: `p` points at a reserved, writable `Capture`; the copy writes at most `len` (<=
     // CAPTURE_DATA) bytes into its data array.

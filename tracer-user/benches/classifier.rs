@@ -13,8 +13,8 @@ use std::{
 use anyhow::Context as _;
 use aya::programs::{TestRun as _, TestRunOptions};
 use tracer_user::{
-    cli::GeoArgs,
-    geo_source::{self, KernelTables},
+    agent::database::{self, KernelTables},
+    config::cli::GeoArgs,
     kernel::{Kernel, LoadOptions, Lookup, map_memory, programs},
 };
 
@@ -79,14 +79,14 @@ fn main() -> anyhow::Result<()> {
     }
     let only = std::env::var("EGRESS_TRACER_BENCH").unwrap_or_default();
     if only == "scrape" {
-        return scrape_bench(&geo_source::compile(&GeoArgs::default(), &[])?);
+        return scrape_bench(&database::compile(&GeoArgs::default(), &[])?);
     }
     let rss_before = max_rss_kib();
     let started = Instant::now();
-    let geo = geo_source::compile(&GeoArgs::default(), &[])?;
+    let geo = database::compile(&GeoArgs::default(), &[])?;
     let compiled_in = started.elapsed();
     let stats = geo.stats();
-    println!("database: {}", geo_source::describe(&geo));
+    println!("database: {}", database::describe(&geo));
     println!(
         "  IPv4: {} runs, {} prefixes -> compact structure of {} nodes, {} ranges",
         stats.v4_runs, stats.v4_prefixes, stats.v4_nodes, stats.v4_ranges
@@ -163,9 +163,10 @@ fn main() -> anyhow::Result<()> {
         "bench.toml",
         "[policy]\nallow = [\"eu\", \"US\", \"CN\"]\nunknown = \"alert\"\n",
     )?;
-    let policy = tracer_user::policy::Policy::compile(&config, &config.regions()?, false)
-        .map_err(|e| anyhow::anyhow!("{}", e.reason))?
-        .kernel()?;
+    let policy =
+        tracer_user::policy::Policy::compile(&config.policy_source(), &config.regions()?, false)
+            .map_err(|e| anyhow::anyhow!("{}", e.reason))?
+            .kernel()?;
     let no_policy = tracer_user::policy::Policy::default().kernel()?;
     let limits =
         tracer_user::kernel::EventLimits { per_second: 100, rearm_secs: 3600, new_pairs: false };
@@ -227,7 +228,7 @@ fn main() -> anyhow::Result<()> {
 fn scrape_bench(geo: &tracer_user::geo::CompiledGeo) -> anyhow::Result<()> {
     use std::sync::{Arc, RwLock};
 
-    use tracer_user::{metrics::Metrics, status::AgentStatus};
+    use tracer_user::{metrics::Metrics, state::status::AgentStatus};
     let tables = KernelTables::build(geo, Lookup::Table);
     let options = LoadOptions {
         geo: tables.sizes(),
@@ -266,7 +267,7 @@ fn scrape_bench(geo: &tracer_user::geo::CompiledGeo) -> anyhow::Result<()> {
         }
     }
     let filled = t.elapsed();
-    let ctx = tracer_user::context::Context::bare(
+    let ctx = tracer_user::state::Context::bare(
         Arc::clone(&reader),
         Arc::new(kernel.remote_reader()?),
         Arc::new(RwLock::new(AgentStatus::default())),

@@ -1,7 +1,7 @@
 //! The `egress-tracer` binary.
 
 use clap::Parser as _;
-use tracer_user::cli::{Cli, Command};
+use tracer_user::config::cli::{Cli, Command};
 
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
@@ -26,7 +26,7 @@ fn main() -> std::process::ExitCode {
         Command::Baseline(args) => tracer_user::commands::baseline::run(&args),
         Command::Lookup(args) => tracer_user::commands::lookup::run(&args),
         Command::GeoInfo(args) => tracer_user::commands::lookup::geo_info(&args),
-        Command::GeoCompile(args) => tracer_user::geo_source::compile_to_file(&args),
+        Command::GeoCompile(args) => tracer_user::agent::database::compile_to_file(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -2,12 +2,21 @@
 //! `[profile.dist]`), each with the eBPF object of the target's endianness and the default
 //! country database inside; `cargo xtask dist deb` packages one as a .deb.
 //!
-//! Linking needs no cross toolchain: no crate compiles C, so `rust-lld` (shipped with rustc)
-//! links against the self-contained musl CRT and libc of the target's `rust-std`, which
-//! `rustup target add` installs (cached by rustup). Tier-3 musl targets (mips, mipsel) have no
-//! `rust-std` to download and are refused with the reason.
+//! Two ways to a static musl binary, by target ([`TARGETS`]):
+//! - [`Std::Rustup`] (x86_64, aarch64): `rustup target add` installs the target's `rust-std`
+//!   with its self-contained musl CRT and libc, and `rust-lld` links against them.
+//! - [`Std::Build`] (armv7, mipsel): the distribution server has no `rust-std` for them, so the
+//!   nightly toolchain compiles `std` from its `rust-src` (`-Z build-std=std,panic_abort`), and
+//!   Debian's cross gcc links, with Debian's musl for that architecture (`musl-dev:armhf`,
+//!   `musl-dev:mipsel`: CRT objects and `libc.a`, through the `<triple>-musl-gcc` wrapper's
+//!   specs). The unwinder `std` links (`-lunwind`) is LLVM's libunwind from the nightly
+//!   `rust-src`, compiled here with the same compiler ([`libunwind`]): Debian's `libgcc_eh.a`
+//!   is built for glibc (`_dl_find_object`).
+//!
+//! The only C compiled is `ring`'s (rustls, the `tls` feature) and that libunwind; `cargo xtask
+//! setup` installs every compiler and library named here.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
@@ -19,11 +28,69 @@ use crate::{
 /// The default target: the one the lab tests also run (`cargo xtask test`).
 pub(crate) const HOST_MUSL: &str = "x86_64-unknown-linux-musl";
 
-/// Targets known to build, with their Debian architecture.
-const TARGETS: &[(&str, &str)] = &[
-    ("x86_64-unknown-linux-musl", "amd64"),
-    ("aarch64-unknown-linux-musl", "arm64"),
-    ("armv7-unknown-linux-musleabihf", "armhf"),
+/// The size a router build must stay within (flash and RAM of small routers).
+pub(crate) const MAX_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Where a target's standard library comes from.
+#[derive(Debug)]
+pub(crate) enum Std {
+    /// `rustup target add`; linked by rust-lld against the self-contained musl. The C compiler
+    /// is for `ring` only.
+    Rustup { cc: &'static str },
+    /// Nightly `-Z build-std`, linked by the Debian cross gcc (`<gnu>-gcc`, binutils `<gnu>-ar`)
+    /// through the musl wrapper `musl_gcc` (package `musl-dev:<debian arch>`), which also
+    /// compiles `ring` and libunwind with `cflags`.
+    Build { gnu: &'static str, musl_gcc: &'static str, cflags: &'static [&'static str] },
+}
+
+/// A target `cargo xtask dist` builds.
+#[derive(Debug)]
+pub(crate) struct Target {
+    pub(crate) triple: &'static str,
+    pub(crate) debian_arch: &'static str,
+    pub(crate) std: Std,
+    /// qemu-user's emulator for the binary (`cargo xtask test` runs a lookup under it).
+    pub(crate) qemu: Option<&'static str>,
+}
+
+/// Targets known to build.
+pub(crate) const TARGETS: &[Target] = &[
+    Target {
+        triple: "x86_64-unknown-linux-musl",
+        debian_arch: "amd64",
+        std: Std::Rustup { cc: "musl-gcc" },
+        qemu: None,
+    },
+    Target {
+        triple: "aarch64-unknown-linux-musl",
+        debian_arch: "arm64",
+        std: Std::Rustup { cc: "aarch64-linux-gnu-gcc" },
+        qemu: Some("qemu-aarch64"),
+    },
+    // ARMv7 with VFPv3-D16, hard-float ABI (inside the static binary only: it runs on any
+    // ARMv7-A router with a VFP, e.g. OpenWrt's arm_cortex-a7_neon-vfpv4, ipq40xx).
+    Target {
+        triple: "armv7-unknown-linux-musleabihf",
+        debian_arch: "armhf",
+        std: Std::Build {
+            gnu: "arm-linux-gnueabihf",
+            musl_gcc: "arm-linux-musleabihf-gcc",
+            cflags: &[],
+        },
+        qemu: Some("qemu-arm"),
+    },
+    // MIPS32r2 little-endian, soft-float like the Rust target and OpenWrt's mipsel_24kc
+    // (ramips mt7621 has no FPU). Debian's musl is hard-float: see docs/deployment.md.
+    Target {
+        triple: "mipsel-unknown-linux-musl",
+        debian_arch: "mipsel",
+        std: Std::Build {
+            gnu: "mipsel-linux-gnu",
+            musl_gcc: "mipsel-linux-musl-gcc",
+            cflags: &["-msoft-float"],
+        },
+        qemu: Some("qemu-mipsel"),
+    },
 ];
 
 /// What to build.
@@ -51,10 +118,10 @@ pub(crate) struct DistArgs {
 pub(crate) fn run(ready: &Ready, args: &DistArgs) -> anyhow::Result<()> {
     let targets =
         if args.targets.is_empty() { vec![HOST_MUSL.to_owned()] } else { args.targets.clone() };
-    for target in &targets {
-        let bin = build(ready, target)?;
+    let targets: Vec<&str> = targets.iter().map(String::as_str).collect();
+    for built in build_many(ready, &targets)? {
         if args.what == What::Deb {
-            let deb = crate::deb::build(&bin, debian_arch(target)?)?;
+            let deb = crate::deb::build(&built.path, built.target.debian_arch)?;
             println!("dist: {}", deb.display());
         }
     }
@@ -63,28 +130,17 @@ pub(crate) fn run(ready: &Ready, args: &DistArgs) -> anyhow::Result<()> {
 
 /// The Debian architecture of `target`.
 pub(crate) fn debian_arch(target: &str) -> anyhow::Result<&'static str> {
-    TARGETS
-        .iter()
-        .find(|(t, _)| *t == target)
-        .map(|(_, arch)| *arch)
-        .with_context(|| format!("no Debian architecture known for {target}"))
+    Ok(find(target)?.debian_arch)
 }
 
-/// Refuses targets that cannot be built here, with the reason.
-fn supported(target: &str) -> anyhow::Result<()> {
-    if target.starts_with("mips") {
-        anyhow::bail!(
-            "{target} is a tier-3 target: rustup has no prebuilt std (and no musl CRT/libc) for \
-             it, so it needs nightly `-Z build-std` plus a musl C library for MIPS (e.g. zig's); \
-             not automated here, see notes-deploy.md"
-        );
-    }
-    anyhow::ensure!(
-        TARGETS.iter().any(|(t, _)| *t == target),
-        "unsupported target {target}; known: {}",
-        TARGETS.iter().map(|(t, _)| *t).collect::<Vec<_>>().join(", ")
-    );
-    Ok(())
+/// The known target `triple`, or an error listing the known ones.
+pub(crate) fn find(triple: &str) -> anyhow::Result<&'static Target> {
+    TARGETS.iter().find(|t| t.triple == triple).with_context(|| {
+        format!(
+            "unsupported target {triple}; known: {}",
+            TARGETS.iter().map(|t| t.triple).collect::<Vec<_>>().join(", ")
+        )
+    })
 }
 
 /// `rustup target add`, unless the target's std is installed already.
@@ -101,56 +157,175 @@ fn ensure_target(target: &str) -> anyhow::Result<()> {
     })
 }
 
-/// The C compiler `ring` is built with for `target` (installed by `cargo xtask setup`).
-fn c_compiler(target: &str) -> Option<&'static str> {
-    match target {
-        "x86_64-unknown-linux-musl" => Some("musl-gcc"),
-        "aarch64-unknown-linux-musl" => Some("aarch64-linux-gnu-gcc"),
-        "armv7-unknown-linux-musleabihf" => Some("arm-linux-gnueabihf-gcc"),
-        _ => None,
-    }
+/// A binary `cargo xtask dist` built.
+#[derive(Debug)]
+pub(crate) struct Built {
+    pub(crate) target: &'static Target,
+    /// `target/packages/egress-tracer-<version>-<triple>`.
+    pub(crate) path: PathBuf,
+    pub(crate) bytes: u64,
+    /// Whether rustls is inside (the `tls` feature: HTTPS for the API and `status`).
+    pub(crate) tls: bool,
 }
 
 /// Builds the static binary for `target` and copies it to
 /// `target/packages/egress-tracer-<version>-<target>`; returns that path.
 pub(crate) fn build(ready: &Ready, target: &str) -> anyhow::Result<PathBuf> {
-    supported(target)?;
-    ensure_target(target)?;
-    let mut build = ready.cargo(&[
-        "build",
-        "--profile",
-        "dist",
-        "-p",
-        "tracer-user",
-        "--bin",
-        "egress-tracer",
-        "--target",
-        target,
-    ]);
-    let var =
-        |what: &str| format!("CARGO_TARGET_{}_{what}", target.to_uppercase().replace('-', "_"));
-    // Not position-independent: a static-pie binary carries a relocation for every pointer in
-    // its read-only tables (+4 MiB on x86_64).
-    build.env(var("LINKER"), "rust-lld").env(var("RUSTFLAGS"), "-C relocation-model=static");
-    // `ring` (rustls, the `tls` feature) compiles C and assembly for the target.
-    if let Some(cc) = c_compiler(target) {
-        build.env(format!("CC_{}", target.replace('-', "_")), cc);
+    let mut built = build_many(ready, &[target])?;
+    Ok(built.remove(0).path)
+}
+
+/// Builds `targets`, in one cargo run per kind of [`Std`] (one run for several targets keeps
+/// both cores busy through each target's single-threaded LTO), then checks and copies each.
+pub(crate) fn build_many(ready: &Ready, targets: &[&str]) -> anyhow::Result<Vec<Built>> {
+    let targets: Vec<&'static Target> =
+        targets.iter().map(|t| find(t)).collect::<Result<_, _>>()?;
+    let rustup: Vec<_> =
+        targets.iter().copied().filter(|t| matches!(t.std, Std::Rustup { .. })).collect();
+    let from_source: Vec<_> =
+        targets.iter().copied().filter(|t| matches!(t.std, Std::Build { .. })).collect();
+    for group in [&rustup, &from_source] {
+        if !group.is_empty() {
+            cargo_build(ready, group)?;
+        }
     }
-    status(build)?;
-    let built = target_dir().join(target).join("dist/egress-tracer");
+    targets.into_iter().map(finish).collect()
+}
+
+/// `CARGO_TARGET_<TRIPLE>_<what>`.
+fn target_var(triple: &str, what: &str) -> String {
+    format!("CARGO_TARGET_{}_{what}", triple.to_uppercase().replace('-', "_"))
+}
+
+/// One `cargo build --profile dist` for `targets` (all of one kind of [`Std`]).
+fn cargo_build(ready: &Ready, targets: &[&'static Target]) -> anyhow::Result<()> {
+    let build_std = matches!(targets[0].std, Std::Build { .. });
+    let mut args =
+        vec!["build", "--profile", "dist", "-p", "tracer-user", "--bin", "egress-tracer"];
+    if build_std {
+        // `panic_abort`: `[profile.dist]` aborts on panic.
+        args.splice(0..0, ["+nightly"]);
+        args.extend(["-Z", "build-std=std,panic_abort"]);
+    }
+    for t in targets {
+        args.extend(["--target", t.triple]);
+    }
+    let mut build = ready.cargo(&args);
+    for t in targets {
+        let cc_var = |what: &str| format!("{what}_{}", t.triple.replace('-', "_"));
+        match &t.std {
+            Std::Rustup { cc } => {
+                ensure_target(t.triple)?;
+                // Not position-independent: a static-pie binary carries a relocation for every
+                // pointer in its read-only tables (+4 MiB on x86_64).
+                build
+                    .env(target_var(t.triple, "LINKER"), "rust-lld")
+                    .env(target_var(t.triple, "RUSTFLAGS"), "-C relocation-model=static");
+                // `ring` (rustls, the `tls` feature) compiles C and assembly for the target.
+                build.env(cc_var("CC"), cc);
+            }
+            Std::Build { gnu, musl_gcc, cflags } => {
+                let unwind = libunwind(t.triple, gnu, musl_gcc, cflags)?;
+                // crt-static: the MIPS musl targets default to dynamic linking (OpenWrt's
+                // way); Rust's self-contained CRT is not there to link, Debian's is (specs).
+                let rustflags = format!(
+                    "-C target-feature=+crt-static -C relocation-model=static \
+                     -C link-self-contained=no -L native={}",
+                    unwind.display()
+                );
+                build
+                    .env(target_var(t.triple, "LINKER"), musl_gcc)
+                    .env(target_var(t.triple, "RUSTFLAGS"), rustflags)
+                    .env(cc_var("CC"), musl_gcc)
+                    .env(cc_var("CFLAGS"), cflags.join(" "));
+            }
+        }
+    }
+    status(build)
+}
+
+/// LLVM's libunwind from the nightly `rust-src` (the unwinder Rust's own musl targets ship),
+/// compiled with `musl_gcc` into `target/cross-libunwind/<triple>/libunwind.a`, unless there;
+/// returns that directory.
+fn libunwind(triple: &str, gnu: &str, musl_gcc: &str, cflags: &[&str]) -> anyhow::Result<PathBuf> {
+    let dir = target_dir().join("cross-libunwind").join(triple);
+    let lib = dir.join("libunwind.a");
+    if lib.exists() {
+        return Ok(dir);
+    }
+    let sysroot = cmd("rustc", &["+nightly", "--print", "sysroot"]).output()?;
+    let src = PathBuf::from(String::from_utf8_lossy(&sysroot.stdout).trim())
+        .join("lib/rustlib/src/rust/src/llvm-project/libunwind");
+    anyhow::ensure!(
+        src.join("src").is_dir(),
+        "no libunwind source in the nightly rust-src ({}): run `cargo xtask setup`",
+        src.display()
+    );
+    let objects = dir.join("obj");
+    std::fs::create_dir_all(&objects)?;
+    let mut members = Vec::new();
+    for file in [
+        "libunwind.cpp",
+        "Unwind-EHABI.cpp",
+        "UnwindLevel1.c",
+        "UnwindLevel1-gcc-ext.c",
+        "UnwindRegistersRestore.S",
+        "UnwindRegistersSave.S",
+    ] {
+        let language: &[&str] = match Path::new(file).extension().and_then(|e| e.to_str()) {
+            Some("cpp") => &["-std=c++17", "-nostdinc++", "-fno-exceptions", "-fno-rtti"],
+            Some("c") => &["-std=c99"],
+            _ => &[],
+        };
+        let out = objects.join(file).with_extension("o");
+        let mut cc = cmd(musl_gcc, &["-c", "-O2", "-fstrict-aliasing", "-funwind-tables"]);
+        cc.args(["-fvisibility=hidden", "-fno-stack-protector", "-D_LIBUNWIND_IS_NATIVE_ONLY"])
+            .args(["-DNDEBUG", "-I"])
+            .arg(src.join("include"))
+            .args(cflags)
+            .args(language)
+            .arg(src.join("src").join(file))
+            .arg("-o")
+            .arg(&out);
+        status(cc).with_context(|| format!("compiling libunwind's {file} for {triple}"))?;
+        members.push(out);
+    }
+    let mut archive = cmd(&format!("{gnu}-ar"), &["rcs"]);
+    archive.arg(dir.join("libunwind.a.part")).args(&members);
+    status(archive)?;
+    std::fs::rename(dir.join("libunwind.a.part"), &lib)?;
+    Ok(dir)
+}
+
+/// Checks the built binary of `target` (static, with an eBPF object) and copies it to
+/// `target/packages/`.
+fn finish(target: &'static Target) -> anyhow::Result<Built> {
+    let built = target_dir().join(target.triple).join("dist/egress-tracer");
     let bytes = std::fs::read(&built).with_context(|| format!("reading {}", built.display()))?;
     anyhow::ensure!(is_static(&bytes), "{} is dynamically linked", built.display());
     let bpf = embedded_bpf_endianness(&bytes).context("no embedded eBPF object found")?;
     let dir = target_dir().join("packages");
     std::fs::create_dir_all(&dir)?;
-    let out = dir.join(format!("egress-tracer-{}-{target}", env!("CARGO_PKG_VERSION")));
+    let out = dir.join(format!("egress-tracer-{}-{}", env!("CARGO_PKG_VERSION"), target.triple));
     std::fs::copy(&built, &out)?;
+    let tls = has_tls(&bytes);
     println!(
-        "dist: {} ({:.2} MiB, static, stripped, eBPF object {bpf})",
+        "dist: {} ({:.2} MiB, static, stripped, eBPF object {bpf}, TLS {})",
         out.strip_prefix(workspace_root()).unwrap_or(&out).display(),
-        bytes.len() as f64 / (1024.0 * 1024.0)
+        mib(bytes.len() as u64),
+        if tls { "yes" } else { "no" }
     );
-    Ok(out)
+    Ok(Built { target, path: out, bytes: bytes.len() as u64, tls })
+}
+
+/// Whether rustls is linked in: its log targets (`rustls::...`, the `logging` feature) are.
+fn has_tls(bin: &[u8]) -> bool {
+    bin.windows(8).any(|w| w == b"rustls::")
+}
+
+/// `bytes` in MiB.
+pub(crate) fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
 }
 
 /// Whether an ELF file has no program interpreter (PT_INTERP): statically linked.
@@ -242,7 +417,12 @@ mod tests {
         fake[64 + 18] = 247;
         fake[64 + 19] = 0;
         assert_eq!(embedded_bpf_endianness(&fake), Some("bpfel"));
-        assert!(supported("mipsel-unknown-linux-musl").is_err());
+        assert!(find("mips-unknown-linux-musl").is_err());
         assert_eq!(debian_arch("aarch64-unknown-linux-musl").unwrap(), "arm64");
+        assert_eq!(debian_arch("mipsel-unknown-linux-musl").unwrap(), "mipsel");
+        assert_eq!(
+            target_var("armv7-unknown-linux-musleabihf", "LINKER"),
+            "CARGO_TARGET_ARMV7_UNKNOWN_LINUX_MUSLEABIHF_LINKER"
+        );
     }
 }

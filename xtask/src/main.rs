@@ -11,8 +11,7 @@ mod setup_check;
 mod steps;
 mod story;
 mod test;
-#[path = "vm/systemd.rs"]
-mod vm_systemd;
+mod vm;
 mod world_map;
 
 use clap::{Parser, Subcommand};
@@ -41,8 +40,10 @@ enum Command {
     GeoBuild(geo_build::GeoBuildArgs),
     /// Regenerate the page's embedded world map (`tracer-user/web/world.svg`).
     WorldMap,
+    /// Boot Debian's own kernel for an architecture in QEMU and run the agent in a lab there.
+    Vm(vm::VmArgs),
     /// The .deb's unit under real systemd: a Debian bookworm VM (mmdebstrap, QEMU/KVM).
-    VmSystemd(vm_systemd::VmSystemdArgs),
+    VmSystemd(vm::systemd::VmSystemdArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -57,7 +58,8 @@ fn main() -> std::process::ExitCode {
         Command::GeoBuild(args) => setup::run().and_then(|ready| geo_build::run(&ready, &args)),
         Command::Dist(args) => setup::run().and_then(|ready| dist::run(&ready, &args)),
         Command::WorldMap => setup::run().and_then(|ready| world_map::run(&ready)),
-        Command::VmSystemd(args) => setup::run().and_then(|ready| vm_systemd::run(&ready, &args)),
+        Command::Vm(args) => setup::run().and_then(|ready| vm::run(&ready, &args)),
+        Command::VmSystemd(args) => setup::run().and_then(|ready| vm::systemd::run(&ready, &args)),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

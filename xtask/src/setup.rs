@@ -1,9 +1,12 @@
 //! `cargo xtask setup`: installs what the build and the tests need, idempotently.
 //!
-//! - the nightly toolchain's `rust-src` (aya-build compiles `core` for the BPF target);
+//! - the nightly toolchain's `rust-src` (aya-build compiles `core` for the BPF target, and the
+//!   armv7/mipsel dist builds compile `std` and LLVM's libunwind from it);
+//! - the armhf and mipsel dpkg architectures (for their `musl-dev`);
 //! - `bpf-linker`, built from crates.io against the nightly toolchain's own LLVM and cached in
 //!   `~/.cache/egress-tracer` (or `$EGRESS_TRACER_CACHE`), unless a working one is on PATH;
-//! - the Debian packages the tests use;
+//! - the Debian packages the tests use, and the foreign Debian architectures whose kernels
+//!   `cargo xtask vm` boots (`dpkg --add-architecture`);
 //! - the reference MMDB, by package name through `npm pack`.
 //!
 //! Everything is fetched through the ordinary package clients (`apt-get`, `rustup`,
@@ -34,8 +37,23 @@ pub(crate) const APT_PACKAGES: &[&str] = &[
     "gcc-aarch64-linux-gnu",
     "libc6-dev-arm64-cross",
     "musl-tools",
-    // Runs the aarch64 build's userspace (lookup) under emulation in the test suite.
+    // The armv7 and mipsel builds (`-Z build-std`): Debian's cross gcc links them against
+    // Debian's musl for the architecture (added by [`foreign_architectures`]) and compiles `ring` and LLVM's
+    // libunwind (g++ for libunwind's C++ files; no C++ library is linked).
+    "gcc-arm-linux-gnueabihf",
+    "g++-arm-linux-gnueabihf",
+    "musl-dev:armhf",
+    "gcc-mipsel-linux-gnu",
+    "g++-mipsel-linux-gnu",
+    "musl-dev:mipsel",
+    // Runs the cross builds' userspace (lookup) under emulation in the test suite.
     "qemu-user",
+    // Boot Debian's own kernels with the static agents (`cargo xtask vm`).
+    "qemu-system-arm",
+    "qemu-system-mips",
+    "qemu-system-x86",
+    // Decompresses kernel modules shipped as .ko.xz for the VM's initramfs.
+    "xz-utils",
     "iproute2",
     "iputils-ping",
     // The systemd VM (`cargo xtask vm-systemd`): its Debian root, the machine, the image.
@@ -111,6 +129,7 @@ fn step(what: &str, done: bool) {
 /// Runs every setup step.
 pub(crate) fn run() -> anyhow::Result<Ready> {
     ensure_path();
+    foreign_architectures()?;
     apt()?;
     npm()?;
     rust_src()?;
@@ -130,6 +149,49 @@ fn deb_installed(name: &str) -> bool {
         .is_ok_and(|o| o.status.success() && o.stdout.ends_with(b" installed"))
 }
 
+/// Debian architectures `cargo xtask vm` downloads kernels and busybox for.
+const VM_ARCHITECTURES: &[&str] = &["amd64", "arm64", "armhf", "mipsel"];
+
+/// Adds the VM architectures other than the native one to dpkg (so that `apt-get download
+/// linux-image-arm64:arm64` works), then refreshes apt's lists once.
+fn foreign_architectures() -> anyhow::Result<()> {
+    let native = text_of(cmd("dpkg", &["--print-architecture"]));
+    let foreign = text_of(cmd("dpkg", &["--print-foreign-architectures"]));
+    let missing: Vec<&str> = VM_ARCHITECTURES
+        .iter()
+        .copied()
+        .filter(|a| !native.iter().any(|n| n == a) && !foreign.iter().any(|f| f == a))
+        .collect();
+    step(&format!("dpkg architectures {}", VM_ARCHITECTURES.join(" ")), missing.is_empty());
+    if missing.is_empty() {
+        return Ok(());
+    }
+    anyhow::ensure!(
+        crate::run::is_root(),
+        "dpkg lacks the architectures {}: run `cargo xtask setup` as root",
+        missing.join(" ")
+    );
+    for arch in &missing {
+        status(cmd("dpkg", &["--add-architecture", arch]))?;
+    }
+    status(apt_get(&["update", "-q"]))
+}
+
+/// The words a command prints (none if it fails).
+fn text_of(mut c: Command) -> Vec<String> {
+    c.output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
+/// `apt-get args...`, waiting for another apt or dpkg holding the lock rather than failing
+/// (the option after the command: the suite's setup check reads `apt-get install ...`).
+fn apt_get(args: &[&str]) -> Command {
+    let mut c = cmd("apt-get", args);
+    c.args(["-o", "DPkg::Lock::Timeout=600"]).env("DEBIAN_FRONTEND", "noninteractive");
+    c
+}
+
 fn apt() -> anyhow::Result<()> {
     let missing: Vec<&str> = APT_PACKAGES.iter().copied().filter(|p| !deb_installed(p)).collect();
     step(&format!("Debian packages {}", APT_PACKAGES.join(" ")), missing.is_empty());
@@ -142,9 +204,9 @@ fn apt() -> anyhow::Result<()> {
         missing.join(" "),
         missing.join(" ")
     );
-    status(cmd("apt-get", &["update", "-q"]))?;
-    let mut install = cmd("apt-get", &["install", "-y", "-q", "--no-install-recommends"]);
-    install.args(&missing).env("DEBIAN_FRONTEND", "noninteractive");
+    status(apt_get(&["update", "-q"]))?;
+    let mut install = apt_get(&["install", "-y", "-q", "--no-install-recommends"]);
+    install.args(&missing);
     status(install).context("installing Debian packages")
 }
 

@@ -223,15 +223,16 @@ mod tests {
     /// that builds without setting up first fails on a fresh machine.
     #[test]
     fn cargo_runs_only_through_ready() {
-        // Every .rs file under src/, subdirectories (src/vm/) included.
-        let mut dirs = vec![std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src")];
+        // Every source file, those of module directories (`vm/`) included.
+        let mut pending = vec![std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src")];
         let mut files = Vec::new();
-        while let Some(dir) = dirs.pop() {
+        while let Some(dir) = pending.pop() {
             for entry in std::fs::read_dir(&dir).unwrap() {
                 let path = entry.unwrap().path();
-                if path.is_dir() { dirs.push(path) } else { files.push(path) }
+                if path.is_dir() { pending.push(path) } else { files.push(path) }
             }
         }
+        assert!(files.iter().any(|f| f.ends_with("vm/mod.rs")), "subdirectories are searched");
         for path in files {
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
             if name == "setup.rs" {

@@ -53,6 +53,86 @@ fn clippy_ebpf(ready: &Ready) -> Command {
     c
 }
 
+/// The router builds `cargo xtask test` checks under qemu-user.
+const CROSS_TARGETS: &[&str] =
+    &["aarch64-unknown-linux-musl", "armv7-unknown-linux-musleabihf", "mipsel-unknown-linux-musl"];
+
+/// Builds [`CROSS_TARGETS`] (static, checked by dist) and, with no kernel of their architecture
+/// here, runs each one's userspace under qemu: a lookup from the embedded database must answer
+/// as the native build does, and the binary must fit [`crate::dist::MAX_BYTES`]. One line per
+/// target.
+fn cross_builds(ready: &Ready, background: Option<Background>) -> anyhow::Result<()> {
+    if let Some(background) = background {
+        background.wait()?;
+    }
+    let mut failed = Vec::new();
+    for built in crate::dist::build_many(ready, CROSS_TARGETS)? {
+        let triple = built.target.triple;
+        let qemu = built.target.qemu.expect("every cross target names its qemu");
+        let out = crate::run::cmd(
+            qemu,
+            &[&built.path.display().to_string(), "lookup", "--json", "36.110.0.1"],
+        )
+        .output()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let answered = out.status.success() && text.contains(r#""country":"CN""#);
+        let fits = built.bytes <= crate::dist::MAX_BYTES;
+        println!(
+            "cross: {triple}: {:.2} MiB{} static, TLS {}, {qemu} lookup 36.110.0.1: {}",
+            crate::dist::mib(built.bytes),
+            if fits { "," } else { " (over 8 MiB)," },
+            if built.tls { "yes" } else { "no" },
+            if answered {
+                "CN".to_owned()
+            } else {
+                format!("{:?} {}", text.trim(), String::from_utf8_lossy(&out.stderr).trim())
+            }
+        );
+        if !answered || !fits {
+            failed.push(triple);
+        }
+    }
+    anyhow::ensure!(failed.is_empty(), "cross builds failed their checks: {}", failed.join(", "));
+    Ok(())
+}
+
+/// The cross builds, started before the privileged tests: those mostly wait on the lab's
+/// network, so the builds' compile time (minutes: `-Z build-std`, fat LTO) overlaps with them.
+/// `cargo xtask dist` in a child process, its output in `target/cross-build.log`.
+struct Background {
+    child: std::process::Child,
+    log: std::path::PathBuf,
+}
+
+impl Background {
+    fn start() -> anyhow::Result<Background> {
+        let log = crate::run::target_dir().join("cross-build.log");
+        let file = std::fs::File::create(&log)?;
+        let mut child = std::process::Command::new(std::env::current_exe()?);
+        child.arg("dist");
+        for target in CROSS_TARGETS {
+            child.args(["--target", target]);
+        }
+        child.stdin(std::process::Stdio::null()).stdout(file.try_clone()?).stderr(file);
+        println!("cross builds started in the background (log: {})", log.display());
+        Ok(Background { child: child.spawn()?, log })
+    }
+
+    /// Waits for the builds; on failure, the log's end is printed and the error says where it is.
+    fn wait(mut self) -> anyhow::Result<()> {
+        let done = self.child.wait()?;
+        if done.success() {
+            return Ok(());
+        }
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(40).collect();
+        for line in tail.iter().rev() {
+            println!("{line}");
+        }
+        anyhow::bail!("the cross builds failed ({done}); full log: {}", self.log.display())
+    }
+}
+
 /// Runs the steps in order, stopping at the first failure, and prints the summary.
 pub(crate) fn run(args: &TestArgs) -> anyhow::Result<()> {
     let started = Instant::now();
@@ -96,6 +176,14 @@ pub(crate) fn run(args: &TestArgs) -> anyhow::Result<()> {
         musl = Some(bin);
         Ok(Outcome::Pass)
     });
+    let mut background = None;
+    if args.only.is_none() {
+        match Background::start() {
+            Ok(started) => background = Some(started),
+            // Built in the foreground by their step instead.
+            Err(err) => println!("cross builds not started in the background: {err:#}"),
+        }
+    }
     steps.run("privileged tests (eBPF + network-namespace lab)", || {
         if !is_root() {
             println!("SKIPPED: the privileged tests need root (network namespaces, eBPF)");
@@ -113,27 +201,13 @@ pub(crate) fn run(args: &TestArgs) -> anyhow::Result<()> {
             return Ok(Outcome::Skip("--only".into()));
         }
         let deb = std::env::var_os("EGRESS_TRACER_DEB").expect("set by the dist step");
-        crate::vm_systemd::step(std::path::Path::new(&deb))
+        crate::vm::systemd::step(std::path::Path::new(&deb))
     });
-    steps.run("dist: aarch64 musl cross build", || {
+    steps.run("dist: cross builds (aarch64, armv7, mipsel) under qemu", || {
         if args.only.is_some() {
             return Ok(Outcome::Skip("--only".into()));
         }
-        let bin = crate::dist::build(ready, "aarch64-unknown-linux-musl")?;
-        // No arm64 kernel here: qemu runs the binary's userspace, which must answer a lookup
-        // from its embedded database exactly as the native build does.
-        let out = crate::run::cmd(
-            "qemu-aarch64",
-            &[&bin.display().to_string(), "lookup", "--json", "36.110.0.1"],
-        )
-        .output()?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        anyhow::ensure!(
-            out.status.success() && text.contains(r#""country":"CN""#),
-            "the aarch64 binary under qemu answered {text:?} {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(Outcome::Pass)
+        cross_builds(ready, background.take()).map(|()| Outcome::Pass)
     });
     steps.run("lab subset on the musl binary", || {
         if !is_root() {
@@ -159,6 +233,13 @@ pub(crate) fn run(args: &TestArgs) -> anyhow::Result<()> {
         }
         crate::demo::run(ready, &crate::demo::DemoArgs { duration: Some(6), port: 19977 })
             .map(|()| Outcome::Pass)
+    });
+    // Last: a VM failure (the agent on another kernel) does not hide the steps above.
+    steps.run("vm: Debian kernels in QEMU (x86_64, aarch64 on 6.12)", || {
+        if args.only.is_some() {
+            return Ok(Outcome::Skip("--only".into()));
+        }
+        crate::vm::matrix(ready)
     });
     steps.finish("xtask test", started)
 }

@@ -10,13 +10,13 @@ use ipnet::IpNet;
 use tracing::info;
 
 use crate::{
-    cli::RunArgs,
+    agent::database::{self, KernelTables},
+    config::cli::RunArgs,
     config::{Config, RunSettings},
     devices::{Sources, StaticDevice},
-    geo_source::{self, KernelTables},
     kernel::{EventLimits, Kernel, LoadOptions},
     policy::{KernelPolicy, Policy},
-    status::GeoStatus,
+    state::status::GeoStatus,
 };
 
 /// Where this version's maps are pinned under `--bpffs-dir`.
@@ -49,17 +49,18 @@ impl Plan {
         rules.apply_shortcuts(args.allow.as_deref(), args.block.as_deref(), args.unknown_action);
         let config = Config { policy: rules, ..config };
         let regions = config.regions().context("the config's [regions]")?;
-        let policy = Policy::compile(&config, &regions, settings.dry_run).map_err(|e| {
-            if e.span == crate::policy::COMMAND_LINE {
-                anyhow::anyhow!("--allow/--block: {}", e.reason)
-            } else {
-                anyhow::anyhow!(
-                    "{}: {}",
-                    args.config.as_deref().unwrap_or(std::path::Path::new("config")).display(),
-                    e.reason
-                )
-            }
-        })?;
+        let policy =
+            Policy::compile(&config.policy_source(), &regions, settings.dry_run).map_err(|e| {
+                if e.span == crate::policy::COMMAND_LINE {
+                    anyhow::anyhow!("--allow/--block: {}", e.reason)
+                } else {
+                    anyhow::anyhow!(
+                        "{}: {}",
+                        args.config.as_deref().unwrap_or(std::path::Path::new("config")).display(),
+                        e.reason
+                    )
+                }
+            })?;
         let kernel_policy = policy.kernel()?;
         Ok(Plan { config, settings, policy, kernel_policy })
     }
@@ -93,7 +94,7 @@ impl Plan {
                 .iter()
                 .filter_map(|d| {
                     Some(StaticDevice {
-                        mac: crate::config::parse_mac(d.mac.get_ref())?,
+                        mac: crate::base::text::parse_mac(d.mac.get_ref())?,
                         name: d.name.clone(),
                         group: d.group.as_ref().map(|g| g.get_ref().clone()),
                     })
@@ -111,7 +112,7 @@ pub fn load_kernel(
     lan_prefixes: &[IpNet],
 ) -> anyhow::Result<(Kernel, GeoStatus)> {
     let started = Instant::now();
-    let geo = geo_source::compile(&settings.geo, lan_prefixes)?;
+    let geo = database::compile(&settings.geo, lan_prefixes)?;
     let tables = KernelTables::build(&geo, settings.lookup);
     let options = LoadOptions {
         counter_entries: settings.counter_entries,
@@ -135,7 +136,7 @@ pub fn load_kernel(
         runs: (stats.v4_runs, stats.v6_runs),
     };
     info!(
-        source = %geo_source::describe(&geo),
+        source = %database::describe(&geo),
         v4_nodes = tables.v4.nodes.len(),
         v6_nodes = tables.v6.nodes.len(),
         geo_kernel_bytes = tables.v4.bytes() + tables.v6.bytes(),

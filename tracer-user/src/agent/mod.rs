@@ -1,6 +1,8 @@
 //! `egress-tracer run`: the long-running agent.
 
+pub mod database;
 mod load;
+pub mod service;
 mod watch;
 
 use std::{
@@ -16,22 +18,26 @@ use tracing::{error, info, warn};
 
 pub use load::{Plan, load_kernel, pin_dir};
 
+use crate::base::sync::ReadWrite;
 use crate::{
     alerts::{self, AlertBook, AlertSettings, Enrichment, Webhook},
-    cli::RunArgs,
-    commands::check,
-    context::Context,
+    config::cli::RunArgs,
     http::routes,
+    kernel::netif,
     kernel::{CounterReader, Kernel, Lookup},
     metrics::Metrics,
-    netif,
-    report::Report,
-    status::{AgentStatus, SharedStatus},
+    state::Context,
+    state::report::Report,
+    state::status::{AgentStatus, SharedStatus},
 };
 
 fn alert_settings(plan: &Plan) -> AlertSettings {
     AlertSettings { suppress: plan.settings.alert_suppress, keep: plan.settings.alerts_keep }
 }
+
+/// How old a counter snapshot the run loop's timed consumers accept: one read of the map a
+/// second serves the volume rules, the learner and the history.
+const SHARED_READ: Duration = Duration::from_millis(900);
 
 /// The running agent: what it was started with and what it holds.
 struct Agent {
@@ -46,13 +52,13 @@ struct Agent {
 
 impl Agent {
     fn status(&self) -> std::sync::RwLockWriteGuard<'_, AgentStatus> {
-        self.ctx.status.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.ctx.status.writing()
     }
 
     /// Reloads the configuration, the policy and (if `geo` or its files changed) the country
     /// database. Everything is built first; if anything is wrong the running state stays.
     fn reload(&mut self, geo: bool) {
-        let _reloading = crate::service::reloading();
+        let _reloading = crate::agent::service::reloading();
         let result = Plan::build(&self.args).and_then(|plan| {
             self.plan.settings.check_reloadable(&plan.settings)?;
             let geo = geo
@@ -112,11 +118,7 @@ impl Agent {
             return;
         }
         self.ctx.names.set_min_hold(plan.settings.dns_min_hold);
-        self.ctx
-            .devices
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .set_sources(plan.device_sources());
+        self.ctx.devices.writing().set_sources(plan.device_sources());
         self.ctx.alerts.set_settings(alert_settings(&plan));
         self.ctx
             .metrics_max_pairs
@@ -135,8 +137,8 @@ impl Agent {
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let plan = Plan::build(&args)?;
     let settings = &plan.settings;
-    check::check(&settings.lan)?;
-    crate::bpffs::ensure(&settings.bpffs_dir)?;
+    crate::kernel::preflight::check(&settings.lan)?;
+    crate::kernel::bpffs::ensure(&settings.bpffs_dir)?;
     let lan_prefixes =
         netif::prefixes(&settings.lan).context("reading the LAN interfaces' addresses")?;
     info!(lan_prefixes = ?lan_prefixes.iter().map(ToString::to_string).collect::<Vec<_>>(), "local networks include the LAN prefixes");
@@ -155,11 +157,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         Some(logger) => Some(crate::kernel::spawn_kernel_log(logger)?),
         None => None,
     };
-    let names = Arc::new(crate::domains::NameBook::new(crate::domains::BookSettings {
-        entries: std::num::NonZeroUsize::new(settings.dns_names)
-            .unwrap_or(std::num::NonZeroUsize::MIN),
-        min_hold: settings.dns_min_hold,
-    }));
+    let names =
+        Arc::new(crate::remotes::domains::NameBook::new(crate::remotes::domains::BookSettings {
+            entries: std::num::NonZeroUsize::new(settings.dns_names)
+                .unwrap_or(std::num::NonZeroUsize::MIN),
+            min_hold: settings.dns_min_hold,
+        }));
     for lan in &settings.lan {
         let attachment = kernel.attach(lan, settings.tc_attach)?;
         info!(interface = %attachment.interface, mode = ?attachment.mode, "attached");
@@ -213,7 +216,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             &settings.state_dir,
             crate::history::DEFAULT_MAX_PAIRS,
             settings.history_points,
-            crate::clock::unix_now(),
+            crate::base::clock::unix_now(),
             &counters,
         );
         if let Some(problem) = problem {
@@ -261,7 +264,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let security = settings.access.load()?;
     security.log(listener.local_addr()?);
     let server = tokio::spawn(routes::serve(listener, state, security));
-    crate::service::ready(&format!("counting on {}", settings.lan.join(", ")));
+    crate::agent::service::ready(&format!("counting on {}", settings.lan.join(", ")));
 
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
@@ -286,7 +289,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     );
     let mut agent = Agent { args, plan, lan_prefixes, kernel, ctx, kernel_log };
     let mut watched = watch::Watched::new(&agent.args, &agent.plan.settings);
-    let heartbeat = crate::service::spawn_watchdog();
+    let heartbeat = crate::agent::service::spawn_watchdog();
     loop {
         tokio::select! {
             _ = sigint.recv() => break,
@@ -298,7 +301,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 watched = before.after_reload(&agent.args, &agent.plan.settings);
             }
             _ = watcher.tick(), if watch_interval > 0 => {
-                agent.ctx.devices.write().unwrap_or_else(std::sync::PoisonError::into_inner).refresh();
+                agent.ctx.devices.writing().refresh();
                 if let Some(change) = watched.changed() {
                     info!("{change} changed: reloading");
                     let before = watch::Watched::new(&agent.args, &agent.plan.settings);
@@ -308,13 +311,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             }
             _ = alert_tick.tick() => { agent.ctx.alerts.tick(); heartbeat.beat() }
             _ = learn_tick.tick(), if learner.is_some() => {
-                if let (Some(learner), Ok(snapshot)) = (&learner, agent.ctx.reader.snapshot()) {
+                if let (Some(learner), Ok(snapshot)) = (&learner, agent.ctx.reader.recent(SHARED_READ)) {
                     learner.reconcile(&snapshot);
                     learner.save();
                 }
             }
             _ = volume_tick.tick(), if !volume.is_empty() => {
-                if let Ok(snapshot) = agent.ctx.reader.snapshot() {
+                if let Ok(snapshot) = agent.ctx.reader.recent(SHARED_READ) {
                     volume.check(&snapshot);
                 }
             }
@@ -324,8 +327,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 }
             }
             _ = history_tick.tick(), if history.is_some() => {
-                if let (Some(history), Ok(snapshot)) = (&history, agent.ctx.reader.snapshot()) {
-                    history.record(crate::clock::unix_now(), &snapshot);
+                if let (Some(history), Ok(snapshot)) = (&history, agent.ctx.reader.recent(SHARED_READ)) {
+                    history.record(crate::base::clock::unix_now(), &snapshot);
                 }
             }
             _ = history_save.tick(), if history.is_some() => save_history(history.as_deref()),
@@ -333,12 +336,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             _ = ticker.tick(), if interval > 0 => print_table(&agent.ctx),
         }
     }
-    crate::service::stopping();
+    crate::agent::service::stopping();
     if let Some(learner) = &learner {
         learner.save();
     }
     if let (Some(history), Ok(snapshot)) = (&history, agent.ctx.reader.snapshot()) {
-        history.record(crate::clock::unix_now(), &snapshot);
+        history.record(crate::base::clock::unix_now(), &snapshot);
     }
     save_history(history.as_deref());
     server.abort();
@@ -364,11 +367,11 @@ fn save_history(history: Option<&crate::history::HistoryStore>) {
 }
 
 /// Loads the `--asn` files (none: no database).
-fn load_asn(files: &[std::path::PathBuf]) -> anyhow::Result<Option<Arc<crate::asn::AsnDb>>> {
+fn load_asn(files: &[std::path::PathBuf]) -> anyhow::Result<Option<Arc<crate::geo::asn::AsnDb>>> {
     if files.is_empty() {
         return Ok(None);
     }
-    let db = crate::asn::AsnDb::load(files)?;
+    let db = crate::geo::asn::AsnDb::load(files)?;
     info!(ranges = db.ranges(), memory_bytes = db.memory_bytes(), "ASN database loaded");
     Ok(Some(Arc::new(db)))
 }
@@ -391,7 +394,7 @@ fn print_table(ctx: &Context) {
 
 /// `egress-tracer reset`: unpins this version's maps. A running agent keeps counting into the
 /// maps it holds; the next start begins from zero.
-pub fn reset(args: &crate::cli::ResetArgs) -> anyhow::Result<()> {
+pub fn reset(args: &crate::config::cli::ResetArgs) -> anyhow::Result<()> {
     let dir = pin_dir(&args.bpffs_dir);
     match std::fs::remove_dir_all(&dir) {
         Ok(()) => println!("removed the pinned counters in {}", dir.display()),

@@ -2,7 +2,7 @@
 
 use std::{path::PathBuf, time::SystemTime};
 
-use crate::{cli::RunArgs, config::RunSettings};
+use crate::{config::RunSettings, config::cli::RunArgs};
 
 /// What changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

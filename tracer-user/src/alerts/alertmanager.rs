@@ -5,7 +5,8 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::json;
 
-use super::{Alert, AlertKind, Webhook, WebhookStats, rfc3339};
+use super::{Alert, AlertKind, Webhook, WebhookStats};
+use crate::base::clock::rfc3339;
 
 /// The Alertmanager client.
 #[derive(Debug)]

@@ -9,7 +9,9 @@ use std::{
 
 use tracer_common::policy::AlertEvent;
 
-use super::{Alert, AlertKind, Alertmanager, Enricher, Webhook, event, rfc3339};
+use super::{Alert, AlertKind, Alertmanager, Enricher, Webhook, event};
+use crate::base::clock::rfc3339;
+use crate::base::sync::Locked;
 
 /// How alerts are kept and repeated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,16 +106,16 @@ impl AlertBook {
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state.locked()
     }
 
     fn settings(&self) -> AlertSettings {
-        *self.settings.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        *self.settings.locked()
     }
 
     /// New settings (a reload); open windows keep their end.
     pub fn set_settings(&self, settings: AlertSettings) {
-        *self.settings.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = settings;
+        *self.settings.locked() = settings;
     }
 
     /// The webhook's delivery counts, if one is configured.
@@ -128,7 +130,7 @@ impl AlertBook {
         let mut key = (raw.mac, raw.country);
         let mut state = self.state();
         if !state.violations.contains_key(&key) && state.violations.len() >= MAX_PAIRS {
-            key = (crate::metrics::cap::OTHER_MAC, raw.country);
+            key = (crate::base::text::OTHER_MAC, raw.country);
         }
         *state.violations.entry(key).or_default() += 1;
         let now = Instant::now();

@@ -2,39 +2,11 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use tracer_common::{CounterValue, CountryId, Direction, policy::AlertEvent};
+use tracer_common::{CountryId, Direction, policy::AlertEvent};
 
-use super::{Alert, AlertDevice, AlertKind, RemoteEnd, rfc3339};
-use crate::{
-    clock::wall_time,
-    names::{country_label, protocol_name},
-    policy::{Action, Decision},
-    regions::country_name,
-};
-
-/// What the agent knows beyond the event: the device, the policy, the counters.
-pub trait Enricher: Send + Sync {
-    /// The device as the cached lease and neighbour data know it (reports, metrics).
-    fn device(&self, mac: [u8; 6]) -> AlertDevice;
-    /// The device, asking the kernel for its addresses if the cache has none (alerts: a device
-    /// often alerts before the next refresh has seen it).
-    fn device_now(&self, mac: [u8; 6]) -> AlertDevice;
-    /// The policy's decision and rule for (device, country).
-    fn decide(&self, mac: [u8; 6], country: CountryId) -> Decision;
-    /// Packets and bytes the device has exchanged with the country so far.
-    fn so_far(&self, mac: [u8; 6], country: CountryId) -> CounterValue;
-    /// The autonomous system of a remote address, if an ASN database knows it.
-    fn asn(&self, address: IpAddr) -> Option<crate::remotes::AsnInfo>;
-    /// The names `mac` used for `address` (DNS, TLS), if the agent learned any.
-    fn names(&self, mac: [u8; 6], address: IpAddr) -> Option<crate::domains::Names>;
-    /// Learning mode: since when `country` is new for `mac` (RFC 3339), until approved.
-    fn new_since(&self, _mac: [u8; 6], _country: CountryId) -> Option<String> {
-        None
-    }
-}
-
-/// A boxed [`Enricher`], shared by the reader and the API.
-pub type Enrichment = std::sync::Arc<dyn Enricher>;
+use super::{Alert, AlertKind, RemoteEnd};
+use crate::remotes::Enricher;
+use crate::{base::clock::wall_time, base::text::protocol_name, policy::Action};
 
 /// The remote address of an event.
 pub(super) fn remote_address(event: &AlertEvent) -> IpAddr {
@@ -71,23 +43,18 @@ pub(super) fn to_alert(event: &AlertEvent, enricher: &dyn Enricher, id: u64) -> 
     let so_far = enricher.so_far(event.mac, country);
     let action = Action::from_raw(event.action);
     Alert {
-        id,
-        kind: AlertKind::Violation,
-        time: rfc3339(wall_time(event.time_ns)),
-        device: enricher.device_now(event.mac),
         remote: Some(remote_end(event, enricher)),
-        country: country_label(country).to_owned(),
-        country_name: country_name(country).map(str::to_owned),
         rule: decision.rule,
         action: action.as_str(),
         blocked: action == Action::Block,
         direction: Direction::from_raw(event.direction).map_or("upload", Direction::as_str),
-        bytes_so_far: so_far.bytes,
-        packets_so_far: so_far.packets,
-        repeats: None,
-        repeat_addresses: None,
-        window_secs: None,
-        upload_bytes: None,
-        new_macs: None,
+        ..Alert::new(
+            id,
+            AlertKind::Violation,
+            wall_time(event.time_ns),
+            enricher.device_now(event.mac),
+            Some(country),
+            so_far,
+        )
     }
 }

@@ -5,13 +5,16 @@
 use std::{
     collections::VecDeque,
     sync::{
-        Mutex, PoisonError,
+        Mutex,
         atomic::{AtomicU32, Ordering},
     },
     time::{Duration, Instant, SystemTime},
 };
 
-use super::{Alert, AlertBook, AlertDevice, AlertKind, rfc3339};
+use super::{Alert, AlertBook, AlertKind};
+use crate::base::sync::Locked;
+use crate::devices::DeviceInfo;
+use tracer_common::CounterValue;
 
 /// The window the rate is averaged over.
 pub(super) const WINDOW: Duration = Duration::from_secs(10);
@@ -49,7 +52,7 @@ impl MacFloodWatch {
     /// when that raised an alert in `book`.
     pub fn check(&self, book: &AlertBook, total: u64, now: Instant) -> Option<u64> {
         let rate = self.rate.load(Ordering::Relaxed);
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut state = self.state.locked();
         state.samples.push_back((now, total));
         // Keep one sample at or before the window's start.
         while state.samples.len() > 2
@@ -68,29 +71,22 @@ impl MacFloodWatch {
         state.quiet_until = Some(now + suppress);
         drop(state);
         book.raise(|id| Alert {
-            id,
-            kind: AlertKind::MacFlood,
-            time: rfc3339(SystemTime::now()),
-            device: AlertDevice { mac: "other".to_owned(), ..AlertDevice::default() },
-            remote: None,
-            country: String::new(),
-            country_name: None,
             rule: format!(
                 "--mac-flood-rate {rate}: {new} new source MACs within {}s (more than {limit}); \
                  the next alert after {}s",
                 WINDOW.as_secs(),
                 suppress.as_secs()
             ),
-            action: "alert",
-            blocked: false,
-            direction: "upload",
-            bytes_so_far: 0,
-            packets_so_far: 0,
-            repeats: None,
-            repeat_addresses: None,
             window_secs: Some(WINDOW.as_secs()),
-            upload_bytes: None,
             new_macs: Some(new),
+            ..Alert::new(
+                id,
+                AlertKind::MacFlood,
+                SystemTime::now(),
+                DeviceInfo { mac: "other".to_owned(), ..DeviceInfo::default() },
+                None,
+                CounterValue::default(),
+            )
         });
         Some(new)
     }

@@ -11,31 +11,24 @@ mod webhook;
 
 use std::net::IpAddr;
 
+use crate::devices::DeviceInfo;
 use serde::Serialize;
+use std::time::SystemTime;
 
+use tracer_common::{CounterValue, CountryId};
+
+use crate::{
+    base::{clock::rfc3339, text::country_label},
+    geo::regions::country_name,
+};
+
+pub use crate::remotes::{Enricher, Enrichment};
 pub use alertmanager::Alertmanager;
 pub use book::{AlertBook, AlertSettings, Violation};
-pub use event::{Enricher, Enrichment, PairSink, remote_end};
+pub use event::{PairSink, remote_end};
 pub use mac_flood::{CHECK_EVERY as MAC_FLOOD_CHECK_EVERY, MacFloodWatch};
 pub use reader::spawn_reader;
 pub use webhook::{Webhook, WebhookStats};
-
-/// The device an alert is about, as the agent knows it at the time.
-#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
-pub struct AlertDevice {
-    /// `aa:bb:cc:dd:ee:ff`.
-    pub mac: String,
-    /// Its name (from the config or a DHCP lease; escaped, as all network-supplied text).
-    pub name: Option<String>,
-    /// Vendor from the MAC's OUI, or `locally administered`.
-    pub vendor: Option<String>,
-    /// Its group in the config.
-    pub group: Option<String>,
-    /// Current IPv4 addresses.
-    pub ipv4: Vec<String>,
-    /// Current IPv6 addresses.
-    pub ipv6: Vec<String>,
-}
 
 /// The remote end of the traffic.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -107,7 +100,7 @@ pub struct Alert {
     /// When the first packet was seen (RFC 3339, UTC); for a summary, when the window ended.
     pub time: String,
     /// The device.
-    pub device: AlertDevice,
+    pub device: DeviceInfo,
     /// The remote end (violations only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub remote: Option<RemoteEnd>,
@@ -145,7 +138,37 @@ pub struct Alert {
     pub new_macs: Option<u64>,
 }
 
-/// RFC 3339 text of a wall-clock time, in UTC with milliseconds.
-pub fn rfc3339(time: std::time::SystemTime) -> String {
-    humantime::format_rfc3339_millis(time).to_string()
+impl Alert {
+    /// An alert of `kind` about `device` and `country` at `time`, with the traffic so far:
+    /// action `alert`, upload, no remote and none of the kind-specific fields; callers set
+    /// what their kind says.
+    pub fn new(
+        id: u64,
+        kind: AlertKind,
+        time: SystemTime,
+        device: DeviceInfo,
+        country: Option<CountryId>,
+        so_far: CounterValue,
+    ) -> Alert {
+        Alert {
+            id,
+            kind,
+            time: rfc3339(time),
+            device,
+            remote: None,
+            country: country.map(|c| country_label(c).to_owned()).unwrap_or_default(),
+            country_name: country.and_then(country_name).map(str::to_owned),
+            rule: String::new(),
+            action: "alert",
+            blocked: false,
+            direction: "upload",
+            bytes_so_far: so_far.bytes,
+            packets_so_far: so_far.packets,
+            repeats: None,
+            repeat_addresses: None,
+            window_secs: None,
+            upload_bytes: None,
+            new_macs: None,
+        }
+    }
 }

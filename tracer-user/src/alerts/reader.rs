@@ -11,7 +11,7 @@ use tracer_common::{
 };
 
 use super::{AlertBook, Enrichment};
-use crate::domains::NameBook;
+use crate::remotes::domains::NameBook;
 
 fn register(ring: RingBuf<MapData>) -> std::io::Result<AsyncFd<RingBuf<MapData>>> {
     // SAFETY: the ring buffer owns its map fd for as long as it lives, and the AsyncFd owns

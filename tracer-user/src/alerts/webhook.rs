@@ -5,11 +5,13 @@
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::Ordering,
         mpsc::{SyncSender, TrySendError, sync_channel},
     },
     time::Duration,
 };
+
+use crate::base::atomic::AtomicU64;
 
 /// Alerts waiting for delivery at most.
 const QUEUE: usize = 256;

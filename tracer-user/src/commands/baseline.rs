@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use anyhow::Context as _;
 
 use crate::{
-    cli::{BaselineAction, BaselineArgs},
+    config::cli::{BaselineAction, BaselineArgs},
     http::client::ApiClient,
     learning::BaselineView,
 };
@@ -16,10 +16,10 @@ pub fn run(args: &BaselineArgs) -> anyhow::Result<()> {
     let client = ApiClient::new(&args.api)?;
     match &args.action {
         Some(BaselineAction::Approve { mac, countries }) => {
-            let parsed = crate::config::parse_mac(mac)
+            let parsed = crate::base::text::parse_mac(mac)
                 .with_context(|| format!("{mac}: not a MAC address (aa:bb:cc:dd:ee:ff)"))?;
             let body = serde_json::json!({
-                "mac": crate::names::format_mac(parsed),
+                "mac": crate::base::text::format_mac(parsed),
                 "countries": countries,
             });
             let answer = client.post_json("/api/v1/baseline/approve", &body)?;
@@ -29,7 +29,7 @@ pub fn run(args: &BaselineArgs) -> anyhow::Result<()> {
                 println!(
                     "approved {} for {}",
                     countries.join(", "),
-                    crate::names::format_mac(parsed)
+                    crate::base::text::format_mac(parsed)
                 );
             }
             Ok(())

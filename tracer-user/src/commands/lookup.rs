@@ -7,11 +7,11 @@ use serde::Serialize;
 use tracer_common::CountryId;
 
 use crate::{
-    cli::{GeoArgs, LookupArgs},
+    agent::database,
+    base::text::country_label,
     config::Config,
-    geo_source,
-    names::country_label,
-    regions::{Regions, continent_of, country_name},
+    config::cli::{GeoArgs, LookupArgs},
+    geo::regions::{Regions, continent_of, country_name},
 };
 
 /// One answer of `lookup`.
@@ -47,7 +47,7 @@ pub fn run(args: &LookupArgs) -> anyhow::Result<()> {
         Some(path) => Config::load(path)?.regions()?,
         None => Regions::builtin(),
     };
-    let geo = geo_source::compile(&args.geo, &[])?;
+    let geo = database::compile(&args.geo, &[])?;
     for addr in &args.addrs {
         let id = geo.lookup(*addr);
         let a = answer(*addr, id, &regions);
@@ -69,9 +69,9 @@ pub fn run(args: &LookupArgs) -> anyhow::Result<()> {
 
 /// Runs `geo-info`.
 pub fn geo_info(args: &GeoArgs) -> anyhow::Result<()> {
-    let geo = geo_source::compile(args, &[])?;
+    let geo = database::compile(args, &[])?;
     let stats = geo.stats();
-    println!("source:        {}", geo_source::describe(&geo));
+    println!("source:        {}", database::describe(&geo));
     if let Some(attribution) = &geo.data().attribution {
         println!("attribution:   {attribution}");
     }

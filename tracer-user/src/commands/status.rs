@@ -2,18 +2,21 @@
 
 use anyhow::Context as _;
 
-use crate::{cli::StatusArgs, http::client::ApiClient, report::Report};
+use crate::{config::cli::StatusArgs, http::client::ApiClient, state::report::Report};
 
 /// Fetches `/api/v1/devices` (or, with `--device`, that device's remotes) and prints it as a
 /// table (or the JSON itself).
 pub fn run(args: &StatusArgs) -> anyhow::Result<()> {
     let path = match &args.device {
         Some(mac) => {
-            let parsed = crate::config::parse_mac(mac).with_context(|| {
+            let parsed = crate::base::text::parse_mac(mac).with_context(|| {
                 format!("--device {mac}: not a MAC address (aa:bb:cc:dd:ee:ff)")
             })?;
             let limit = args.limit.unwrap_or(crate::remotes::DEFAULT_LIMIT);
-            format!("/api/v1/devices/{}/remotes?limit={limit}", crate::names::format_mac(parsed))
+            format!(
+                "/api/v1/devices/{}/remotes?limit={limit}",
+                crate::base::text::format_mac(parsed)
+            )
         }
         None => format!("/api/v1/devices?limit={}", crate::http::routes::MAX_DEVICES_PAGE),
     };

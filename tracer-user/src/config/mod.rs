@@ -10,11 +10,11 @@ use std::{collections::BTreeMap, path::Path};
 use serde::Deserialize;
 use toml::Spanned;
 
-pub use sections::{AgentSection, AlertsSection, DeviceSection, GroupSection, parse_mac};
+pub use sections::{AgentSection, AlertsSection, DeviceSection, GroupSection};
 pub use settings::{RunSettings, Unchangeable};
 pub use volume::{VolumeRule, VolumeSection, parse_size};
 
-use crate::{policy::Rules, regions::Regions};
+use crate::{geo::regions::Regions, policy::Rules};
 
 /// The configuration file's contents.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -78,28 +78,30 @@ pub enum ConfigError {
     },
 }
 
-/// A problem found after parsing, at a byte span of the text.
-#[derive(Debug)]
-pub struct SpannedError {
-    /// Byte range in the configuration text.
-    pub span: std::ops::Range<usize>,
-    /// What is wrong.
-    pub reason: String,
-}
-
-impl SpannedError {
-    /// An error at `value`'s place in the file.
-    pub fn at<T>(value: &Spanned<T>, reason: impl std::fmt::Display) -> Self {
-        Self { span: value.span(), reason: reason.to_string() }
-    }
-}
-
 /// The 1-based line of byte `offset` in `text`.
 fn line_of(text: &str, offset: usize) -> usize {
     text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
 }
 
 impl Config {
+    /// The policy's rules as [`Policy::compile`](crate::policy::Policy::compile) takes them.
+    pub fn policy_source(&self) -> crate::policy::PolicySource<'_> {
+        use crate::policy::{DeviceSource, GroupSource, PolicySource};
+        PolicySource {
+            default: &self.policy,
+            groups: self
+                .groups
+                .iter()
+                .map(|g| GroupSource { name: &g.name, rules: g.rules() })
+                .collect(),
+            devices: self
+                .devices
+                .iter()
+                .map(|d| DeviceSource { mac: &d.mac, group: d.group.as_ref(), rules: d.rules() })
+                .collect(),
+        }
+    }
+
     /// Parses and validates configuration text; `path` names it in errors.
     pub fn parse(path: &str, text: &str) -> Result<Config, ConfigError> {
         let invalid = |offset: usize, reason: String| ConfigError::Invalid {
@@ -113,7 +115,7 @@ impl Config {
             let at = text.find("[regions]").unwrap_or(0);
             invalid(at, e.to_string())
         })?;
-        crate::policy::Policy::compile(&config, &regions, false)
+        crate::policy::Policy::compile(&config.policy_source(), &regions, false)
             .map_err(|e| invalid(e.span.start, e.reason))?;
         for section in &config.volumes {
             VolumeRule::compile(section, &regions).map_err(|e| invalid(e.span.start, e.reason))?;
@@ -137,7 +139,7 @@ impl Config {
     }
 
     /// The built-in regions plus the ones defined here.
-    pub fn regions(&self) -> Result<Regions, crate::regions::RegionError> {
+    pub fn regions(&self) -> Result<Regions, crate::geo::regions::RegionError> {
         self.regions
             .iter()
             .try_fold(Regions::builtin(), |r, (name, codes)| r.with_custom(name, codes))
@@ -158,5 +160,8 @@ pub fn check_command(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+pub mod cli;
+
+pub use crate::base::spanned::SpannedError;
 #[cfg(test)]
 mod tests;

@@ -4,7 +4,9 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use super::Config;
 use crate::{
-    cli::{GeoArgs, RunArgs},
+    config::AgentSection,
+    config::cli::{GeoArgs, RunArgs},
+    http::access::ApiAccess,
     kernel::{AttachPreference, Lookup},
 };
 
@@ -226,7 +228,7 @@ impl RunSettings {
             webhook_timeout: Duration::from_secs(
                 args.webhook_timeout_secs.or(alerts.webhook_timeout_secs).unwrap_or(5),
             ),
-            access: crate::http::access::ApiAccess::resolve(args, agent, listen)?,
+            access: api_access(args, agent, listen)?,
         })
     }
 
@@ -256,4 +258,29 @@ impl RunSettings {
             None => Ok(()),
         }
     }
+}
+
+/// The API's access settings: the command line over `[agent]`, checked against the listen
+/// address, the files read.
+pub(crate) fn api_access(
+    args: &RunArgs,
+    agent: &AgentSection,
+    listen: SocketAddr,
+) -> anyhow::Result<ApiAccess> {
+    let pick = |a: &Option<PathBuf>, b: &Option<PathBuf>| a.clone().or_else(|| b.clone());
+    let tls = match (pick(&args.tls_cert, &agent.tls_cert), pick(&args.tls_key, &agent.tls_key)) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        _ => anyhow::bail!(
+            "--tls-cert and --tls-key (tls_cert and tls_key in [agent]) go together: give both \
+             or neither"
+        ),
+    };
+    ApiAccess {
+        tls,
+        auth_token_file: pick(&args.auth_token_file, &agent.auth_token_file),
+        basic_auth_file: pick(&args.basic_auth_file, &agent.basic_auth_file),
+        insecure_listen: args.insecure_listen || agent.insecure_listen.unwrap_or(false),
+    }
+    .checked(listen)
 }

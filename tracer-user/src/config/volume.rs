@@ -6,8 +6,10 @@ use serde::Deserialize;
 use toml::Spanned;
 use tracer_common::CountryId;
 
-use super::{SpannedError, parse_mac};
-use crate::regions::Regions;
+use super::SpannedError;
+use crate::base::text::parse_mac;
+use crate::geo::regions::Regions;
+pub use crate::learning::volume::VolumeRule;
 
 /// `[[volume]]`: alert when a device uploads more than `upload` to `regions` within `window`.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -23,23 +25,6 @@ pub struct VolumeSection {
     pub group: Option<Spanned<String>>,
     /// Only this device (MAC).
     pub device: Option<Spanned<String>>,
-}
-
-/// A compiled volume rule.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct VolumeRule {
-    /// How the rule reads: `CN:10MB/1h`.
-    pub label: String,
-    /// The countries it sums; `None`: every destination (`any`).
-    pub countries: Option<BTreeSet<CountryId>>,
-    /// The size that raises an alert.
-    pub bytes: u64,
-    /// The sliding window.
-    pub window: Duration,
-    /// Only devices of this group.
-    pub group: Option<String>,
-    /// Only this device.
-    pub device: Option<[u8; 6]>,
 }
 
 /// Parses `10MB` (decimal units B, kB, MB, GB, TB; binary KiB, MiB, GiB, TiB; a bare number is

@@ -24,7 +24,7 @@ impl Hostname {
     /// characters (`\n`, `\r`, `\t`, `\xNN`, `\u{NNNN}`); invalid bytes become `\xNN`. At most
     /// [`DISPLAY_CAP`] characters, then `…`.
     pub fn escaped(&self) -> String {
-        crate::names::escape_untrusted(&self.0, DISPLAY_CAP)
+        crate::base::text::escape_untrusted(&self.0, DISPLAY_CAP)
     }
 }
 

@@ -34,7 +34,7 @@ pub struct Parsed {
 }
 
 fn mac_of(text: &[u8]) -> Option<[u8; 6]> {
-    crate::config::parse_mac(std::str::from_utf8(text).ok()?)
+    crate::base::text::parse_mac(std::str::from_utf8(text).ok()?)
 }
 
 fn name_of(field: &[u8]) -> Option<Hostname> {

@@ -21,6 +21,29 @@ pub use hostname::{DISPLAY_CAP, Hostname};
 pub use leases::{Lease, parse as parse_leases};
 pub use oui::Vendor;
 
+/// A device as every output shows it: alerts, the per-device report, `device_info` and the
+/// page. Network-supplied text (a DHCP name) is escaped.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DeviceInfo {
+    /// `aa:bb:cc:dd:ee:ff`, or `other` for the devices folded together.
+    pub mac: String,
+    /// Name from the config or a DHCP lease.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Vendor from the MAC's OUI, or `locally administered`.
+    #[serde(default)]
+    pub vendor: Option<String>,
+    /// Its group in the config.
+    #[serde(default)]
+    pub group: Option<String>,
+    /// Current IPv4 addresses.
+    #[serde(default)]
+    pub ipv4: Vec<String>,
+    /// Current IPv6 addresses.
+    #[serde(default)]
+    pub ipv6: Vec<String>,
+}
+
 /// Lease files larger than this are not read (a lease file of a home network is kilobytes).
 const MAX_LEASE_FILE: u64 = 16 << 20;
 

@@ -1,7 +1,5 @@
 //! Errors of the geo module.
 
-use std::{io, path::PathBuf};
-
 /// What can go wrong reading, parsing or compiling a country database.
 ///
 /// `name` fields hold the source's name as given by the caller (usually the file path), so a
@@ -9,42 +7,10 @@ use std::{io, path::PathBuf};
 /// the offending line.
 #[derive(Debug, thiserror::Error)]
 pub enum GeoError {
-    /// A line of a text source could not be parsed.
-    #[error("{name}:{line}: {reason}")]
-    Parse {
-        /// The source's name.
-        name: String,
-        /// 1-based line number.
-        line: usize,
-        /// What is wrong with the line.
-        reason: String,
-    },
-    /// A file could not be opened or read.
-    #[error("reading {}: {source}", path.display())]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The underlying error.
-        #[source]
-        source: io::Error,
-    },
-    /// A compressed input could not be decompressed.
-    #[error("{name}: decompression failed: {source}")]
-    Decompress {
-        /// The source's name.
-        name: String,
-        /// The underlying error.
-        #[source]
-        source: io::Error,
-    },
-    /// The input (or its decompressed form) is larger than the limit.
-    #[error("{name}: input is larger than the limit of {limit} bytes")]
-    TooLarge {
-        /// The source's name.
-        name: String,
-        /// The limit in bytes.
-        limit: u64,
-    },
+    /// Reading the source failed: unreadable, not decompressible, too large, or a line
+    /// that does not parse.
+    #[error(transparent)]
+    Input(#[from] crate::base::input::InputError),
     /// The source holds no address ranges at all.
     #[error("{name}: the database holds no address ranges")]
     Empty {
@@ -99,7 +65,7 @@ pub enum GeoError {
 impl GeoError {
     /// A parse error at `line` (1-based) of source `name`.
     pub fn parse(name: &str, line: usize, reason: impl Into<String>) -> Self {
-        Self::Parse { name: name.to_owned(), line, reason: reason.into() }
+        Self::Input(crate::base::input::InputError::parse(name, line, reason))
     }
 
     /// A compact-format error in source `name`.

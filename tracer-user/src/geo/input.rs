@@ -1,25 +1,23 @@
 //! Reading country database files: the shared limits and gzip handling of
-//! [`crate::input`], with [`GeoError`].
+//! [`crate::base::input`], with [`GeoError`].
 
 use std::{io, path::Path};
 
-pub use crate::input::{GZIP_MAGIC, MAX_INPUT_BYTES, is_gzip};
+pub use crate::base::input::{GZIP_MAGIC, MAX_INPUT_BYTES, is_gzip};
 
 use super::GeoError;
 
-crate::impl_input_errors!(GeoError);
-
 /// Decompresses a gzip stream (all members), refusing output over `limit` bytes.
 pub fn gunzip(name: &str, bytes: &[u8], limit: u64) -> Result<Vec<u8>, GeoError> {
-    crate::input::gunzip(name, bytes, limit)
+    Ok(crate::base::input::gunzip(name, bytes, limit)?)
 }
 
 /// Reads a whole file, refusing files over [`MAX_INPUT_BYTES`] before reading them.
 pub fn read_file(path: &Path) -> Result<Vec<u8>, GeoError> {
-    crate::input::read_file(path)
+    Ok(crate::base::input::read_file(path)?)
 }
 
-/// Reads all of `reader`, failing with [`GeoError::TooLarge`] beyond `limit` bytes.
+/// Reads all of `reader`, failing with [`InputError::TooLarge`](crate::base::input::InputError::TooLarge) beyond `limit` bytes.
 pub(crate) fn read_limited(
     name: &str,
     reader: impl io::Read,
@@ -27,7 +25,7 @@ pub(crate) fn read_limited(
     size_hint: usize,
     on_error: impl FnOnce(io::Error) -> GeoError,
 ) -> Result<Vec<u8>, GeoError> {
-    crate::input::read_limited(name, reader, limit, size_hint, on_error)
+    crate::base::input::read_limited(name, reader, limit, size_hint, on_error)
 }
 
 #[cfg(test)]
@@ -52,11 +50,11 @@ mod tests {
         assert_eq!(gunzip("x", &packed, 10_000).expect("fits"), data);
         assert!(matches!(
             gunzip("x", &packed, 9_999),
-            Err(GeoError::TooLarge { limit: 9_999, .. })
+            Err(GeoError::Input(crate::base::input::InputError::TooLarge { limit: 9_999, .. }))
         ));
         assert!(matches!(
             gunzip("x", &packed[..packed.len() / 2], 1 << 20),
-            Err(GeoError::Decompress { .. })
+            Err(GeoError::Input(crate::base::input::InputError::Decompress { .. }))
         ));
     }
 

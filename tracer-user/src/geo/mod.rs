@@ -7,6 +7,7 @@
 //!            --> lookup(), v4_dxr()/v6_dxr() (compact structures), v4_prefixes()/v6_prefixes() (LPM tries)
 //! ```
 
+pub mod asn;
 pub mod compact;
 pub mod compiled;
 pub mod csv;
@@ -16,6 +17,7 @@ pub mod input;
 pub mod local;
 pub mod mmdb;
 pub mod ranges;
+pub mod regions;
 
 use std::path::Path;
 

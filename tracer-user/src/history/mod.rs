@@ -535,7 +535,7 @@ impl Query {
         Ok(Query {
             mac: given(mac)
                 .map(|m| {
-                    crate::config::parse_mac(m).ok_or_else(|| HistoryError::InvalidMac(clip(m)))
+                    crate::base::text::parse_mac(m).ok_or_else(|| HistoryError::InvalidMac(clip(m)))
                 })
                 .transpose()?,
             country: given(country).map(str::parse).transpose()?,
@@ -752,7 +752,7 @@ impl History {
             }
             if let Some(bytes) = own {
                 series.push(SeriesView {
-                    mac: crate::names::format_mac(key.mac),
+                    mac: crate::base::text::format_mac(key.mac),
                     country: key.country.as_str().to_owned(),
                     bytes,
                 });

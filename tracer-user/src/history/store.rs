@@ -4,13 +4,14 @@
 
 use std::{
     path::{Path, PathBuf},
-    sync::{Mutex, PoisonError},
+    sync::Mutex,
     time::Duration,
 };
 
 use tracer_common::{CountryId, Direction, maps::verdict};
 
 use super::{Country, History, HistoryView, Query, Sample, Stats};
+use crate::base::sync::Locked;
 use crate::kernel::CounterSnapshot;
 
 /// How often the counters are recorded.
@@ -57,7 +58,7 @@ pub(super) fn samples(snapshot: &CounterSnapshot) -> Vec<Sample> {
 }
 
 fn country(id: u16) -> Country {
-    match crate::names::country_label(CountryId(id)).as_bytes() {
+    match crate::base::text::country_label(CountryId(id)).as_bytes() {
         &[a, b] => Country::from_code([a, b]),
         _ => Country::UNKNOWN,
     }
@@ -76,14 +77,14 @@ impl HistoryStore {
     ) -> (Self, Option<String>) {
         const FRESH: &str = "an empty history";
         let file = dir.join(FILE);
-        let (loaded, problem) = match crate::state_file::read(&file, now, FRESH) {
+        let (loaded, problem) = match crate::base::state_file::read(&file, now, FRESH) {
             Ok(None) => (None, None),
             Err(problem) => (None, Some(problem)),
             Ok(Some(bytes)) => match History::from_bytes(&bytes, now) {
                 Ok(h) => (Some(h), None),
                 Err(e) => (
                     None,
-                    Some(crate::state_file::keep_aside(
+                    Some(crate::base::state_file::keep_aside(
                         &file,
                         now,
                         &format!("is not a history file: {e}"),
@@ -107,7 +108,7 @@ impl HistoryStore {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, History> {
-        self.history.lock().unwrap_or_else(PoisonError::into_inner)
+        self.history.locked()
     }
 
     /// Records the counters as of `now`.
@@ -118,7 +119,7 @@ impl HistoryStore {
     /// Writes the history to disk.
     pub fn save(&self) -> anyhow::Result<()> {
         let bytes = self.lock().to_bytes();
-        crate::state_file::write_atomic(&self.dir, FILE, &bytes)
+        crate::base::state_file::write_atomic(&self.dir, FILE, &bytes)
     }
 
     /// Answers a query.

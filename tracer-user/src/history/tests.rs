@@ -132,7 +132,7 @@ fn bucket_totals_equal_cumulative_increase() {
     for range in [Range::Day, Range::Week] {
         let view = h.query(&query(range), now);
         for (i, &(m, c)) in keys.iter().enumerate() {
-            let s = find(&view, &crate::names::format_mac(mac(m)), Country::as_str(&cc(c)));
+            let s = find(&view, &crate::base::text::format_mac(mac(m)), Country::as_str(&cc(c)));
             assert_eq!(sum(&s.bytes.upload_bytes), cum[i][0]);
             assert_eq!(sum(&s.bytes.download_bytes), cum[i][1]);
             assert_eq!(sum(&s.bytes.blocked_bytes), cum[i][2]);

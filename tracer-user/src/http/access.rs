@@ -8,7 +8,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
-use crate::{cli::RunArgs, config::AgentSection, http::auth::HttpAuth};
+use crate::http::auth::HttpAuth;
 
 /// The API's security settings, resolved from the command line over `[agent]`. Files are read
 /// at start-up; changing them (or these settings) takes a restart.
@@ -30,29 +30,10 @@ pub fn is_loopback(addr: SocketAddr) -> bool {
 }
 
 impl ApiAccess {
-    /// Resolves the settings and checks them against the listen address and the files.
-    pub fn resolve(
-        args: &RunArgs,
-        agent: &AgentSection,
-        listen: SocketAddr,
-    ) -> anyhow::Result<ApiAccess> {
-        let pick = |a: &Option<PathBuf>, b: &Option<PathBuf>| a.clone().or_else(|| b.clone());
-        let tls = match (pick(&args.tls_cert, &agent.tls_cert), pick(&args.tls_key, &agent.tls_key))
-        {
-            (Some(cert), Some(key)) => Some((cert, key)),
-            (None, None) => None,
-            _ => anyhow::bail!(
-                "--tls-cert and --tls-key (tls_cert and tls_key in [agent]) go together: give \
-                 both or neither"
-            ),
-        };
-        let access = ApiAccess {
-            tls,
-            auth_token_file: pick(&args.auth_token_file, &agent.auth_token_file),
-            basic_auth_file: pick(&args.basic_auth_file, &agent.basic_auth_file),
-            insecure_listen: args.insecure_listen || agent.insecure_listen.unwrap_or(false),
-        };
-        if !is_loopback(listen) && !access.authenticated() && !access.insecure_listen {
+    /// Checks the settings against the listen address (the rule above) and reads the files;
+    /// returns them unchanged when both pass.
+    pub fn checked(self, listen: SocketAddr) -> anyhow::Result<ApiAccess> {
+        if !is_loopback(listen) && !self.authenticated() && !self.insecure_listen {
             anyhow::bail!(
                 "refusing to serve the API on {listen}: it is not a loopback address and the API \
                  has no authentication, so anyone who can reach it reads every device's traffic. \
@@ -61,8 +42,8 @@ impl ApiAccess {
                  it without authentication anyway"
             );
         }
-        access.load()?;
-        Ok(access)
+        self.load()?;
+        Ok(self)
     }
 
     /// Whether requests need credentials.
@@ -132,43 +113,5 @@ impl Security {
         } else if !self.is_tls() {
             tracing::warn!(%addr, "credentials travel in clear: give --tls-cert and --tls-key");
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn resolve(args: RunArgs, listen: &str) -> anyhow::Result<ApiAccess> {
-        ApiAccess::resolve(&args, &AgentSection::default(), listen.parse().unwrap())
-    }
-
-    #[test]
-    fn only_loopback_is_served_without_credentials_or_the_opt_in() {
-        for ok in ["127.0.0.1:9977", "127.8.0.1:1", "[::1]:9977", "[::ffff:127.0.0.1]:9977"] {
-            assert_eq!(resolve(RunArgs::default(), ok).unwrap(), ApiAccess::default(), "{ok}");
-        }
-        for refused in ["0.0.0.0:9977", "[::]:9977", "192.168.1.1:9977", "[::ffff:10.0.0.1]:1"] {
-            let err = resolve(RunArgs::default(), refused).unwrap_err().to_string();
-            assert!(err.starts_with("refusing to serve the API on"), "{refused}: {err}");
-        }
-        let open = RunArgs { insecure_listen: true, ..RunArgs::default() };
-        assert!(resolve(open, "0.0.0.0:9977").unwrap().insecure_listen);
-        let section = AgentSection { insecure_listen: Some(true), ..AgentSection::default() };
-        let from_file =
-            ApiAccess::resolve(&RunArgs::default(), &section, "[::]:1".parse().unwrap());
-        assert!(from_file.unwrap().insecure_listen);
-    }
-
-    #[test]
-    fn tls_needs_both_files() {
-        let half = RunArgs { tls_key: Some("k.pem".into()), ..RunArgs::default() };
-        let err = resolve(half, "127.0.0.1:1").unwrap_err().to_string();
-        assert!(err.contains("--tls-cert and --tls-key"), "{err}");
-        let section = AgentSection { tls_cert: Some("c.pem".into()), ..AgentSection::default() };
-        let args = RunArgs { tls_key: Some("k.pem".into()), ..RunArgs::default() };
-        let err = ApiAccess::resolve(&args, &section, "127.0.0.1:1".parse().unwrap());
-        // Both given (one from the file, one from the command line): the files are read.
-        assert!(err.unwrap_err().to_string().starts_with("c.pem: "));
     }
 }

@@ -16,6 +16,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
+use crate::base::sync::Locked;
 use axum::{
     extract::{Request, State},
     http::{HeaderValue, StatusCode, header},
@@ -232,12 +233,7 @@ impl HttpAuth {
 
     async fn check_basic(&self, user: &str, password: &[u8]) -> bool {
         let digest = sha256(password);
-        let cached = self
-            .verified
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(user)
-            .copied();
+        let cached = self.verified.locked().get(user).copied();
         if cached.is_some_and(|c| bool::from(c.ct_eq(&digest))) {
             return true;
         }
@@ -248,10 +244,7 @@ impl HttpAuth {
             .await
             .unwrap_or(false);
         if ok {
-            self.verified
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .insert(user.to_owned(), digest);
+            self.verified.locked().insert(user.to_owned(), digest);
         }
         ok
     }

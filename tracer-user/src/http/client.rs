@@ -1,10 +1,31 @@
 //! Talking to a running agent's API from the command line (`status`, `baseline`): the URL,
 //! credentials (`--token-file` or `--user`/`--password-file`) and a CA to trust.
 
+use std::path::PathBuf;
+
 use anyhow::Context as _;
 use base64::Engine as _;
+use clap::Args;
 
-use crate::cli::ApiClientArgs;
+/// How the command line reaches a running agent's API.
+#[derive(Debug, Args)]
+pub struct ApiClientArgs {
+    /// Base URL of the running agent.
+    #[arg(long, default_value = "http://127.0.0.1:9977", global = true)]
+    pub url: String,
+    /// File holding the agent's bearer token.
+    #[arg(long, value_name = "FILE", conflicts_with = "user", global = true)]
+    pub token_file: Option<PathBuf>,
+    /// User name for basic auth (with --password-file).
+    #[arg(long, requires = "password_file", global = true)]
+    pub user: Option<String>,
+    /// File holding the basic-auth password (one line).
+    #[arg(long, value_name = "FILE", requires = "user", global = true)]
+    pub password_file: Option<PathBuf>,
+    /// PEM CA certificate(s) to trust for an https:// --url (e.g. the agent's self-signed one).
+    #[arg(long, value_name = "FILE", global = true)]
+    pub cacert: Option<PathBuf>,
+}
 
 /// A client of one agent's API.
 pub struct ApiClient {

@@ -12,10 +12,11 @@ use axum::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::base::sync::ReadWrite;
 use crate::{
-    context::Context,
     metrics::{CONTENT_TYPE, Metrics},
-    report::Report,
+    state::Context,
+    state::report::Report,
 };
 
 /// What the handlers read.
@@ -127,7 +128,7 @@ async fn history_handler(
         p.range.as_deref(),
         p.limit.as_deref(),
     ) {
-        Ok(query) => Json(history.query(&query, crate::clock::unix_now())).into_response(),
+        Ok(query) => Json(history.query(&query, crate::base::clock::unix_now())).into_response(),
         Err(err) => (StatusCode::BAD_REQUEST, format!("{err}\n")).into_response(),
     }
 }
@@ -180,7 +181,7 @@ async fn remotes_handler(
     axum::extract::Path(mac): axum::extract::Path<String>,
     axum::extract::Query(query): axum::extract::Query<crate::remotes::Query>,
 ) -> Response {
-    let Some(parsed) = crate::config::parse_mac(&mac) else {
+    let Some(parsed) = crate::base::text::parse_mac(&mac) else {
         return (StatusCode::BAD_REQUEST, "not a MAC address (aa:bb:cc:dd:ee:ff)\n")
             .into_response();
     };
@@ -204,16 +205,16 @@ fn add_dns_facts(report: &mut Report, ctx: &Context) {
     let mut encrypted = std::collections::HashSet::new();
     if let Ok(remotes) = ctx.remotes.snapshot() {
         for e in &remotes.entries {
-            if crate::domains::is_encrypted_dns(e.address(), e.port) {
-                encrypted.insert(crate::names::format_mac(e.key.mac));
+            if crate::remotes::domains::is_encrypted_dns(e.address(), e.port) {
+                encrypted.insert(crate::base::text::format_mac(e.key.mac));
             }
         }
     }
     for device in &mut report.devices {
-        if let Some(mac) = crate::config::parse_mac(&device.mac) {
+        if let Some(mac) = crate::base::text::parse_mac(&device.info.mac) {
             device.resolvers = ctx.names.resolvers(mac).iter().map(ToString::to_string).collect();
         }
-        device.encrypted_dns = encrypted.contains(&device.mac);
+        device.encrypted_dns = encrypted.contains(&device.info.mac);
     }
 }
 
@@ -245,7 +246,7 @@ async fn approve_handler(State(state): State<AppState>, Json(body): Json<Approve
     let Some(learner) = state.ctx.learner.get() else {
         return (StatusCode::NOT_FOUND, "learning mode is off (--learn-for)\n").into_response();
     };
-    let Some(mac) = crate::config::parse_mac(&body.mac) else {
+    let Some(mac) = crate::base::text::parse_mac(&body.mac) else {
         return (StatusCode::BAD_REQUEST, "not a MAC address (aa:bb:cc:dd:ee:ff)\n")
             .into_response();
     };
@@ -253,7 +254,7 @@ async fn approve_handler(State(state): State<AppState>, Json(body): Json<Approve
         return (StatusCode::BAD_REQUEST, "give 1 to 300 countries\n").into_response();
     }
     let was_new = learner.approve(mac, &body.countries);
-    Json(serde_json::json!({"mac": crate::names::format_mac(mac), "approved": body.countries, "were_new": was_new}))
+    Json(serde_json::json!({"mac": crate::base::text::format_mac(mac), "approved": body.countries, "were_new": was_new}))
         .into_response()
 }
 
@@ -269,9 +270,9 @@ async fn alerts_handler(State(state): State<AppState>) -> Response {
 }
 
 async fn health_handler(State(state): State<AppState>) -> Response {
-    let map =
-        state.ctx.reader.snapshot().ok().map(|s| [s.map_entries as u64, u64::from(s.capacity)]);
-    let status = state.ctx.status.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let reader = &state.ctx.reader;
+    let map = reader.entries().ok().map(|n| [n as u64, u64::from(reader.capacity())]);
+    let status = state.ctx.status.reading();
     let health = Health {
         status: if map.is_some() { "ok" } else { "degraded" }.to_owned(),
         interfaces: status.interfaces.clone(),

@@ -7,8 +7,8 @@
 use std::{
     collections::VecDeque,
     sync::{
-        Arc, Mutex, PoisonError,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
     },
     time::Duration,
 };
@@ -20,6 +20,9 @@ use hyper_util::{
 };
 use tokio::task::AbortHandle;
 
+use crate::base::sync::Locked;
+use crate::state::HttpStats;
+
 /// Connections open at most; the next one evicts the oldest idle connection.
 pub const MAX_CONNECTIONS: usize = 256;
 /// Time a client has to send a request's headers (also between keep-alive requests).
@@ -28,17 +31,6 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 pub const MAX_HEAD_BYTES: usize = 16 * 1024;
 /// Largest request body accepted (the approve request is a few hundred bytes).
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
-
-/// Counts for the metrics.
-#[derive(Debug, Default)]
-pub struct HttpStats {
-    /// Connections accepted.
-    pub accepted: AtomicU64,
-    /// Idle connections closed to make room for a new one.
-    pub evicted: AtomicU64,
-    /// Connections open now.
-    pub open: AtomicU64,
-}
 
 struct Slot {
     id: u64,
@@ -61,7 +53,7 @@ where
         let id = next_id;
         stats.accepted.fetch_add(1, Ordering::Relaxed);
         // Held until the new connection is registered: its own clean-up waits for that.
-        let mut open = slots.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut open = slots.locked();
         if open.len() >= MAX_CONNECTIONS {
             // The oldest connection not in the middle of a request goes.
             if let Some(i) = open.iter().position(|s| !s.busy.load(Ordering::Relaxed))
@@ -93,7 +85,7 @@ where
                 .header_read_timeout(HEADER_TIMEOUT)
                 .max_buf_size(MAX_HEAD_BYTES);
             let _ = builder.serve_connection(TokioIo::new(io), service).await;
-            let mut open = slots_done.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut open = slots_done.locked();
             if let Some(i) = open.iter().position(|s| s.id == id) {
                 open.remove(i);
                 stats_done.open.fetch_sub(1, Ordering::Relaxed);

@@ -151,7 +151,7 @@ impl Kernel {
         interface: &str,
         preference: AttachPreference,
     ) -> Result<Attachment, KernelError> {
-        if crate::netif::index(interface) == 0 {
+        if crate::kernel::netif::index(interface) == 0 {
             return Err(KernelError::NoSuchInterface(interface.to_owned()));
         }
         let tcx = KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0));

@@ -1,6 +1,10 @@
 //! Reading the counters: summed over CPUs, at the moment of the call.
 
-use std::collections::BTreeMap;
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
 use std::os::fd::{AsFd as _, AsRawFd as _};
 
@@ -11,12 +15,15 @@ use tracer_common::{
 };
 
 use super::{Kernel, KernelError};
+use crate::base::sync::Locked;
 
 /// Read access to the counter maps, shareable between the HTTP server and the reporter.
 pub struct CounterReader {
     counters: PerCpuHashMap<MapData, TrafficKey, TrafficValue>,
     stats: PerCpuArray<MapData, CounterValue>,
     capacity: u32,
+    /// The last snapshot [`CounterReader::recent`] read, and when.
+    recent: Mutex<Option<(Instant, Arc<CounterSnapshot>)>>,
 }
 
 impl std::fmt::Debug for CounterReader {
@@ -98,7 +105,7 @@ impl Kernel {
         let counters: PerCpuHashMap<MapData, TrafficKey, TrafficValue> =
             PerCpuHashMap::try_from(map).map_err(err(COUNTERS_MAP))?;
         let stats = PerCpuArray::try_from(self.take_map(STATS_MAP)?).map_err(err(STATS_MAP))?;
-        Ok(CounterReader { counters, stats, capacity })
+        Ok(CounterReader { counters, stats, capacity, recent: Mutex::default() })
     }
 }
 
@@ -153,6 +160,46 @@ impl CounterReader {
 }
 
 impl CounterReader {
+    /// A snapshot at most `max_age` old: the one the last caller read if it is young enough,
+    /// else a fresh one. The run loop's timed consumers (upload-volume rules every second,
+    /// learning every 2 s, history every 10 s) share one read of the map this way; a scrape
+    /// and an API request read their own.
+    pub fn recent(&self, max_age: Duration) -> Result<Arc<CounterSnapshot>, KernelError> {
+        let mut recent = self.recent.locked();
+        if let Some((at, snapshot)) = recent.as_ref()
+            && at.elapsed() <= max_age
+        {
+            return Ok(Arc::clone(snapshot));
+        }
+        let snapshot = Arc::new(self.snapshot()?);
+        *recent = Some((Instant::now(), Arc::clone(&snapshot)));
+        Ok(snapshot)
+    }
+
+    /// Entries in use in the traffic map now: read in batches and counted, nothing kept (what
+    /// `/healthz` reports, without building a snapshot).
+    pub fn entries(&self) -> Result<usize, KernelError> {
+        let fd = self.counters.map().fd().as_fd().as_raw_fd();
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| KernelError::Io {
+            context: "reading the number of possible CPUs".into(),
+            source: e,
+        })?;
+        let mut entries = 0;
+        let batched = super::batch::read_all(fd, cpus, |_: TrafficKey, _: &[TrafficValue]| {
+            entries += 1;
+        })
+        .map_err(|source| KernelError::Io { context: format!("reading {COUNTERS_MAP}"), source })?;
+        if batched.is_none() {
+            entries = self.counters.keys().count();
+        }
+        Ok(entries)
+    }
+
+    /// The capacity of the traffic map.
+    pub fn capacity(&self) -> u32 {
+        self.capacity
+    }
+
     /// One stat now, `[upload, download]`.
     pub fn snapshot_stat(&self, stat: Stat) -> Result<[CounterValue; 2], KernelError> {
         let mut out = [CounterValue::default(); 2];

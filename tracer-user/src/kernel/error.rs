@@ -65,13 +65,55 @@ pub enum KernelError {
     },
 }
 
+/// The errno behind an error, found by walking its sources to the `io::Error` of the syscall.
+pub(crate) fn errno(err: &(dyn std::error::Error + 'static)) -> Option<i32> {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if let Some(code) = e.downcast_ref::<io::Error>().and_then(io::Error::raw_os_error) {
+            return Some(code);
+        }
+        cur = e.source();
+    }
+    None
+}
+
+/// What to do about the errno of a failed load, if it says.
 fn hint(err: &aya::EbpfError) -> &'static str {
-    let text = err.to_string();
-    if text.contains("Operation not permitted") || text.contains("EPERM") {
-        " (hint: run as root or with CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON)"
-    } else if text.contains("Function not implemented") || text.contains("ENOSYS") {
-        " (hint: this kernel was built without CONFIG_BPF_SYSCALL)"
-    } else {
-        ""
+    match errno(err) {
+        Some(libc::EPERM | libc::EACCES) => {
+            " (hint: run as root or with CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON)"
+        }
+        Some(libc::ENOSYS) => " (hint: this kernel was built without CONFIG_BPF_SYSCALL)",
+        Some(libc::ENOMEM) => {
+            " (hint: the maps do not fit: lower --counter-entries or --remote-entries, or raise \
+             RLIMIT_MEMLOCK on kernels before 5.11)"
+        }
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hints_follow_the_errno_not_the_text() {
+        let denied = aya::EbpfError::MapError(aya::maps::MapError::CreateError {
+            name: "COUNTERS".into(),
+            io_error: io::Error::from_raw_os_error(libc::EPERM),
+        });
+        assert_eq!(errno(&denied), Some(libc::EPERM));
+        assert!(hint(&denied).contains("CAP_BPF"), "{}", hint(&denied));
+        let nomem = aya::EbpfError::MapError(aya::maps::MapError::CreateError {
+            name: "COUNTERS".into(),
+            io_error: io::Error::from_raw_os_error(libc::ENOMEM),
+        });
+        assert!(hint(&nomem).contains("--counter-entries"), "{}", hint(&nomem));
+        // A message that merely says "Operation not permitted" carries no errno: no hint.
+        let text = aya::EbpfError::MapError(aya::maps::MapError::CreateError {
+            name: "Operation not permitted".into(),
+            io_error: io::Error::other("Operation not permitted"),
+        });
+        assert_eq!(hint(&text), "");
     }
 }

@@ -3,12 +3,15 @@
 
 mod attach;
 mod batch;
+pub mod bpffs;
 mod counters;
 mod error;
 mod geo_maps;
 mod load;
 mod memory;
+pub mod netif;
 mod policy_maps;
+pub mod preflight;
 mod readback;
 mod remotes;
 

@@ -4,7 +4,7 @@
 use std::{
     collections::BTreeMap,
     os::fd::{AsFd as _, AsRawFd as _},
-    sync::{Mutex, MutexGuard, PoisonError},
+    sync::{Mutex, MutexGuard},
 };
 
 use aya::maps::{IterableMap as _, MapData, PerCpuHashMap, PerCpuValues};
@@ -14,6 +14,7 @@ use tracer_common::{
 };
 
 use super::{Kernel, KernelError};
+use crate::base::sync::Locked;
 
 /// Traffic of one remote place, indexed by `tracer_common::remotes::traffic_index` (passed
 /// upload, passed download, blocked upload, blocked download).
@@ -171,7 +172,7 @@ impl Kernel {
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
+    m.locked()
 }
 
 impl RemoteReader {

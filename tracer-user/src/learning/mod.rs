@@ -13,21 +13,21 @@ pub mod volume;
 use std::{
     collections::HashSet,
     path::PathBuf,
-    sync::{
-        Arc, Mutex, MutexGuard, PoisonError,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::{Arc, Mutex, MutexGuard, atomic::Ordering},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use serde::{Deserialize, Serialize};
 use tracer_common::{CountryId, Direction, policy::AlertEvent};
 
+use crate::base::atomic::AtomicU64;
+use crate::base::sync::Locked;
 use crate::{
-    alerts::{Alert, AlertBook, AlertKind, Enricher, PairSink, RemoteEnd, rfc3339},
+    alerts::{Alert, AlertBook, AlertKind, Enricher, PairSink, RemoteEnd},
+    base::clock::rfc3339,
+    base::text::{country_label, format_mac},
+    geo::regions::continent_of,
     kernel::CounterSnapshot,
-    names::{country_label, format_mac},
-    regions::{continent_of, country_name},
 };
 
 /// Devices a baseline holds at most; MACs beyond it (a MAC flood) are not learned (counted).
@@ -160,7 +160,7 @@ impl Learner {
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+        self.inner.locked()
     }
 
     /// Writes the baseline if it changed (called every few seconds and on stop).
@@ -277,24 +277,12 @@ impl Learner {
             rule
         };
         self.book.raise(|id| Alert {
-            id,
-            kind,
-            time: rfc3339(at),
-            device,
             remote,
-            country: country_label(country).to_owned(),
-            country_name: country_name(country).map(str::to_owned),
             rule,
             action: decision.action.as_str(),
             blocked: decision.action == tracer_common::policy::Action::Block,
             direction: direction.map_or("upload", Direction::as_str),
-            bytes_so_far: so_far.bytes,
-            packets_so_far: so_far.packets,
-            repeats: None,
-            repeat_addresses: None,
-            window_secs: None,
-            upload_bytes: None,
-            new_macs: None,
+            ..Alert::new(id, kind, at, device, Some(country), so_far)
         });
     }
 
@@ -382,7 +370,8 @@ impl Learner {
             .devices
             .iter()
             .map(|(mac, d)| {
-                let name = crate::config::parse_mac(mac).and_then(|m| self.enricher.device(m).name);
+                let name =
+                    crate::base::text::parse_mac(mac).and_then(|m| self.enricher.device(m).name);
                 let mut continents: Vec<String> = d
                     .learned
                     .keys()
@@ -427,7 +416,7 @@ impl Learner {
 impl PairSink for Learner {
     fn new_pair(&self, event: &AlertEvent) {
         let remote = crate::alerts::remote_end(event, self.enricher.as_ref());
-        let at = crate::clock::wall_time(event.time_ns);
+        let at = crate::base::clock::wall_time(event.time_ns);
         self.pair(
             event.mac,
             CountryId(event.country),

@@ -59,12 +59,12 @@ pub fn load(dir: &Path, now: u64) -> (Baseline, Option<String>) {
     let file = path(dir);
     let fresh =
         || Baseline { version: STATE_VERSION, network_since: now, devices: BTreeMap::new() };
-    let text = match crate::state_file::read(&file, now, FRESH) {
+    let text = match crate::base::state_file::read(&file, now, FRESH) {
         Ok(Some(text)) => text,
         Ok(None) => return (fresh(), None),
         Err(problem) => return (fresh(), Some(problem)),
     };
-    let aside = |reason: &str| Some(crate::state_file::keep_aside(&file, now, reason, FRESH));
+    let aside = |reason: &str| Some(crate::base::state_file::keep_aside(&file, now, reason, FRESH));
     match serde_json::from_slice::<Baseline>(&text) {
         Ok(b) if b.version == STATE_VERSION => (b, None),
         Ok(b) => (
@@ -78,7 +78,7 @@ pub fn load(dir: &Path, now: u64) -> (Baseline, Option<String>) {
 /// Writes the baseline atomically: a reader (or a crash) sees the old file or the new one.
 pub fn save(dir: &Path, baseline: &Baseline) -> anyhow::Result<()> {
     let text = serde_json::to_vec_pretty(baseline).context("serialising the baseline")?;
-    crate::state_file::write_atomic(dir, "baseline.json", &text)
+    crate::base::state_file::write_atomic(dir, "baseline.json", &text)
 }
 
 #[cfg(test)]

@@ -4,17 +4,34 @@
 
 use std::{
     collections::{HashMap, VecDeque},
-    sync::{Arc, Mutex, PoisonError},
+    sync::{Arc, Mutex},
     time::{Duration, Instant, SystemTime},
 };
 
 use tracer_common::{CountryId, Direction, maps::verdict};
 
+use crate::base::sync::Locked;
 use crate::{
-    alerts::{Alert, AlertBook, AlertKind, Enricher, rfc3339},
-    config::VolumeRule,
+    alerts::{Alert, AlertBook, AlertKind, Enricher},
     kernel::CounterSnapshot,
 };
+
+/// A compiled volume rule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VolumeRule {
+    /// How the rule reads: `CN:10MB/1h`.
+    pub label: String,
+    /// The countries it sums; `None`: every destination (`any`).
+    pub countries: Option<std::collections::BTreeSet<CountryId>>,
+    /// The size that raises an alert.
+    pub bytes: u64,
+    /// The sliding window.
+    pub window: Duration,
+    /// Only devices of this group.
+    pub group: Option<String>,
+    /// Only this device.
+    pub device: Option<[u8; 6]>,
+}
 
 /// Samples kept per (rule, device): the window's resolution is a 64th of its length.
 const SAMPLES: u32 = 64;
@@ -92,7 +109,7 @@ impl VolumeWatch {
             }
         }
         let first = !self.primed.swap(true, std::sync::atomic::Ordering::Relaxed);
-        let mut tracks = self.tracks.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut tracks = self.tracks.locked();
         tracks.retain(|k, _| totals.contains_key(k));
         for ((i, mac), (total, country)) in totals {
             if tracks.len() >= MAX_TRACKS && !tracks.contains_key(&(i, mac)) {
@@ -154,24 +171,11 @@ impl VolumeWatch {
             rule.label, rule.bytes
         );
         self.book.raise(|id| Alert {
-            id,
-            kind,
-            time: rfc3339(SystemTime::now()),
-            device,
-            remote: None,
-            country: crate::names::country_label(country).to_owned(),
-            country_name: crate::regions::country_name(country).map(str::to_owned),
             rule: rule_text,
             action: decision.action.as_str(),
-            blocked: false,
-            direction: "upload",
-            bytes_so_far: so_far.bytes,
-            packets_so_far: so_far.packets,
-            repeats: None,
-            repeat_addresses: None,
             window_secs: Some(rule.window.as_secs()),
             upload_bytes: Some(bytes),
-            new_macs: None,
+            ..Alert::new(id, kind, SystemTime::now(), device, Some(country), so_far)
         });
     }
 }

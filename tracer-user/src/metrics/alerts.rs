@@ -9,8 +9,9 @@ use prometheus_client::{
 };
 use tracer_common::CountryId;
 
+use crate::base::sync::ReadWrite;
 use crate::{
-    alerts::Enricher as _, context::Context, kernel::CounterSnapshot, names::country_label,
+    alerts::Enricher as _, base::text::country_label, kernel::CounterSnapshot, state::Context,
 };
 
 /// `device_info{mac,name,vendor,group,ipv4,ipv6} 1` for every device in the traffic map or the
@@ -26,9 +27,9 @@ pub fn encode_device_info(
         .counters
         .keys()
         .map(|k| k.mac)
-        .filter(|mac| *mac != crate::metrics::cap::OTHER_MAC)
+        .filter(|mac| *mac != crate::base::text::OTHER_MAC)
         .collect();
-    macs.extend(ctx.devices.read().unwrap_or_else(std::sync::PoisonError::into_inner).macs());
+    macs.extend(ctx.devices.reading().macs());
     macs.sort_unstable();
     macs.dedup();
     let mut metric = encoder.encode_descriptor(
@@ -68,7 +69,7 @@ impl Collector for AlertCollector {
             MetricType::Counter,
         )?;
         for v in self.ctx.alerts.violations() {
-            let mac = crate::metrics::cap::mac_label(v.mac);
+            let mac = crate::base::text::mac_label(v.mac);
             let labels = [("mac", mac.as_str()), ("country", country_label(CountryId(v.country)))];
             ConstCounter::new(v.count).encode(metric.encode_family(&labels)?)?;
         }

@@ -16,17 +16,10 @@ use std::collections::{BTreeMap, HashSet};
 
 use tracer_common::{CounterKey, CounterValue};
 
+use crate::base::text::OTHER_MAC;
+
 /// The country id the metrics label `other` (not a country, never written by the programs).
 pub const OTHER: u16 = 1021;
-
-/// The MAC the metrics label `other`: a broadcast address, never a frame's source (the kernel
-/// drops such frames before TC sees them).
-pub const OTHER_MAC: [u8; 6] = [0xff; 6];
-
-/// The `mac` label: the MAC, or `other` for [`OTHER_MAC`].
-pub fn mac_label(mac: [u8; 6]) -> String {
-    if mac == OTHER_MAC { "other".to_owned() } else { crate::names::format_mac(mac) }
-}
 
 /// The caps (0: no cap).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

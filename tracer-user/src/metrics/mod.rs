@@ -17,8 +17,9 @@ use prometheus_client::{
 };
 use tracer_common::{CountryId, Direction, Stat, maps::verdict};
 
+use crate::base::sync::{Locked, ReadWrite};
 use crate::{
-    context::Context, kernel::CounterSnapshot, names::country_label, status::SharedStatus,
+    base::text::country_label, kernel::CounterSnapshot, state::Context, state::status::SharedStatus,
 };
 
 /// Content type of [`Metrics::render`]'s output (Prometheus text format 0.0.4).
@@ -71,7 +72,7 @@ impl Metrics {
             counters: Arc::clone(&ctx.reader),
             stats: Arc::clone(&ctx.remote_stats),
         }));
-        ours.register_collector(Box::new(crate::domains::NameCollector {
+        ours.register_collector(Box::new(crate::remotes::domains::NameCollector {
             book: Arc::clone(&ctx.names),
         }));
         ours.register_collector(Box::new(BuildInfo));
@@ -80,7 +81,7 @@ impl Metrics {
 
     /// Renders the Prometheus text exposition from one read of the kernel maps.
     pub fn render(&self) -> Result<String, std::fmt::Error> {
-        let mut cap = self.scraping.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut cap = self.scraping.locked();
         let mut snapshot = self.ctx.reader.snapshot().map_err(|err| {
             tracing::error!(%err, "reading the counter maps for a scrape failed");
             std::fmt::Error
@@ -89,13 +90,11 @@ impl Metrics {
             max_devices: self.ctx.metrics_max_devices.load(std::sync::atomic::Ordering::Relaxed),
             max_pairs: self.ctx.metrics_max_pairs.load(std::sync::atomic::Ordering::Relaxed),
         };
-        let known =
-            self.ctx.devices.read().unwrap_or_else(std::sync::PoisonError::into_inner).macs();
+        let known = self.ctx.devices.reading().macs();
         let (counters, folded) =
             cap.fold(std::mem::take(&mut snapshot.counters), caps, &|mac| known.contains(&mac));
         snapshot.counters = counters;
-        *self.slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
-            Some(Arc::new(Scrape { snapshot, folded }));
+        *self.slot.locked() = Some(Arc::new(Scrape { snapshot, folded }));
         let encode = |registry: &Registry| {
             let mut out = String::new();
             prometheus_client::encoding::prometheus_text::encode(&mut out, registry).map(|()| out)
@@ -104,7 +103,7 @@ impl Metrics {
             let packets = s.spawn(|| encode(&self.packets));
             (encode(&self.registry), packets.join())
         });
-        *self.slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+        *self.slot.locked() = None;
         let mut out = main?;
         out.push_str(&packets.map_err(|_| std::fmt::Error)??);
         Ok(out)
@@ -135,7 +134,7 @@ struct StatusCollector {
 
 impl Collector for StatusCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let status = self.status.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let status = self.status.reading();
         let geo = &status.geo;
         let mut metric = encoder.encode_descriptor(
             "geo_database_info",
@@ -200,7 +199,7 @@ struct KernelCollector {
 
 impl Collector for KernelCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let slot = self.slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let slot = self.slot.locked().clone();
         let Some(scrape) = slot else {
             return Err(std::fmt::Error);
         };
@@ -271,7 +270,7 @@ fn encode_device_counters(
                 continue;
             }
             if mac_text.0 != Some(key.mac) {
-                mac_text = (Some(key.mac), crate::metrics::cap::mac_label(key.mac));
+                mac_text = (Some(key.mac), crate::base::text::mac_label(key.mac));
             }
             let labels = [
                 ("mac", mac_text.1.as_str()),
@@ -319,7 +318,7 @@ fn encode_blocked(
     ] {
         let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
         for (mac, country, packets, byte_count) in &blocked {
-            let mac = crate::metrics::cap::mac_label(*mac);
+            let mac = crate::base::text::mac_label(*mac);
             let labels = [("mac", mac.as_str()), ("country", label(*country))];
             ConstCounter::new(if bytes { *byte_count } else { *packets })
                 .encode(metric.encode_family(&labels)?)?;

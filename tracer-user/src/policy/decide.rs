@@ -7,9 +7,10 @@ use tracer_common::{CountryId, policy::Action};
 
 use super::Rules;
 use crate::{
-    config::{Config, SpannedError, parse_mac},
-    names::{country_label, format_mac},
-    regions::Regions,
+    base::spanned::SpannedError,
+    base::text::parse_mac,
+    base::text::{country_label, format_mac},
+    geo::regions::Regions,
 };
 
 /// One section's rules, with every region expanded to its countries.
@@ -22,6 +23,38 @@ pub(super) struct Layer {
     otherwise: Option<Action>,
     unknown: Option<Action>,
     approves: bool,
+}
+
+/// The rules a policy is compiled from, as the configuration gives them: the default, the
+/// groups and the devices, each with the place in the file errors point at.
+#[derive(Clone, Debug)]
+pub struct PolicySource<'a> {
+    /// `[policy]`.
+    pub default: &'a Rules,
+    /// `[[group]]`s.
+    pub groups: Vec<GroupSource<'a>>,
+    /// `[[device]]`s.
+    pub devices: Vec<DeviceSource<'a>>,
+}
+
+/// One `[[group]]` of a [`PolicySource`].
+#[derive(Clone, Debug)]
+pub struct GroupSource<'a> {
+    /// Its name.
+    pub name: &'a Spanned<String>,
+    /// Its rules.
+    pub rules: Rules,
+}
+
+/// One `[[device]]` of a [`PolicySource`].
+#[derive(Clone, Debug)]
+pub struct DeviceSource<'a> {
+    /// Its MAC, as written.
+    pub mac: &'a Spanned<String>,
+    /// The group it names.
+    pub group: Option<&'a Spanned<String>>,
+    /// Its own rules.
+    pub rules: Rules,
 }
 
 /// The outcome for a (device, country).
@@ -75,34 +108,34 @@ impl Policy {
     /// Compiles the configuration's policy, groups and devices; `dry_run` turns every block
     /// into an alert. Errors point at the offending value.
     pub fn compile(
-        config: &Config,
+        source: &PolicySource<'_>,
         regions: &Regions,
         dry_run: bool,
     ) -> Result<Self, SpannedError> {
-        let default = layer("[policy]".to_owned(), &config.policy, regions)?;
+        let default = layer("[policy]".to_owned(), source.default, regions)?;
         let mut groups = BTreeMap::new();
-        for group in &config.groups {
+        for group in &source.groups {
             let name = group.name.get_ref();
-            let layer = layer(format!("group {name:?}"), &group.rules(), regions)?;
+            let layer = layer(format!("group {name:?}"), &group.rules, regions)?;
             if groups.insert(name.clone(), layer).is_some() {
                 return Err(SpannedError::at(
-                    &group.name,
+                    group.name,
                     format!("group {name:?} is defined twice"),
                 ));
             }
         }
         let mut devices = BTreeMap::new();
-        for device in &config.devices {
+        for device in &source.devices {
             let mac = parse_mac(device.mac.get_ref()).ok_or_else(|| {
                 SpannedError::at(
-                    &device.mac,
+                    device.mac,
                     format!(
                         "{:?} is not a MAC address (expected aa:bb:cc:dd:ee:ff)",
                         device.mac.get_ref()
                     ),
                 )
             })?;
-            let group = match &device.group {
+            let group = match device.group {
                 Some(g) if !groups.contains_key(g.get_ref()) => {
                     return Err(SpannedError::at(
                         g,
@@ -112,10 +145,10 @@ impl Policy {
                 Some(g) => Some(g.get_ref().clone()),
                 None => None,
             };
-            let layer = layer(format!("device {}", format_mac(mac)), &device.rules(), regions)?;
+            let layer = layer(format!("device {}", format_mac(mac)), &device.rules, regions)?;
             if devices.insert(mac, (layer, group)).is_some() {
                 return Err(SpannedError::at(
-                    &device.mac,
+                    device.mac,
                     format!("device {} is listed twice", format_mac(mac)),
                 ));
             }
@@ -141,11 +174,15 @@ impl Policy {
         self.devices.get(&mac).and_then(|(_, g)| g.as_deref())
     }
 
+    /// The action enforced for a configured one: in a dry run a block only alerts.
+    pub(super) fn enforced(&self, configured: Action) -> Action {
+        if self.dry_run && configured == Action::Block { Action::Alert } else { configured }
+    }
+
     /// Decides `country` for `mac`.
     pub fn decide(&self, mac: [u8; 6], country: CountryId) -> Decision {
         let (configured, rule, explicit) = decide_layers(&self.layers(mac), country);
-        let action =
-            if self.dry_run && configured == Action::Block { Action::Alert } else { configured };
+        let action = self.enforced(configured);
         let rule =
             if action == configured { rule } else { format!("{rule} (dry run: not dropped)") };
         Decision { action, configured, rule, explicit }

@@ -14,7 +14,7 @@ mod decide;
 mod profiles;
 mod rules;
 
-pub use decide::{Decision, Policy};
+pub use decide::{Decision, DeviceSource, GroupSource, Policy, PolicySource};
 pub use profiles::KernelPolicy;
 pub(crate) use rules::with_rules;
 pub use rules::{ActionName, Rules};

@@ -48,11 +48,8 @@ impl Policy {
             if country == CountryId::LOCAL || country == CountryId::FALLBACK {
                 continue;
             }
-            let (mut action, _, _) = decide_layers(&layers, country);
-            if self.dry_run && action == Action::Block {
-                action = Action::Alert;
-            }
-            *slot = action as u8;
+            let (configured, _, _) = decide_layers(&layers, country);
+            *slot = self.enforced(configured) as u8;
         }
         profile
     }
@@ -95,7 +92,7 @@ mod tests {
 
     fn compile(text: &str, dry_run: bool) -> Policy {
         let config = Config::parse("t.toml", text).unwrap();
-        Policy::compile(&config, &config.regions().unwrap(), dry_run).unwrap()
+        Policy::compile(&config.policy_source(), &config.regions().unwrap(), dry_run).unwrap()
     }
 
     const TV: [u8; 6] = [2, 0, 0, 0, 0, 1];

@@ -6,24 +6,27 @@
 //! overflow total), so for every device the remotes view sums exactly to its per-country
 //! counters; [`Totals`] is that sum.
 
+pub mod domains;
+mod enrich;
+pub mod ipfix;
 mod metrics;
 mod retire;
 
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
-use tracer_common::{CountryId, maps::verdict, remotes::traffic_index};
+use tracer_common::{CounterValue, CountryId, maps::verdict, remotes::traffic_index};
 
+pub use enrich::{Enricher, Enrichment};
 pub use metrics::RemoteCollector;
 pub use retire::{RemoteStats, Retirement, flow_records};
 
 use crate::{
-    asn::AsnDb,
-    clock::wall_time,
-    domains::NameBook,
+    base::clock::wall_time,
+    base::text::{country_label, format_mac, protocol_name},
+    geo::asn::AsnDb,
     kernel::{RemoteEntry, RemoteSnapshot, RemoteTraffic},
-    names::{country_label, format_mac, protocol_name},
-    report::Traffic,
+    remotes::domains::NameBook,
 };
 
 /// Default number of remotes `GET /api/v1/devices/{mac}/remotes` answers with.
@@ -44,23 +47,23 @@ pub struct AsnInfo {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Totals {
     /// Sent by the device and let through.
-    pub upload: Traffic,
+    pub upload: CounterValue,
     /// Received by the device.
-    pub download: Traffic,
+    pub download: CounterValue,
     /// Dropped by a block policy (both directions).
-    pub blocked: Traffic,
+    pub blocked: CounterValue,
 }
 
 impl Totals {
     /// From the kernel's four counters.
     pub fn of(traffic: &RemoteTraffic) -> Self {
-        let t = |i: usize| Traffic { packets: traffic[i].packets, bytes: traffic[i].bytes };
+        let t = |i: usize| CounterValue { packets: traffic[i].packets, bytes: traffic[i].bytes };
         let blocked_up = t(traffic_index(verdict::BLOCKED, 0));
         let blocked_down = t(traffic_index(verdict::BLOCKED, 1));
         Totals {
             upload: t(traffic_index(verdict::PASSED, 0)),
             download: t(traffic_index(verdict::PASSED, 1)),
-            blocked: Traffic {
+            blocked: CounterValue {
                 packets: blocked_up.packets + blocked_down.packets,
                 bytes: blocked_up.bytes + blocked_down.bytes,
             },
@@ -104,11 +107,11 @@ pub struct RemoteReport {
     /// Remote port of the first packet (TCP, UDP, SCTP), `null` otherwise.
     pub port: Option<u16>,
     /// Sent by the device.
-    pub upload: Traffic,
+    pub upload: CounterValue,
     /// Received by the device.
-    pub download: Traffic,
+    pub download: CounterValue,
     /// Dropped by a block policy.
-    pub blocked: Traffic,
+    pub blocked: CounterValue,
     /// The first packet (RFC 3339, UTC).
     pub first_seen: String,
     /// The latest packet (RFC 3339, UTC).
@@ -124,13 +127,13 @@ pub struct DeviceRemotes {
     pub remotes: Vec<RemoteReport>,
     /// Live remotes matching the query (the list may be shorter: see `limit`).
     pub total: usize,
-    /// Traffic of the live remotes matching the query that the list leaves out (over
+    /// CounterValue of the live remotes matching the query that the list leaves out (over
     /// `limit`), so that listed + unlisted + expired + overflow is the device's whole traffic.
     #[serde(default)]
     pub unlisted: Totals,
-    /// Traffic of remotes retired after being idle.
+    /// CounterValue of remotes retired after being idle.
     pub expired: Totals,
-    /// Traffic to remotes that did not fit in the remote table.
+    /// CounterValue to remotes that did not fit in the remote table.
     pub overflow: Totals,
 }
 
@@ -164,8 +167,8 @@ fn report(entry: &RemoteEntry, asn: Option<&AsnDb>, names: Option<&NameBook>) ->
         upload: totals.upload,
         download: totals.download,
         blocked: totals.blocked,
-        first_seen: crate::alerts::rfc3339(wall_time(entry.first_seen_ns)),
-        last_seen: crate::alerts::rfc3339(wall_time(entry.last_seen_ns)),
+        first_seen: crate::base::clock::rfc3339(wall_time(entry.first_seen_ns)),
+        last_seen: crate::base::clock::rfc3339(wall_time(entry.last_seen_ns)),
     }
 }
 
@@ -334,17 +337,17 @@ mod tests {
         let view = device_remotes(&snapshot, mac, &Query::default(), None, None);
         assert_eq!(view.total, 2);
         assert_eq!(view.remotes[0].address.to_string(), "36.110.0.2");
-        assert_eq!(view.remotes[0].blocked, Traffic { packets: 2, bytes: 20 });
+        assert_eq!(view.remotes[0].blocked, CounterValue { packets: 2, bytes: 20 });
         assert_eq!(view.remotes[0].protocol, "icmp");
-        assert_eq!(view.expired.download, Traffic { packets: 4, bytes: 400 });
+        assert_eq!(view.expired.download, CounterValue { packets: 4, bytes: 400 });
         let limited =
             device_remotes(&snapshot, mac, &Query { limit: Some(1), country: None }, None, None);
         assert_eq!((limited.total, limited.remotes.len()), (2, 1));
         let other = Query { limit: None, country: Some("us".into()) };
         assert_eq!(device_remotes(&snapshot, mac, &other, None, None).total, 0);
         let totals = device_totals(&snapshot, mac);
-        assert_eq!(totals.upload, Traffic { packets: 2, bytes: 400 });
-        assert_eq!(totals.download, Traffic { packets: 4, bytes: 400 });
-        assert_eq!(totals.blocked, Traffic { packets: 4, bytes: 40 });
+        assert_eq!(totals.upload, CounterValue { packets: 2, bytes: 400 });
+        assert_eq!(totals.download, CounterValue { packets: 4, bytes: 400 });
+        assert_eq!(totals.blocked, CounterValue { packets: 4, bytes: 40 });
     }
 }

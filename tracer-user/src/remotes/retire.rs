@@ -4,20 +4,18 @@
 
 use std::{
     net::{IpAddr, SocketAddr},
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::{Arc, atomic::Ordering},
     time::{Duration, UNIX_EPOCH},
 };
 
 use tracing::{debug, warn};
 
+use crate::base::atomic::AtomicU64;
 use crate::{
-    alerts::Enricher,
-    clock::{monotonic_ns, wall_time},
-    ipfix::{self, Deltas, Exporter, FlowRecord},
+    base::clock::{monotonic_ns, wall_time},
     kernel::{RemoteReader, RemoteSnapshot},
+    remotes::Enricher,
+    remotes::ipfix::{self, Deltas, Exporter, FlowRecord},
 };
 
 /// Counters of the retirement and export passes, for the metrics.

@@ -11,7 +11,7 @@ use crate::support::{
     agent::{Agent, LISTEN, all_counts},
     netns_http,
 };
-use tracer_user::{http::routes::Health, report::Report};
+use tracer_user::{http::routes::Health, state::report::Report};
 
 const LAB_DB: &str = "\
 36.110.0.0,36.110.255.255,CN
@@ -41,7 +41,7 @@ fn api_status_and_metrics_agree() {
         for c in &d.countries {
             for (direction, t) in [("upload", c.upload), ("download", c.download)] {
                 from_api.push((
-                    d.mac.clone(),
+                    d.info.mac.clone(),
                     c.country.clone(),
                     direction.to_owned(),
                     t.packets as f64,
@@ -58,7 +58,7 @@ fn api_status_and_metrics_agree() {
         all_counts(&agent.scrape()),
         "the API and the metrics give the same numbers"
     );
-    let d1_report = report.devices.iter().find(|d| d.mac == d1.mac).expect("d1 listed");
+    let d1_report = report.devices.iter().find(|d| d.info.mac == d1.mac).expect("d1 listed");
     assert_eq!(d1_report.countries[0].country, "CN", "most bytes first");
     assert_eq!(d1_report.countries[0].name.as_deref(), Some("China"));
     assert_eq!(d1_report.countries[0].continent.as_deref(), Some("AS"));

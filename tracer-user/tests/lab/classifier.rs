@@ -11,8 +11,8 @@ use crate::support::frames::{ARP, DOT1AD, DOT1Q, Frame, GATEWAY_MAC, IPV4, IPV6}
 use aya::programs::{TestRun as _, TestRunOptions};
 use tracer_common::{CounterKey, CounterValue, CountryId, Direction, Stat};
 use tracer_user::{
+    agent::database::KernelTables,
     geo::{self, CompiledGeo},
-    geo_source::KernelTables,
     kernel::{CounterReader, Kernel, LoadOptions, Lookup, programs},
 };
 
@@ -245,7 +245,7 @@ fn tables_and_lpm_reference_agree() {
                 .iter()
                 .find(|(k, _)| k.mac == [0x02, 0, 0, 0, 2, i as u8])
                 .unwrap_or_else(|| panic!("{addr} was not counted ({lookup:?})"));
-            let got = tracer_user::names::country_label(CountryId(key.country));
+            let got = tracer_user::base::text::country_label(CountryId(key.country));
             assert_eq!(got, *expected, "{addr} with {lookup:?}");
         }
     }

@@ -17,11 +17,11 @@ use aya::programs::{TestRun as _, TestRunOptions};
 use rand::{RngExt as _, SeedableRng as _, rngs::SmallRng};
 use tracer_common::CountryId;
 use tracer_user::{
-    cli::GeoArgs,
+    agent::database::{self, KernelTables},
+    base::text::country_label,
+    config::cli::GeoArgs,
     geo::{CompiledGeo, default_local_networks},
-    geo_source::{self, KernelTables},
     kernel::{Kernel, LoadOptions, Lookup, programs},
-    names::country_label,
 };
 
 fn source_files() -> Vec<PathBuf> {
@@ -78,7 +78,7 @@ fn boundary_probes(rows: &[(u128, u128)], max: u128) -> impl Iterator<Item = u12
 }
 
 fn embedded() -> CompiledGeo {
-    geo_source::compile(&GeoArgs::default(), &[]).expect("embedded database")
+    database::compile(&GeoArgs::default(), &[]).expect("embedded database")
 }
 
 #[test]
@@ -215,8 +215,8 @@ fn every_country_in_the_embedded_database_has_a_name_and_a_continent() {
     let mut missing = std::collections::BTreeSet::new();
     for id in geo.v4_runs().iter().map(|r| r.id).chain(geo.v6_runs().iter().map(|r| r.id)) {
         if id.is_country()
-            && (tracer_user::regions::country_name(id).is_none()
-                || tracer_user::regions::continent_of(id).is_none())
+            && (tracer_user::geo::regions::country_name(id).is_none()
+                || tracer_user::geo::regions::continent_of(id).is_none())
         {
             missing.insert(country_label(id));
         }

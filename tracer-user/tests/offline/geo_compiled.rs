@@ -158,7 +158,10 @@ fn oversized_files_are_refused_before_reading() {
     let file = std::fs::OpenOptions::new().write(true).open(&big.0).expect("open");
     // A sparse file: no disk space used.
     file.set_len(tracer_user::geo::MAX_INPUT_BYTES + 1).expect("set_len");
-    assert!(matches!(load_file(&big.0), Err(GeoError::TooLarge { .. })));
+    assert!(matches!(
+        load_file(&big.0),
+        Err(GeoError::Input(tracer_user::base::input::InputError::TooLarge { .. }))
+    ));
 }
 
 #[test]

@@ -150,5 +150,8 @@ fn truncated_gzip_is_a_decompression_error() {
     enc.write_all(&b"1.0.0.0,1.0.0.255,AU\n".repeat(1000)).expect("in memory");
     let gz = enc.finish().expect("in memory");
     let err = parse_csv("geo.csv.gz", &gz[..gz.len() / 2]).expect_err("truncated");
-    assert!(matches!(err, GeoError::Decompress { .. }), "{err}");
+    assert!(
+        matches!(err, GeoError::Input(tracer_user::base::input::InputError::Decompress { .. })),
+        "{err}"
+    );
 }

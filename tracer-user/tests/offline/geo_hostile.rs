@@ -18,7 +18,10 @@ fn a_2_gib_file_is_refused_before_it_is_read() {
     file.set_len(2 << 30).unwrap(); // sparse: claims 2 GiB, takes no disk
     let started = std::time::Instant::now();
     let err = geo::load_file(&path).unwrap_err();
-    assert!(matches!(err, GeoError::TooLarge { .. }), "{err}");
+    assert!(
+        matches!(err, GeoError::Input(tracer_user::base::input::InputError::TooLarge { .. })),
+        "{err}"
+    );
     assert!(err.to_string().contains("huge.csv"), "{err}");
     assert!(started.elapsed().as_secs() < 2, "refused without reading");
     let _ = std::fs::remove_file(&path);
@@ -33,7 +36,10 @@ fn a_gzip_claiming_2_gib_is_judged_by_its_content() {
     bytes[n - 4..].copy_from_slice(&(2u32 << 30).to_le_bytes()); // forged ISIZE trailer
     match geo::parse_bytes("forged.csv.gz", &bytes) {
         Ok(data) => assert_eq!(data.v4.len(), 1, "content decides, not the claim"),
-        Err(e) => assert!(matches!(e, GeoError::Decompress { .. }), "{e}"),
+        Err(e) => assert!(
+            matches!(e, GeoError::Input(tracer_user::base::input::InputError::Decompress { .. })),
+            "{e}"
+        ),
     }
 }
 
@@ -46,7 +52,10 @@ fn a_gzip_bomb_is_cut_off_at_the_limit() {
     }
     let bytes = gz.finish().unwrap();
     let err = geo::input::gunzip("bomb.gz", &bytes, 16 << 20).unwrap_err();
-    assert!(matches!(err, GeoError::TooLarge { .. }), "{err}");
+    assert!(
+        matches!(err, GeoError::Input(tracer_user::base::input::InputError::TooLarge { .. })),
+        "{err}"
+    );
 }
 
 #[test]

@@ -15,8 +15,8 @@ use rand::{RngExt as _, SeedableRng as _, rngs::SmallRng};
 use serde::{Deserialize, Serialize};
 use tracer_common::CountryId;
 use tracer_user::{
+    base::text::country_label,
     geo::{self, CompiledGeo, GeoError, default_local_networks},
-    names::country_label,
 };
 
 #[derive(Serialize)]

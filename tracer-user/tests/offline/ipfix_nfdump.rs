@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use tracer_user::ipfix::{Deltas, Direction, Exporter, FlowRecord};
+use tracer_user::remotes::ipfix::{Deltas, Direction, Exporter, FlowRecord};
 
 const DEVICE_MAC: [u8; 6] = [0x02, 0x11, 0x22, 0x33, 0x44, 0x55];
 const FILLER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xff];

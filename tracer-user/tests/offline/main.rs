@@ -14,6 +14,7 @@ mod geo_ranges;
 mod geo_real_data;
 mod geo_table;
 mod ipfix_nfdump;
+mod layers;
 
 /// The agent binary cargo built for these tests.
 fn agent_bin() -> std::path::PathBuf {

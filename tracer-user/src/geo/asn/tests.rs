@@ -315,11 +315,17 @@ fn load_reads_files_in_order_and_names_missing_ones() {
     assert!(db.sources()[0].gzipped);
     let missing = dir.join("missing.csv");
     let err = AsnDb::load(&[base, missing.clone()]).unwrap_err();
-    assert!(matches!(&err, AsnError::Io { path, .. } if *path == missing), "{err}");
+    assert!(
+        matches!(&err, AsnError::Input(crate::base::input::InputError::Io { path, .. }) if *path == missing),
+        "{err}"
+    );
     assert!(err.to_string().starts_with(&format!("reading {}: ", missing.display())), "{err}");
     std::fs::remove_dir_all(&dir).expect("cleanup");
     assert!(matches!(AsnDb::load::<PathBuf>(&[]), Err(AsnError::NoFiles)));
-    assert!(matches!(AsnDb::load(&[Path::new("/")]), Err(AsnError::Io { .. })));
+    assert!(matches!(
+        AsnDb::load(&[Path::new("/")]),
+        Err(AsnError::Input(crate::base::input::InputError::Io { .. }))
+    ));
 }
 
 #[test]
@@ -333,11 +339,14 @@ fn gzip_input() {
     let err = AsnDb::from_bytes("x.gz", &gz(&packed)).unwrap_err().to_string();
     assert_eq!(err, "x.gz: unknown ASN database format: gzip inside gzip");
     let err = AsnDb::from_bytes("x.gz", &packed[..packed.len() / 2]).unwrap_err();
-    assert!(matches!(err, AsnError::Decompress { .. }), "{err}");
+    assert!(
+        matches!(err, AsnError::Input(crate::base::input::InputError::Decompress { .. })),
+        "{err}"
+    );
     let big = gz(&vec![b'a'; 10_000]);
     assert!(matches!(
         input::gunzip("x", &big, 9_999),
-        Err(AsnError::TooLarge { limit: 9_999, .. })
+        Err(AsnError::Input(crate::base::input::InputError::TooLarge { limit: 9_999, .. }))
     ));
     assert_eq!(input::gunzip("x", &big, 10_000).expect("fits").len(), 10_000);
 }
@@ -402,7 +411,10 @@ fn bad_rows_name_their_line() {
     );
     // A parse error is structured too.
     let err = AsnDb::from_bytes("t.csv", b"1.0.0.0,1.0.0.1,7\n").unwrap_err();
-    assert!(matches!(err, AsnError::Parse { line: 1, .. }), "{err}");
+    assert!(
+        matches!(err, AsnError::Input(crate::base::input::InputError::Parse { line: 1, .. })),
+        "{err}"
+    );
 }
 
 #[test]

@@ -6,6 +6,8 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::kernel::{AttachPreference, Lookup};
 
+pub use crate::http::client::ApiClientArgs;
+
 /// Attribution printed in `--help`: the embedded default database is CC BY 4.0.
 pub const ATTRIBUTION: &str = "The embedded default country database is derived from \
 geo-whois-asn-country (ip-location-db), CC BY 4.0, Number Resource Organization (NRO): \
@@ -289,26 +291,6 @@ pub struct StatusArgs {
     /// With --device: at most this many remotes, most bytes first [default: 50].
     #[arg(long, value_name = "N", requires = "device")]
     pub limit: Option<usize>,
-}
-
-/// How the command line reaches a running agent's API.
-#[derive(Debug, Args)]
-pub struct ApiClientArgs {
-    /// Base URL of the running agent.
-    #[arg(long, default_value = "http://127.0.0.1:9977", global = true)]
-    pub url: String,
-    /// File holding the agent's bearer token.
-    #[arg(long, value_name = "FILE", conflicts_with = "user", global = true)]
-    pub token_file: Option<PathBuf>,
-    /// User name for basic auth (with --password-file).
-    #[arg(long, requires = "password_file", global = true)]
-    pub user: Option<String>,
-    /// File holding the basic-auth password (one line).
-    #[arg(long, value_name = "FILE", requires = "user", global = true)]
-    pub password_file: Option<PathBuf>,
-    /// PEM CA certificate(s) to trust for an https:// --url (e.g. the agent's self-signed one).
-    #[arg(long, value_name = "FILE", global = true)]
-    pub cacert: Option<PathBuf>,
 }
 
 /// `egress-tracer reset`.

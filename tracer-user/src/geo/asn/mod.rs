@@ -195,7 +195,7 @@ impl AsnDb {
         let mut builder = Builder::new();
         for &(name, bytes) in sources {
             if bytes.len() as u64 > MAX_INPUT_BYTES {
-                return Err(AsnError::TooLarge { name: name.to_owned(), limit: MAX_INPUT_BYTES });
+                return Err(crate::base::input::InputError::too_large(name, MAX_INPUT_BYTES).into());
             }
             add_source(&mut builder, name, bytes)?;
         }

@@ -4,30 +4,15 @@
 use std::{collections::BTreeMap, fmt::Write as _};
 
 use serde::{Deserialize, Serialize};
-use tracer_common::{CountryId, Direction, Stat, maps::verdict};
+use tracer_common::{CounterValue, CountryId, Direction, Stat, maps::verdict};
 
+use crate::devices::DeviceInfo;
 use crate::{
     alerts::Enricher,
+    base::text::{country_label, format_mac},
+    geo::regions::{continent_of, country_name},
     kernel::CounterSnapshot,
-    names::{country_label, format_mac},
-    regions::{continent_of, country_name},
 };
-
-/// Packets and bytes one way.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Traffic {
-    /// Packets.
-    pub packets: u64,
-    /// Bytes.
-    pub bytes: u64,
-}
-
-impl Traffic {
-    fn add(&mut self, packets: u64, bytes: u64) {
-        self.packets += packets;
-        self.bytes += bytes;
-    }
-}
 
 /// One device's traffic to one country.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,12 +24,12 @@ pub struct CountryTraffic {
     /// Continent code, if any.
     pub continent: Option<String>,
     /// Sent by the device.
-    pub upload: Traffic,
+    pub upload: CounterValue,
     /// Received by the device.
-    pub download: Traffic,
+    pub download: CounterValue,
     /// Dropped by a block policy (both directions).
     #[serde(default)]
-    pub blocked: Traffic,
+    pub blocked: CounterValue,
     /// What the device's policy says about the country: `allow`, `alert` or `block`.
     #[serde(default = "allow")]
     pub policy: String,
@@ -64,15 +49,13 @@ fn allow() -> String {
 /// One LAN device.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceReport {
-    /// MAC address, `aa:bb:cc:dd:ee:ff`.
-    pub mac: String,
-    /// Name, vendor, group and addresses, as far as known.
+    /// MAC, name, vendor, group and addresses, as far as known.
     #[serde(flatten)]
     pub info: DeviceInfo,
     /// Totals over all countries.
-    pub upload: Traffic,
+    pub upload: CounterValue,
     /// Totals over all countries.
-    pub download: Traffic,
+    pub download: CounterValue,
     /// Per country, most bytes first.
     pub countries: Vec<CountryTraffic>,
     /// Resolvers the device got DNS answers from, most recent first.
@@ -90,37 +73,17 @@ impl DeviceReport {
     }
 }
 
-/// What the agent knows about a device besides its traffic.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeviceInfo {
-    /// Name from the config or a DHCP lease (escaped).
-    #[serde(default)]
-    pub name: Option<String>,
-    /// Vendor from the OUI, or `locally administered`.
-    #[serde(default)]
-    pub vendor: Option<String>,
-    /// Group in the config.
-    #[serde(default)]
-    pub group: Option<String>,
-    /// Current IPv4 addresses.
-    #[serde(default)]
-    pub ipv4: Vec<String>,
-    /// Current IPv6 addresses.
-    #[serde(default)]
-    pub ipv6: Vec<String>,
-}
-
-/// Traffic that is not egress, per reason and direction.
+/// CounterValue that is not egress, per reason and direction.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Uncounted {
     /// To or from local networks.
-    pub local: [Traffic; 2],
+    pub local: [CounterValue; 2],
     /// Not IPv4/IPv6.
-    pub other: [Traffic; 2],
+    pub other: [CounterValue; 2],
     /// Truncated or invalid headers.
-    pub malformed: [Traffic; 2],
+    pub malformed: [CounterValue; 2],
     /// Not counted per device: the map was full.
-    pub overflow: [Traffic; 2],
+    pub overflow: [CounterValue; 2],
 }
 
 /// Every device, as served by `GET /api/v1/devices`.
@@ -131,7 +94,7 @@ pub struct Report {
     /// Devices in all (the API pages them: `?limit=&offset=`).
     #[serde(default)]
     pub total_devices: usize,
-    /// Traffic not counted per country (`[upload, download]`).
+    /// CounterValue not counted per country (`[upload, download]`).
     pub uncounted: Uncounted,
     /// Entries in use in the traffic map.
     pub map_entries: usize,
@@ -171,12 +134,12 @@ impl Report {
         totals.sort_unstable_by_key(|(mac, bytes)| (std::cmp::Reverse(*bytes), *mac));
         let wanted: std::collections::HashSet<[u8; 6]> =
             totals.into_iter().skip(offset).take(limit).map(|(mac, _)| mac).collect();
-        let mut by_mac: BTreeMap<[u8; 6], BTreeMap<u16, [Traffic; 3]>> = BTreeMap::new();
+        let mut by_mac: BTreeMap<[u8; 6], BTreeMap<u16, [CounterValue; 3]>> = BTreeMap::new();
         for (key, value) in snapshot.counters.iter().filter(|(k, _)| wanted.contains(&k.mac)) {
             let Some(direction) = Direction::from_raw(key.direction) else { continue };
             let slot = by_mac.entry(key.mac).or_default().entry(key.country).or_default();
             let index = if key.verdict == verdict::PASSED { direction as usize } else { 2 };
-            slot[index].add(value.packets, value.bytes);
+            slot[index] += CounterValue { packets: value.packets, bytes: value.bytes };
         }
         let mut devices: Vec<DeviceReport> = by_mac
             .into_iter()
@@ -203,22 +166,14 @@ impl Report {
                     })
                     .collect();
                 countries.sort_by_key(|c| std::cmp::Reverse(c.upload.bytes + c.download.bytes));
-                let total = |f: fn(&CountryTraffic) -> Traffic| {
-                    countries.iter().map(f).fold(Traffic::default(), |mut acc, t| {
-                        acc.add(t.packets, t.bytes);
-                        acc
-                    })
+                let total = |f: fn(&CountryTraffic) -> CounterValue| {
+                    countries.iter().map(f).sum::<CounterValue>()
                 };
-                let info =
-                    known.map(|k| k.device(mac)).map_or_else(DeviceInfo::default, |d| DeviceInfo {
-                        name: d.name,
-                        vendor: d.vendor,
-                        group: d.group,
-                        ipv4: d.ipv4,
-                        ipv6: d.ipv6,
-                    });
+                let info = known.map_or_else(
+                    || DeviceInfo { mac: format_mac(mac), ..DeviceInfo::default() },
+                    |k| k.device(mac),
+                );
                 DeviceReport {
-                    mac: format_mac(mac),
                     info,
                     upload: total(|c| c.upload),
                     download: total(|c| c.download),
@@ -230,12 +185,12 @@ impl Report {
             .collect();
         devices.sort_by(|a, b| {
             let bytes = |d: &DeviceReport| d.upload.bytes + d.download.bytes + d.blocked_bytes();
-            bytes(b).cmp(&bytes(a)).then_with(|| a.mac.cmp(&b.mac))
+            bytes(b).cmp(&bytes(a)).then_with(|| a.info.mac.cmp(&b.info.mac))
         });
         let stat = |stat: Stat| {
             Direction::ALL.map(|d| {
                 let v = snapshot.stat(stat, d);
-                Traffic { packets: v.packets, bytes: v.bytes }
+                CounterValue { packets: v.packets, bytes: v.bytes }
             })
         };
         Report {
@@ -294,7 +249,7 @@ impl Report {
                 row(
                     &mut out,
                     [
-                        &d.mac,
+                        &d.info.mac,
                         &name,
                         &c.country,
                         &n(c.upload.bytes),

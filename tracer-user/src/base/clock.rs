@@ -19,3 +19,8 @@ pub fn wall_time(monotonic_ns: u64) -> SystemTime {
 pub fn unix_now() -> u64 {
     SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
+
+/// RFC 3339 text of a wall-clock time, in UTC with milliseconds.
+pub fn rfc3339(time: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_millis(time).to_string()
+}

@@ -1,17 +1,23 @@
 //! What the run loop shares with the HTTP server, the metrics and the alert reader.
 
-use std::sync::{Arc, PoisonError, RwLock};
+pub mod report;
+pub mod status;
+
+use std::sync::{Arc, RwLock};
 
 use tracer_common::{CounterValue, CountryId};
 
+use crate::base::atomic::AtomicU64;
+use crate::base::sync::ReadWrite;
+use crate::devices::DeviceInfo;
 use crate::{
-    alerts::{AlertBook, AlertDevice, Enricher},
-    asn::AsnDb,
+    alerts::{AlertBook, Enricher},
+    base::text::format_mac,
+    geo::asn::AsnDb,
     kernel::{CounterReader, RemoteReader},
-    names::format_mac,
     policy::{Decision, Policy},
     remotes::{AsnInfo, RemoteStats},
-    status::SharedStatus,
+    state::status::SharedStatus,
 };
 
 /// The agent's shared state.
@@ -26,9 +32,9 @@ pub struct Context {
     /// The ASN database, if `--asn` gave one (replaced whole on reload).
     pub asn: RwLock<Option<Arc<AsnDb>>>,
     /// Names learned from DNS answers and TLS server names.
-    pub names: Arc<crate::domains::NameBook>,
+    pub names: Arc<crate::remotes::domains::NameBook>,
     /// The HTTP server's connection counts.
-    pub http: Arc<crate::http::serve::HttpStats>,
+    pub http: Arc<crate::state::HttpStats>,
     /// Learning mode, when on (set once at start).
     pub learner: std::sync::OnceLock<Arc<crate::learning::Learner>>,
     /// The traffic history, unless `--history-points 0`.
@@ -52,30 +58,30 @@ pub struct Context {
 impl Context {
     /// The policy in force now.
     pub fn policy(&self) -> Arc<Policy> {
-        Arc::clone(&self.policy.read().unwrap_or_else(PoisonError::into_inner))
+        Arc::clone(&self.policy.reading())
     }
 
     /// Replaces the policy.
     pub fn set_policy(&self, policy: Policy) {
-        *self.policy.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(policy);
+        *self.policy.writing() = Arc::new(policy);
     }
 
     /// The ASN database in force now.
     pub fn asn(&self) -> Option<Arc<AsnDb>> {
-        self.asn.read().unwrap_or_else(PoisonError::into_inner).clone()
+        self.asn.reading().clone()
     }
 
     /// Replaces the ASN database.
     pub fn set_asn(&self, asn: Option<Arc<AsnDb>>) {
-        *self.asn.write().unwrap_or_else(PoisonError::into_inner) = asn;
+        *self.asn.writing() = asn;
     }
 }
 
 impl Context {
     /// How `device` appears in alerts, reports and `device_info`.
-    fn describe(&self, device: crate::devices::Device) -> AlertDevice {
+    fn describe(&self, device: crate::devices::Device) -> DeviceInfo {
         let mac = device.mac;
-        AlertDevice {
+        DeviceInfo {
             mac: format_mac(mac),
             name: device.name.as_ref().map(crate::devices::Hostname::escaped),
             vendor: device.vendor.label().map(str::to_owned),
@@ -87,12 +93,12 @@ impl Context {
 }
 
 impl Enricher for Context {
-    fn device(&self, mac: [u8; 6]) -> AlertDevice {
-        self.describe(self.devices.read().unwrap_or_else(PoisonError::into_inner).device(mac))
+    fn device(&self, mac: [u8; 6]) -> DeviceInfo {
+        self.describe(self.devices.reading().device(mac))
     }
 
-    fn device_now(&self, mac: [u8; 6]) -> AlertDevice {
-        self.describe(self.devices.read().unwrap_or_else(PoisonError::into_inner).device_now(mac))
+    fn device_now(&self, mac: [u8; 6]) -> DeviceInfo {
+        self.describe(self.devices.reading().device_now(mac))
     }
 
     fn decide(&self, mac: [u8; 6], country: CountryId) -> Decision {
@@ -107,7 +113,11 @@ impl Enricher for Context {
         crate::remotes::asn_of(self.asn().as_deref(), address)
     }
 
-    fn names(&self, mac: [u8; 6], address: std::net::IpAddr) -> Option<crate::domains::Names> {
+    fn names(
+        &self,
+        mac: [u8; 6],
+        address: std::net::IpAddr,
+    ) -> Option<crate::remotes::domains::Names> {
         self.names.names(mac, address)
     }
 
@@ -132,10 +142,13 @@ impl Context {
             remotes,
             remote_stats: Arc::default(),
             asn: RwLock::default(),
-            names: Arc::new(crate::domains::NameBook::new(crate::domains::BookSettings {
-                entries: std::num::NonZeroUsize::new(1024).unwrap_or(std::num::NonZeroUsize::MIN),
-                min_hold: std::time::Duration::from_secs(1800),
-            })),
+            names: Arc::new(crate::remotes::domains::NameBook::new(
+                crate::remotes::domains::BookSettings {
+                    entries: std::num::NonZeroUsize::new(1024)
+                        .unwrap_or(std::num::NonZeroUsize::MIN),
+                    min_hold: std::time::Duration::from_secs(1800),
+                },
+            )),
             status,
             policy: RwLock::default(),
             alerts: Arc::new(AlertBook::new(settings, None, None)),
@@ -148,4 +161,15 @@ impl Context {
             mac_flood: crate::alerts::MacFloodWatch::new(0),
         }
     }
+}
+
+/// The HTTP server's connection counts, for the metrics.
+#[derive(Debug, Default)]
+pub struct HttpStats {
+    /// Connections accepted.
+    pub accepted: AtomicU64,
+    /// Idle connections closed to make room for a new one.
+    pub evicted: AtomicU64,
+    /// Connections open now.
+    pub open: AtomicU64,
 }

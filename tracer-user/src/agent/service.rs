@@ -4,14 +4,13 @@
 //! never stops counting because its service manager went away.
 
 use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::{Arc, atomic::Ordering},
     time::{Duration, Instant},
 };
 
 use sd_notify::NotifyState;
+
+use crate::base::atomic::AtomicU64;
 
 fn send(states: &[NotifyState]) {
     if let Err(err) = sd_notify::notify(states) {

@@ -8,6 +8,29 @@ pub fn format_mac(mac: [u8; 6]) -> String {
     format!("{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}")
 }
 
+/// Parses `aa:bb:cc:dd:ee:ff` or `aa-bb-cc-dd-ee-ff`, any case.
+pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = text.split([':', '-']);
+    for byte in &mut mac {
+        let part = parts.next()?;
+        if part.len() != 2 {
+            return None;
+        }
+        *byte = u8::from_str_radix(part, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
+}
+
+/// The MAC that stands for every device folded into `other` (metrics, alerts): a broadcast address, never a frame's source (the kernel
+/// drops such frames before TC sees them).
+pub const OTHER_MAC: [u8; 6] = [0xff; 6];
+
+/// The `mac` label: the MAC, or `other` for [`OTHER_MAC`].
+pub fn mac_label(mac: [u8; 6]) -> String {
+    if mac == OTHER_MAC { "other".to_owned() } else { format_mac(mac) }
+}
+
 /// The ISO code of a country id, `unknown` for ids outside the database and `local` for
 /// local destinations.
 pub fn country_label(id: CountryId) -> &'static str {

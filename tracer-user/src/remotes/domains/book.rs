@@ -5,10 +5,7 @@
 use std::{
     net::IpAddr,
     num::NonZeroUsize,
-    sync::{
-        Mutex, MutexGuard, PoisonError,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::{Mutex, MutexGuard, atomic::Ordering},
     time::{Duration, Instant},
 };
 
@@ -16,6 +13,8 @@ use lru::LruCache;
 use tracer_common::capture::{CaptureHeader, kind};
 
 use super::{dns, tls};
+use crate::base::atomic::AtomicU64;
+use crate::base::sync::Locked;
 
 /// Names kept per (device, address): the most recent ones.
 const NAMES_PER_ADDRESS: usize = 4;
@@ -113,7 +112,7 @@ impl NameBook {
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+        self.inner.locked()
     }
 
     /// Changes the minimum hold (a reload); the size stays until a restart.
@@ -144,7 +143,7 @@ impl NameBook {
             inner.names.pop(&(mac, address));
             return None;
         }
-        let escape = |n: &[u8]| crate::names::escape_untrusted(n, MAX_NAME);
+        let escape = |n: &[u8]| crate::base::text::escape_untrusted(n, MAX_NAME);
         Some(Names {
             names: entry.names.iter().map(|n| escape(n)).collect(),
             canonical: entry.canonical.iter().map(|n| escape(n)).collect(),

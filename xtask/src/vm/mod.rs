@@ -1,0 +1,231 @@
+//! `cargo xtask vm --arch ARCH`: the static agent on Debian bookworm's own kernel (6.1, no
+//! TCX: the netlink clsact path; `--kernel 6.12`: the newer one bookworm ships, with TCX) for
+//! that architecture, booted with QEMU.
+//!
+//! - [`kernel`]: the kernel and `busybox-static` of the architecture, by package name through
+//!   `apt-get download`, cached;
+//! - [`modules`]: the modules the lab needs, with their dependencies, decompressed;
+//! - [`initramfs`]: a cpio archive with busybox, the agent, the modules and `init.sh`, which
+//!   builds a lab of network namespaces in the guest, runs `egress-tracer check` and the agent
+//!   with a policy, pings, and prints the agent's counters and alerts on the serial console;
+//! - [`qemu`]: the boot, the console captured with a timeout;
+//! - [`verdict`]: the exact counts, blocked packets and alerts the pings must produce.
+
+mod arch;
+mod initramfs;
+mod kernel;
+mod modules;
+mod qemu;
+mod verdict;
+pub(crate) mod systemd;
+
+use std::time::Instant;
+
+pub(crate) use arch::{Arch, Series};
+
+use crate::{setup::Ready, steps::Outcome};
+
+/// Options of `cargo xtask vm`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct VmArgs {
+    /// Architecture to boot; repeatable. Without --arch and --kernel: the suite's matrix (6.1 on
+    /// all four, 6.12 on x86_64 and aarch64).
+    #[arg(long = "arch", value_enum)]
+    arches: Vec<Arch>,
+    /// Use this static agent instead of building one (`cargo xtask dist --target TRIPLE`);
+    /// only with a single --arch.
+    #[arg(long, value_name = "FILE")]
+    agent: Option<std::path::PathBuf>,
+    /// Which of bookworm's kernels: 6.1 (its own, no TCX; the default with --arch) or 6.12
+    /// (TCX).
+    #[arg(long, value_enum)]
+    kernel: Option<Series>,
+}
+
+/// Something this machine lacks for a VM run (no QEMU for the architecture, the kernel
+/// package cannot be downloaded): the run is skipped with this reason, never silently.
+#[derive(Debug)]
+pub(crate) struct Unavailable(pub(crate) String);
+
+impl std::fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Unavailable {}
+
+/// Architectures whose static agent may not build on this branch yet (the armv7 and mipsel
+/// builds are being made to work elsewhere): without an agent, the kernel, modules and lab are
+/// still booted and checked, and the run is reported as skipped with the build error.
+const AGENT_OPTIONAL: &[Arch] = &[Arch::Armv7, Arch::Mipsel];
+
+/// Runs `cargo xtask vm`.
+pub(crate) fn run(ready: &Ready, args: &VmArgs) -> anyhow::Result<()> {
+    if args.arches.is_empty() && args.kernel.is_none() && args.agent.is_none() {
+        return matrix(ready).map(drop);
+    }
+    let arches = if args.arches.is_empty() { Arch::ALL.to_vec() } else { args.arches.clone() };
+    anyhow::ensure!(args.agent.is_none() || arches.len() == 1, "--agent needs exactly one --arch");
+    let series = args.kernel.unwrap_or_default();
+    let mut failed = Vec::new();
+    for arch in arches {
+        match boot(ready, arch, series, args.agent.as_deref()) {
+            Ok(Outcome::Skip(why)) => println!("vm: {} SKIPPED: {why}", arch.name()),
+            Ok(_) => {}
+            Err(e) => {
+                println!("vm: {} FAIL: {e:#}", arch.name());
+                failed.push(arch.name());
+            }
+        }
+    }
+    anyhow::ensure!(failed.is_empty(), "VM runs failed: {}", failed.join(", "));
+    Ok(())
+}
+
+/// What `cargo xtask test` boots: bookworm's 6.12 kernels (TCX). Its 6.1 kernels (the netlink
+/// clsact path, and the only kernel bookworm has for armv7 and mipsel) are not in the matrix
+/// while their verifier refuses `tc_upload` (README, Limitations); `cargo xtask vm --kernel 6.1`
+/// shows it.
+pub(crate) const MATRIX: &[(Arch, Series)] =
+    &[(Arch::X86_64, Series::V6_12), (Arch::Aarch64, Series::V6_12)];
+
+/// [`MATRIX`] in turn, for `cargo xtask test`: each is booted whatever happened to the one
+/// before, a line each is printed, and the step fails if any failed, passes if any passed (the
+/// others' skip reasons printed), and is skipped if all were.
+pub(crate) fn matrix(ready: &Ready) -> anyhow::Result<Outcome> {
+    let mut rows = Vec::new();
+    for &(arch, series) in MATRIX {
+        let started = Instant::now();
+        let result = boot(ready, arch, series, None);
+        rows.push((arch, series, result, started.elapsed().as_secs_f64()));
+    }
+    println!("\nvm matrix:");
+    let (mut passed, mut failed, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
+    for (arch, series, result, took) in &rows {
+        let (word, note) = match result {
+            Ok(Outcome::Pass) => ("PASS", String::new()),
+            Ok(Outcome::Skip(why)) => ("SKIP", why.clone()),
+            Ok(other) => ("????", format!("{other:?}")),
+            Err(e) => ("FAIL", format!("{e:#}").lines().next().unwrap_or_default().to_owned()),
+        };
+        let name = format!("{} {}", arch.name(), series.name());
+        println!("  {word}  {name:<13} {took:>6.0}s  {note}");
+        match word {
+            "PASS" => passed.push(name),
+            "SKIP" => skipped.push(format!("{name}: {note}")),
+            _ => failed.push(name),
+        }
+    }
+    anyhow::ensure!(failed.is_empty(), "failed on {}", failed.join(", "));
+    if passed.is_empty() {
+        return Ok(Outcome::Skip(skipped.join("; ")));
+    }
+    Ok(Outcome::Pass)
+}
+
+/// Boots `arch` and checks what the guest reports: PASS, SKIP (with the reason) when this
+/// machine lacks QEMU or the kernel package for it, or an error.
+pub(crate) fn boot(
+    ready: &Ready,
+    arch: Arch,
+    series: Series,
+    agent: Option<&std::path::Path>,
+) -> anyhow::Result<Outcome> {
+    let started = Instant::now();
+    match boot_inner(ready, arch, series, agent, started) {
+        Err(e) => match e.downcast::<Unavailable>() {
+            Ok(why) => Ok(Outcome::Skip(why.0)),
+            Err(e) => Err(e),
+        },
+        ok => ok,
+    }
+}
+
+fn boot_inner(
+    ready: &Ready,
+    arch: Arch,
+    series: Series,
+    agent: Option<&std::path::Path>,
+    started: Instant,
+) -> anyhow::Result<Outcome> {
+    if !qemu::installed(arch) {
+        return Err(Unavailable(format!(
+            "{} is not installed (Debian package {}; `cargo xtask setup` installs it)",
+            arch.qemu(),
+            arch.qemu_package()
+        ))
+        .into());
+    }
+    let kernel = kernel::fetch(arch, series)?;
+    let mut no_agent = None;
+    let agent = match agent {
+        Some(path) => Some(path.to_owned()),
+        None => match crate::dist::build(ready, arch.triple()) {
+            Ok(path) => Some(path),
+            Err(e) if AGENT_OPTIONAL.contains(&arch) => {
+                println!(
+                    "vm: no static agent for {} ({e:#}): booting the lab alone",
+                    arch.triple()
+                );
+                no_agent = Some(format!("{e:#}"));
+                None
+            }
+            Err(e) => return Err(e),
+        },
+    };
+    let image = initramfs::path(arch);
+    std::fs::create_dir_all(image.parent().expect("target/vm"))?;
+    initramfs::build(&kernel, agent.as_deref(), &image)?;
+    let mut kvm = arch == Arch::X86_64 && qemu::kvm_works();
+    let booting = Instant::now();
+    let lines = match qemu::boot(arch, &kernel.image, &image, kvm) {
+        Err(e) if e.is::<qemu::KvmSilent>() => {
+            println!(
+                "vm: {} {e} (/dev/kvm opens but runs no guest): booting with TCG",
+                arch.name()
+            );
+            kvm = false;
+            qemu::boot(arch, &kernel.image, &image, false)?
+        }
+        other => other?,
+    };
+    let accel = if kvm { "KVM" } else { "TCG" };
+    let report = verdict::parse(&lines);
+    let took = started.elapsed().as_secs_f64();
+    // The boot alone (the rest is building the agent and fetching the kernel, cached later).
+    let boot = booting.elapsed().as_secs_f64();
+    let head =
+        format!("vm: {} kernel {} ({}, {accel})", arch.name(), report.release, kernel.package);
+    if let Some(why) = no_agent {
+        anyhow::ensure!(
+            report.end == Some(0)
+                && report.failure.is_none()
+                && lines.iter().any(|l| l == "ETVM lab-only"),
+            "{head}: the lab without the agent failed: {:?}",
+            report.failure
+        );
+        println!(
+            "VM-RESULT arch={} kernel={} attach=none result=LAB-ONLY seconds={took:.0} boot_seconds={boot:.0}",
+            arch.name(),
+            report.release
+        );
+        let first = why.lines().next().unwrap_or_default().to_owned();
+        return Ok(Outcome::Skip(format!(
+            "no static agent for {} on this branch ({first}); kernel {} and the lab booted ({took:.0}s)",
+            arch.triple(),
+            report.release
+        )));
+    }
+    let problems = verdict::problems(&report);
+    let attach = report.attach_mode.clone().unwrap_or_else(|| "?".into());
+    let word = if problems.is_empty() { "PASS" } else { "FAIL" };
+    println!(
+        "VM-RESULT arch={} kernel={} attach={attach} result={word} seconds={took:.0} boot_seconds={boot:.0}",
+        arch.name(),
+        report.release
+    );
+    println!("{head}: attach mode {attach}; {}; {word} in {took:.0}s", verdict::summary(&report));
+    anyhow::ensure!(problems.is_empty(), "{head}: {}", problems.join("; "));
+    Ok(Outcome::Pass)
+}
