@@ -1,7 +1,7 @@
 //! `cargo xtask vm-systemd`: the .deb's unit under real systemd, in a Debian bookworm VM.
 //!
 //! The root is built by `mmdebstrap` (variant `essential` plus systemd, udev, iproute2,
-//! iputils-ping, busybox for HTTP, bpftool and Debian's own kernel, `linux-image-amd64`, whose
+//! iputils-ping, curl for HTTP, bpftool and Debian's own kernel, `linux-image-amd64`, whose
 //! initramfs-tools makes an initrd with only the virtio block driver and ext4), from the Debian
 //! sources this machine's apt uses. It is cached as a tarball under the project cache
 //! (`cache_dir()/vm-systemd/<key>/`), keyed on everything that goes into it, so a rerun only
@@ -90,8 +90,8 @@ impl Kernel {
 /// The Debian release of the VM (its kernel, systemd and the archive's suite).
 const SUITE: &str = "bookworm";
 
-/// Packages on top of `--variant=essential`: systemd as PID 1, udev, the lab's tools, busybox
-/// (`wget` for the agent's HTTP API), bpftool (what is attached after a stop) and the kernel.
+/// Packages on top of `--variant=essential`: systemd as PID 1, udev, the lab's tools, curl
+/// (for the agent's HTTP API), bpftool (what is attached after a stop) and the kernel.
 const PACKAGES: &[&str] = &[
     "systemd",
     "systemd-sysv",
@@ -99,6 +99,8 @@ const PACKAGES: &[&str] = &[
     "iproute2",
     "iputils-ping",
     "busybox",
+    // The agent's HTTP API: bookworm's busybox wget crashed on /metrics (exit 139).
+    "curl",
     // /bin/kill, which the unit's ExecReload= runs (Priority: important, on every normal
     // Debian system, but not in the essential variant).
     "procps",
@@ -153,7 +155,7 @@ info() { say "INFO $1: $2"; }
 unit=egress-tracer
 conf=/etc/egress-tracer/config.toml
 mac=02:00:00:00:00:01
-api() { busybox wget -q -T 5 -O - "http://127.0.0.1:9977$1" 2>/dev/null; }
+api() { curl -sS -m 5 "http://127.0.0.1:9977$1" 2>/dev/null; }
 # counter NAME COUNTRY DIRECTION: the value of egress_tracer_NAME{mac,country,direction} (0 if none)
 counter() {
     v=$(api /metrics | grep "^egress_tracer_$1{" | grep "mac=\"$mac\"" | grep "country=\"$2\"" \
@@ -253,8 +255,8 @@ pings 36.110.0.1 5
 pings 8.8.8.8 3
 if got=$(counts 5 3); then pass counts "5 pings CN, 3 US:$got"; else
     fail counts "want CN 5, US 3:$got"
-    busybox wget -T 5 -O /tmp/metrics.txt http://127.0.0.1:9977/metrics >/tmp/wget.txt 2>&1
-    info metrics "wget exit $?: $(tr '\n' ' ' </tmp/wget.txt) $(grep -m 2 '^egress_tracer_packets_total' /tmp/metrics.txt | tr '\n' ' ')"
+    curl -sS -m 5 -o /tmp/metrics.txt http://127.0.0.1:9977/metrics >/tmp/curl.txt 2>&1
+    info metrics "curl exit $?: $(tr '\n' ' ' </tmp/curl.txt) $(grep -m 2 '^egress_tracer_packets_total' /tmp/metrics.txt | tr '\n' ' ')"
 fi
 
 # reload: a device name and a policy that alerts on CN.
