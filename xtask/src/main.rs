@@ -42,6 +42,8 @@ enum Command {
     WorldMap,
     /// Boot Debian's own kernel for an architecture in QEMU and run the agent in a lab there.
     Vm(vm::VmArgs),
+    /// The .deb's unit under real systemd: a Debian bookworm VM (mmdebstrap, QEMU/KVM).
+    VmSystemd(vm::systemd::VmSystemdArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -57,6 +59,7 @@ fn main() -> std::process::ExitCode {
         Command::Dist(args) => setup::run().and_then(|ready| dist::run(&ready, &args)),
         Command::WorldMap => setup::run().and_then(|ready| world_map::run(&ready)),
         Command::Vm(args) => setup::run().and_then(|ready| vm::run(&ready, &args)),
+        Command::VmSystemd(args) => setup::run().and_then(|ready| vm::systemd::run(&ready, &args)),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

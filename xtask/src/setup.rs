@@ -56,6 +56,10 @@ pub(crate) const APT_PACKAGES: &[&str] = &[
     "xz-utils",
     "iproute2",
     "iputils-ping",
+    // The systemd VM (`cargo xtask vm-systemd`): its Debian root, the machine, the image.
+    "mmdebstrap",
+    "qemu-system-x86",
+    "e2fsprogs",
     // ISO 3166-1 numeric -> alpha-2 codes for the page's world map (`cargo xtask world-map`).
     "iso-codes",
     // A real IPFIX collector (nfcapd) and reader (nfdump) for the flow export tests.

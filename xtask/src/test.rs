@@ -196,6 +196,13 @@ pub(crate) fn run(args: &TestArgs) -> anyhow::Result<()> {
         }
         status(c).map(|()| Outcome::Pass)
     });
+    steps.run("systemd VM (the .deb's unit under real systemd)", || {
+        if args.only.is_some() {
+            return Ok(Outcome::Skip("--only".into()));
+        }
+        let deb = std::env::var_os("EGRESS_TRACER_DEB").expect("set by the dist step");
+        crate::vm::systemd::step(std::path::Path::new(&deb))
+    });
     steps.run("dist: cross builds (aarch64, armv7, mipsel) under qemu", || {
         if args.only.is_some() {
             return Ok(Outcome::Skip("--only".into()));

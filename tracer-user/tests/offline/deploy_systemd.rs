@@ -102,8 +102,12 @@ fn the_unit_grants_only_the_bpf_capabilities_and_the_pin_directory() {
         "ExecReload=/bin/kill -HUP $MAINPID",
         "Restart=on-failure",
         "CapabilityBoundingSet=CAP_BPF CAP_NET_ADMIN CAP_PERFMON",
-        "ReadWritePaths=/sys/fs/bpf/egress-tracer",
+        // '-': the directory does not exist yet when a fresh boot's first start sets up the
+        // namespace (ExecStartPre= creates it).
+        "ReadWritePaths=-/sys/fs/bpf/egress-tracer",
         "SystemCallFilter=@system-service bpf",
+        "SystemCallFilter=~@privileged @resources @obsolete",
+        "SystemCallFilter=bpf",
         "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK",
     ] {
         assert!(lines.contains(&expected), "{expected} missing");

@@ -17,6 +17,7 @@ mod kernel;
 mod modules;
 mod qemu;
 mod verdict;
+pub(crate) mod systemd;
 
 use std::time::Instant;
 
