@@ -27,6 +27,10 @@ pub(crate) struct DemoArgs {
     /// Host port where /metrics is forwarded to.
     #[arg(long, default_value_t = 9977)]
     pub port: u16,
+    /// Run this agent binary instead of building the release one (the test suite passes the
+    /// static build of its dist step).
+    #[arg(long, value_name = "FILE")]
+    pub agent: Option<std::path::PathBuf>,
 }
 
 /// The demo's policy and names: the TV is an IoT device that may only reach the EU and the US
@@ -103,7 +107,10 @@ pub(crate) fn run(ready: &Ready, args: &DemoArgs) -> anyhow::Result<()> {
         "the demo creates network namespaces and loads eBPF programs: run it as root \
          (`sudo -E cargo xtask demo`, or a root shell)"
     );
-    let agent_bin = cargo_build_release_agent(ready)?;
+    let agent_bin = match &args.agent {
+        Some(bin) => bin.clone(),
+        None => cargo_build_release_agent(ready)?,
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
     // A second demo in the same process (the test suite's smoke run) reuses the first handler.

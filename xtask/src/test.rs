@@ -231,7 +231,9 @@ pub(crate) fn run(args: &TestArgs) -> anyhow::Result<()> {
         if args.only.is_some() {
             return Ok(Outcome::Skip("--only".into()));
         }
-        crate::demo::run(ready, &crate::demo::DemoArgs { duration: Some(6), port: 19977 })
+        // The static binary of the dist step: no second release build of the agent.
+        let agent = musl.clone();
+        crate::demo::run(ready, &crate::demo::DemoArgs { duration: Some(6), port: 19977, agent })
             .map(|()| Outcome::Pass)
     });
     // Last: a VM failure (the agent on another kernel) does not hide the steps above.
