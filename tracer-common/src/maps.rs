@@ -38,8 +38,11 @@ pub const MACS_MAP: &str = "MACS";
 /// (about 64 bytes per entry in the kernel: 256 KiB).
 pub const MACS_ENTRIES: u32 = 4096;
 
-/// Default capacity of [`COUNTERS_MAP`] (devices x countries, passed and blocked apart).
-pub const DEFAULT_COUNTER_ENTRIES: u32 = 65_536;
+/// Default capacity of [`COUNTERS_MAP`] (devices x countries, passed and blocked apart): 64
+/// countries for each of 256 devices. Preallocated per CPU, so it is the largest map: 88 bytes
+/// per entry plus 32 per CPU, 3.4 MiB on a 4-core router (the default 65,536 of earlier
+/// versions took 13.5 MiB there; `cargo xtask bench` prints every map's memory).
+pub const DEFAULT_COUNTER_ENTRIES: u32 = 16_384;
 /// Capacity the geo nodes, ranges and LPM tries are declared with in the object; the agent sizes
 /// them to the database before loading.
 pub const PLACEHOLDER_GEO_ENTRIES: u32 = 1;

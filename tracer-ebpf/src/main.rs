@@ -48,6 +48,24 @@ mod programs {
         TC_ACT_OK
     }
 
+    /// Parses reading headers directly where linear and copying them out elsewhere, without
+    /// pulling: the bench's comparison for non-linear frames.
+    #[classifier]
+    pub(crate) fn tc_parse_direct_or_copy(ctx: TcContext) -> i32 {
+        let parsed = crate::parse::parse_direct_or_copied(&ctx, Direction::Upload);
+        core::hint::black_box(&parsed);
+        TC_ACT_OK
+    }
+
+    /// Parses by copying the headers out (`bpf_skb_load_bytes`) instead of pulling them into
+    /// the linear area: the bench's comparison for non-linear frames.
+    #[classifier]
+    pub(crate) fn tc_parse_copy(ctx: TcContext) -> i32 {
+        let parsed = crate::parse::parse_copied(&ctx, Direction::Upload);
+        core::hint::black_box(&parsed);
+        TC_ACT_OK
+    }
+
     /// Returns at once: the bench's "empty program" baseline.
     #[classifier]
     pub(crate) fn tc_empty(_ctx: TcContext) -> i32 {

@@ -1,4 +1,8 @@
-//! Ethernet / VLAN / IPv4 / IPv6 parsing with direct packet access.
+//! Ethernet / VLAN / IPv4 / IPv6 parsing with direct packet access, after pulling the headers
+//! into the skb's linear area when they are not there (a non-linear skb: packet rings, some
+//! drivers). The benchmark also measures the alternatives: reading directly where linear and
+//! copying out (`bpf_skb_load_bytes`) elsewhere ([`parse_direct_or_copied`]), and always
+//! copying ([`parse_copied`]).
 
 use aya_ebpf::programs::TcContext;
 use tracer_common::Direction;
@@ -68,6 +72,34 @@ pub(crate) fn bytes<const N: usize>(ctx: &TcContext, offset: usize) -> Option<[u
     Some(unsafe { *((start + offset) as *const [u8; N]) })
 }
 
+/// How a parse reads a header: directly from the linear part ([`bytes`]), copied out where
+/// it is not there, or always copied out.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Read {
+    Direct,
+    DirectOrCopied,
+    Copied,
+}
+
+/// `N` bytes of the frame at `offset`, read the way `MODE` ([`Read`] as a number) says.
+#[inline(always)]
+fn read<const N: usize, const MODE: u8>(ctx: &TcContext, offset: usize) -> Option<[u8; N]> {
+    if MODE == Read::Copied as u8 {
+        return ctx.load::<[u8; N]>(offset).ok();
+    }
+    let direct = bytes::<N>(ctx, offset);
+    if MODE == Read::DirectOrCopied as u8 && direct.is_none() {
+        return ctx.load::<[u8; N]>(offset).ok();
+    }
+    direct
+}
+
+/// How far the header reads of `MODE` may reach: the linear part, or the whole frame.
+#[inline(always)]
+fn readable<const MODE: u8>(ctx: &TcContext) -> usize {
+    if MODE == Read::Direct as u8 { ctx.data_end() - ctx.data() } else { ctx.len() as usize }
+}
+
 /// Makes sure the headers are in the linear part of the skb (they almost always are).
 #[inline(always)]
 fn linearize(ctx: &TcContext) {
@@ -102,7 +134,27 @@ pub(crate) fn remote_port(ctx: &TcContext, transport: Transport, direction: Dire
 #[inline(always)]
 pub(crate) fn parse(ctx: &TcContext, direction: Direction) -> Parsed {
     linearize(ctx);
-    let Some(eth) = bytes::<ETH_HLEN>(ctx, 0) else {
+    parse_headers::<{ Read::Direct as u8 }>(ctx, direction)
+}
+
+/// Parses without touching the skb: directly where the linear part holds a header, copied out
+/// (`bpf_skb_load_bytes`) where it does not (the benchmark's `tc_parse_direct_or_copy`).
+#[inline(always)]
+pub(crate) fn parse_direct_or_copied(ctx: &TcContext, direction: Direction) -> Parsed {
+    parse_headers::<{ Read::DirectOrCopied as u8 }>(ctx, direction)
+}
+
+/// Parses a frame without touching the skb: every header copied out with
+/// `bpf_skb_load_bytes`, also where the linear area holds them (the benchmark's
+/// `tc_parse_copy`).
+#[inline(always)]
+pub(crate) fn parse_copied(ctx: &TcContext, direction: Direction) -> Parsed {
+    parse_headers::<{ Read::Copied as u8 }>(ctx, direction)
+}
+
+#[inline(always)]
+fn parse_headers<const MODE: u8>(ctx: &TcContext, direction: Direction) -> Parsed {
+    let Some(eth) = read::<ETH_HLEN, MODE>(ctx, 0) else {
         return Parsed::Malformed;
     };
     let mac_offset = match direction {
@@ -117,27 +169,32 @@ pub(crate) fn parse(ctx: &TcContext, direction: Direction) -> Parsed {
         if proto != ETH_P_8021Q && proto != ETH_P_8021AD {
             break;
         }
-        let Some(tag) = bytes::<VLAN_HLEN>(ctx, offset) else {
+        let Some(tag) = read::<VLAN_HLEN, MODE>(ctx, offset) else {
             return Parsed::Malformed;
         };
         proto = u16::from_be_bytes([tag[2], tag[3]]);
         offset += VLAN_HLEN;
     }
     match proto {
-        ETH_P_IPV4 => parse_ipv4(ctx, offset, direction, mac),
-        ETH_P_IPV6 => parse_ipv6(ctx, offset, direction, mac),
+        ETH_P_IPV4 => parse_ipv4::<MODE>(ctx, offset, direction, mac),
+        ETH_P_IPV6 => parse_ipv6::<MODE>(ctx, offset, direction, mac),
         _ => Parsed::Other,
     }
 }
 
 #[inline(always)]
-fn parse_ipv4(ctx: &TcContext, offset: usize, direction: Direction, mac: [u8; 6]) -> Parsed {
-    let Some(hdr) = bytes::<IPV4_MIN_HLEN>(ctx, offset) else {
+fn parse_ipv4<const MODE: u8>(
+    ctx: &TcContext,
+    offset: usize,
+    direction: Direction,
+    mac: [u8; 6],
+) -> Parsed {
+    let Some(hdr) = read::<IPV4_MIN_HLEN, MODE>(ctx, offset) else {
         return Parsed::Malformed;
     };
     let version = hdr[0] >> 4;
     let ihl = (hdr[0] & 0x0f) as usize * 4;
-    if version != 4 || ihl < IPV4_MIN_HLEN || offset + ihl > ctx.data_end() - ctx.data() {
+    if version != 4 || ihl < IPV4_MIN_HLEN || offset + ihl > readable::<MODE>(ctx) {
         return Parsed::Malformed;
     }
     let at = match direction {
@@ -153,8 +210,13 @@ fn parse_ipv4(ctx: &TcContext, offset: usize, direction: Direction, mac: [u8; 6]
 }
 
 #[inline(always)]
-fn parse_ipv6(ctx: &TcContext, offset: usize, direction: Direction, mac: [u8; 6]) -> Parsed {
-    let Some(hdr) = bytes::<IPV6_HLEN>(ctx, offset) else {
+fn parse_ipv6<const MODE: u8>(
+    ctx: &TcContext,
+    offset: usize,
+    direction: Direction,
+    mac: [u8; 6],
+) -> Parsed {
+    let Some(hdr) = read::<IPV6_HLEN, MODE>(ctx, offset) else {
         return Parsed::Malformed;
     };
     if hdr[0] >> 4 != 6 {

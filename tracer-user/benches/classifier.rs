@@ -62,7 +62,7 @@ fn max_rss_kib() -> i64 {
     usage.ru_maxrss
 }
 
-fn print_memory(title: &str, target: &str) {
+fn print_memory(title: &str, target: &str) -> serde_json::Value {
     let maps = map_memory();
     let geo: u64 = maps.iter().filter(|m| m.name.starts_with("GEO_")).map(|m| m.memlock).sum();
     println!("  {title} (memlock from /proc/self/fdinfo):");
@@ -70,6 +70,23 @@ fn print_memory(title: &str, target: &str) {
         println!("    {:<16} {:>8.2} MiB", m.name, m.memlock as f64 / (1024.0 * 1024.0));
     }
     println!("    geo tables total {:>8.2} MiB{target}", geo as f64 / (1024.0 * 1024.0));
+    serde_json::json!({
+        "maps": maps.iter().map(|m| serde_json::json!({"name": m.name, "memlock": m.memlock})).collect::<Vec<_>>(),
+        "geo_total_bytes": geo,
+    })
+}
+
+/// Writes the run's numbers as JSON to `EGRESS_TRACER_BENCH_JSON` (default
+/// `target/bench-classifier.json`); `cargo xtask bench` merges them into `target/bench.json`.
+fn write_json(report: &serde_json::Value) -> anyhow::Result<()> {
+    let out = std::env::var_os("EGRESS_TRACER_BENCH_JSON").map_or_else(
+        || std::path::PathBuf::from("target/bench-classifier.json"),
+        std::path::PathBuf::from,
+    );
+    std::fs::write(&out, serde_json::to_string_pretty(report)? + "\n")
+        .with_context(|| format!("writing {}", out.display()))?;
+    println!("\nclassifier: written to {}", out.display());
+    Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
@@ -79,7 +96,8 @@ fn main() -> anyhow::Result<()> {
     }
     let only = std::env::var("EGRESS_TRACER_BENCH").unwrap_or_default();
     if only == "scrape" {
-        return scrape_bench(&database::compile(&GeoArgs::default(), &[])?);
+        let scrape = scrape_bench(&database::compile(&GeoArgs::default(), &[])?)?;
+        return write_json(&serde_json::json!({ "scrape": scrape }));
     }
     let rss_before = max_rss_kib();
     let started = Instant::now();
@@ -117,7 +135,12 @@ fn main() -> anyhow::Result<()> {
         max_rss_kib() / 1024,
         rss_before / 1024
     );
-    print_memory("kernel memory, default path", " (target <= 4 MiB)");
+    let load = serde_json::json!({
+        "compile_ms": compiled_in.as_secs_f64() * 1e3,
+        "fill_ms": fill.as_secs_f64() * 1e3,
+        "peak_rss_kib": max_rss_kib(),
+        "memory": print_memory("kernel memory, default path", " (target <= 4 MiB)"),
+    });
     drop((kernel, tables));
 
     println!("\nload, LPM reference (all prefixes in LPM tries, next to the tables):");
@@ -130,7 +153,7 @@ fn main() -> anyhow::Result<()> {
     })?;
     tables.fill(&mut kernel)?;
     println!("  load object + fill maps          {:>8.0} ms", t.elapsed().as_secs_f64() * 1e3);
-    print_memory("kernel memory, reference", "");
+    let reference_memory = print_memory("kernel memory, reference", "");
 
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("IPv4 hit (CN)", frame_v4(false, Ipv4Addr::new(36, 110, 0, 1))),
@@ -169,6 +192,7 @@ fn main() -> anyhow::Result<()> {
         tracer_user::kernel::EventLimits { per_second: 100, rearm_secs: 3600, new_pairs: false };
     let mut ratios = Vec::new();
     let mut policy_ratios = Vec::new();
+    let mut rows = Vec::new();
     for (name, frame) in &cases {
         let empty = measure(&kernel, programs::EMPTY, frame)?;
         let parse = measure(&kernel, programs::PARSE_ONLY, frame)?;
@@ -185,6 +209,10 @@ fn main() -> anyhow::Result<()> {
         kernel.write_policy(&no_policy, limits)?;
         ratios.push(table / empty);
         policy_ratios.push(with_policy / empty);
+        rows.push(serde_json::json!({
+            "frame": name, "empty_ns": empty, "parse_ns": parse, "no_remote_ns": no_remote,
+            "table_ns": table, "lpm_ns": lpm, "policy_ns": with_policy,
+        }));
         println!(
             "  {name:<26} {empty:>7.1} {parse:>7.1} {no_remote:>9.1} {table:>9.1} {lpm:>9.1} {:>7.2}x {:>7.2}x {with_policy:>9.1} {:>8.2}x",
             table / empty,
@@ -217,12 +245,20 @@ fn main() -> anyhow::Result<()> {
     println!(
         "\nclassifier (default tables) / empty program: mean {mean:.2}x, worst {worst:.2}x (target <= 2x)"
     );
-    scrape_bench(&geo)?;
-    Ok(())
+    let scrape = scrape_bench(&geo)?;
+    write_json(&serde_json::json!({
+        "load": load,
+        "reference_memory": reference_memory,
+        "test_run": rows,
+        "classifier_over_empty": { "mean": mean, "worst": worst },
+        "policy_over_empty": { "mean": policy_mean, "worst": policy_worst },
+        "udp_not_dns_ns": { "upload": u, "download": d },
+        "scrape": scrape,
+    }))
 }
 
 /// Time to render /metrics with 1,000 devices x 50 countries, both directions, in the map.
-fn scrape_bench(geo: &tracer_user::geo::CompiledGeo) -> anyhow::Result<()> {
+fn scrape_bench(geo: &tracer_user::geo::CompiledGeo) -> anyhow::Result<serde_json::Value> {
     use std::sync::{Arc, RwLock};
 
     use tracer_user::{metrics::Metrics, state::status::AgentStatus};
@@ -302,5 +338,8 @@ fn scrape_bench(geo: &tracer_user::geo::CompiledGeo) -> anyhow::Result<()> {
         size as f64 / (1024.0 * 1024.0),
         read_best.as_secs_f64() * 1e3
     );
-    Ok(())
+    Ok(serde_json::json!({
+        "map_entries": entries, "series": series, "render_ms": best.as_secs_f64() * 1e3,
+        "text_bytes": size, "read_ms": read_best.as_secs_f64() * 1e3,
+    }))
 }

@@ -58,8 +58,11 @@ pub(crate) const APT_PACKAGES: &[&str] = &[
     "iputils-ping",
     // The systemd VM (`cargo xtask vm-systemd`): its Debian root, the machine, the image.
     "mmdebstrap",
-    "qemu-system-x86",
     "e2fsprogs",
+    // The in-situ benchmark: trafgen's TX ring (non-linear skbs, floods) and the nftables
+    // baseline it is compared with (`cargo xtask bench`).
+    "netsniff-ng",
+    "nftables",
     // ISO 3166-1 numeric -> alpha-2 codes for the page's world map (`cargo xtask world-map`).
     "iso-codes",
     // A real IPFIX collector (nfcapd) and reader (nfdump) for the flow export tests.

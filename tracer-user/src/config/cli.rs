@@ -77,7 +77,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "SECS")]
     pub interval: Option<u64>,
     /// Capacity of the traffic map: one entry per (device, country), both directions in it
-    /// (blocked traffic takes its own) [default: 65536].
+    /// (blocked traffic takes its own) [default: 16384].
     #[arg(long, value_name = "N")]
     pub counter_entries: Option<u32>,
     /// Capacity of the remote table: one entry per (device, remote address); when it is full,

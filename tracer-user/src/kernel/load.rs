@@ -179,8 +179,16 @@ impl Kernel {
                 .map_err(|e| tracing::warn!("kernel diagnostics unavailable: {e}"))
                 .ok()
         };
-        let bench: &[&'static str] =
-            if options.bench_programs { &[programs::PARSE_ONLY, programs::EMPTY] } else { &[] };
+        let bench: &[&'static str] = if options.bench_programs {
+            &[
+                programs::PARSE_ONLY,
+                programs::PARSE_DIRECT_OR_COPY,
+                programs::PARSE_COPY,
+                programs::EMPTY,
+            ]
+        } else {
+            &[]
+        };
         for &name in [programs::UPLOAD, programs::DOWNLOAD].iter().chain(bench) {
             let program: &mut SchedClassifier = ebpf
                 .program_mut(name)
@@ -210,6 +218,38 @@ impl Kernel {
             .ok_or(KernelError::Missing { kind: "program", name })?
             .try_into()
             .map_err(program_err(name))
+    }
+
+    /// Attaches one loaded program, alone, to TC ingress of `interface` (TCX where the kernel
+    /// has it, else netlink clsact): what the in-situ benchmark measures each program with.
+    /// [`Kernel::detach_program`] takes it off again.
+    pub fn attach_program(
+        &mut self,
+        name: &'static str,
+        interface: &str,
+    ) -> Result<aya::programs::tc::SchedClassifierLinkId, KernelError> {
+        let tcx = aya::util::KernelVersion::current()
+            .is_ok_and(|v| v >= aya::util::KernelVersion::new(6, 6, 0));
+        if !tcx {
+            // Fails with EEXIST when the qdisc is already there, which is fine.
+            let _ = aya::programs::tc::qdisc_add_clsact(interface);
+        }
+        let err = move |source| KernelError::Attach {
+            program: name,
+            interface: interface.to_owned(),
+            direction: "ingress",
+            source: Box::new(source),
+        };
+        self.program_mut(name)?.attach(interface, aya::programs::TcAttachType::Ingress).map_err(err)
+    }
+
+    /// Detaches what [`Kernel::attach_program`] attached.
+    pub fn detach_program(
+        &mut self,
+        name: &'static str,
+        link: aya::programs::tc::SchedClassifierLinkId,
+    ) -> Result<(), KernelError> {
+        self.program_mut(name)?.detach(link).map_err(program_err(name))
     }
 
     pub(super) fn program_mut(

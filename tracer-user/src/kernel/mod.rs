@@ -39,6 +39,10 @@ pub mod programs {
     pub const DOWNLOAD: &str = "tc_download";
     /// Parses only; a benchmark baseline.
     pub const PARSE_ONLY: &str = "tc_parse_only";
+    /// Parses reading directly where linear, copying out elsewhere; a benchmark comparison.
+    pub const PARSE_DIRECT_OR_COPY: &str = "tc_parse_direct_or_copy";
+    /// Parses by copying the headers out (`bpf_skb_load_bytes`); a benchmark comparison.
+    pub const PARSE_COPY: &str = "tc_parse_copy";
     /// Returns at once; a benchmark baseline.
     pub const EMPTY: &str = "tc_empty";
 }

@@ -1,6 +1,6 @@
 //! The caps on per-device metric series, so that what a scrape returns is bounded by the real
-//! devices and not by what a device can forge (a MAC flood fills the traffic map with 65,536
-//! entries):
+//! devices and not by what a device can forge (a MAC flood fills the traffic map with 16,384
+//! entries by default):
 //!
 //! - at most `max_devices` devices get series of their own; the traffic of every other MAC is
 //!   summed per country under `mac="other"`;

@@ -1,0 +1,583 @@
+//! `cargo xtask bench`, in situ: what the programs cost on live traffic through the lab's
+//! gateway, measured by the kernel itself (`kernel.bpf_stats_enabled`: run time and run count
+//! of each program), and what the agent costs next to nftables doing the same job.
+//!
+//! 1. Per packet, each program attached alone to TC ingress of `br-lan` (where the agent
+//!    attaches): the empty program; three ways to read the headers: pulled into the linear area
+//!    (`bpf_skb_pull_data`) then read directly (the classifier's way), always copied out
+//!    (`bpf_skb_load_bytes`), and directly where linear, copied elsewhere; and the classifier
+//!    with the full default database. Traffic from device d1: one hot destination or
+//!    16,384 random public ones; linear skbs (packet-socket `sendto`) or non-linear ones
+//!    (trafgen's TX ring: only the Ethernet header in the linear area, the rest in page
+//!    fragments, as zero-copy drivers deliver). Rounds interleaved, medians.
+//! 2. A UDP flood from d1 to the random destinations, forwarded by the gateway, in interleaved
+//!    rounds with nothing attached, with nftables (an interval map of the same IPv4 data and a
+//!    dynamic set of per-(MAC, country) counters at netdev ingress of `br-lan`) and with the
+//!    agent running: delivered packets per second at the far end.
+//! 3. The agent as routers run it (`EGRESS_TRACER_BIN`, the static musl build `cargo xtask
+//!    bench` passes): time from start to serving, peak and steady RSS, kernel memory per map.
+//!
+//! Writes everything as JSON to `EGRESS_TRACER_BENCH_JSON` (default `target/bench-in-situ.json`).
+//! Needs root. Ratios within one run, never absolute asserts.
+
+mod frames;
+mod nft;
+
+use std::{
+    fs::File,
+    io::{Read as _, Write as _},
+    net::{Ipv4Addr, TcpStream},
+    os::{fd::AsRawFd as _, unix::process::CommandExt as _},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use serde_json::{Value, json};
+use tracer_lab::Lab;
+use tracer_user::{
+    agent::database::{self, KernelTables},
+    config::cli::GeoArgs,
+    kernel::{Kernel, LoadOptions, Lookup, programs},
+};
+
+/// Packets per measurement of one program with one kind of traffic.
+const PACKETS: usize = 100_000;
+/// Rounds of every measurement, interleaved; the median is reported.
+const ROUNDS: usize = 3;
+/// Distinct random destinations.
+const RANDOM: usize = 16_384;
+/// Rounds of the flood (each: nothing, nftables, the agent) and seconds per flood.
+const FLOOD_ROUNDS: usize = 3;
+const FLOOD_SECS: f64 = 3.0;
+/// The router the kernel memory is projected to: 4 cores (IPQ40xx, MT7621 with SMT, most
+/// newer ones).
+const ROUTER_CPUS: u64 = 4;
+/// Where the agent listens inside the gateway.
+const LISTEN: &str = "127.0.0.1:19979";
+
+/// The programs measured one by one, with the names printed.
+const PROGRAMS: [(&str, &str); 5] = [
+    (programs::EMPTY, "empty"),
+    (programs::PARSE_ONLY, "parse: pull"),
+    (programs::PARSE_COPY, "parse: copy"),
+    (programs::PARSE_DIRECT_OR_COPY, "parse: either"),
+    (programs::UPLOAD, "classifier"),
+];
+
+/// How frames reach the gateway.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Skb {
+    /// `sendto` on a packet socket: the whole frame in the linear area.
+    Linear,
+    /// trafgen's TX ring: the frame past the Ethernet header in page fragments.
+    Paged,
+}
+
+struct Traffic {
+    name: &'static str,
+    skb: Skb,
+    /// The frames, sent round robin.
+    frames: Vec<Vec<u8>>,
+    /// trafgen's configuration holding the same frames.
+    trafgen: PathBuf,
+}
+
+fn mac_of(lab: &Lab, netns: &str, iface: &str) -> anyhow::Result<[u8; 6]> {
+    let out = lab.exec(netns, &["cat", &format!("/sys/class/net/{iface}/address")])?;
+    let mut mac = [0u8; 6];
+    for (o, part) in mac.iter_mut().zip(out.trim().split(':')) {
+        *o = u8::from_str_radix(part, 16)?;
+    }
+    Ok(mac)
+}
+
+/// Moves this thread into the network namespace at `path` (attaching and the agent's HTTP
+/// port are the gateway's).
+fn enter(path: &Path) -> anyhow::Result<()> {
+    let ns = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    // SAFETY: setns on a namespace fd we hold open; affects only this thread.
+    if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("setns into the gateway");
+    }
+    Ok(())
+}
+
+/// Sends `count` frames of `traffic` from device namespace `netns`.
+fn send(lab: &Lab, netns: &str, traffic: &Traffic, count: usize) -> anyhow::Result<()> {
+    match traffic.skb {
+        Skb::Linear => {
+            let frames: Vec<Vec<u8>> = traffic.frames.iter().cycle().take(count).cloned().collect();
+            tracer_lab::inject(&lab.netns_path(netns), "eth0", &frames)
+        }
+        Skb::Paged => {
+            let conf = traffic.trafgen.display().to_string();
+            let n = count.to_string();
+            lab.exec(
+                netns,
+                &["trafgen", "--dev", "eth0", "--conf", &conf, "--num", &n, "--cpus", "1", "-C"],
+            )
+            .map(drop)
+        }
+    }
+}
+
+/// Run time and run count of a loaded program (kernel BPF stats).
+fn program_stats(kernel: &Kernel, name: &'static str) -> anyhow::Result<(u128, u64)> {
+    let info = kernel.program(name)?.info()?;
+    Ok((info.run_time().as_nanos(), info.run_count()))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Per-packet ns of each program with each kind of traffic: `[traffic][program]`.
+fn per_packet(
+    lab: &Lab,
+    kernel: &mut Kernel,
+    netns: &str,
+    traffics: &[Traffic],
+) -> anyhow::Result<Vec<Vec<f64>>> {
+    let mut samples = vec![vec![Vec::new(); PROGRAMS.len()]; traffics.len()];
+    for _ in 0..ROUNDS {
+        for (t, traffic) in traffics.iter().enumerate() {
+            for (p, (program, _)) in PROGRAMS.iter().enumerate() {
+                let link = kernel.attach_program(program, "br-lan")?;
+                let (time0, runs0) = program_stats(kernel, program)?;
+                let sent = send(lab, netns, traffic, PACKETS);
+                let (time1, runs1) = program_stats(kernel, program)?;
+                kernel.detach_program(program, link)?;
+                sent?;
+                let runs = runs1 - runs0;
+                anyhow::ensure!(
+                    runs >= PACKETS as u64,
+                    "{program} ran {runs} times for {PACKETS} frames of {}: is bpf_stats on?",
+                    traffic.name
+                );
+                samples[t][p].push((time1 - time0) as f64 / runs as f64);
+            }
+        }
+    }
+    Ok(samples.into_iter().map(|row| row.into_iter().map(median).collect()).collect())
+}
+
+/// Packets an interface of a namespace received so far.
+fn rx_packets(lab: &Lab, netns: &str, iface: &str) -> anyhow::Result<u64> {
+    let out = lab.exec(netns, &["ip", "-s", "-j", "link", "show", iface])?;
+    let v: Value = serde_json::from_str(&out).context("ip -s -j link")?;
+    v[0]["stats64"]["rx"]["packets"].as_u64().context("no rx packets in ip -s -j link")
+}
+
+/// Floods from `netns` with trafgen for [`FLOOD_SECS`] and returns the packets per second
+/// delivered to the internet namespace.
+fn flood(lab: &Lab, netns: &str, trafgen: &Path) -> anyhow::Result<f64> {
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", netns, "trafgen", "--dev", "eth0", "--conf"])
+        .arg(trafgen)
+        .args(["--cpus", "1", "-C"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        // Its own process group: trafgen forks a worker per CPU, and only the group's SIGINT
+        // stops them all.
+        .process_group(0)
+        .spawn()
+        .context("starting trafgen")?;
+    // trafgen parses its configuration and maps its ring first.
+    std::thread::sleep(Duration::from_millis(700));
+    let inet = lab.internet();
+    let before = rx_packets(lab, &inet, "wan0");
+    let started = Instant::now();
+    std::thread::sleep(Duration::from_secs_f64(FLOOD_SECS));
+    let after = rx_packets(lab, &inet, "wan0");
+    let took = started.elapsed().as_secs_f64();
+    // SAFETY: kill(2) on the process group of the child we spawned and have not reaped.
+    unsafe { libc::kill(-(child.id() as i32), libc::SIGINT) };
+    let _ = child.wait();
+    Ok((after? - before?) as f64 / took)
+}
+
+/// The agent, started in the gateway with its defaults and the embedded database.
+struct Agent {
+    child: Child,
+    /// Seconds from spawning to answering `/healthz`.
+    ready_secs: f64,
+    state: PathBuf,
+    pins: PathBuf,
+}
+
+fn agent_bin() -> PathBuf {
+    std::env::var_os("EGRESS_TRACER_BIN")
+        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_egress-tracer")), PathBuf::from)
+}
+
+fn healthz() -> bool {
+    let Ok(mut s) = TcpStream::connect(LISTEN) else { return false };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if s.write_all(b"GET /healthz HTTP/1.0\r\nHost: bench\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut reply = String::new();
+    let _ = s.read_to_string(&mut reply);
+    reply.starts_with("HTTP/1.0 200") || reply.starts_with("HTTP/1.1 200")
+}
+
+impl Agent {
+    fn start(lab: &Lab) -> anyhow::Result<Agent> {
+        let tag = std::process::id();
+        let state = std::env::temp_dir().join(format!("et-bench-state-{tag}"));
+        let pins = PathBuf::from(format!("/sys/fs/bpf/egress-tracer-bench-{tag}"));
+        let _ = std::fs::remove_dir_all(&state);
+        let started = Instant::now();
+        let child = lab
+            .command_in(&lab.gateway(), agent_bin())
+            .args(["run", "--lan", "br-lan", "--listen", LISTEN, "--interval", "0"])
+            .arg("--state-dir")
+            .arg(&state)
+            .arg("--bpffs-dir")
+            .arg(&pins)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", agent_bin().display()))?;
+        let mut agent = Agent { child, ready_secs: 0.0, state, pins };
+        while !healthz() {
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(60),
+                "the agent did not answer /healthz within 60 s"
+            );
+            if let Some(status) = agent.child.try_wait()? {
+                anyhow::bail!("the agent exited: {status}");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        agent.ready_secs = started.elapsed().as_secs_f64();
+        Ok(agent)
+    }
+
+    /// (VmRSS, VmHWM) in KiB.
+    fn memory_kib(&self) -> anyhow::Result<(u64, u64)> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        let field = |name: &str| -> anyhow::Result<u64> {
+            let line = status.lines().find(|l| l.starts_with(name)).context("no field")?;
+            Ok(line.split_whitespace().nth(1).context("no value")?.parse()?)
+        };
+        Ok((field("VmRSS:")?, field("VmHWM:")?))
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        // SIGTERM: the agent detaches; then the pins and state go.
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.pins);
+        let _ = std::fs::remove_dir_all(&self.state);
+    }
+}
+
+/// `BPF_F_NO_PREALLOC` in a map's flags.
+const BPF_F_NO_PREALLOC: u32 = 1;
+
+/// One of the agent's maps: what the kernel charges for it now, and its shape.
+#[derive(Clone)]
+struct MapCost {
+    name: String,
+    /// Bytes charged now (`memlock`).
+    memlock: u64,
+    /// Bytes each CPU adds per entry (per-CPU maps: the value, rounded up to 8 bytes).
+    per_cpu_entry: u64,
+    max_entries: u64,
+    /// Entries allocated as they are created (`BPF_F_NO_PREALLOC`): `memlock` grows to
+    /// [`MapCost::full`].
+    grows: bool,
+    /// Bytes per entry charged once, whatever the CPUs (hash maps: bucket, element header, key,
+    /// value or per-CPU pointer), for a map that grows.
+    entry: u64,
+}
+
+impl MapCost {
+    /// What the map takes on a machine with `cpus` CPUs once full (the kernel's own accounting,
+    /// `htab_map_mem_usage`/`array_map_mem_usage`, scaled from this machine's `memlock`).
+    fn full(&self, cpus_here: u64, cpus: u64) -> u64 {
+        // A map that grows is taken at its capacity (or what it holds, if the estimate is lower).
+        let base = if self.grows {
+            self.memlock.max(self.max_entries * (self.entry + self.per_cpu_entry * cpus_here))
+        } else {
+            self.memlock
+        };
+        base - self.per_cpu_entry * self.max_entries * cpus_here
+            + self.per_cpu_entry * self.max_entries * cpus
+    }
+}
+
+/// Every map the programs attached to `interface` (TCX, this thread's namespace) use, with its
+/// kernel memory: the agent's whole kernel footprint, also the maps whose descriptors it closed
+/// after loading.
+fn attached_maps(interface: &str) -> anyhow::Result<Vec<MapCost>> {
+    use aya::{
+        maps::MapType,
+        programs::{SchedClassifier, TcAttachType},
+    };
+    let mut ids = std::collections::BTreeSet::new();
+    for hook in [TcAttachType::Ingress, TcAttachType::Egress] {
+        let (_, programs) = SchedClassifier::query_tcx(interface, hook)?;
+        for program in programs {
+            ids.extend(program.map_ids()?.unwrap_or_default());
+        }
+    }
+    let round8 = |n: u32| u64::from(n.div_ceil(8) * 8);
+    let mut out = Vec::new();
+    for id in ids {
+        let info = aya::maps::MapInfo::from_id(id)?;
+        let fd = info.fd()?;
+        let fdinfo = std::fs::read_to_string(format!(
+            "/proc/self/fdinfo/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(&fd))
+        ))?;
+        let memlock = fdinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("memlock:"))
+            .and_then(|v| v.trim().parse().ok())
+            .context("no memlock in fdinfo")?;
+        let per_cpu = matches!(
+            info.map_type(),
+            Ok(MapType::PerCpuHash | MapType::PerCpuArray | MapType::LruPerCpuHash)
+        );
+        let grows = info.map_flags() & BPF_F_NO_PREALLOC != 0;
+        // struct bucket (16) + struct htab_elem (48) + key + the per-CPU pointer or the value,
+        // + the allocator's list node (8) for entries allocated on demand.
+        let entry = 16
+            + 48
+            + round8(info.key_size())
+            + if per_cpu { 8 } else { round8(info.value_size()) }
+            + 8;
+        out.push(MapCost {
+            name: info.name_as_str().unwrap_or("?").to_owned(),
+            memlock,
+            per_cpu_entry: if per_cpu { round8(info.value_size()) } else { 0 },
+            max_entries: u64::from(info.max_entries()),
+            grows,
+            entry,
+        });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+fn main() -> anyhow::Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        println!("bench in situ: SKIPPED (needs root for the lab and eBPF programs)");
+        return Ok(());
+    }
+    let lab = Lab::create(&format!("etb{}", std::process::id() % 100_000))?;
+    lab.warm_up()?;
+    let gw = lab.gateway();
+    // As on OpenWrt: the bridge does not hand frames to the IP firewall (with br_netfilter
+    // loaded it would validate, and so pull, every IPv4 header before the program sees it).
+    for knob in ["net.bridge.bridge-nf-call-iptables=0", "net.bridge.bridge-nf-call-ip6tables=0"] {
+        let _ = lab.exec(&gw, &["sysctl", "-q", "-w", knob]);
+    }
+    let d1 = lab.devices()[0].clone();
+    let gw_mac = mac_of(&lab, &gw, "br-lan")?;
+    let d1_mac = mac_of(&lab, &d1.netns, "eth0")?;
+    let src: Ipv4Addr = d1.ipv4.parse()?;
+    let hot = vec![frames::udp(gw_mac, d1_mac, src, Ipv4Addr::new(36, 110, 0, 1))];
+    let random: Vec<Vec<u8>> = frames::random_public(RANDOM)
+        .into_iter()
+        .map(|dst| frames::udp(gw_mac, d1_mac, src, dst))
+        .collect();
+    let dir = std::env::temp_dir();
+    let write_conf = |name: &str, frames: &[Vec<u8>]| -> anyhow::Result<PathBuf> {
+        let path = dir.join(format!("et-bench-{}-{name}.trafgen", std::process::id()));
+        std::fs::write(&path, frames::trafgen_config(frames))?;
+        Ok(path)
+    };
+    let hot_conf = write_conf("hot", &hot)?;
+    let random_conf = write_conf("random", &random)?;
+    let traffics = vec![
+        Traffic {
+            name: "linear, hot",
+            skb: Skb::Linear,
+            frames: hot.clone(),
+            trafgen: hot_conf.clone(),
+        },
+        Traffic {
+            name: "linear, random",
+            skb: Skb::Linear,
+            frames: random.clone(),
+            trafgen: random_conf.clone(),
+        },
+        Traffic { name: "paged, hot", skb: Skb::Paged, frames: hot, trafgen: hot_conf.clone() },
+        Traffic {
+            name: "paged, random",
+            skb: Skb::Paged,
+            frames: random,
+            trafgen: random_conf.clone(),
+        },
+    ];
+
+    enter(&lab.netns_path(&gw))?;
+    let geo = database::compile(&GeoArgs::default(), &[])?;
+    let tables = KernelTables::build(&geo, Lookup::Table);
+    let mut kernel = Kernel::load(&LoadOptions {
+        geo: tables.sizes(),
+        bench_programs: true,
+        ..LoadOptions::default()
+    })?;
+    tables.fill(&mut kernel)?;
+    let stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).context("enabling BPF stats")?;
+    println!(
+        "\nin situ: ns per packet at TC ingress of br-lan, kernel BPF stats (median of {ROUNDS} x {PACKETS} frames; random = {RANDOM} public destinations)"
+    );
+    let costs = per_packet(&lab, &mut kernel, &d1.netns, &traffics)?;
+    drop(stats);
+    drop(kernel);
+    print!("  {:<16}", "traffic");
+    for (_, name) in PROGRAMS {
+        print!(" {name:>13}");
+    }
+    println!(" {:>12} {:>12}", "classifier/e", "either/pull");
+    let mut rows = Vec::new();
+    for (traffic, row) in traffics.iter().zip(&costs) {
+        print!("  {:<16}", traffic.name);
+        for ns in row {
+            print!(" {ns:>13.1}");
+        }
+        let ratio = row[4] / row[0];
+        println!(" {ratio:>11.2}x {:>11.2}x", row[3] / row[1]);
+        rows.push(json!({
+            "traffic": traffic.name,
+            "empty_ns": row[0], "parse_pull_ns": row[1], "parse_copy_ns": row[2],
+            "parse_direct_or_copy_ns": row[3], "classifier_ns": row[4],
+            "classifier_over_empty": ratio,
+        }));
+    }
+    let random_over_hot = [costs[1][4] / costs[0][4], costs[3][4] / costs[2][4]];
+    println!(
+        "  classifier, random / hot destinations: {:.2}x linear, {:.2}x paged",
+        random_over_hot[0], random_over_hot[1]
+    );
+
+    // The flood, and the agent as routers run it.
+    let nft = nft::Nft::load(&lab, &geo)?;
+    println!(
+        "\nflood: UDP from d1 to {RANDOM} random destinations, trafgen (one CPU), {FLOOD_ROUNDS} interleaved rounds of {FLOOD_SECS} s; nftables map of {} intervals loaded in {:.1} s",
+        nft.elements, nft.load_secs
+    );
+    let (mut none, mut with_nft, mut with_agent) = (Vec::new(), Vec::new(), Vec::new());
+    let mut agents = Vec::new();
+    for _ in 0..FLOOD_ROUNDS {
+        none.push(flood(&lab, &d1.netns, &random_conf)?);
+        nft.hook("br-lan")?;
+        let pps = flood(&lab, &d1.netns, &random_conf);
+        nft.unhook()?;
+        with_nft.push(pps?);
+        let agent = Agent::start(&lab)?;
+        std::thread::sleep(Duration::from_secs(2));
+        let (idle_rss, peak) = agent.memory_kib()?;
+        with_agent.push(flood(&lab, &d1.netns, &random_conf)?);
+        // After the flood: the remote table has filled as far as it will.
+        let maps = attached_maps("br-lan")?;
+        let (after_rss, _) = agent.memory_kib()?;
+        agents.push((agent.ready_secs, peak, idle_rss, after_rss, maps));
+        drop(agent);
+    }
+    anyhow::ensure!(nft.counted()? > 0, "the nftables counters counted nothing");
+    drop(nft);
+    let (none, with_nft, with_agent) = (median(none), median(with_nft), median(with_agent));
+    let loss = |pps: f64| 1.0 - pps / none;
+    println!("  nothing attached  {:>10.0} pps", none);
+    println!("  nftables          {:>10.0} pps  loss {:>5.1}%", with_nft, loss(with_nft) * 100.0);
+    println!(
+        "  egress-tracer     {:>10.0} pps  loss {:>5.1}%",
+        with_agent,
+        loss(with_agent) * 100.0
+    );
+    let loss_ratio = loss(with_agent) / loss(with_nft);
+    println!("  agent's loss / nftables' loss: {loss_ratio:.2} (target <= 0.25)");
+
+    println!(
+        "\nthe agent ({}), started {FLOOD_ROUNDS} times with its defaults:",
+        agent_bin().display()
+    );
+    let ready = median(agents.iter().map(|a| a.0).collect());
+    let peak = agents.iter().map(|a| a.1).max().unwrap_or(0);
+    let idle = agents.iter().map(|a| a.2).max().unwrap_or(0);
+    let after = agents.iter().map(|a| a.3).max().unwrap_or(0);
+    println!("  start to serving  {:>8.3} s (median; target <= 0.3 s)", ready);
+    println!("  peak RSS          {:>8.1} MiB (VmHWM; target <= 24 MiB)", mib(peak));
+    println!(
+        "  steady RSS        {:>8.1} MiB idle, {:.1} MiB after the flood (target <= 8 MiB)",
+        mib(idle),
+        mib(after)
+    );
+    let maps = agents.last().map(|a| a.4.clone()).unwrap_or_default();
+    let cpus = aya::util::nr_cpus().map_or(1, |n| n) as u64;
+    let total: u64 = maps.iter().map(|m| m.memlock).sum();
+    let router: u64 = maps.iter().map(|m| m.full(cpus, ROUTER_CPUS)).sum();
+    let m = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
+    println!(
+        "  kernel memory per map: memlock now ({cpus} CPUs, after the flood); entries; bytes per entry per CPU; full on a {ROUTER_CPUS}-CPU router"
+    );
+    for map in &maps {
+        println!(
+            "    {:<16} {:>7.2} MiB {:>8} {:>5} {:>7.2} MiB{}",
+            map.name,
+            m(map.memlock),
+            map.max_entries,
+            map.per_cpu_entry,
+            m(map.full(cpus, ROUTER_CPUS)),
+            if map.grows { " (grows as entries are created)" } else { "" }
+        );
+    }
+    println!(
+        "    total            {:>7.2} MiB                {:>7.2} MiB (target < 16 MiB)",
+        m(total),
+        m(router)
+    );
+
+    let report = json!({
+        "per_packet": rows,
+        "random_over_hot": { "linear": random_over_hot[0], "paged": random_over_hot[1] },
+        "flood": {
+            "none_pps": none, "nftables_pps": with_nft, "agent_pps": with_agent,
+            "nftables_loss": loss(with_nft), "agent_loss": loss(with_agent),
+            "agent_loss_over_nftables_loss": loss_ratio,
+            "nftables_intervals": nft_elements(&geo),
+        },
+        "agent": {
+            "binary": agent_bin().display().to_string(),
+            "ready_secs": ready, "peak_rss_kib": peak, "idle_rss_kib": idle,
+            "rss_after_flood_kib": after,
+            "maps": maps.iter().map(|map| json!({
+                "name": map.name, "memlock": map.memlock, "max_entries": map.max_entries,
+                "per_cpu_bytes_per_entry": map.per_cpu_entry, "grows": map.grows,
+                "full_on_router_bytes": map.full(cpus, ROUTER_CPUS),
+            })).collect::<Vec<_>>(),
+            "maps_total_bytes": total,
+            "router_cpus": ROUTER_CPUS,
+            "maps_full_on_router_bytes": router,
+        },
+    });
+    let out = std::env::var_os("EGRESS_TRACER_BENCH_JSON")
+        .map_or_else(|| PathBuf::from("target/bench-in-situ.json"), PathBuf::from);
+    std::fs::write(&out, serde_json::to_string_pretty(&report)? + "\n")
+        .with_context(|| format!("writing {}", out.display()))?;
+    println!("\nin situ: written to {}", out.display());
+    for path in [hot_conf, random_conf] {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
+}
+
+fn nft_elements(geo: &tracer_user::geo::CompiledGeo) -> usize {
+    geo.v4_runs().iter().filter(|r| r.id.is_country()).count()
+}
