@@ -18,6 +18,7 @@ mod modules;
 mod qemu;
 mod verdict;
 
+use anyhow::Context as _;
 use std::time::Instant;
 
 pub(crate) use arch::{Arch, Series};
@@ -193,6 +194,10 @@ fn boot_inner(
         }
         other => other?,
     };
+    // The whole console, for reading what the verifier said (the verdict keeps a line of it).
+    let console = image.with_file_name(format!("console-{}-{}.log", arch.name(), series.name()));
+    std::fs::write(&console, lines.join("\n") + "\n")
+        .with_context(|| format!("writing {}", console.display()))?;
     let accel = if kvm { "KVM" } else { "TCG" };
     let report = verdict::parse(&lines);
     let took = started.elapsed().as_secs_f64();
