@@ -13,12 +13,15 @@ use tracer_common::{
     remotes::{RemoteKey, RemoteValue, SpillKey, SpillValue, spill, traffic_index},
 };
 
+use core::mem::MaybeUninit;
+
 use crate::{
     capture::{self, Captured},
     classify::country_of,
     maps::{COUNTERS, MACS, REMOTE_SCRATCH, REMOTE_SPILL, REMOTES, SETTINGS, STATS},
     parse::{Parsed, Remote, Transport, parse, remote_port},
     policy::{self, Reported, Violation},
+    zeroed::{zero, zeroed_in},
 };
 
 const EEXIST: i32 = 17;
@@ -240,9 +243,10 @@ fn add_counter(key: &TrafficKey, direction: Direction, value: &CounterValue) -> 
         add(unsafe { &raw mut (*slot).directions[d] }, value);
         return Counted::Existing;
     }
-    let mut fresh = TrafficValue::default();
+    let mut slot = MaybeUninit::uninit();
+    let fresh: &mut TrafficValue = zeroed_in(&mut slot);
     fresh.directions[d] = *value;
-    match COUNTERS.insert(key, fresh, BPF_NOEXIST as u64) {
+    match COUNTERS.insert(key, &*fresh, BPF_NOEXIST as u64) {
         Ok(()) => return Counted::Created,
         // Another CPU created the entry between our lookup and insert.
         Err(e) if e == -EEXIST => {
@@ -311,15 +315,13 @@ fn add_remote(mac: &[u8; 6], remote: &Remote, country: CountryId, p: &Packet<'_>
     let port = remote_port(p.ctx, p.transport, p.direction);
     // SAFETY: this CPU's scratch slot; nothing else runs on this CPU meanwhile.
     let fresh = unsafe {
-        *fresh = RemoteValue {
-            first_seen_ns: now,
-            last_seen_ns: now,
-            country: country.0,
-            port,
-            protocol: p.transport.protocol,
-            direction: p.direction as u8,
-            ..RemoteValue::default()
-        };
+        zero(fresh);
+        (*fresh).first_seen_ns = now;
+        (*fresh).last_seen_ns = now;
+        (*fresh).country = country.0;
+        (*fresh).port = port;
+        (*fresh).protocol = p.transport.protocol;
+        (*fresh).direction = p.direction as u8;
         (*fresh).traffic[index] = p.value;
         &*fresh
     };
@@ -385,9 +387,10 @@ fn add_spill(mac: &[u8; 6], index: usize, p: &Packet<'_>) {
         add(unsafe { &raw mut (*slot).traffic[index] }, &p.value);
         return;
     }
-    let mut fresh = SpillValue::default();
+    let mut slot = MaybeUninit::uninit();
+    let fresh: &mut SpillValue = zeroed_in(&mut slot);
     fresh.traffic[index] = p.value;
-    match REMOTE_SPILL.insert(key, fresh, BPF_NOEXIST as u64) {
+    match REMOTE_SPILL.insert(key, &*fresh, BPF_NOEXIST as u64) {
         Ok(()) => return,
         Err(e) if e == -EEXIST => {
             if let Some(slot) = REMOTE_SPILL.get_ptr_mut(key) {
