@@ -103,10 +103,13 @@ impl Packed {
         let m = w0.to_be_bytes();
         let mac = [m[2], m[3], m[4], m[5], m[6], m[7]];
         let remote = if w0 & PACKED_V6 != 0 {
-            let mut a = [0u8; 16];
-            a[..8].copy_from_slice(&w1.to_be_bytes());
-            a[8..].copy_from_slice(&w2.to_be_bytes());
-            Remote::V6(a)
+            // Two word stores (big-endian: the bytes in address order), not sixteen bytes
+            // shifted out one at a time: the verifier walks a third fewer instructions (6.1:
+            // tc_upload 55,941 -> 36,740).
+            // SAFETY: `[u64; 2]` and `[u8; 16]` have the same size, and any bits are valid.
+            Remote::V6(unsafe {
+                core::mem::transmute::<[u64; 2], [u8; 16]>([w1.to_be(), w2.to_be()])
+            })
         } else {
             Remote::V4((w1 as u32).to_be_bytes())
         };
