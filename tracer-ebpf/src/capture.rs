@@ -149,7 +149,9 @@ fn send(ctx: &TcContext, r: &Request<'_>) -> Captured {
             len: len as u16,
             orig_len: if orig_len > 0xffff { 0xffff } else { orig_len as u16 },
             protocol: t.protocol,
-            reserved: [0; 3],
+            // Not `[0; 3]`: that is a call of `memset`, a byte loop for the verifier (see
+            // `crate::zeroed`).
+            reserved: [0, 0, 0],
         };
         bpf_skb_load_bytes(
             ctx.skb.skb.cast(),

@@ -22,6 +22,8 @@ mod maps;
 mod parse;
 #[cfg(target_arch = "bpf")]
 mod policy;
+#[cfg(target_arch = "bpf")]
+mod zeroed;
 
 #[cfg(target_arch = "bpf")]
 mod programs {

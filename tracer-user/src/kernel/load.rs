@@ -196,6 +196,12 @@ impl Kernel {
                 .try_into()
                 .map_err(program_err(name))?;
             program.load().map_err(program_err(name))?;
+            // What the verifier walked (kernels since 5.16 say): how close to its limit of a
+            // million instructions the program is on this kernel.
+            let verified = program.info().ok().and_then(|i| i.verified_instruction_count());
+            if let Some(insns) = verified {
+                tracing::info!(program = name, verified_insns = insns, "program loaded");
+            }
         }
         Ok(Self {
             ebpf,

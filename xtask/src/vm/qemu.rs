@@ -15,16 +15,22 @@ use crate::run::describe;
 
 /// How long a KVM guest may take to reach `/init` (`ETVM BEGIN`) before KVM is taken as
 /// unusable: a nested /dev/kvm can open fine and yet run no guest, or stop it with "KVM
-/// internal error ... emulation failure".
+/// internal error ... emulation failure". QEMU ending before `/init` under KVM (it aborts with
+/// "failed to set MSR 0x10a" on some hosts) counts the same.
 const KVM_FIRST_OUTPUT: Duration = Duration::from_secs(20);
 
-/// The guest did not reach `/init` within [`KVM_FIRST_OUTPUT`] under KVM: boot again with TCG.
+/// The guest did not reach `/init` under KVM (within [`KVM_FIRST_OUTPUT`], or QEMU ended
+/// first): boot again with TCG.
 #[derive(Debug)]
 pub(crate) struct KvmSilent;
 
 impl std::fmt::Display for KvmSilent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "the guest did not reach /init within {}s under KVM", KVM_FIRST_OUTPUT.as_secs())
+        write!(
+            f,
+            "the guest did not reach /init under KVM (QEMU ended, or {}s passed)",
+            KVM_FIRST_OUTPUT.as_secs()
+        )
     }
 }
 
@@ -105,8 +111,11 @@ pub(crate) fn boot(
                     break true;
                 }
             }
-            // Both streams closed: QEMU exited.
-            Err(mpsc::RecvTimeoutError::Disconnected) => break false,
+            // Both streams closed: QEMU exited (before `/init` under KVM: KVM is unusable).
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                silent = kvm && !in_init;
+                break false;
+            }
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 silent = kvm && !in_init;
                 break false;
