@@ -249,7 +249,9 @@ fn add_counter(key: &TrafficKey, direction: Direction, value: &CounterValue) -> 
     let mut slot = MaybeUninit::uninit();
     let fresh: &mut TrafficValue = zeroed_in(&mut slot);
     fresh.directions[d] = *value;
-    match COUNTERS.insert(key, &*fresh, BPF_NOEXIST as u64) {
+    // Passed as the reference it is (a by-value argument would copy it to the stack again).
+    let fresh: &TrafficValue = fresh;
+    match COUNTERS.insert(key, fresh, BPF_NOEXIST as u64) {
         Ok(()) => return Counted::Created,
         // Another CPU created the entry between our lookup and insert.
         Err(e) if e == -EEXIST => {
@@ -393,7 +395,8 @@ fn add_spill(mac: &[u8; 6], index: usize, p: &Packet<'_>) {
     let mut slot = MaybeUninit::uninit();
     let fresh: &mut SpillValue = zeroed_in(&mut slot);
     fresh.traffic[index] = p.value;
-    match REMOTE_SPILL.insert(key, &*fresh, BPF_NOEXIST as u64) {
+    let fresh: &SpillValue = fresh;
+    match REMOTE_SPILL.insert(key, fresh, BPF_NOEXIST as u64) {
         Ok(()) => return,
         Err(e) if e == -EEXIST => {
             if let Some(slot) = REMOTE_SPILL.get_ptr_mut(key) {

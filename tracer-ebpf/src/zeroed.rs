@@ -16,7 +16,7 @@ use core::mem::{MaybeUninit, align_of, size_of};
 /// at compile time), and made of integers only, so that the zeroed value is a valid `T`.
 #[inline(always)]
 pub(crate) unsafe fn zero<T>(slot: *mut T) {
-    const { assert!(size_of::<T>() % 8 == 0 && align_of::<T>() >= 8) };
+    const { assert!(size_of::<T>().is_multiple_of(8) && align_of::<T>() >= 8) };
     let words = slot.cast::<u64>();
     let mut i = 0;
     while i < size_of::<T>() / 8 {
