@@ -85,6 +85,9 @@ fn a_mac_flood_is_bounded_counted_and_alerted_once() {
         })
         .collect();
     let frame_len = frames[0].len() as f64;
+    // The traffic map holds this many (device, country) entries by default; the flood fills it
+    // and the rest is overflow.
+    let entries = f64::from(tracer_common::maps::DEFAULT_COUNTER_ENTRIES);
     tracer_lab::inject(&lab.netns_path(&d4.netns), "eth0", &frames).unwrap();
     std::thread::sleep(Duration::from_secs(3));
 
@@ -103,14 +106,15 @@ fn a_mac_flood_is_bounded_counted_and_alerted_once() {
         "egress_tracer_packets_total",
         &[("mac", "other"), ("country", "US"), ("direction", "upload")],
     );
-    assert!(other_us > 30_000.0, "folded devices are summed per country: {other_us}");
+    // Half the forged devices went to the US, and all but the real ones are folded.
+    assert!(other_us > 0.45 * entries, "folded devices are summed per country: {other_us}");
     assert_eq!(
         prom::value(&after, "egress_tracer_new_macs_total", &[]) - new_before,
         FLOOD as f64,
         "each forged MAC is new once"
     );
     let folded = prom::value(&after, "egress_tracer_metrics_folded_devices", &[]);
-    assert!(folded > 60_000.0, "the folded devices are said: {folded}");
+    assert!(folded > 0.9 * entries, "the folded devices are said: {folded}");
     let series_macs: std::collections::BTreeSet<&str> =
         prom::matching(&after, "egress_tracer_packets_total", &[])
             .filter_map(|(labels, _)| {
@@ -130,7 +134,8 @@ fn a_mac_flood_is_bounded_counted_and_alerted_once() {
     assert!(page.len() <= 1 << 20, "/api/v1/devices is {} bytes", page.len());
     let page: serde_json::Value = serde_json::from_str(&page).unwrap();
     assert_eq!(page["devices"].as_array().unwrap().len(), 100);
-    assert!(page["total_devices"].as_u64().unwrap() > 60_000, "{}", page["total_devices"]);
+    let total = page["total_devices"].as_u64().unwrap() as f64;
+    assert!(total > 0.9 * entries, "{total} devices");
     let big = get(&agent, "/api/v1/devices?limit=1000&offset=30000");
     assert!(big.len() <= 1 << 20, "a page of 1000 is {} bytes", big.len());
     eprintln!("devices API: a page of 100 {} bytes, of 1000 {} bytes", page_len, big.len());
