@@ -117,12 +117,7 @@ fn main() -> anyhow::Result<()> {
     println!("\nload, default path (compact structures):");
     let t = Instant::now();
     let tables = KernelTables::build(&geo, Lookup::Table);
-    let mut kernel = Kernel::load(&LoadOptions {
-        geo: tables.sizes(),
-        bench_programs: true,
-        ..LoadOptions::default()
-    })?;
-    tables.fill(&mut kernel)?;
+    let kernel = tables.load(LoadOptions { bench_programs: true, ..LoadOptions::default() })?;
     let fill = t.elapsed();
     println!("  decode + merge + compile tables  {:>8.0} ms", compiled_in.as_secs_f64() * 1e3);
     println!("  load object + fill maps          {:>8.0} ms", fill.as_secs_f64() * 1e3);
@@ -146,12 +141,7 @@ fn main() -> anyhow::Result<()> {
     println!("\nload, LPM reference (all prefixes in LPM tries, next to the tables):");
     let t = Instant::now();
     let tables = KernelTables::build(&geo, Lookup::Lpm);
-    let mut kernel = Kernel::load(&LoadOptions {
-        geo: tables.sizes(),
-        bench_programs: true,
-        ..LoadOptions::default()
-    })?;
-    tables.fill(&mut kernel)?;
+    let mut kernel = tables.load(LoadOptions { bench_programs: true, ..LoadOptions::default() })?;
     println!("  load object + fill maps          {:>8.0} ms", t.elapsed().as_secs_f64() * 1e3);
     let reference_memory = print_memory("kernel memory, reference", "");
 
@@ -263,14 +253,11 @@ fn scrape_bench(geo: &tracer_user::geo::CompiledGeo) -> anyhow::Result<serde_jso
 
     use tracer_user::{metrics::Metrics, state::status::AgentStatus};
     let tables = KernelTables::build(geo, Lookup::Table);
-    let options = LoadOptions {
-        geo: tables.sizes(),
+    let mut kernel = tables.load(LoadOptions {
         counter_entries: 65_536,
         bench_programs: true,
         ..LoadOptions::default()
-    };
-    let mut kernel = Kernel::load(&options)?;
-    tables.fill(&mut kernel)?;
+    })?;
     let reader = Arc::new(kernel.counter_reader()?);
     // One address in each of 50 countries, taken from the database itself.
     let mut remotes: Vec<Ipv4Addr> = Vec::new();

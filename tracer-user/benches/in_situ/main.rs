@@ -427,12 +427,7 @@ fn main() -> anyhow::Result<()> {
     enter(&lab.netns_path(&gw))?;
     let geo = database::compile(&GeoArgs::default(), &[])?;
     let tables = KernelTables::build(&geo, Lookup::Table);
-    let mut kernel = Kernel::load(&LoadOptions {
-        geo: tables.sizes(),
-        bench_programs: true,
-        ..LoadOptions::default()
-    })?;
-    tables.fill(&mut kernel)?;
+    let mut kernel = tables.load(LoadOptions { bench_programs: true, ..LoadOptions::default() })?;
     let stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).context("enabling BPF stats")?;
     println!(
         "\nin situ: ns per packet at TC ingress of br-lan, kernel BPF stats (median of {ROUNDS} x {PACKETS} frames; random = {RANDOM} public destinations)"

@@ -8,7 +8,7 @@ use tracer_common::CountryId;
 use crate::{
     config::cli::{GeoArgs, GeoCompileArgs},
     geo::{self, CompiledGeo, Dxr, GeoData},
-    kernel::{GeoMapSizes, Kernel, KernelError, Lookup},
+    kernel::{GeoMapSizes, Kernel, KernelError, LoadOptions, Lookup},
 };
 
 /// The embedded default database: geo-whois-asn-country (CC BY 4.0, NRO) in the compact form,
@@ -77,6 +77,14 @@ impl<'a> KernelTables<'a> {
         kernel.fill_v4_lpm(&self.v4_prefixes)?;
         kernel.fill_v6_dxr(self.v6)?;
         kernel.fill_v6_lpm(&self.v6_prefixes)
+    }
+
+    /// Loads the programs with `options`, the geo maps sized for these tables (`options.geo`
+    /// is replaced), and fills them: every load's first step (the agent's, the benchmarks').
+    pub fn load(&self, options: LoadOptions) -> Result<Kernel, KernelError> {
+        let mut kernel = Kernel::load(&LoadOptions { geo: self.sizes(), ..options })?;
+        self.fill(&mut kernel)?;
+        Ok(kernel)
     }
 }
 

@@ -119,16 +119,14 @@ pub fn load_kernel(
     let started = Instant::now();
     let geo = database::compile(&settings.geo, lan_prefixes)?;
     let tables = KernelTables::build(&geo, settings.lookup);
-    let options = LoadOptions {
+    let mut kernel = tables.load(LoadOptions {
         counter_entries: settings.counter_entries,
         remote_entries: settings.remote_entries,
-        geo: tables.sizes(),
         pin_dir: Some(pin_dir(&settings.bpffs_dir)),
         bench_programs: false,
         kernel_log: settings.kernel_log,
-    };
-    let mut kernel = Kernel::load(&options)?;
-    tables.fill(&mut kernel)?;
+        ..LoadOptions::default()
+    })?;
     kernel.set_lookup(settings.lookup)?;
     kernel.set_capture_rate(settings.capture_rate)?;
     kernel.set_remotes(settings.remote_entries > 0)?;
