@@ -2,11 +2,9 @@
 //! reach the agent listening on 127.0.0.1 inside the lab's gateway namespace.
 
 use std::{
-    fs::File,
     io,
     net::{TcpListener, TcpStream},
-    os::fd::AsRawFd as _,
-    path::{Path, PathBuf},
+    path::Path,
     thread,
 };
 
@@ -31,12 +29,9 @@ pub fn forward(listen: &str, netns: &Path, target: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn connect_in(netns: &PathBuf, target: &str) -> io::Result<TcpStream> {
-    let ns = File::open(netns)?;
-    // SAFETY: setns on a namespace fd; this thread only serves this one connection.
-    if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
+fn connect_in(netns: &Path, target: &str) -> io::Result<TcpStream> {
+    // This thread only serves this one connection.
+    crate::enter_netns(netns)?;
     TcpStream::connect(target)
 }
 

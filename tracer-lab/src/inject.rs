@@ -1,7 +1,7 @@
 //! Sending hand-made Ethernet frames out of an interface in a namespace (AF_PACKET), for
 //! traffic the lab's kernel cannot produce by itself: VLAN-tagged and malformed frames.
 
-use std::{fs::File, os::fd::AsRawFd as _, path::Path};
+use std::{os::fd::AsRawFd as _, path::Path};
 
 use anyhow::Context as _;
 
@@ -17,11 +17,7 @@ pub fn inject(netns: &Path, iface: &str, frames: &[Vec<u8>]) -> anyhow::Result<(
 }
 
 fn send_in(netns: &Path, iface: &str, frames: &[Vec<u8>]) -> anyhow::Result<()> {
-    let ns = File::open(netns).with_context(|| format!("opening {}", netns.display()))?;
-    // SAFETY: setns on a namespace fd; affects only this thread.
-    if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-        return Err(std::io::Error::last_os_error()).context("setns");
-    }
+    crate::enter_netns(netns)?;
     let name = std::ffi::CString::new(iface)?;
     // SAFETY: valid NUL-terminated name.
     let index = unsafe { libc::if_nametoindex(name.as_ptr()) };

@@ -101,6 +101,19 @@ impl Lab {
         run(&full)
     }
 
+    /// The MAC address of interface `iface` in namespace `netns`.
+    pub fn mac(&self, netns: &str, iface: &str) -> anyhow::Result<[u8; 6]> {
+        let out = self.exec(netns, &["cat", &format!("/sys/class/net/{iface}/address")])?;
+        let parts: Vec<&str> = out.trim().split(':').collect();
+        anyhow::ensure!(parts.len() == 6, "{iface} in {netns}: not a MAC address: {out:?}");
+        let mut mac = [0u8; 6];
+        for (o, part) in mac.iter_mut().zip(parts) {
+            *o = u8::from_str_radix(part, 16)
+                .with_context(|| format!("{iface} in {netns}: not a MAC address: {out:?}"))?;
+        }
+        Ok(mac)
+    }
+
     /// A command that runs `program` inside namespace `netns` with
     /// `nsenter --net=/run/netns/<netns> --`: only the network namespace changes, so the
     /// host's mounts (/sys/fs/bpf) stay visible. Add arguments and spawn it.

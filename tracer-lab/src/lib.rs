@@ -29,6 +29,7 @@ mod forward;
 mod inject;
 mod lab;
 mod neigh;
+mod netns;
 mod topology;
 mod wiring;
 
@@ -36,6 +37,7 @@ pub use cmd::run;
 pub use forward::forward;
 pub use inject::inject;
 pub use lab::Lab;
+pub use netns::enter_netns;
 pub use topology::{
     Device, GW_LAN_V4, GW_LAN_V6, GW_VLAN_V4, GW_VLAN_V6, GW_WAN_V4, GW_WAN_V6, INET_WAN_V4,
     INET_WAN_V6, LAN_INTERFACES, MAX_PREFIX_LEN, REMOTES, Remote, check_prefix,

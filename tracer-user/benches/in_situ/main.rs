@@ -24,10 +24,9 @@ mod frames;
 mod nft;
 
 use std::{
-    fs::File,
     io::{Read as _, Write as _},
     net::{Ipv4Addr, TcpStream},
-    os::{fd::AsRawFd as _, unix::process::CommandExt as _},
+    os::unix::process::CommandExt as _,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -82,26 +81,6 @@ struct Traffic {
     frames: Vec<Vec<u8>>,
     /// trafgen's configuration holding the same frames.
     trafgen: PathBuf,
-}
-
-fn mac_of(lab: &Lab, netns: &str, iface: &str) -> anyhow::Result<[u8; 6]> {
-    let out = lab.exec(netns, &["cat", &format!("/sys/class/net/{iface}/address")])?;
-    let mut mac = [0u8; 6];
-    for (o, part) in mac.iter_mut().zip(out.trim().split(':')) {
-        *o = u8::from_str_radix(part, 16)?;
-    }
-    Ok(mac)
-}
-
-/// Moves this thread into the network namespace at `path` (attaching and the agent's HTTP
-/// port are the gateway's).
-fn enter(path: &Path) -> anyhow::Result<()> {
-    let ns = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    // SAFETY: setns on a namespace fd we hold open; affects only this thread.
-    if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-        return Err(std::io::Error::last_os_error()).context("setns into the gateway");
-    }
-    Ok(())
 }
 
 /// Sends `count` frames of `traffic` from device namespace `netns`.
@@ -386,8 +365,8 @@ fn main() -> anyhow::Result<()> {
         let _ = lab.exec(&gw, &["sysctl", "-q", "-w", knob]);
     }
     let d1 = lab.devices()[0].clone();
-    let gw_mac = mac_of(&lab, &gw, "br-lan")?;
-    let d1_mac = mac_of(&lab, &d1.netns, "eth0")?;
+    let gw_mac = lab.mac(&gw, "br-lan")?;
+    let d1_mac = lab.mac(&d1.netns, "eth0")?;
     let src: Ipv4Addr = d1.ipv4.parse()?;
     let hot = vec![frames::udp(gw_mac, d1_mac, src, Ipv4Addr::new(36, 110, 0, 1))];
     let random: Vec<Vec<u8>> = frames::random_public(RANDOM)
@@ -424,7 +403,8 @@ fn main() -> anyhow::Result<()> {
         },
     ];
 
-    enter(&lab.netns_path(&gw))?;
+    // Attaching and the agent's HTTP port are the gateway's.
+    tracer_lab::enter_netns(&lab.netns_path(&gw))?;
     let geo = database::compile(&GeoArgs::default(), &[])?;
     let tables = KernelTables::build(&geo, Lookup::Table);
     let mut kernel = tables.load(LoadOptions { bench_programs: true, ..LoadOptions::default() })?;
@@ -486,6 +466,7 @@ fn main() -> anyhow::Result<()> {
         drop(agent);
     }
     anyhow::ensure!(nft.counted()? > 0, "the nftables counters counted nothing");
+    let nft_elements = nft.elements;
     drop(nft);
     let (none, with_nft, with_agent) = (median(none), median(with_nft), median(with_agent));
     let loss = |pps: f64| 1.0 - pps / none;
@@ -546,7 +527,7 @@ fn main() -> anyhow::Result<()> {
             "none_pps": none, "nftables_pps": with_nft, "agent_pps": with_agent,
             "nftables_loss": loss(with_nft), "agent_loss": loss(with_agent),
             "agent_loss_over_nftables_loss": loss_ratio,
-            "nftables_intervals": nft_elements(&geo),
+            "nftables_intervals": nft_elements,
         },
         "agent": {
             "binary": agent_bin().display().to_string(),
@@ -571,8 +552,4 @@ fn main() -> anyhow::Result<()> {
         let _ = std::fs::remove_file(path);
     }
     Ok(())
-}
-
-fn nft_elements(geo: &tracer_user::geo::CompiledGeo) -> usize {
-    geo.v4_runs().iter().filter(|r| r.id.is_country()).count()
 }

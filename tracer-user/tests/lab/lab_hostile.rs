@@ -29,15 +29,6 @@ fn upload_accounted(samples: &Samples) -> (f64, f64) {
     )
 }
 
-fn mac_of(lab: &tracer_lab::Lab, netns: &str, iface: &str) -> [u8; 6] {
-    let out = lab.exec(netns, &["cat", &format!("/sys/class/net/{iface}/address")]).unwrap();
-    let mut mac = [0u8; 6];
-    for (o, part) in mac.iter_mut().zip(out.trim().split(':')) {
-        *o = u8::from_str_radix(part, 16).unwrap();
-    }
-    mac
-}
-
 /// Resident and peak memory of a process, in KiB.
 fn memory_kib(pid: u32) -> (u64, u64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -62,7 +53,7 @@ fn a_mac_flood_is_bounded_counted_and_alerted_once() {
     let agent = Agent::start(&lab, support::LAB_DB);
     lab.warm_up().expect("warm up");
     let [.., d4] = lab.devices() else { panic!("the lab has four devices") };
-    let lanv = mac_of(&lab, &lab.gateway(), "lanv");
+    let lanv = lab.mac(&lab.gateway(), "lanv").unwrap();
     // The real devices talk beyond the LAN before the flood, and a scrape sees them.
     for d in lab.devices() {
         lab.ping(d, "8.8.8.8", 1).unwrap();
@@ -174,8 +165,8 @@ fn an_address_scan_under_an_alerting_policy_stays_bounded() {
     let agent = Agent::start_with(&lab, db, &["--allow", "US", "--alert-suppress-secs", "3"]);
     lab.warm_up().expect("warm up");
     let [.., d4] = lab.devices() else { panic!("the lab has four devices") };
-    let lanv = mac_of(&lab, &lab.gateway(), "lanv");
-    let dev = mac_of(&lab, &d4.netns, "eth0");
+    let lanv = lab.mac(&lab.gateway(), "lanv").unwrap();
+    let dev = lab.mac(&d4.netns, "eth0").unwrap();
     let lan_ip: Ipv4Addr = "10.77.100.14".parse().unwrap();
     let before = agent.scrape();
     let frames: Vec<Vec<u8>> = (0..SCAN)

@@ -10,7 +10,6 @@ use crate::support;
 use std::{
     io::{Read as _, Write as _},
     net::TcpStream,
-    os::fd::AsFd as _,
     time::{Duration, Instant},
 };
 
@@ -40,8 +39,7 @@ fn slow_clients_cannot_hold_the_api() {
     let [d1, ..] = lab.devices() else { panic!("devices") };
     let netns = lab.netns_path(&d1.netns);
     let (took, status, closed) = std::thread::spawn(move || {
-        let file = std::fs::File::open(&netns).unwrap();
-        nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        tracer_lab::enter_netns(&netns).unwrap();
         let mut slow = Vec::with_capacity(SLOW_CLIENTS);
         for _ in 0..SLOW_CLIENTS {
             let mut s = TcpStream::connect(LISTEN).expect("connect");

@@ -11,7 +11,6 @@ use crate::support;
 use std::{
     io::Write as _,
     net::{SocketAddr, TcpStream, UdpSocket},
-    os::fd::AsFd as _,
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -66,8 +65,7 @@ fn names(view: &Value, address: &str) -> Vec<String> {
 /// Runs `f` in a thread that joined the namespace at `netns`.
 fn in_netns<T: Send + 'static>(netns: PathBuf, f: impl FnOnce() -> T + Send + 'static) -> T {
     std::thread::spawn(move || {
-        let file = std::fs::File::open(&netns).expect("open netns");
-        nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        tracer_lab::enter_netns(&netns).expect("setns");
         f()
     })
     .join()

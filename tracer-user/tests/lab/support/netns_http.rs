@@ -4,7 +4,6 @@
 use std::{
     io::{Read as _, Write as _},
     net::TcpStream,
-    os::fd::AsFd as _,
     path::Path,
     time::Duration,
 };
@@ -16,8 +15,7 @@ pub(crate) fn get(netns: &Path, addr: &str, path: &str) -> anyhow::Result<(u16, 
     let addr = addr.to_owned();
     let path = path.to_owned();
     std::thread::spawn(move || -> anyhow::Result<(u16, String)> {
-        let file = std::fs::File::open(&netns)?;
-        nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)?;
+        tracer_lab::enter_netns(&netns)?;
         let mut stream = TcpStream::connect(&addr)?;
         stream.set_read_timeout(Some(Duration::from_secs(10)))?;
         write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;

@@ -4,7 +4,6 @@
 use std::{
     io::{Read as _, Write as _},
     net::{TcpListener, TcpStream},
-    os::fd::AsFd as _,
     path::Path,
     sync::{
         Arc, Mutex,
@@ -68,8 +67,7 @@ pub(crate) fn start(netns: &Path, hang: bool) -> Receiver {
     let netns = netns.to_owned();
     let (b, c) = (Arc::clone(&bodies), Arc::clone(&connections));
     std::thread::spawn(move || {
-        let file = std::fs::File::open(&netns).expect("open netns");
-        nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        tracer_lab::enter_netns(&netns).expect("setns");
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the receiver");
         tx.send(listener.local_addr().unwrap().port()).unwrap();
         let mut held = Vec::new();
