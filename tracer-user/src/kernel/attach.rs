@@ -130,6 +130,11 @@ const HOOKS: [(&str, TcAttachType, &str); 2] = [
     (programs::DOWNLOAD, TcAttachType::Egress, "egress"),
 ];
 
+/// Whether the kernel has TCX (6.6 and newer).
+fn has_tcx() -> bool {
+    KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0))
+}
+
 fn attach_err(
     program: &'static str,
     interface: &str,
@@ -154,10 +159,9 @@ impl Kernel {
         if crate::kernel::netif::index(interface) == 0 {
             return Err(KernelError::NoSuchInterface(interface.to_owned()));
         }
-        let tcx = KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0));
         let mode = match preference {
             AttachPreference::Tcx => AttachMode::Tcx,
-            AttachPreference::Auto if tcx => AttachMode::Tcx,
+            AttachPreference::Auto if has_tcx() => AttachMode::Tcx,
             AttachPreference::Auto | AttachPreference::Netlink => {
                 // Fails with EEXIST when the qdisc is already there, which is fine.
                 let _ = tc::qdisc_add_clsact(interface);
@@ -184,6 +188,32 @@ impl Kernel {
         let pins = up_pin.into_iter().chain(down_pin).collect();
         self.attachments.push(Attached { info: info.clone(), upload, download, pins });
         Ok(info)
+    }
+
+    /// Attaches one loaded program, alone, to TC ingress of `interface` (TCX where the kernel
+    /// has it, else netlink clsact), without pinning: what the in-situ benchmark measures each
+    /// program with. [`Kernel::detach_program`] takes it off again.
+    pub fn attach_program(
+        &mut self,
+        name: &'static str,
+        interface: &str,
+    ) -> Result<SchedClassifierLinkId, KernelError> {
+        if !has_tcx() {
+            // Fails with EEXIST when the qdisc is already there, which is fine.
+            let _ = tc::qdisc_add_clsact(interface);
+        }
+        self.program_mut(name)?
+            .attach(interface, TcAttachType::Ingress)
+            .map_err(attach_err(name, interface, "ingress"))
+    }
+
+    /// Detaches what [`Kernel::attach_program`] attached.
+    pub fn detach_program(
+        &mut self,
+        name: &'static str,
+        link: SchedClassifierLinkId,
+    ) -> Result<(), KernelError> {
+        self.program_mut(name)?.detach(link).map_err(super::load::program_err(name))
     }
 
     /// Detaches for good: removes the link pins, so that dropping the object detaches the

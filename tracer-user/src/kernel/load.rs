@@ -135,7 +135,9 @@ impl std::fmt::Debug for Kernel {
     }
 }
 
-fn program_err(name: &'static str) -> impl Fn(aya::programs::ProgramError) -> KernelError {
+pub(super) fn program_err(
+    name: &'static str,
+) -> impl Fn(aya::programs::ProgramError) -> KernelError {
     move |source| KernelError::Program { name, source: Box::new(source) }
 }
 
@@ -224,38 +226,6 @@ impl Kernel {
             .ok_or(KernelError::Missing { kind: "program", name })?
             .try_into()
             .map_err(program_err(name))
-    }
-
-    /// Attaches one loaded program, alone, to TC ingress of `interface` (TCX where the kernel
-    /// has it, else netlink clsact): what the in-situ benchmark measures each program with.
-    /// [`Kernel::detach_program`] takes it off again.
-    pub fn attach_program(
-        &mut self,
-        name: &'static str,
-        interface: &str,
-    ) -> Result<aya::programs::tc::SchedClassifierLinkId, KernelError> {
-        let tcx = aya::util::KernelVersion::current()
-            .is_ok_and(|v| v >= aya::util::KernelVersion::new(6, 6, 0));
-        if !tcx {
-            // Fails with EEXIST when the qdisc is already there, which is fine.
-            let _ = aya::programs::tc::qdisc_add_clsact(interface);
-        }
-        let err = move |source| KernelError::Attach {
-            program: name,
-            interface: interface.to_owned(),
-            direction: "ingress",
-            source: Box::new(source),
-        };
-        self.program_mut(name)?.attach(interface, aya::programs::TcAttachType::Ingress).map_err(err)
-    }
-
-    /// Detaches what [`Kernel::attach_program`] attached.
-    pub fn detach_program(
-        &mut self,
-        name: &'static str,
-        link: aya::programs::tc::SchedClassifierLinkId,
-    ) -> Result<(), KernelError> {
-        self.program_mut(name)?.detach(link).map_err(program_err(name))
     }
 
     pub(super) fn program_mut(
