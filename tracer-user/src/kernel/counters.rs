@@ -171,33 +171,17 @@ impl Kernel {
 impl CounterReader {
     /// Reads every counter now.
     pub fn snapshot(&self) -> Result<CounterSnapshot, KernelError> {
-        let err = |map| move |source| KernelError::Map { map, source: Box::new(source) };
         // (sort key, traffic): one per map entry; a pair's passed and blocked entries merge
         // once sorted.
         let mut entries: Vec<(u64, Traffic)> = Vec::new();
         let mut map_entries = 0;
-        let mut add = |key: TrafficKey, values: &[TrafficValue]| {
+        self.for_each_entry(|key, values| {
             map_entries += 1;
             let traffic = traffic_of(&key, values);
             if !traffic.is_empty() {
                 entries.push((Pair { mac: key.mac, country: key.country }.sort_key(), traffic));
             }
-        };
-        let fd = self.counters.map().fd().as_fd().as_raw_fd();
-        let cpus = aya::util::nr_cpus().map_err(|(_, e)| KernelError::Io {
-            context: "reading the number of possible CPUs".into(),
-            source: e,
         })?;
-        let batched = super::batch::read_all(fd, cpus, |key, values: &[TrafficValue]| {
-            add(key, values);
-        })
-        .map_err(|source| KernelError::Io { context: format!("reading {COUNTERS_MAP}"), source })?;
-        if batched.is_none() {
-            for entry in self.counters.iter() {
-                let (key, values) = entry.map_err(err(COUNTERS_MAP))?;
-                add(key, &values);
-            }
-        }
         // Built from a sorted list in bulk: much cheaper than 100k single inserts.
         entries.sort_unstable_by_key(|(key, _)| *key);
         entries.dedup_by(|(key, traffic), (kept, sum)| {
@@ -211,12 +195,37 @@ impl CounterReader {
             entries.into_iter().map(|(key, traffic)| (Pair::from_sort_key(key), traffic)).collect();
         let mut stats = Vec::new();
         for stat in Stat::ALL {
-            for direction in Direction::ALL {
-                let values = self.stats.get(&stat.index(direction), 0).map_err(err(STATS_MAP))?;
-                stats.push(StatSnapshot { stat, direction, value: values.iter().sum() });
+            for (direction, value) in Direction::ALL.into_iter().zip(self.snapshot_stat(stat)?) {
+                stats.push(StatSnapshot { stat, direction, value });
             }
         }
         Ok(CounterSnapshot { traffic, map_entries, stats, capacity: self.capacity })
+    }
+
+    /// Calls `f` with every entry of the traffic map (its per-CPU values), read in batches
+    /// where the kernel can (5.6+), else one lookup per key.
+    fn for_each_entry(
+        &self,
+        mut f: impl FnMut(TrafficKey, &[TrafficValue]),
+    ) -> Result<(), KernelError> {
+        let fd = self.counters.map().fd().as_fd().as_raw_fd();
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| KernelError::Io {
+            context: "reading the number of possible CPUs".into(),
+            source: e,
+        })?;
+        let batched = super::batch::read_all(fd, cpus, &mut f).map_err(|source| {
+            KernelError::Io { context: format!("reading {COUNTERS_MAP}"), source }
+        })?;
+        if batched.is_none() {
+            for entry in self.counters.iter() {
+                let (key, values) = entry.map_err(|source| KernelError::Map {
+                    map: COUNTERS_MAP,
+                    source: Box::new(source),
+                })?;
+                f(key, &values);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -240,19 +249,8 @@ impl CounterReader {
     /// Entries in use in the traffic map now: read in batches and counted, nothing kept (what
     /// `/healthz` reports, without building a snapshot).
     pub fn entries(&self) -> Result<usize, KernelError> {
-        let fd = self.counters.map().fd().as_fd().as_raw_fd();
-        let cpus = aya::util::nr_cpus().map_err(|(_, e)| KernelError::Io {
-            context: "reading the number of possible CPUs".into(),
-            source: e,
-        })?;
         let mut entries = 0;
-        let batched = super::batch::read_all(fd, cpus, |_: TrafficKey, _: &[TrafficValue]| {
-            entries += 1;
-        })
-        .map_err(|source| KernelError::Io { context: format!("reading {COUNTERS_MAP}"), source })?;
-        if batched.is_none() {
-            entries = self.counters.keys().count();
-        }
+        self.for_each_entry(|_, _| entries += 1)?;
         Ok(entries)
     }
 
