@@ -352,11 +352,6 @@ fn missing() -> Option<String> {
     None
 }
 
-/// Whether /dev/kvm can be opened for reading and writing.
-fn kvm_works() -> bool {
-    fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok()
-}
-
 /// The entries for `suite` (and its `-updates`, `-security`) in apt sources `files` (path,
 /// contents), as one-line `deb` entries: deb822 `.sources` stanzas and `.list` lines, enabled
 /// `deb` types only, other suites (third-party repositories) left out.
@@ -611,7 +606,7 @@ fn kvm_boots(root: &Root, work: &Path) -> anyhow::Result<bool> {
 
 /// How the VM runs: KVM, or emulated (TCG) and why.
 fn accel(root: &Root, work: &Path) -> anyhow::Result<Result<(), String>> {
-    if !kvm_works() {
+    if !super::qemu::kvm_works() {
         return Ok(Err("/dev/kvm cannot be opened".into()));
     }
     if !kvm_boots(root, work)? {
