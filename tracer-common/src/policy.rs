@@ -101,7 +101,9 @@ pub struct PolicySettings {
 pub const NEW_PAIR: u8 = 0x80;
 
 /// Key of [`ALERTED_MAP`]: a device and a remote address.
-#[repr(C)]
+// 8-aligned (which adds no padding): the programs then store the address as two words. At
+// byte alignment the BPF backend stores it a byte at a time, through sixteen stack slots.
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct AlertKey {
     /// The device.

@@ -25,7 +25,9 @@ pub const DEFAULT_REMOTE_ENTRIES: u32 = 8192;
 pub const SPILL_ENTRIES: u32 = 4096;
 
 /// Key of [`REMOTES_MAP`].
-#[repr(C)]
+// 8-aligned (which adds no padding): the programs then store the address as two words. At
+// byte alignment the BPF backend stores it a byte at a time, through sixteen stack slots.
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RemoteKey {
     /// The remote address in network byte order; an IPv4 address fills the first 4 bytes.

@@ -9,7 +9,7 @@ use tracer_common::capture::{CAPTURE_DATA, Capture, CaptureHeader, kind};
 
 use crate::{
     maps::{CAPTURE_BUDGET, CAPTURES, SETTINGS},
-    parse::{Remote, Transport, bytes},
+    parse::{Address, Transport, bytes},
 };
 
 const TCP: u8 = 6;
@@ -51,7 +51,7 @@ fn ports(ctx: &TcContext, t: Transport, remote_first: bool) -> Option<(u16, u16,
 pub(crate) fn dns_answer(
     ctx: &TcContext,
     mac: &[u8; 6],
-    remote: &Remote,
+    remote: &Address,
     t: Transport,
 ) -> Captured {
     if t.offset == 0 || (t.protocol != UDP && t.protocol != TCP) {
@@ -70,7 +70,7 @@ pub(crate) fn dns_answer(
 pub(crate) fn tls_segment(
     ctx: &TcContext,
     mac: &[u8; 6],
-    remote: &Remote,
+    remote: &Address,
     t: Transport,
 ) -> Captured {
     send(ctx, &Request { what: kind::TLS, mac, remote, t, remote_first: false })
@@ -80,7 +80,7 @@ pub(crate) fn tls_segment(
 struct Request<'a> {
     what: u8,
     mac: &'a [u8; 6],
-    remote: &'a Remote,
+    remote: &'a Address,
     t: Transport,
     remote_first: bool,
 }
@@ -117,7 +117,7 @@ fn send(ctx: &TcContext, r: &Request<'_>) -> Captured {
     if orig_len > CAPTURE_DATA {
         aya_log_ebpf::debug!(ctx, "capture of {} bytes cut to {}", orig_len, CAPTURE_DATA);
     }
-    let (family, addr) = remote.family_and_bytes();
+    let (family, addr) = (remote.family(), remote.key_bytes());
     let len = if orig_len > CAPTURE_DATA { CAPTURE_DATA } else { orig_len };
     // For the verifier: a length it can see is between 1 and the buffer's size. The value
     // goes through black_box so that LLVM, which knows the bounds already, keeps the checks.

@@ -18,23 +18,16 @@ use crate::{
         GEO_V4_LPM, GEO_V4_NODES, GEO_V4_RANGES, GEO_V4_TABLE, GEO_V6_LPM, GEO_V6_NODES,
         GEO_V6_RANGES, GEO_V6_TABLE,
     },
-    parse::Remote,
+    parse::Address,
 };
 
 /// The country id of `remote` ([`CountryId::LOCAL`] for local destinations), with the
 /// structures `settings` selects.
 #[inline(always)]
-pub(crate) fn country_of(remote: &Remote, settings: Option<&Settings>) -> CountryId {
+pub(crate) fn country_of(remote: &Address, settings: Option<&Settings>) -> CountryId {
     let lpm = u32::from(matches!(settings, Some(s) if s.lookup == lookup_mode::LPM));
-    let id = match remote {
-        Remote::V4(addr) => geo_v4(u32::from_be_bytes(*addr), lpm),
-        Remote::V6(addr) => {
-            let (hi, lo) = addr.split_at(8);
-            let hi = u64::from_be_bytes(hi.try_into().unwrap_or_default());
-            let lo = u64::from_be_bytes(lo.try_into().unwrap_or_default());
-            geo_v6(hi, lo, lpm)
-        }
-    };
+    let id =
+        if remote.v6 { geo_v6(remote.hi, remote.lo, lpm) } else { geo_v4(remote.hi as u32, lpm) };
     CountryId(id as u16)
 }
 

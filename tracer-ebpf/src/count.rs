@@ -1,7 +1,7 @@
 //! Adds a frame to exactly one counter, after the policy has had its say.
 
 use aya_ebpf::{
-    bindings::{__sk_buff, BPF_NOEXIST, TC_ACT_OK, TC_ACT_SHOT},
+    bindings::{BPF_NOEXIST, TC_ACT_OK, TC_ACT_SHOT},
     helpers::bpf_ktime_get_coarse_ns,
     programs::TcContext,
 };
@@ -19,7 +19,7 @@ use crate::{
     capture::{self, Captured},
     classify::country_of,
     maps::{COUNTERS, MACS, REMOTE_SCRATCH, REMOTE_SPILL, REMOTES, SETTINGS, STATS},
-    parse::{Parsed, Remote, Transport, parse, remote_port},
+    parse::{Address, Parsed, Remote, Transport, parse, remote_port},
     policy::{self, Reported, Violation},
     zeroed::{zero, zeroed_in},
 };
@@ -30,19 +30,35 @@ const EEXIST: i32 = 17;
 /// packets a `block` policy drops).
 ///
 /// An IP packet is counted by a BPF global function ([`account_upload`], [`account_download`])
-/// that gets what the parse found packed into scalars: the verifier checks it once, whatever
-/// the parse did. Inlined, it was walked again for every distinct outcome of the parse (each
-/// VLAN depth, family and header length is a state of its own), and 6.1's verifier gave up
-/// after a million instructions.
+/// that gets what the parse found packed into five scalars: the verifier checks it once,
+/// whatever the parse did. Inlined, it was walked again for every distinct outcome of the
+/// parse (each VLAN depth, family and header length is a state of its own), and 6.1's verifier
+/// gave up after a million instructions.
+///
+/// The global functions do not take the context: whether an argument is the context is
+/// decided from the kernel's own BTF (`struct bpf_ctx_convert`), which kernels built without
+/// BTF (most OpenWrt images) lack and Debian's 32-bit kernels carry broken ("btf_vmlinux is
+/// malformed", then "R1 type=ctx expected=fp"). What needs the packet itself (its length, the
+/// remote port, the DNS and TLS payload copies) is done here, around the call.
 #[inline(always)]
 pub(crate) fn account(ctx: &TcContext, direction: Direction) -> i32 {
     match parse(ctx, direction) {
         Parsed::Ip { mac, remote, transport } => {
-            let [w0, w1, w2, w3] = Packed::pack(&mac, &remote, transport);
-            match direction {
-                Direction::Upload => account_upload(ctx.skb.skb, w0, w1, w2, w3),
-                Direction::Download => account_download(ctx.skb.skb, w0, w1, w2, w3),
+            let port = remote_port(ctx, transport, direction);
+            let [w0, w1, w2, w3, w4] =
+                Packed::pack(&mac, &remote, transport, port, &packet_value(ctx));
+            // Before the local shortcut: the gateway's own resolver answers from a LAN address.
+            if direction == Direction::Download {
+                dns_capture(ctx, w0, w1, w2, w3);
             }
+            let outcome = match direction {
+                Direction::Upload => account_upload(w0, w1, w2, w3, w4),
+                Direction::Download => account_download(w0, w1, w2, w3, w4),
+            };
+            if outcome & OUTCOME_TLS != 0 {
+                tls_capture(ctx, w0, w1, w2, w3);
+            }
+            if outcome & OUTCOME_SHOT != 0 { TC_ACT_SHOT } else { TC_ACT_OK }
         }
         Parsed::Other => {
             add_stat(Stat::Other, direction, &packet_value(ctx));
@@ -55,6 +71,11 @@ pub(crate) fn account(ctx: &TcContext, direction: Direction) -> i32 {
     }
 }
 
+/// Bit of [`account_ip`]'s outcome: drop the packet (a `block` policy).
+const OUTCOME_SHOT: u32 = 1;
+/// Bit of [`account_ip`]'s outcome: the packet may carry a TLS ClientHello worth capturing.
+const OUTCOME_TLS: u32 = 2;
+
 /// The packets (GSO segments) and bytes a frame adds to a counter.
 #[inline(always)]
 fn packet_value(ctx: &TcContext) -> CounterValue {
@@ -63,8 +84,48 @@ fn packet_value(ctx: &TcContext) -> CounterValue {
     CounterValue { packets: if segs > 1 { segs as u64 } else { 1 }, bytes: ctx.len() as u64 }
 }
 
-/// What [`parse`] found about an IP packet, as the four scalars a global function can take
-/// (with the context, its fifth argument).
+/// Hands a DNS message travelling to the device to the agent (see [`capture::dns_answer`]).
+/// A subprogram of its own, taking the packed words: the parse's state is not kept on the
+/// stack around the counting call, and its stack is not added to the counting path's.
+#[inline(never)]
+fn dns_capture(ctx: &TcContext, w0: u64, w1: u64, w2: u64, w3: u64) {
+    let (p, transport) = Packed::unpack_with_transport(Direction::Download, w0, w1, w2, w3);
+    if capture::dns_answer(ctx, &p.mac, &p.remote, transport) == Captured::Suppressed {
+        add_stat(Stat::CapturesSuppressed, Direction::Download, &EVENT);
+    }
+}
+
+/// Hands a TCP segment that may carry a TLS ClientHello to the agent (see
+/// [`capture::tls_segment`]) and counts it in the remote's entry. A subprogram, as
+/// [`dns_capture`].
+#[inline(never)]
+fn tls_capture(ctx: &TcContext, w0: u64, w1: u64, w2: u64, w3: u64) {
+    let (p, transport) = Packed::unpack_with_transport(Direction::Upload, w0, w1, w2, w3);
+    match capture::tls_segment(ctx, &p.mac, &p.remote, transport) {
+        Captured::Sent => tls_captured(&p),
+        Captured::Suppressed => add_stat(Stat::CapturesSuppressed, Direction::Upload, &EVENT),
+        Captured::No => {}
+    }
+}
+
+/// An IP packet as the counting needs it: what [`Packed`] carries.
+pub(crate) struct Packet {
+    /// The LAN device.
+    pub(crate) mac: [u8; 6],
+    /// IP protocol number.
+    pub(crate) protocol: u8,
+    /// Which way it goes.
+    pub(crate) direction: Direction,
+    /// The remote's TCP, UDP, UDP-Lite or SCTP port (zero for other protocols).
+    pub(crate) port: u16,
+    /// The remote address.
+    pub(crate) remote: Address,
+    /// Its packets (GSO segments) and bytes.
+    pub(crate) value: CounterValue,
+}
+
+/// What [`parse`] found about an IP packet, with the remote port and the packet's size, as the
+/// five scalars a global function can take.
 struct Packed;
 
 /// Bit of the first word that says the address is IPv6.
@@ -75,97 +136,95 @@ const PACKED_V6: u64 = 1 << 56;
 const PACKED_OFFSET_MASK: u64 = 0xfff;
 
 impl Packed {
-    /// `[mac | protocol << 48 | family bit, high address bits, low address bits, transport
-    /// offset | end << 32]`; an IPv4 address is the low 32 bits of the second word.
+    /// `[mac | protocol << 48 | family bit, high address bits, low address bits, remote port |
+    /// transport offset << 16 | end << 32, bytes | packets << 32]` (see [`Address`]).
     #[inline(always)]
-    fn pack(mac: &[u8; 6], remote: &Remote, t: Transport) -> [u64; 4] {
+    fn pack(
+        mac: &[u8; 6],
+        remote: &Remote,
+        t: Transport,
+        port: u16,
+        value: &CounterValue,
+    ) -> [u64; 5] {
         let mut m = [0u8; 8];
         m[2..].copy_from_slice(mac);
         let mut w0 = u64::from_be_bytes(m) | u64::from(t.protocol) << 48;
-        let (w1, w2) = match remote {
-            Remote::V4(a) => (u64::from(u32::from_be_bytes(*a)), 0),
-            Remote::V6(a) => {
-                w0 |= PACKED_V6;
-                let (hi, lo) = a.split_at(8);
-                (
-                    u64::from_be_bytes(hi.try_into().unwrap_or_default()),
-                    u64::from_be_bytes(lo.try_into().unwrap_or_default()),
-                )
-            }
-        };
-        let w3 = (t.offset as u64 & PACKED_OFFSET_MASK) | (t.end as u64) << 32;
-        [w0, w1, w2, w3]
+        let address = Address::of(remote);
+        if address.v6 {
+            w0 |= PACKED_V6;
+        }
+        let w3 = u64::from(port)
+            | (t.offset as u64 & PACKED_OFFSET_MASK) << 16
+            | (t.end as u64 & 0xffff_ffff) << 32;
+        // A frame's length is a u32 and its GSO segments a u16: both fit.
+        let w4 = (value.bytes & 0xffff_ffff) | value.packets << 32;
+        [w0, address.hi, address.lo, w3, w4]
     }
 
     /// The inverse of [`Packed::pack`].
     #[inline(always)]
-    fn unpack(w0: u64, w1: u64, w2: u64, w3: u64) -> ([u8; 6], Remote, Transport) {
+    fn unpack(direction: Direction, w0: u64, w1: u64, w2: u64, w3: u64, w4: u64) -> Packet {
         let m = w0.to_be_bytes();
-        let mac = [m[2], m[3], m[4], m[5], m[6], m[7]];
-        let remote = if w0 & PACKED_V6 != 0 {
-            // Two word stores (big-endian: the bytes in address order), not sixteen bytes
-            // shifted out one at a time: the verifier walks a third fewer instructions (6.1:
-            // tc_upload 55,941 -> 36,740).
-            // SAFETY: `[u64; 2]` and `[u8; 16]` have the same size, and any bits are valid.
-            Remote::V6(unsafe {
-                core::mem::transmute::<[u64; 2], [u8; 16]>([w1.to_be(), w2.to_be()])
-            })
-        } else {
-            Remote::V4((w1 as u32).to_be_bytes())
-        };
-        let transport = Transport {
+        Packet {
+            mac: [m[2], m[3], m[4], m[5], m[6], m[7]],
             protocol: (w0 >> 48) as u8,
-            offset: (w3 & PACKED_OFFSET_MASK) as usize,
+            direction,
+            port: w3 as u16,
+            remote: Address { v6: w0 & PACKED_V6 != 0, hi: w1, lo: w2 },
+            value: CounterValue { packets: w4 >> 32, bytes: w4 & 0xffff_ffff },
+        }
+    }
+
+    /// [`Packed::unpack`] with the transport header's place, for the payload captures.
+    #[inline(always)]
+    fn unpack_with_transport(
+        direction: Direction,
+        w0: u64,
+        w1: u64,
+        w2: u64,
+        w3: u64,
+    ) -> (Packet, Transport) {
+        let p = Packed::unpack(direction, w0, w1, w2, w3, 0);
+        let transport = Transport {
+            protocol: p.protocol,
+            offset: (w3 >> 16 & PACKED_OFFSET_MASK) as usize,
             end: (w3 >> 32) as usize,
         };
-        (mac, remote, transport)
+        (p, transport)
     }
 }
 
 /// [`account_ip`] for `tc_upload`: a BPF global function (see [`account`]).
 #[unsafe(no_mangle)]
 #[inline(never)]
-extern "C" fn account_upload(skb: *mut __sk_buff, w0: u64, w1: u64, w2: u64, w3: u64) -> i32 {
-    let (mac, remote, transport) = Packed::unpack(w0, w1, w2, w3);
-    account_ip(&TcContext::new(skb), Direction::Upload, mac, &remote, transport)
+extern "C" fn account_upload(w0: u64, w1: u64, w2: u64, w3: u64, w4: u64) -> u32 {
+    account_ip(&Packed::unpack(Direction::Upload, w0, w1, w2, w3, w4))
 }
 
 /// [`account_ip`] for `tc_download`: a BPF global function (see [`account`]).
 #[unsafe(no_mangle)]
 #[inline(never)]
-extern "C" fn account_download(skb: *mut __sk_buff, w0: u64, w1: u64, w2: u64, w3: u64) -> i32 {
-    let (mac, remote, transport) = Packed::unpack(w0, w1, w2, w3);
-    account_ip(&TcContext::new(skb), Direction::Download, mac, &remote, transport)
+extern "C" fn account_download(w0: u64, w1: u64, w2: u64, w3: u64, w4: u64) -> u32 {
+    account_ip(&Packed::unpack(Direction::Download, w0, w1, w2, w3, w4))
 }
 
-/// Classifies and counts an IP packet of the device `mac` with the remote `remote`.
+/// Classifies and counts an IP packet; returns its outcome ([`OUTCOME_SHOT`],
+/// [`OUTCOME_TLS`]).
 #[inline(always)]
-fn account_ip(
-    ctx: &TcContext,
-    direction: Direction,
-    mac: [u8; 6],
-    remote: &Remote,
-    transport: Transport,
-) -> i32 {
-    let value = packet_value(ctx);
+fn account_ip(p: &Packet) -> u32 {
+    let direction = p.direction;
     // The agent's run-time settings, read once per packet.
     let settings = SETTINGS.get(0);
-    // Before the local shortcut: the gateway's own resolver answers from a LAN address.
-    if direction == Direction::Download
-        && capture::dns_answer(ctx, &mac, remote, transport) == Captured::Suppressed
-    {
-        add_stat(Stat::CapturesSuppressed, direction, &EVENT);
-    }
-    let country = country_of(remote, settings);
+    let country = country_of(&p.remote, settings);
     if country == CountryId::LOCAL {
-        add_stat(Stat::Local, direction, &value);
-        return TC_ACT_OK;
+        add_stat(Stat::Local, direction, &p.value);
+        return 0;
     }
     let mut action = Action::Allow;
     if let Some(settings) = policy::settings() {
-        action = policy::action(settings, &mac, country);
+        action = policy::action(settings, &p.mac, country);
         if action != Action::Allow {
-            let violation = Violation { ctx, mac, remote, transport, country, direction, action };
+            let violation = Violation { packet: p, country, action };
             if policy::report(&violation, settings) == Reported::Suppressed {
                 add_stat(Stat::EventsSuppressed, direction, &EVENT);
             }
@@ -173,37 +232,33 @@ fn account_ip(
     }
     let blocked = action == Action::Block;
     let key = TrafficKey {
-        mac,
+        mac: p.mac,
         country: country.0,
         verdict: if blocked { verdict::BLOCKED } else { verdict::PASSED },
         reserved: 0,
     };
-    let counted = add_counter(&key, direction, &value);
+    let counted = add_counter(&key, direction, &p.value);
     // Off the hot path: only a packet that found no (device, country) entry asks whether its
     // MAC is new.
     if direction == Direction::Upload && counted != Counted::Existing {
-        note_mac(&mac);
+        note_mac(&p.mac);
     }
     if counted == Counted::Created {
-        let pair = Violation { ctx, mac, remote, transport, country, direction, action };
+        let pair = Violation { packet: p, country, action };
         if policy::new_pair(&pair) == Reported::Suppressed {
             add_stat(Stat::EventsSuppressed, direction, &EVENT);
         }
     }
+    let mut outcome = if blocked { OUTCOME_SHOT } else { 0 };
     let remotes = matches!(settings, Some(s) if s.remotes != 0);
     if remotes && counted != Counted::Overflow {
         // Computed here, where the direction is the program's constant.
         let index = traffic_index(key.verdict, direction as u8);
-        let packet = Packet { ctx, transport, direction, index, value };
-        if add_remote(&mac, remote, country, &packet) {
-            match capture::tls_segment(ctx, &mac, remote, transport) {
-                Captured::Sent => tls_captured(&mac, remote),
-                Captured::Suppressed => add_stat(Stat::CapturesSuppressed, direction, &EVENT),
-                Captured::No => {}
-            }
+        if add_remote(p, country, index) {
+            outcome |= OUTCOME_TLS;
         }
     }
-    if blocked { TC_ACT_SHOT } else { TC_ACT_OK }
+    outcome
 }
 
 /// One event (a packet of no size), for [`Stat::EventsSuppressed`].
@@ -280,27 +335,15 @@ fn note_mac(mac: &[u8; 6]) {
     }
 }
 
-/// A counted packet, as the remote table needs it.
-struct Packet<'a> {
-    ctx: &'a TcContext,
-    transport: Transport,
-    direction: Direction,
-    /// `traffic_index(verdict, direction)`: below 4.
-    index: usize,
-    value: CounterValue,
-}
-
 /// Adds a packet already counted per (device, country) to exactly one remote place: the
 /// (device, address) entry, else the device's overflow entry, else [`Stat::RemoteOverflow`].
 /// Returns whether the packet may carry a TLS ClientHello worth capturing (an upload to TCP
 /// 443 or 853 of a remote this CPU has captured fewer than `TLS_SEGMENTS` segments of).
 /// A function of its own (a BPF subprogram): its stack is not added to the policy path's.
 #[inline(never)]
-fn add_remote(mac: &[u8; 6], remote: &Remote, country: CountryId, p: &Packet<'_>) -> bool {
-    let (family, addr) = remote.family_and_bytes();
-    let key = RemoteKey { addr, mac: *mac, family, reserved: 0 };
+fn add_remote(p: &Packet, country: CountryId, index: usize) -> bool {
+    let key = remote_key(p);
     // A subprogram's argument: the verifier needs the bound checked here.
-    let index = p.index;
     if index > 3 {
         return false;
     }
@@ -314,24 +357,23 @@ fn add_remote(mac: &[u8; 6], remote: &Remote, country: CountryId, p: &Packet<'_>
     // The new value is built in a per-CPU scratch slot, not on the stack (the verifier's 512
     // bytes are shared by the whole call chain).
     let Some(fresh) = REMOTE_SCRATCH.get_ptr_mut(0) else {
-        add_spill(mac, index, p);
+        add_spill(index, p);
         return false;
     };
-    let port = remote_port(p.ctx, p.transport, p.direction);
     // SAFETY: this CPU's scratch slot; nothing else runs on this CPU meanwhile.
     let fresh = unsafe {
         zero(fresh);
         (*fresh).first_seen_ns = now;
         (*fresh).last_seen_ns = now;
         (*fresh).country = country.0;
-        (*fresh).port = port;
-        (*fresh).protocol = p.transport.protocol;
+        (*fresh).port = p.port;
+        (*fresh).protocol = p.protocol;
         (*fresh).direction = p.direction as u8;
         (*fresh).traffic[index] = p.value;
         &*fresh
     };
     match REMOTES.insert(key, fresh, BPF_NOEXIST as u64) {
-        Ok(()) => return tls_port(p, port, 0),
+        Ok(()) => return tls_port(p, 0),
         Err(e) if e == -EEXIST => {
             if let Some(slot) = REMOTES.get_ptr_mut(key) {
                 return seen(slot, index, now, p);
@@ -339,26 +381,30 @@ fn add_remote(mac: &[u8; 6], remote: &Remote, country: CountryId, p: &Packet<'_>
         }
         Err(_) => {}
     }
-    add_spill(mac, index, p);
+    add_spill(index, p);
     false
+}
+
+/// The remote table's key for the packet.
+#[inline(always)]
+fn remote_key(p: &Packet) -> RemoteKey {
+    RemoteKey { addr: p.remote.key_bytes(), mac: p.mac, family: p.remote.family(), reserved: 0 }
 }
 
 /// Whether an upload to `port` may be a TLS ClientHello still to capture.
 #[inline(always)]
-fn tls_port(p: &Packet<'_>, port: u16, captures: u8) -> bool {
+fn tls_port(p: &Packet, captures: u8) -> bool {
     const TCP: u8 = 6;
     p.direction == Direction::Upload
-        && p.transport.protocol == TCP
-        && (port == 443 || port == 853)
+        && p.protocol == TCP
+        && (p.port == 443 || p.port == 853)
         && captures < TLS_SEGMENTS
 }
 
 /// Counts a captured TLS segment in this CPU's slot of the remote entry.
 #[inline(never)]
-fn tls_captured(mac: &[u8; 6], remote: &Remote) {
-    let (family, addr) = remote.family_and_bytes();
-    let key = RemoteKey { addr, mac: *mac, family, reserved: 0 };
-    if let Some(slot) = REMOTES.get_ptr_mut(key) {
+fn tls_captured(p: &Packet) {
+    if let Some(slot) = REMOTES.get_ptr_mut(remote_key(p)) {
         // SAFETY: this CPU's value of the entry.
         unsafe { (*slot).captures = (*slot).captures.saturating_add(1) };
     }
@@ -368,25 +414,25 @@ fn tls_captured(mac: &[u8; 6], remote: &Remote) {
 /// created it: a zero `first_seen_ns` means this CPU's first packet); says whether it may be a
 /// TLS ClientHello to capture.
 #[inline(always)]
-fn seen(slot: *mut RemoteValue, index: usize, now: u64, p: &Packet<'_>) -> bool {
+fn seen(slot: *mut RemoteValue, index: usize, now: u64, p: &Packet) -> bool {
     // SAFETY: `slot` is this CPU's value of the entry; per-CPU maps need no atomics.
     unsafe {
         add(&raw mut (*slot).traffic[index], &p.value);
         if (*slot).first_seen_ns == 0 {
             (*slot).first_seen_ns = now;
-            (*slot).port = remote_port(p.ctx, p.transport, p.direction);
-            (*slot).protocol = p.transport.protocol;
+            (*slot).port = p.port;
+            (*slot).protocol = p.protocol;
             (*slot).direction = p.direction as u8;
         }
         (*slot).last_seen_ns = now;
-        tls_port(p, (*slot).port, (*slot).captures)
+        tls_port(p, (*slot).captures)
     }
 }
 
 /// The remote table is full: the device's overflow entry, else [`Stat::RemoteOverflow`].
 #[inline(always)]
-fn add_spill(mac: &[u8; 6], index: usize, p: &Packet<'_>) {
-    let key = SpillKey { mac: *mac, kind: spill::OVERFLOW, reserved: 0 };
+fn add_spill(index: usize, p: &Packet) {
+    let key = SpillKey { mac: p.mac, kind: spill::OVERFLOW, reserved: 0 };
     if let Some(slot) = REMOTE_SPILL.get_ptr_mut(key) {
         // SAFETY: this CPU's value of the entry.
         add(unsafe { &raw mut (*slot).traffic[index] }, &p.value);

@@ -27,15 +27,56 @@ pub(crate) enum Remote {
     V6([u8; 16]),
 }
 
-impl Remote {
-    /// The address family (4 or 6) and the address in 16 bytes (IPv4 in the first four), as
-    /// map keys and events carry it.
+/// A remote address as two words, as the packets' packed form and the lookups take it: `hi`
+/// and `lo` are the address's big-endian halves as numbers (IPv4: `hi` is the address and
+/// `lo` zero).
+#[derive(Clone, Copy)]
+pub(crate) struct Address {
+    /// IPv6, not IPv4.
+    pub(crate) v6: bool,
+    /// The high 64 bits (IPv4: the address).
+    pub(crate) hi: u64,
+    /// The low 64 bits (IPv4: zero).
+    pub(crate) lo: u64,
+}
+
+impl Address {
+    /// The address of `remote`.
     #[inline(always)]
-    pub(crate) fn family_and_bytes(&self) -> (u8, [u8; 16]) {
-        match self {
-            Remote::V4(a) => (4, [a[0], a[1], a[2], a[3], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
-            Remote::V6(a) => (6, *a),
+    pub(crate) fn of(remote: &Remote) -> Address {
+        match remote {
+            Remote::V4(a) => Address { v6: false, hi: u64::from(u32::from_be_bytes(*a)), lo: 0 },
+            Remote::V6(a) => {
+                let (hi, lo) = a.split_at(8);
+                Address {
+                    v6: true,
+                    hi: u64::from_be_bytes(hi.try_into().unwrap_or_default()),
+                    lo: u64::from_be_bytes(lo.try_into().unwrap_or_default()),
+                }
+            }
         }
+    }
+
+    /// The address family, 4 or 6, as map keys and events carry it.
+    #[inline(always)]
+    pub(crate) fn family(&self) -> u8 {
+        if self.v6 { 6 } else { 4 }
+    }
+
+    /// The address in network byte order, IPv4 in the first four bytes, as map keys and
+    /// events carry it. Built as two words (into 8-aligned keys, two stores), not sixteen
+    /// bytes: the BPF backend would give each byte a stack slot of its own.
+    #[inline(always)]
+    pub(crate) fn key_bytes(&self) -> [u8; 16] {
+        let words = if self.v6 {
+            [self.hi.to_be(), self.lo.to_be()]
+        } else {
+            // The four address bytes first in memory, whatever the byte order.
+            let v4 = u64::from((self.hi as u32).to_be());
+            [if cfg!(target_endian = "big") { v4 << 32 } else { v4 }, 0]
+        };
+        // SAFETY: `[u64; 2]` and `[u8; 16]` have the same size, and any bits are valid.
+        unsafe { core::mem::transmute::<[u64; 2], [u8; 16]>(words) }
     }
 }
 

@@ -237,7 +237,7 @@ pub(crate) fn run(args: &TestArgs) -> anyhow::Result<()> {
             .map(|()| Outcome::Pass)
     });
     // Last: a VM failure (the agent on another kernel) does not hide the steps above.
-    steps.run("vm: Debian kernels in QEMU (x86_64, aarch64 on 6.1 and 6.12)", || {
+    steps.run("vm: Debian kernels in QEMU (x86_64, aarch64, armv7, mipsel on 6.1; x86_64, aarch64 on 6.12)", || {
         if args.only.is_some() {
             return Ok(Outcome::Skip("--only".into()));
         }

@@ -14,13 +14,9 @@ const INIT: &str = include_str!("init.sh");
 const DIRS: &[&str] =
     &["bin", "dev", "etc", "lib", "lib/modules", "proc", "sys", "tmp", "run", "var", "var/lib"];
 
-/// Writes the initramfs for `kernel` with `agent` (if any) as `/bin/egress-tracer` to `out`;
+/// Writes the initramfs for `kernel` with `agent` as `/bin/egress-tracer` to `out`;
 /// returns the names of the modules it loads, in order.
-pub(crate) fn build(
-    kernel: &Kernel,
-    agent: Option<&Path>,
-    out: &Path,
-) -> anyhow::Result<Vec<String>> {
+pub(crate) fn build(kernel: &Kernel, agent: &Path, out: &Path) -> anyhow::Result<Vec<String>> {
     let mods = modules::resolve(&kernel.modules)
         .with_context(|| format!("resolving the modules of {}", kernel.release))?;
     let mut cpio = Cpio::default();
@@ -32,11 +28,9 @@ pub(crate) fn build(
     cpio.file("init", 0o755, INIT.as_bytes());
     let busybox = std::fs::read(&kernel.busybox)?;
     cpio.file("bin/busybox", 0o755, &busybox);
-    if let Some(agent) = agent {
-        let bytes = std::fs::read(agent)
-            .with_context(|| format!("reading the agent {}", agent.display()))?;
-        cpio.file("bin/egress-tracer", 0o755, &bytes);
-    }
+    let bytes =
+        std::fs::read(agent).with_context(|| format!("reading the agent {}", agent.display()))?;
+    cpio.file("bin/egress-tracer", 0o755, &bytes);
     let mut order = String::new();
     for m in &mods {
         cpio.file(&format!("lib/modules/{}.ko", m.name), 0o644, &m.bytes);
