@@ -9,7 +9,7 @@ use tracer_common::capture::{CAPTURE_DATA, Capture, CaptureHeader, kind};
 
 use crate::{
     maps::{CAPTURE_BUDGET, CAPTURES, SETTINGS},
-    parse::{Address, Transport, bytes},
+    parse::{Address, Transport, header},
 };
 
 const TCP: u8 = 6;
@@ -31,14 +31,14 @@ pub(crate) enum Captured {
 #[inline(always)]
 fn ports(ctx: &TcContext, t: Transport, remote_first: bool) -> Option<(u16, u16, u32, usize)> {
     // A UDP header is 8 bytes (a datagram may carry fewer than 6 more); TCP's at least 20.
-    let udp = bytes::<8>(ctx, t.offset)?;
+    let udp = header::<8>(ctx, t.offset)?;
     let sport = u16::from_be_bytes([udp[0], udp[1]]);
     let dport = u16::from_be_bytes([udp[2], udp[3]]);
     let (remote, local) = if remote_first { (sport, dport) } else { (dport, sport) };
     if t.protocol == UDP {
         return Some((remote, local, 0, t.offset + 8));
     }
-    let hdr = bytes::<14>(ctx, t.offset)?;
+    let hdr = header::<14>(ctx, t.offset)?;
     let seq = u32::from_be_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]);
     let data_offset = usize::from(hdr[12] >> 4) * 4;
     Some((remote, local, seq, t.offset + data_offset))
@@ -57,7 +57,7 @@ pub(crate) fn dns_answer(
     if t.offset == 0 || (t.protocol != UDP && t.protocol != TCP) {
         return Captured::No;
     }
-    let Some(sport) = bytes::<2>(ctx, t.offset) else { return Captured::No };
+    let Some(sport) = header::<2>(ctx, t.offset) else { return Captured::No };
     if sport != [0, 53] {
         return Captured::No;
     }

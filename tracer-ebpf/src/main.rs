@@ -50,11 +50,11 @@ mod programs {
         TC_ACT_OK
     }
 
-    /// Parses reading headers directly where linear and copying them out elsewhere, without
-    /// pulling: the bench's comparison for non-linear frames.
+    /// Parses after pulling the headers into the linear area (`bpf_skb_pull_data`): the
+    /// bench's comparison for non-linear frames.
     #[classifier]
-    pub(crate) fn tc_parse_direct_or_copy(ctx: TcContext) -> i32 {
-        let parsed = crate::parse::parse_direct_or_copied(&ctx, Direction::Upload);
+    pub(crate) fn tc_parse_pull(ctx: TcContext) -> i32 {
+        let parsed = crate::parse::parse_pulled(&ctx, Direction::Upload);
         core::hint::black_box(&parsed);
         TC_ACT_OK
     }

@@ -31,6 +31,7 @@ mod lab;
 mod neigh;
 mod netns;
 mod topology;
+pub mod trafgen;
 mod wiring;
 
 pub use cmd::run;

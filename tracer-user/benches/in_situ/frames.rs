@@ -1,8 +1,8 @@
 //! The frames the in-situ benchmark sends from a LAN device: UDP over IPv4 to one hot
-//! destination or to many random public ones, as raw frames (for a packet socket) and as a
-//! trafgen configuration (trafgen's TX ring hands the kernel non-linear skbs).
+//! destination or to many random public ones, as raw frames (for a packet socket and for
+//! `tracer_lab::trafgen`).
 
-use std::{fmt::Write as _, net::Ipv4Addr};
+use std::net::Ipv4Addr;
 
 /// Length of every frame (without FCS): Ethernet 14 + IPv4 20 + UDP 8 + 18 bytes of payload.
 pub(crate) const FRAME_LEN: usize = 60;
@@ -80,18 +80,4 @@ fn is_public(a: Ipv4Addr) -> bool {
         || (o1 == 198 && (o2 == 18 || o2 == 19))
         || (o1 == 198 && o2 == 51 && o3 == 100)
         || (o1 == 203 && o2 == 0 && o3 == 113))
-}
-
-/// A trafgen configuration sending `frames` round robin, one packet block per frame.
-pub(crate) fn trafgen_config(frames: &[Vec<u8>]) -> String {
-    let mut out = String::with_capacity(frames.len() * (FRAME_LEN * 6 + 8));
-    for frame in frames {
-        out.push('{');
-        for (i, byte) in frame.iter().enumerate() {
-            let sep = if i == 0 { "" } else { "," };
-            let _ = write!(out, "{sep}0x{byte:02x}");
-        }
-        out.push_str("}\n");
-    }
-    out
 }

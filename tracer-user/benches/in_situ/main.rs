@@ -59,9 +59,9 @@ const LISTEN: &str = "127.0.0.1:19979";
 /// The programs measured one by one, with the names printed.
 const PROGRAMS: [(&str, &str); 5] = [
     (programs::EMPTY, "empty"),
-    (programs::PARSE_ONLY, "parse: pull"),
+    (programs::PARSE_PULL, "parse: pull"),
     (programs::PARSE_COPY, "parse: copy"),
-    (programs::PARSE_DIRECT_OR_COPY, "parse: either"),
+    (programs::PARSE_ONLY, "parse: either"),
     (programs::UPLOAD, "classifier"),
 ];
 
@@ -90,15 +90,7 @@ fn send(lab: &Lab, netns: &str, traffic: &Traffic, count: usize) -> anyhow::Resu
             let frames: Vec<Vec<u8>> = traffic.frames.iter().cycle().take(count).cloned().collect();
             tracer_lab::inject(&lab.netns_path(netns), "eth0", &frames)
         }
-        Skb::Paged => {
-            let conf = traffic.trafgen.display().to_string();
-            let n = count.to_string();
-            lab.exec(
-                netns,
-                &["trafgen", "--dev", "eth0", "--conf", &conf, "--num", &n, "--cpus", "1", "-C"],
-            )
-            .map(drop)
-        }
+        Skb::Paged => tracer_lab::trafgen::send(lab, netns, "eth0", &traffic.trafgen, count),
     }
 }
 
@@ -376,7 +368,7 @@ fn main() -> anyhow::Result<()> {
     let dir = std::env::temp_dir();
     let write_conf = |name: &str, frames: &[Vec<u8>]| -> anyhow::Result<PathBuf> {
         let path = dir.join(format!("et-bench-{}-{name}.trafgen", std::process::id()));
-        std::fs::write(&path, frames::trafgen_config(frames))?;
+        std::fs::write(&path, tracer_lab::trafgen::config(frames))?;
         Ok(path)
     };
     let hot_conf = write_conf("hot", &hot)?;

@@ -182,12 +182,7 @@ impl Kernel {
                 .ok()
         };
         let bench: &[&'static str] = if options.bench_programs {
-            &[
-                programs::PARSE_ONLY,
-                programs::PARSE_DIRECT_OR_COPY,
-                programs::PARSE_COPY,
-                programs::EMPTY,
-            ]
+            &[programs::PARSE_ONLY, programs::PARSE_PULL, programs::PARSE_COPY, programs::EMPTY]
         } else {
             &[]
         };

@@ -37,10 +37,11 @@ pub mod programs {
     pub const UPLOAD: &str = "tc_upload";
     /// Counts frames sent to LAN devices (TC egress).
     pub const DOWNLOAD: &str = "tc_download";
-    /// Parses only; a benchmark baseline.
+    /// Parses as the classifier does (directly where linear, copied out elsewhere) and touches
+    /// no map; a benchmark baseline.
     pub const PARSE_ONLY: &str = "tc_parse_only";
-    /// Parses reading directly where linear, copying out elsewhere; a benchmark comparison.
-    pub const PARSE_DIRECT_OR_COPY: &str = "tc_parse_direct_or_copy";
+    /// Parses after pulling the headers into the linear area; a benchmark comparison.
+    pub const PARSE_PULL: &str = "tc_parse_pull";
     /// Parses by copying the headers out (`bpf_skb_load_bytes`); a benchmark comparison.
     pub const PARSE_COPY: &str = "tc_parse_copy";
     /// Returns at once; a benchmark baseline.

@@ -339,3 +339,49 @@ fn killed_agent_keeps_counting_tcx() {
 fn killed_agent_keeps_counting_netlink() {
     killed_agent_keeps_counting("netlink");
 }
+
+/// Frames from trafgen's TX ring reach TC as non-linear skbs (only the Ethernet header in the
+/// linear area): the programs copy the headers out of the page fragments instead of reading
+/// them in place, and must count exactly what they count for linear frames, remote port
+/// included.
+#[test]
+#[ignore = "needs root and network namespaces: run by cargo xtask test"]
+fn paged_frames_count_exactly() {
+    use crate::support::frames::{Frame, IPV4, IPV6};
+    let lab = lab();
+    let agent = Agent::start(&lab, LAB_DB);
+    lab.warm_up().expect("warm up");
+    let [.., d4] = lab.devices() else { panic!("the lab has four devices") };
+    let dev4 = mac_bytes(&d4.mac);
+    let lanv = read_mac(&lab, &lab.gateway(), "lanv");
+    let (v4, v6) = ("10.77.100.14".parse().unwrap(), "fd77:100::14".parse().unwrap());
+    // On the routed port `lanv` (the bridge's netfilter would check IPv4 checksums). UDP with
+    // a payload of 0xab bytes: both ports are 0xabab.
+    let frames = [
+        Frame::eth(lanv, dev4).ethertype(IPV4).ipv4(v4, "36.110.0.1".parse().unwrap(), 5, 64),
+        Frame::eth(lanv, dev4).ethertype(IPV4).ipv4(v4, "8.8.8.8".parse().unwrap(), 6, 40),
+        Frame::eth(lanv, dev4).ethertype(IPV6).ipv6(v6, "240e::1".parse().unwrap(), 48),
+    ];
+    let each = 50;
+    let conf = support::agent::write_file(
+        &format!("{}-paged.trafgen", lab.prefix()),
+        &tracer_lab::trafgen::config(&frames.iter().map(|f| f.0.clone()).collect::<Vec<_>>()),
+    );
+    tracer_lab::trafgen::send(&lab, &d4.netns, "eth0", conf.path(), each * frames.len())
+        .expect("trafgen");
+    std::thread::sleep(Duration::from_millis(300));
+
+    let s = agent.scrape();
+    let n = each as f64;
+    let cn_bytes = n * (frames[0].len() + frames[2].len()) as f64;
+    assert_eq!(counts(&s, &d4.mac, "CN", "upload"), (2.0 * n, cn_bytes));
+    assert_eq!(counts(&s, &d4.mac, "US", "upload"), (n, n * frames[1].len() as f64));
+    let malformed = [("reason", "malformed"), ("direction", "upload")];
+    assert_eq!(prom::value(&s, "egress_tracer_uncounted_packets_total", &malformed), 0.0);
+    let view = agent.remotes(&d4.mac);
+    for address in ["36.110.0.1", "8.8.8.8", "240e::1"] {
+        let remote = support::agent::remote(&view, address);
+        assert_eq!(remote["port"], 0xabab, "{address}: the port read from the fragments");
+        assert_eq!(remote["protocol"], "udp", "{address}");
+    }
+}
