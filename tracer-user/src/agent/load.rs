@@ -117,7 +117,11 @@ pub fn load_kernel(
     lan_prefixes: &[IpNet],
 ) -> anyhow::Result<(Kernel, GeoStatus)> {
     let started = Instant::now();
-    let geo = database::compile(&settings.geo, lan_prefixes)?;
+    let geo = database::compile_with(
+        &settings.geo,
+        lan_prefixes,
+        settings.lookup == crate::kernel::Lookup::Lpm,
+    )?;
     let tables = KernelTables::build(&geo, settings.lookup);
     let mut kernel = tables.load(LoadOptions {
         counter_entries: settings.counter_entries,
@@ -132,8 +136,8 @@ pub fn load_kernel(
     kernel.set_remotes(settings.remote_entries > 0)?;
     let stats = geo.stats();
     let status = GeoStatus {
-        source: geo.data().source.clone(),
-        build_date: geo.data().build_date.clone(),
+        source: geo.meta().source.clone(),
+        build_date: geo.meta().build_date.clone(),
         loaded_at: Some(SystemTime::now()),
         load_duration: started.elapsed(),
         runs: (stats.v4_runs, stats.v6_runs),

@@ -15,22 +15,25 @@
 //! starts alone suffice. Deltas and ids are stored as two columns, which deflate compresses
 //! better than interleaved pairs. Varints are LEB128.
 //!
-//! [`decode`] checks everything (magic, checksum, lengths against the bytes actually present,
-//! ordering, ids, trailing bytes). Its memory is bounded whatever the input claims: the
-//! decompressed body is capped at [`MAX_BODY_BYTES`], a family at [`MAX_SEGMENTS`] segments,
-//! and a family's vector is reserved for the segments actually present (each takes at least two
-//! bytes of the body), never for a count taken on trust.
+//! [`decode`] checks everything (magic, checksum, lengths, ordering, ids, trailing bytes). It
+//! reads the body as a stream ([`Stream`]), never holding it decompressed: a family is decoded
+//! straight into its [`Segments`] (which is how the agent compiles the embedded database one
+//! family at a time). Its memory is bounded whatever the input claims: the decompressed body is
+//! capped at [`MAX_BODY_BYTES`], a family at [`MAX_SEGMENTS`] segments, and a family's vectors
+//! grow with the segments actually read, never reserved for a count taken on trust.
 
-use std::io::Write as _;
+use std::io::{BufRead as _, BufReader, Write as _};
 
-use flate2::{Compression, read::ZlibDecoder, write::ZlibEncoder};
+use flate2::{Compression, bufread::ZlibDecoder, write::ZlibEncoder};
 use tracer_common::CountryId;
 
 use super::{
     GeoData, GeoError,
-    input::read_limited,
+    compiled::GeoMeta,
     ranges::{Address, Run},
+    segments::Segments,
 };
+use crate::base::input::InputError;
 
 /// The first bytes of a compact database.
 pub const MAGIC: &[u8; 6] = b"ETGEO\x01";
@@ -74,26 +77,11 @@ pub fn decode(bytes: &[u8]) -> Result<GeoData, GeoError> {
 
 /// Decodes a compact database, naming it `name` in errors.
 pub fn decode_named(name: &str, bytes: &[u8]) -> Result<GeoData, GeoError> {
-    let compressed = bytes
-        .strip_prefix(MAGIC)
-        .ok_or_else(|| GeoError::compact(name, "bad magic (not an ETGEO\\x01 file)"))?;
-    let body = read_limited(
-        name,
-        ZlibDecoder::new(compressed),
-        MAX_BODY_BYTES,
-        compressed.len().saturating_mul(4).min(64 << 20),
-        |e| GeoError::compact(name, format!("corrupt or truncated compressed data: {e}")),
-    )?;
-    let mut reader = Reader { bytes: &body };
-    let err = |reason: String| GeoError::compact(name, reason);
-    let source = reader.string("source").map_err(err)?;
-    let build_date = reader.option("build date").map_err(err)?;
-    let attribution = reader.option("attribution").map_err(err)?;
-    let v4 = reader.family::<u32>("IPv4").map_err(err)?;
-    let v6 = reader.family::<u128>("IPv6").map_err(err)?;
-    if !reader.bytes.is_empty() {
-        return Err(err(format!("{} unexpected trailing bytes", reader.bytes.len())));
-    }
+    let (mut stream, meta) = Stream::open(name, bytes)?;
+    let v4: Vec<Run<u32>> = stream.family::<u32>("IPv4")?.runs().collect();
+    let v6: Vec<Run<u128>> = stream.family::<u128>("IPv6")?.runs().collect();
+    stream.finish()?;
+    let GeoMeta { source, build_date, attribution } = meta;
     let data = GeoData { source, build_date, attribution, v4, v6 };
     if data.is_empty() {
         return Err(GeoError::Empty { name: name.to_owned() });
@@ -154,110 +142,163 @@ fn put_family<A: Address>(out: &mut Vec<u8>, runs: &[Run<A>]) {
     }
 }
 
-/// A cursor over the decompressed body; every read checks the bytes that remain.
-struct Reader<'a> {
-    bytes: &'a [u8],
+/// Bytes of decompressed body buffered at a time.
+const STREAM_BUFFER: usize = 16 * 1024;
+
+/// A compact database being decoded: [`open`](Self::open) reads the metadata, then
+/// [`family`](Self::family) each family in order (IPv4, then IPv6), then
+/// [`finish`](Self::finish) checks that nothing follows and that the checksum holds. Only a
+/// small buffer of the decompressed body is held at a time.
+pub struct Stream<'a> {
+    name: String,
+    body: BufReader<ZlibDecoder<&'a [u8]>>,
+    /// Body bytes consumed so far.
+    read: u64,
 }
 
-impl Reader<'_> {
-    fn varint(&mut self, what: &str) -> Result<u128, String> {
+impl std::fmt::Debug for Stream<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stream").field("name", &self.name).field("read", &self.read).finish()
+    }
+}
+
+impl<'a> Stream<'a> {
+    /// Checks the magic and reads the metadata of the compact database `bytes`, naming it
+    /// `name` in errors.
+    pub fn open(name: &str, bytes: &'a [u8]) -> Result<(Self, GeoMeta), GeoError> {
+        let compressed = bytes
+            .strip_prefix(MAGIC)
+            .ok_or_else(|| GeoError::compact(name, "bad magic (not an ETGEO\\x01 file)"))?;
+        let mut stream = Self {
+            name: name.to_owned(),
+            body: BufReader::with_capacity(STREAM_BUFFER, ZlibDecoder::new(compressed)),
+            read: 0,
+        };
+        let source = stream.string("source")?;
+        let build_date = stream.option("build date")?;
+        let attribution = stream.option("attribution")?;
+        Ok((stream, GeoMeta { source, build_date, attribution }))
+    }
+
+    fn err(&self, reason: String) -> GeoError {
+        GeoError::compact(&self.name, reason)
+    }
+
+    /// The next byte of the body, `None` at its end.
+    fn byte(&mut self) -> Result<Option<u8>, GeoError> {
+        let name = &self.name;
+        let buf = self.body.fill_buf().map_err(|e| {
+            GeoError::compact(name, format!("corrupt or truncated compressed data: {e}"))
+        })?;
+        let Some(&byte) = buf.first() else {
+            return Ok(None);
+        };
+        self.body.consume(1);
+        self.read += 1;
+        if self.read > MAX_BODY_BYTES {
+            return Err(InputError::too_large(&self.name, MAX_BODY_BYTES).into());
+        }
+        Ok(Some(byte))
+    }
+
+    fn varint(&mut self, what: &str) -> Result<u128, GeoError> {
         let mut value = 0u128;
-        for (i, &byte) in self.bytes.iter().enumerate().take(19) {
+        for i in 0..19 {
+            let Some(byte) = self.byte()? else {
+                break;
+            };
             let bits = u128::from(byte & 0x7f);
             if i == 18 && bits > 0x3 {
-                return Err(format!("{what}: varint overflows 128 bits"));
+                return Err(self.err(format!("{what}: varint overflows 128 bits")));
             }
             value |= bits << (7 * i);
             if byte & 0x80 == 0 {
-                self.bytes = &self.bytes[i + 1..];
                 return Ok(value);
             }
         }
-        Err(format!("{what}: truncated or overlong varint"))
+        Err(self.err(format!("{what}: truncated or overlong varint")))
     }
 
     /// The start of segment `i`, whose predecessor started at `previous`.
-    fn start<A: Address>(&mut self, i: usize, previous: u128, what: &str) -> Result<u128, String> {
+    fn start<A: Address>(&mut self, i: usize, previous: u128, what: &str) -> Result<A, GeoError> {
         let delta = self.varint(what)?;
         if (i == 0) != (delta == 0) {
-            return Err(format!("{what}: segment {i} does not start after the previous"));
+            return Err(self.err(format!("{what}: segment {i} does not start after the previous")));
         }
         previous
             .checked_add(delta)
             .filter(|&s| s <= A::MAX.to_u128())
-            .ok_or_else(|| format!("{what}: segment {i} starts beyond the address space"))
+            .map(A::from_u128)
+            .ok_or_else(|| self.err(format!("{what}: segment {i} starts beyond the address space")))
     }
 
-    fn take(&mut self, len: u128, what: &str) -> Result<&[u8], String> {
-        let len = usize::try_from(len)
-            .ok()
-            .filter(|&len| len <= self.bytes.len() && len <= MAX_STRING)
-            .ok_or_else(|| format!("{what}: length {len} exceeds the data"))?;
-        let (head, tail) = self.bytes.split_at(len);
-        self.bytes = tail;
-        Ok(head)
+    fn utf8(&mut self, len: u128, what: &str) -> Result<String, GeoError> {
+        let exceeds = |stream: &Self| stream.err(format!("{what}: length {len} exceeds the data"));
+        let len = usize::try_from(len).ok().filter(|&len| len <= MAX_STRING);
+        let Some(len) = len else {
+            return Err(exceeds(self));
+        };
+        let mut bytes = Vec::with_capacity(len);
+        for _ in 0..len {
+            match self.byte()? {
+                Some(byte) => bytes.push(byte),
+                None => return Err(exceeds(self)),
+            }
+        }
+        String::from_utf8(bytes).map_err(|_| self.err(format!("{what}: not valid UTF-8")))
     }
 
-    fn utf8(bytes: &[u8], what: &str) -> Result<String, String> {
-        String::from_utf8(bytes.to_vec()).map_err(|_| format!("{what}: not valid UTF-8"))
-    }
-
-    fn string(&mut self, what: &str) -> Result<String, String> {
+    fn string(&mut self, what: &str) -> Result<String, GeoError> {
         let len = self.varint(what)?;
-        Self::utf8(self.take(len, what)?, what)
+        self.utf8(len, what)
     }
 
-    fn option(&mut self, what: &str) -> Result<Option<String>, String> {
+    fn option(&mut self, what: &str) -> Result<Option<String>, GeoError> {
         match self.varint(what)? {
             0 => Ok(None),
-            len => Self::utf8(self.take(len - 1, what)?, what).map(Some),
+            len => self.utf8(len - 1, what).map(Some),
         }
     }
 
-    fn family<A: Address>(&mut self, what: &str) -> Result<Vec<Run<A>>, String> {
+    /// The next family's segments (`what` names it in errors: "IPv4", "IPv6").
+    pub fn family<A: Address>(&mut self, what: &str) -> Result<Segments<A>, GeoError> {
         let count = self.varint(what)?;
-        // Each segment takes at least two bytes (a delta and an id).
-        let count = usize::try_from(count)
-            .ok()
-            .filter(|&n| n <= self.bytes.len() / 2 && n <= MAX_SEGMENTS)
-            .ok_or_else(|| format!("{what}: segment count {count} exceeds the data or limit"))?;
-        // Two cursors, one over the starts column and one over the ids column (found by
-        // skipping the starts), so no column is held in memory.
-        let mut starts = Reader { bytes: self.bytes };
-        for _ in 0..count {
-            self.varint(what)?;
-        }
-        // Segments of a known id bound the runs: reserving that many (every one of them is in
-        // the data, at least two bytes each) avoids the doubling copies of a growing vector.
-        let mut ids = Reader { bytes: self.bytes };
-        let mut known = 0usize;
-        for _ in 0..count {
-            known += usize::from(ids.varint(what)? != 0);
-        }
-        let mut runs: Vec<Run<A>> = Vec::with_capacity(known);
-        let mut next_start = if count > 0 { Some(starts.start::<A>(0, 0, what)?) } else { None };
+        let count =
+            usize::try_from(count).ok().filter(|&n| n <= MAX_SEGMENTS).ok_or_else(|| {
+                self.err(format!("{what}: segment count {count} exceeds the data or limit"))
+            })?;
+        // Grown as read (a count is not taken on trust); large vectors grow by remapping,
+        // without a copy.
+        let reserve = count.min(1 << 12);
+        let mut starts: Vec<A> = Vec::with_capacity(reserve);
+        let mut previous = 0u128;
         for i in 0..count {
-            let first = next_start.expect("read ahead for every segment");
-            next_start =
-                if i + 1 < count { Some(starts.start::<A>(i + 1, first, what)?) } else { None };
+            let start = self.start::<A>(i, previous, what)?;
+            previous = start.to_u128();
+            starts.push(start);
+        }
+        let mut ids: Vec<CountryId> = Vec::with_capacity(reserve);
+        for _ in 0..count {
             let id = self.varint(what)?;
             let id = u16::try_from(id)
                 .ok()
                 .filter(|&id| id <= CountryId::MAX_COUNTRY)
                 .map(CountryId)
-                .ok_or_else(|| format!("{what}: invalid country id {id}"))?;
-            // Starts are strictly increasing, so `next - 1` does not underflow.
-            let last = next_start.map_or(A::MAX.to_u128(), |next| next - 1);
-            if id == CountryId::UNKNOWN {
-                continue;
-            }
-            match runs.last_mut() {
-                Some(prev) if prev.id == id && prev.last.to_u128() + 1 == first => {
-                    prev.last = A::from_u128(last);
-                }
-                _ => runs.push(Run::new(A::from_u128(first), A::from_u128(last), id)),
-            }
+                .ok_or_else(|| self.err(format!("{what}: invalid country id {id}")))?;
+            ids.push(id);
         }
-        Ok(runs)
+        Ok(Segments::from_columns(starts, ids))
+    }
+
+    /// Checks that the body ends here (and, reading to its end, its checksum).
+    pub fn finish(mut self) -> Result<(), GeoError> {
+        let mut trailing = 0u64;
+        while self.byte()?.is_some() {
+            trailing += 1;
+        }
+        if trailing > 0 {
+            return Err(self.err(format!("{trailing} unexpected trailing bytes")));
+        }
+        Ok(())
     }
 }

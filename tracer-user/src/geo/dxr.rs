@@ -26,7 +26,8 @@ use tracer_common::{
 
 use super::{
     GeoError,
-    ranges::{Address, Run, runs_are_valid},
+    ranges::{Address, Run},
+    segments::Segments,
 };
 
 /// Most ranges a structure may hold (2^24: 64 MiB of range array, far above any real data).
@@ -91,20 +92,44 @@ const fn mask(bits: u32) -> u128 {
     if bits >= 128 { u128::MAX } else { (1u128 << bits) - 1 }
 }
 
-/// The run at `runs[i]` extended over the following runs that touch it with the same id:
-/// `(first, last, id, index after them)`.
-fn merged<A: Address>(runs: &[Run<A>], i: usize) -> (u128, u128, u16, usize) {
-    let run = runs[i];
-    let (first, mut last) = (run.first.to_u128(), run.last.to_u128());
-    let mut j = i + 1;
-    while let Some(next) = runs.get(j) {
-        if next.id != run.id || last == u128::MAX || next.first.to_u128() != last + 1 {
-            break;
-        }
-        last = next.last.to_u128();
-        j += 1;
+/// A window of consecutive segments: those meeting one node. The last of them ends at
+/// `tail_last` (where the next segment, outside the window, starts, minus one).
+#[derive(Clone, Copy)]
+struct View<'a, A> {
+    starts: &'a [A],
+    ids: &'a [CountryId],
+    tail_last: u128,
+}
+
+impl<A: Address> View<'_, A> {
+    fn len(&self) -> usize {
+        self.starts.len()
     }
-    (first, last, run.id.0, j)
+
+    fn last(&self, i: usize) -> u128 {
+        self.starts.get(i + 1).map_or(self.tail_last, |next| next.to_u128() - 1)
+    }
+
+    /// Segments `from..to`.
+    fn window(&self, from: usize, to: usize) -> Self {
+        Self {
+            starts: &self.starts[from..to],
+            ids: &self.ids[from..to],
+            tail_last: self.last(to - 1),
+        }
+    }
+
+    /// The segment at `i` extended over the following ones of the same id: `(last, id)`.
+    /// (Consecutive segments of one id are already one in [`Segments`]; this keeps the build
+    /// exact for windows of any segments.)
+    fn merged(&self, i: usize) -> (u128, u16) {
+        let id = self.ids[i];
+        let mut j = i + 1;
+        while j < self.len() && self.ids[j] == id {
+            j += 1;
+        }
+        (self.last(j - 1), id.0)
+    }
 }
 
 struct Builder {
@@ -117,12 +142,12 @@ struct Builder {
 
 impl Builder {
     /// The range list of the node at `base` whose digit values each span `child_bits` bits;
-    /// `runs` are those meeting the node (sorted, disjoint).
+    /// `segments` are those meeting the node.
     fn list<A: Address>(
         &mut self,
         base: u128,
         child_bits: u32,
-        runs: &[Run<A>],
+        segments: View<'_, A>,
     ) -> Result<Vec<Range>, GeoError> {
         let node_last = base | mask(child_bits + DIGIT_BITS);
         let mut out: Vec<Range> = Vec::new();
@@ -136,22 +161,12 @@ impl Builder {
         while digit <= u128::from(u16::MAX) {
             let child = base | (digit << child_bits);
             let child_last = child | mask(child_bits);
-            while runs.get(i).is_some_and(|r| r.last.to_u128() < child) {
+            // The segments tile the node, so one of them holds `child`.
+            while segments.last(i) < child {
                 i += 1;
             }
-            let Some(run) = runs.get(i) else {
-                push(&mut out, digit, CountryId::UNKNOWN.0);
-                break;
-            };
-            let first = run.first.to_u128();
-            if first > child_last {
-                // A gap covers this digit value, up to the one holding `first`.
-                push(&mut out, digit, CountryId::UNKNOWN.0);
-                digit = (first - base) >> child_bits;
-                continue;
-            }
-            let (_, last, id, _) = merged(runs, i);
-            if first <= child && last >= child_last {
+            let (last, id) = segments.merged(i);
+            if last >= child_last {
                 // One id over this digit value and on up to the one holding `last + 1`.
                 push(&mut out, digit, id);
                 if last >= node_last {
@@ -160,9 +175,9 @@ impl Builder {
                 digit = (last + 1 - base) >> child_bits;
                 continue;
             }
-            // Mixed: a node for this digit value, over the runs meeting it.
-            let end = i + runs[i..].partition_point(|r| r.first.to_u128() <= child_last);
-            let entry = self.node(child, child_bits, &runs[i..end])?;
+            // Mixed: a node for this digit value, over the segments meeting it.
+            let end = i + segments.starts[i..].partition_point(|s| s.to_u128() <= child_last);
+            let entry = self.node(child, child_bits, segments.window(i, end))?;
             push(&mut out, digit, entry);
             digit += 1;
         }
@@ -174,9 +189,9 @@ impl Builder {
         &mut self,
         base: u128,
         bits: u32,
-        runs: &[Run<A>],
+        segments: View<'_, A>,
     ) -> Result<u16, GeoError> {
-        let list = self.list(base, bits - DIGIT_BITS, runs)?;
+        let list = self.list(base, bits - DIGIT_BITS, segments)?;
         self.built += 1;
         let hash = self.hasher.hash_one(&list);
         let same = self.index.entry(hash).or_default();
@@ -205,14 +220,15 @@ impl Builder {
 /// runs are not sorted and disjoint, or if more than [`MAX_NODES`] nodes (or [`MAX_RANGES`]
 /// ranges) would be needed.
 pub fn build_dxr<A: Address>(runs: &[Run<A>]) -> Result<Dxr, GeoError> {
-    if !runs_are_valid(runs) {
-        let family = if A::BITS == 32 { "IPv4" } else { "IPv6" };
-        return Err(GeoError::InvalidRuns { family });
-    }
-    if let Some(run) =
-        runs.iter().find(|run| run.id.0 >= CountryId::NUM_IDS || run.id == CountryId::FALLBACK)
+    build_dxr_segments(&Segments::from_runs(runs)?)
+}
+
+/// Builds the structure for `segments`, like [`build_dxr`] for their runs.
+pub fn build_dxr_segments<A: Address>(segments: &Segments<A>) -> Result<Dxr, GeoError> {
+    if let Some(&id) =
+        segments.ids().iter().find(|id| id.0 >= CountryId::NUM_IDS || **id == CountryId::FALLBACK)
     {
-        return Err(GeoError::InvalidId { id: run.id.0 });
+        return Err(GeoError::InvalidId { id: id.0 });
     }
     let mut builder = Builder {
         nodes: Vec::new(),
@@ -221,7 +237,8 @@ pub fn build_dxr<A: Address>(runs: &[Run<A>]) -> Result<Dxr, GeoError> {
         hasher: RandomState::new(),
         built: 0,
     };
-    let top = builder.list(0, A::BITS - DIGIT_BITS, runs)?;
+    let all = View { starts: segments.starts(), ids: segments.ids(), tail_last: A::MAX.to_u128() };
+    let top = builder.list(0, A::BITS - DIGIT_BITS, all)?;
     let mut root = vec![Block::filled(CountryId::UNKNOWN); ROOT_BLOCKS as usize];
     for (k, range) in top.iter().enumerate() {
         let end =
@@ -231,8 +248,12 @@ pub fn build_dxr<A: Address>(runs: &[Run<A>]) -> Result<Dxr, GeoError> {
         }
     }
     let Builder { nodes, mut ranges, built, .. } = builder;
+    // Dropped before the range array is padded and shrunk, so the build's peak is lower.
+    drop(top);
     ranges.resize(ranges.len().div_ceil(LINE_RANGES).max(1) * LINE_RANGES, Range::default());
     ranges.shrink_to_fit();
+    let mut nodes = nodes;
+    nodes.shrink_to_fit();
     let shared_nodes = built - nodes.len();
     Ok(Dxr { root, nodes, ranges, shared_nodes })
 }
