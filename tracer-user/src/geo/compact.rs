@@ -16,13 +16,13 @@
 //! better than interleaved pairs. Varints are LEB128.
 //!
 //! [`decode`] checks everything (magic, checksum, lengths, ordering, ids, trailing bytes). It
-//! reads the body as a stream ([`Stream`]), never holding it decompressed: a family is decoded
-//! straight into its [`Segments`] (which is how the agent compiles the embedded database one
-//! family at a time). Its memory is bounded whatever the input claims: the decompressed body is
+//! reads the body as a stream ([`Stream`]), never holding it decompressed: a family's segments
+//! are handed on as they are decoded (which is how the agent compiles the embedded database
+//! without holding its runs, [`super::CompiledGeo::from_compact`]). Its memory is bounded whatever the input claims: the decompressed body is
 //! capped at [`MAX_BODY_BYTES`], a family at [`MAX_SEGMENTS`] segments, and a family's vectors
 //! grow with the segments actually read, never reserved for a count taken on trust.
 
-use std::io::{BufRead as _, BufReader, Write as _};
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 
 use flate2::{Compression, bufread::ZlibDecoder, write::ZlibEncoder};
 use tracer_common::CountryId;
@@ -31,7 +31,7 @@ use super::{
     GeoData, GeoError,
     compiled::GeoMeta,
     ranges::{Address, Run},
-    segments::Segments,
+    segments::SegmentsBuilder,
 };
 use crate::base::input::InputError;
 
@@ -78,8 +78,18 @@ pub fn decode(bytes: &[u8]) -> Result<GeoData, GeoError> {
 /// Decodes a compact database, naming it `name` in errors.
 pub fn decode_named(name: &str, bytes: &[u8]) -> Result<GeoData, GeoError> {
     let (mut stream, meta) = Stream::open(name, bytes)?;
-    let v4: Vec<Run<u32>> = stream.family::<u32>("IPv4")?.runs().collect();
-    let v6: Vec<Run<u128>> = stream.family::<u128>("IPv6")?.runs().collect();
+    let mut v4 = SegmentsBuilder::<u32>::new();
+    stream.family::<u32>("IPv4", |start, id| {
+        v4.push(start, id);
+        Ok(())
+    })?;
+    let v4: Vec<Run<u32>> = v4.finish().runs().collect();
+    let mut v6 = SegmentsBuilder::<u128>::new();
+    stream.family::<u128>("IPv6", |start, id| {
+        v6.push(start, id);
+        Ok(())
+    })?;
+    let v6: Vec<Run<u128>> = v6.finish().runs().collect();
     stream.finish()?;
     let GeoMeta { source, build_date, attribution } = meta;
     let data = GeoData { source, build_date, attribution, v4, v6 };
@@ -151,6 +161,7 @@ const STREAM_BUFFER: usize = 16 * 1024;
 /// small buffer of the decompressed body is held at a time.
 pub struct Stream<'a> {
     name: String,
+    compressed: &'a [u8],
     body: BufReader<ZlibDecoder<&'a [u8]>>,
     /// Body bytes consumed so far.
     read: u64,
@@ -169,15 +180,21 @@ impl<'a> Stream<'a> {
         let compressed = bytes
             .strip_prefix(MAGIC)
             .ok_or_else(|| GeoError::compact(name, "bad magic (not an ETGEO\\x01 file)"))?;
-        let mut stream = Self {
-            name: name.to_owned(),
-            body: BufReader::with_capacity(STREAM_BUFFER, ZlibDecoder::new(compressed)),
-            read: 0,
-        };
+        let mut stream = Self::new(name, compressed);
         let source = stream.string("source")?;
         let build_date = stream.option("build date")?;
         let attribution = stream.option("attribution")?;
         Ok((stream, GeoMeta { source, build_date, attribution }))
+    }
+
+    /// A stream at the start of the body.
+    fn new(name: &str, compressed: &'a [u8]) -> Self {
+        Self {
+            name: name.to_owned(),
+            compressed,
+            body: BufReader::with_capacity(STREAM_BUFFER, ZlibDecoder::new(compressed)),
+            read: 0,
+        }
     }
 
     fn err(&self, reason: String) -> GeoError {
@@ -193,15 +210,32 @@ impl<'a> Stream<'a> {
         let Some(&byte) = buf.first() else {
             return Ok(None);
         };
-        self.body.consume(1);
-        self.read += 1;
-        if self.read > MAX_BODY_BYTES {
-            return Err(InputError::too_large(&self.name, MAX_BODY_BYTES).into());
-        }
+        self.consume(1)?;
         Ok(Some(byte))
     }
 
+    /// Consumes `len` bytes of the buffer, counting them against [`MAX_BODY_BYTES`].
+    fn consume(&mut self, len: usize) -> Result<(), GeoError> {
+        self.body.consume(len);
+        self.read += len as u64;
+        if self.read > MAX_BODY_BYTES {
+            return Err(InputError::too_large(&self.name, MAX_BODY_BYTES).into());
+        }
+        Ok(())
+    }
+
     fn varint(&mut self, what: &str) -> Result<u128, GeoError> {
+        // Fast path: the whole varint is in the buffer (and within 19 bytes).
+        let buffered = self.body.buffer();
+        if let Some(end) = buffered.iter().take(19).position(|&byte| byte & 0x80 == 0) {
+            if end == 18 && buffered[18] > 0x3 {
+                return Err(self.err(format!("{what}: varint overflows 128 bits")));
+            }
+            let value = (buffered[..=end].iter().enumerate())
+                .fold(0u128, |value, (i, &byte)| value | u128::from(byte & 0x7f) << (7 * i));
+            self.consume(end + 1)?;
+            return Ok(value);
+        }
         let mut value = 0u128;
         for i in 0..19 {
             let Some(byte) = self.byte()? else {
@@ -220,7 +254,12 @@ impl<'a> Stream<'a> {
     }
 
     /// The start of segment `i`, whose predecessor started at `previous`.
-    fn start<A: Address>(&mut self, i: usize, previous: u128, what: &str) -> Result<A, GeoError> {
+    fn start<A: Address>(
+        &mut self,
+        i: usize,
+        previous: u128,
+        what: &str,
+    ) -> Result<u128, GeoError> {
         let delta = self.varint(what)?;
         if (i == 0) != (delta == 0) {
             return Err(self.err(format!("{what}: segment {i} does not start after the previous")));
@@ -228,7 +267,6 @@ impl<'a> Stream<'a> {
         previous
             .checked_add(delta)
             .filter(|&s| s <= A::MAX.to_u128())
-            .map(A::from_u128)
             .ok_or_else(|| self.err(format!("{what}: segment {i} starts beyond the address space")))
     }
 
@@ -260,34 +298,77 @@ impl<'a> Stream<'a> {
         }
     }
 
-    /// The next family's segments (`what` names it in errors: "IPv4", "IPv6").
-    pub fn family<A: Address>(&mut self, what: &str) -> Result<Segments<A>, GeoError> {
+    /// Reads the next family (`what` names it in errors: "IPv4", "IPv6"), handing the start
+    /// and id of each segment to `each` in address order (consecutive ones may have one id).
+    ///
+    /// The starts column and the ids column are read side by side, by a second decoder over
+    /// the same data moved to the ids (decompressing the body up to there once more), so
+    /// neither column is held.
+    pub fn family<A: Address>(
+        &mut self,
+        what: &str,
+        mut each: impl FnMut(u128, CountryId) -> Result<(), GeoError>,
+    ) -> Result<(), GeoError> {
         let count = self.varint(what)?;
         let count =
             usize::try_from(count).ok().filter(|&n| n <= MAX_SEGMENTS).ok_or_else(|| {
                 self.err(format!("{what}: segment count {count} exceeds the data or limit"))
             })?;
-        // Grown as read (a count is not taken on trust); large vectors grow by remapping,
-        // without a copy.
-        let reserve = count.min(1 << 12);
-        let mut starts: Vec<A> = Vec::with_capacity(reserve);
+        let mut ids = Self::new(&self.name, self.compressed);
+        ids.skip(self.read)?;
+        ids.skip_varints(count, what)?;
         let mut previous = 0u128;
         for i in 0..count {
             let start = self.start::<A>(i, previous, what)?;
-            previous = start.to_u128();
-            starts.push(start);
-        }
-        let mut ids: Vec<CountryId> = Vec::with_capacity(reserve);
-        for _ in 0..count {
-            let id = self.varint(what)?;
+            previous = start;
+            let id = ids.varint(what)?;
             let id = u16::try_from(id)
                 .ok()
                 .filter(|&id| id <= CountryId::MAX_COUNTRY)
                 .map(CountryId)
-                .ok_or_else(|| self.err(format!("{what}: invalid country id {id}")))?;
-            ids.push(id);
+                .ok_or_else(|| ids.err(format!("{what}: invalid country id {id}")))?;
+            each(start, id)?;
         }
-        Ok(Segments::from_columns(starts, ids))
+        // The ids decoder is where the next family starts.
+        *self = ids;
+        Ok(())
+    }
+
+    /// Skips `count` varints (their values are read, and checked, by the other decoder).
+    fn skip_varints(&mut self, mut count: usize, what: &str) -> Result<(), GeoError> {
+        while count > 0 {
+            let name = &self.name;
+            let buffered = self.body.fill_buf().map_err(|e| {
+                GeoError::compact(name, format!("corrupt or truncated compressed data: {e}"))
+            })?;
+            if buffered.is_empty() {
+                return Err(self.err(format!("{what}: truncated or overlong varint")));
+            }
+            // Up to and including the last byte of the `count`-th varint in the buffer.
+            let mut len = buffered.len();
+            for (i, &byte) in buffered.iter().enumerate() {
+                if byte & 0x80 == 0 {
+                    count -= 1;
+                    if count == 0 {
+                        len = i + 1;
+                        break;
+                    }
+                }
+            }
+            self.consume(len)?;
+        }
+        Ok(())
+    }
+
+    /// Skips the first `bytes` bytes of the body (fewer than were read before).
+    fn skip(&mut self, bytes: u64) -> Result<(), GeoError> {
+        let skipped = std::io::copy(&mut (&mut self.body).take(bytes), &mut std::io::sink())
+            .map_err(|e| self.err(format!("corrupt or truncated compressed data: {e}")))?;
+        if skipped != bytes {
+            return Err(self.err("truncated compressed data".to_owned()));
+        }
+        self.read = bytes;
+        Ok(())
     }
 
     /// Checks that the body ends here (and, reading to its end, its checksum).

@@ -8,10 +8,10 @@ use tracer_common::CountryId;
 
 use super::{
     GeoError, compact,
-    dxr::{Dxr, build_dxr_segments},
+    dxr::{Dxr, DxrBuilder, for_each_segment},
     local::{local_networks, overlay_local},
-    ranges::{Address, RangeMap, Run, cidr_blocks, lookup_runs},
-    segments::Segments,
+    ranges::{Address, RangeMap, Run, cidr_blocks, lookup_runs, runs_are_valid},
+    segments::{Overlay, Segments, SegmentsBuilder},
 };
 
 /// A country database: sorted, disjoint, merged runs per family, plus where it came from.
@@ -128,18 +128,49 @@ struct Family<A> {
     segments: Option<Segments<A>>,
 }
 
+/// Where a family's segments come from: called with the sink to push them into, in address
+/// order.
+type Feed<'f> = &'f mut dyn FnMut(
+    &mut dyn FnMut(u128, CountryId) -> Result<(), GeoError>,
+) -> Result<(), GeoError>;
+
 impl<A: Address> Family<A> {
-    /// Overlays `local` on `segments` in place and builds the compact structure; the segments
-    /// are dropped unless `keep`.
-    fn compile(mut segments: Segments<A>, local: &[Run<A>], keep: bool) -> Result<Self, GeoError> {
-        segments.overlay(local);
-        let dxr = build_dxr_segments(&segments)?;
-        let (mut runs, mut prefixes) = (0, 0);
-        for run in segments.runs() {
-            runs += 1;
-            prefixes += cidr_blocks(run.first, run.last).count();
+    /// Builds the compact structure of the segments `feed` pushes, with `local` overlaid,
+    /// counting runs and prefixes on the way; the segments are collected only if `keep`.
+    fn compile(feed: Feed<'_>, local: &[Run<A>], keep: bool) -> Result<Self, GeoError> {
+        let mut dxr = DxrBuilder::<A>::new();
+        let mut kept = keep.then(SegmentsBuilder::<A>::new);
+        let (mut runs, mut prefixes) = (0usize, 0usize);
+        let mut count = |first: u128, last: u128, id: CountryId| {
+            if id != CountryId::UNKNOWN {
+                runs += 1;
+                prefixes += cidr_blocks(A::from_u128(first), A::from_u128(last)).count();
+            }
+        };
+        // The segment in effect (consecutive ones of one id are one).
+        let mut current: Option<(u128, CountryId)> = None;
+        {
+            let mut sink = |start: u128, id: CountryId| -> Result<(), GeoError> {
+                if current.is_some_and(|(_, in_effect)| in_effect == id) {
+                    return Ok(());
+                }
+                dxr.push(start, id)?;
+                if let Some((first, previous)) = current.replace((start, id)) {
+                    count(first, start - 1, previous);
+                }
+                if let Some(kept) = &mut kept {
+                    kept.push(start, id);
+                }
+                Ok(())
+            };
+            let mut overlay = Overlay::new(local);
+            feed(&mut |start, id| overlay.push(start, id, &mut sink))?;
+            overlay.finish(&mut sink)?;
         }
-        Ok(Self { dxr, runs, prefixes, segments: keep.then_some(segments) })
+        if let Some((first, id)) = current {
+            count(first, A::MAX.to_u128(), id);
+        }
+        Ok(Self { dxr: dxr.finish()?, runs, prefixes, segments: kept.map(SegmentsBuilder::finish) })
     }
 
     fn runs(&self) -> Vec<Run<A>> {
@@ -157,7 +188,7 @@ impl<A: Address> Family<A> {
 /// The overlaid runs are kept only if asked ([`new`](Self::new) keeps them,
 /// [`with_runs`](Self::with_runs) and [`from_compact`](Self::from_compact) take a flag):
 /// the agent needs only the compact structures, and not holding the runs keeps its peak memory
-/// low. Each family is compiled in turn, so at most one family's runs are held while building.
+/// low.
 #[derive(Clone, Debug)]
 pub struct CompiledGeo {
     meta: GeoMeta,
@@ -195,19 +226,26 @@ impl CompiledGeo {
         }
         let local = local_networks(extra_local);
         let (v4_local, v6_local) = local_runs(&local);
-        // Each family's runs are dropped once turned into segments.
-        let v4 = Segments::from_runs(&std::mem::take(&mut data.v4))?;
-        let v4 = Family::compile(v4, &v4_local, keep_runs)?;
-        let v6 = Segments::from_runs(&std::mem::take(&mut data.v6))?;
-        let v6 = Family::compile(v6, &v6_local, keep_runs)?;
+        fn valid<A: Address>(runs: Vec<Run<A>>) -> Result<Vec<Run<A>>, GeoError> {
+            if runs_are_valid(&runs) {
+                Ok(runs)
+            } else {
+                Err(GeoError::InvalidRuns { family: if A::BITS == 32 { "IPv4" } else { "IPv6" } })
+            }
+        }
+        // Each family's runs are dropped once compiled.
+        let v4 = valid(std::mem::take(&mut data.v4))?;
+        let v4 = Family::compile(&mut |each| for_each_segment(&v4, each), &v4_local, keep_runs)?;
+        let v6 = valid(std::mem::take(&mut data.v6))?;
+        let v6 = Family::compile(&mut |each| for_each_segment(&v6, each), &v6_local, keep_runs)?;
         let GeoData { source, build_date, attribution, .. } = data;
         Ok(Self { meta: GeoMeta { source, build_date, attribution }, local, v4, v6 })
     }
 
     /// Decodes the compact database `bytes` (named `name` in errors) and compiles it like
-    /// [`with_runs`](Self::with_runs), one family at a time as it is decoded: only one
-    /// family's segments are held at a time (unless `keep_runs`), never the decompressed
-    /// body or the runs.
+    /// [`with_runs`](Self::with_runs), each family's segments going from the decoder through
+    /// the local networks' overlay into the compact structure's builder as they are decoded:
+    /// neither the decompressed body nor the runs are held (unless `keep_runs`).
     pub fn from_compact(
         name: &str,
         bytes: &[u8],
@@ -217,14 +255,29 @@ impl CompiledGeo {
         let local = local_networks(extra_local);
         let (v4_local, v6_local) = local_runs(&local);
         let (mut stream, meta) = compact::Stream::open(name, bytes)?;
-        let v4 = stream.family::<u32>("IPv4")?;
-        let v4_empty = v4.all_unknown();
-        let v4 = Family::compile(v4, &v4_local, keep_runs)?;
-        let v6 = stream.family::<u128>("IPv6")?;
-        let v6_empty = v6.all_unknown();
-        let v6 = Family::compile(v6, &v6_local, keep_runs)?;
+        let mut known = false;
+        let v4 = Family::compile(
+            &mut |each| {
+                stream.family::<u32>("IPv4", |start, id| {
+                    known |= id != CountryId::UNKNOWN;
+                    each(start, id)
+                })
+            },
+            &v4_local,
+            keep_runs,
+        )?;
+        let v6 = Family::compile(
+            &mut |each| {
+                stream.family::<u128>("IPv6", |start, id| {
+                    known |= id != CountryId::UNKNOWN;
+                    each(start, id)
+                })
+            },
+            &v6_local,
+            keep_runs,
+        )?;
         stream.finish()?;
-        if v4_empty && v6_empty {
+        if !known {
             return Err(GeoError::Empty { name: name.to_owned() });
         }
         Ok(Self { meta, local, v4, v6 })

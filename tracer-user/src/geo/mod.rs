@@ -26,7 +26,7 @@ use std::path::Path;
 pub use compact::{NRO_ATTRIBUTION, decode, encode};
 pub use compiled::{CompiledGeo, GeoData, GeoMeta, GeoStats};
 pub use csv::parse_csv;
-pub use dxr::{Dxr, build_dxr, build_dxr_segments};
+pub use dxr::{Dxr, DxrBuilder, build_dxr};
 pub use error::GeoError;
 pub use input::MAX_INPUT_BYTES;
 pub use local::{default_local_networks, local_networks};

@@ -3,14 +3,16 @@
 //! A [`Run`] of IPv6 takes 48 bytes (two `u128` and an id, padded to the `u128` alignment).
 //! [`Segments`] stores only where each segment starts and its id, in separate vectors (18 bytes
 //! per IPv6 segment, 6 per IPv4 one); a segment lasts until the next one starts, and unknown
-//! gaps are segments of [`CountryId::UNKNOWN`]. This is the form the compact database stores, so
-//! it is decoded into it directly, the local networks are overlaid in place, and the compact
-//! lookup structure is built from it ([`super::dxr`]).
+//! gaps are segments of [`CountryId::UNKNOWN`]. This is the form the compact database stores;
+//! a compiled database keeps its runs in it when asked. [`Overlay`] applies the local networks
+//! to a stream of segments, on their way to the compact structure's builder
+//! ([`super::dxr::DxrBuilder`]), so a family is compiled without holding its segments.
 
 use tracer_common::CountryId;
 
 use super::{
     GeoError,
+    dxr::for_each_segment,
     ranges::{Address, Run, runs_are_valid},
 };
 
@@ -62,33 +64,12 @@ impl<A: Address> Segments<A> {
             let family = if A::BITS == 32 { "IPv4" } else { "IPv6" };
             return Err(GeoError::InvalidRuns { family });
         }
-        let mut segments = Self { starts: Vec::new(), ids: Vec::new() };
-        // First address not yet covered; None past the end of the space.
-        let mut next = Some(0u128);
-        for run in runs {
-            let first = run.first.to_u128();
-            if let Some(n) = next
-                && first > n
-            {
-                segments.push(n, CountryId::UNKNOWN);
-            }
-            segments.push(first, run.id);
-            next = (run.last < A::MAX).then(|| run.last.to_u128() + 1);
-        }
-        if let Some(n) = next {
-            segments.push(n, CountryId::UNKNOWN);
-        }
-        segments.starts.shrink_to_fit();
-        segments.ids.shrink_to_fit();
-        Ok(segments)
-    }
-
-    /// Appends a segment at `start` (after the last one), merged into the last if of one id.
-    fn push(&mut self, start: u128, id: CountryId) {
-        if self.ids.last() != Some(&id) {
-            self.starts.push(A::from_u128(start));
-            self.ids.push(id);
-        }
+        let mut segments = SegmentsBuilder::new();
+        for_each_segment(runs, |start, id| {
+            segments.push(start, id);
+            Ok(())
+        })?;
+        Ok(segments.finish())
     }
 
     /// Number of segments (unknown ones included).
@@ -123,92 +104,112 @@ impl<A: Address> Segments<A> {
             .filter(|&i| self.ids[i] != CountryId::UNKNOWN)
             .map(|i| Run::new(self.starts[i], self.last(i), self.ids[i]))
     }
+}
 
-    /// Number of runs (segments of a known id).
-    pub fn run_count(&self) -> usize {
-        self.ids.iter().filter(|&&id| id != CountryId::UNKNOWN).count()
+/// Collects [`Segments`] from segments pushed in address order.
+#[derive(Debug)]
+pub(crate) struct SegmentsBuilder<A> {
+    starts: Vec<A>,
+    ids: Vec<CountryId>,
+}
+
+impl<A: Address> SegmentsBuilder<A> {
+    pub(crate) fn new() -> Self {
+        Self { starts: Vec::new(), ids: Vec::new() }
     }
 
-    /// Whether every address is unknown.
-    pub fn all_unknown(&self) -> bool {
-        self.ids.iter().all(|&id| id == CountryId::UNKNOWN)
+    /// The next segment (merged into the previous one if of its id).
+    pub(crate) fn push(&mut self, start: u128, id: CountryId) {
+        if self.ids.last() != Some(&id) {
+            self.starts.push(A::from_u128(start));
+            self.ids.push(id);
+        }
     }
 
-    /// The id of `addr`.
-    pub fn lookup(&self, addr: A) -> CountryId {
-        // The first segment starts at 0, so the one holding `addr` exists.
-        self.ids[self.starts.partition_point(|&start| start <= addr) - 1]
+    pub(crate) fn finish(self) -> Segments<A> {
+        Segments::from_columns(self.starts, self.ids)
     }
+}
 
-    /// Applies sorted, disjoint `top` over the segments, in place: every address of a run of
-    /// `top` gets its id, the others keep theirs (e.g. the local networks as
-    /// [`CountryId::LOCAL`]).
-    pub fn overlay(&mut self, top: &[Run<A>]) {
+/// Applies sorted, disjoint runs over a stream of segments (later ones win, e.g. the local
+/// networks as [`CountryId::LOCAL`]): [`push`](Self::push) the segments tiling the space in
+/// address order, then [`finish`](Self::finish); the segments of the result are handed to a
+/// sink as they are known (consecutive ones may have one id). Nothing is held but the segment
+/// in progress.
+#[derive(Debug)]
+pub struct Overlay<'a, A> {
+    top: &'a [Run<A>],
+    /// The first run of `top` not emitted yet.
+    next: usize,
+    /// The last address of the latest emitted run of `top`, while it reaches past the segment
+    /// it started in.
+    covered: Option<u128>,
+    /// The segment pushed last (its end is known when the next one starts).
+    pending: Option<(u128, CountryId)>,
+}
+
+impl<'a, A: Address> Overlay<'a, A> {
+    /// An overlay of `top` (sorted, disjoint).
+    pub fn new(top: &'a [Run<A>]) -> Self {
         debug_assert!(runs_are_valid(top));
-        if top.is_empty() {
-            return;
+        Self { top, next: 0, covered: None, pending: None }
+    }
+
+    /// The next segment of the base (the first at 0, each later one after the previous).
+    pub fn push(
+        &mut self,
+        start: u128,
+        id: CountryId,
+        out: &mut impl FnMut(u128, CountryId) -> Result<(), GeoError>,
+    ) -> Result<(), GeoError> {
+        if let Some((first, previous)) = self.pending.replace((start, id)) {
+            // Starts increase (checked by the sink), so `start - 1` does not underflow.
+            self.segment(first, start.saturating_sub(1), previous, out)?;
         }
-        // Each run of `top` adds at most two segments (its own and the resumption after it),
-        // so with the segments moved up by `2 * top.len()` the output, written from the front,
-        // never overtakes the segment being read.
-        let n = self.len();
-        let gap = 2 * top.len();
-        self.starts.reserve_exact(gap);
-        self.ids.reserve_exact(gap);
-        self.starts.resize(n + gap, A::from_u128(0));
-        self.ids.resize(n + gap, CountryId::UNKNOWN);
-        self.starts.copy_within(0..n, gap);
-        self.ids.copy_within(0..n, gap);
-        let mut written = 0;
-        let mut emit = |starts: &mut [A], ids: &mut [CountryId], start: u128, id: CountryId| {
-            if written == 0 || ids[written - 1] != id {
-                starts[written] = A::from_u128(start);
-                ids[written] = id;
-                written += 1;
-            }
-        };
-        let mut t = 0;
-        // The last address of the latest emitted run of `top`, while it reaches past the
-        // segment it started in.
-        let mut covered: Option<u128> = None;
-        for i in 0..n {
-            let read = gap + i;
-            let (first, id) = (self.starts[read].to_u128(), self.ids[read]);
-            let last = self.starts.get(read + 1).map_or(A::MAX.to_u128(), |s| s.to_u128() - 1);
-            let mut pos = first;
-            if let Some(end) = covered.take() {
-                if end >= last {
-                    covered = (end > last).then_some(end);
-                    continue;
-                }
-                pos = end + 1;
-            }
-            loop {
-                match top.get(t) {
-                    Some(run) if run.first.to_u128() <= last => {
-                        let (run_first, run_last) = (run.first.to_u128(), run.last.to_u128());
-                        if run_first > pos {
-                            emit(&mut self.starts, &mut self.ids, pos, id);
-                        }
-                        emit(&mut self.starts, &mut self.ids, run_first, run.id);
-                        t += 1;
-                        if run_last >= last {
-                            covered = (run_last > last).then_some(run_last);
-                            break;
-                        }
-                        pos = run_last + 1;
-                    }
-                    _ => {
-                        emit(&mut self.starts, &mut self.ids, pos, id);
-                        break;
-                    }
-                }
-            }
+        Ok(())
+    }
+
+    /// Ends the base: its last segment reaches the end of the space.
+    pub fn finish(
+        mut self,
+        out: &mut impl FnMut(u128, CountryId) -> Result<(), GeoError>,
+    ) -> Result<(), GeoError> {
+        if let Some((first, id)) = self.pending.take() {
+            self.segment(first, A::MAX.to_u128(), id, out)?;
         }
-        self.starts.truncate(written);
-        self.ids.truncate(written);
-        self.starts.shrink_to_fit();
-        self.ids.shrink_to_fit();
+        Ok(())
+    }
+
+    /// The base segment `first..=last` of `id`, with `top` applied.
+    fn segment(
+        &mut self,
+        first: u128,
+        last: u128,
+        id: CountryId,
+        out: &mut impl FnMut(u128, CountryId) -> Result<(), GeoError>,
+    ) -> Result<(), GeoError> {
+        let mut pos = first;
+        if let Some(end) = self.covered.take() {
+            if end >= last {
+                self.covered = (end > last).then_some(end);
+                return Ok(());
+            }
+            pos = end + 1;
+        }
+        while let Some(run) = self.top.get(self.next).filter(|run| run.first.to_u128() <= last) {
+            let (run_first, run_last) = (run.first.to_u128(), run.last.to_u128());
+            if run_first > pos {
+                out(pos, id)?;
+            }
+            out(run_first, run.id)?;
+            self.next += 1;
+            if run_last >= last {
+                self.covered = (run_last > last).then_some(run_last);
+                return Ok(());
+            }
+            pos = run_last + 1;
+        }
+        out(pos, id)
     }
 }
 
@@ -218,7 +219,7 @@ mod tests {
     use crate::geo::ranges::RangeMap;
 
     #[test]
-    fn overlay_in_place_is_the_range_map_overlay() {
+    fn overlay_is_the_range_map_overlay() {
         // Deterministic pseudo-random runs over a small space, so overlaps of every shape occur.
         let mut seed = 0x2545_f491_4f6c_dd1d_u64;
         let mut next = |n: u32| {
@@ -251,8 +252,18 @@ mod tests {
             for run in &top {
                 expected.insert(run.first, run.last, run.id);
             }
-            let mut segments = Segments::from_runs(&base).expect("valid");
-            segments.overlay(&top);
+            let (mut starts, mut ids) = (Vec::new(), Vec::new());
+            let mut sink = |start: u128, id: CountryId| {
+                if ids.last() != Some(&id) {
+                    starts.push(start as u32);
+                    ids.push(id);
+                }
+                Ok(())
+            };
+            let mut overlay = Overlay::new(&top);
+            for_each_segment(&base, |start, id| overlay.push(start, id, &mut sink)).expect("valid");
+            overlay.finish(&mut sink).expect("valid");
+            let segments = Segments::from_columns(starts, ids);
             let expected = expected.into_runs();
             assert_eq!(segments.runs().collect::<Vec<_>>(), expected, "{base:?} + {top:?}");
             assert_eq!(segments, Segments::from_runs(&expected).expect("valid"));
@@ -269,10 +280,9 @@ mod tests {
         let segments = Segments::from_runs(&runs).expect("valid");
         assert_eq!(segments.len(), 4);
         assert_eq!(segments.runs().collect::<Vec<_>>(), runs);
-        assert_eq!(segments.lookup(12), CountryId::UNKNOWN);
-        assert_eq!(segments.lookup(u128::MAX), CountryId(2));
+        assert_eq!(segments.ids()[2], CountryId::UNKNOWN);
+        assert_eq!(segments.last(2), 19);
         assert_eq!(Segments::<u32>::from_runs(&[]).expect("valid"), Segments::default());
-        assert!(Segments::<u32>::default().all_unknown());
         let unsorted = [Run::new(5u32, 6, CountryId(1)), Run::new(0, 1, CountryId(1))];
         assert!(Segments::from_runs(&unsorted).is_err());
     }
