@@ -234,10 +234,14 @@ impl CompiledGeo {
             }
         }
         // Each family's runs are dropped once compiled.
-        let v4 = valid(std::mem::take(&mut data.v4))?;
-        let v4 = Family::compile(&mut |each| for_each_segment(&v4, each), &v4_local, keep_runs)?;
-        let v6 = valid(std::mem::take(&mut data.v6))?;
-        let v6 = Family::compile(&mut |each| for_each_segment(&v6, each), &v6_local, keep_runs)?;
+        let v4 = {
+            let runs = valid(std::mem::take(&mut data.v4))?;
+            Family::compile(&mut |each| for_each_segment(&runs, each), &v4_local, keep_runs)?
+        };
+        let v6 = {
+            let runs = valid(std::mem::take(&mut data.v6))?;
+            Family::compile(&mut |each| for_each_segment(&runs, each), &v6_local, keep_runs)?
+        };
         let GeoData { source, build_date, attribution, .. } = data;
         Ok(Self { meta: GeoMeta { source, build_date, attribution }, local, v4, v6 })
     }
