@@ -8,7 +8,7 @@ use tracer_common::CountryId;
 use crate::{
     config::cli::{GeoArgs, GeoCompileArgs},
     geo::{self, CompiledGeo, Dxr, GeoData},
-    kernel::{GeoMapSizes, Kernel, KernelError, LoadOptions, Lookup},
+    kernel::{GeoMapSizes, Kernel, KernelError, LoadOptions, Loader, Lookup},
 };
 
 /// The embedded default database: geo-whois-asn-country (CC BY 4.0, NRO) in the compact form,
@@ -101,7 +101,13 @@ impl<'a> KernelTables<'a> {
     /// Loads the programs with `options`, the geo maps sized for these tables (`options.geo`
     /// is replaced), and fills them: every load's first step (the agent's, the benchmarks').
     pub fn load(&self, options: LoadOptions) -> Result<Kernel, KernelError> {
-        let mut kernel = Kernel::load(&LoadOptions { geo: self.sizes(), ..options })?;
+        self.load_with(Loader::new(), options)
+    }
+
+    /// [`load`](Self::load) with a loader made earlier (before the database was compiled,
+    /// see [`Loader::new`]).
+    pub fn load_with(&self, loader: Loader, options: LoadOptions) -> Result<Kernel, KernelError> {
+        let mut kernel = Kernel::load_with(loader, &LoadOptions { geo: self.sizes(), ..options })?;
         self.fill(&mut kernel)?;
         Ok(kernel)
     }
