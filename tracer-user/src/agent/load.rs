@@ -140,6 +140,9 @@ pub fn load_kernel(
     kernel.set_lookup(settings.lookup)?;
     kernel.set_capture_rate(settings.capture_rate)?;
     kernel.set_remotes(settings.remote_entries > 0)?;
+    // Read for this load; the next one maps them again.
+    crate::base::resident::release_embedded(database::DEFAULT_DATABASE);
+    crate::base::resident::release_embedded(crate::kernel::EBPF_OBJECT);
     let stats = geo.stats();
     let status = GeoStatus {
         source: geo.meta().source.clone(),
