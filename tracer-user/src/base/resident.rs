@@ -1,10 +1,13 @@
 //! Giving back the resident pages of data embedded in the executable once it has been read.
 
-/// Drops this process's mappings of the pages lying wholly inside `data`, data embedded in the
-/// executable (`include_bytes!`) that has been read and is not needed again soon. They are
-/// clean pages of the executable file: a later read of `data` maps them again from the page
-/// cache (or the file), with the same contents. Only the resident size changes (the embedded
-/// database and the eBPF object are over 1 MiB of the agent's steady RSS otherwise).
+/// Asks the kernel to reclaim the pages lying wholly inside `data`, data embedded in the
+/// executable (`include_bytes!`) that has been read and is not needed again soon
+/// (`MADV_PAGEOUT`, Linux 5.4). They are clean pages of the executable file: a later read of
+/// `data` maps them again from the page cache (or the file). Only the resident size changes
+/// (the embedded database and the eBPF object are over 1 MiB of the agent's steady RSS
+/// otherwise). `MADV_PAGEOUT`, unlike `MADV_DONTNEED`, never discards contents: were the
+/// executable's image anonymous memory (a self-extracting packer such as UPX), the pages would
+/// stay or go to swap, not read back as zeros.
 pub fn release_embedded(data: &'static [u8]) {
     // SAFETY: sysconf has no preconditions.
     let page = match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
@@ -16,14 +19,13 @@ pub fn release_embedded(data: &'static [u8]) {
     if end <= start {
         return;
     }
-    // SAFETY: `start..end` is whole pages inside `data`, an immutable static that nothing
-    // writes: its pages are the file's own, never copied on write, so MADV_DONTNEED only unmaps
-    // them and a later access reads the same bytes back from the file. No memory the program
-    // wrote is discarded.
+    // SAFETY: `start..end` is whole pages inside `data`, an immutable static; MADV_PAGEOUT
+    // only reclaims pages, keeping their contents (from the file, or swap), so nothing the
+    // program reads changes.
     let ret =
-        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
+        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_PAGEOUT) };
     if ret != 0 {
-        tracing::debug!(error = %std::io::Error::last_os_error(), "madvise(MADV_DONTNEED) of embedded data");
+        tracing::debug!(error = %std::io::Error::last_os_error(), "madvise(MADV_PAGEOUT) of embedded data");
     }
 }
 
