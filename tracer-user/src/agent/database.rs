@@ -8,7 +8,7 @@ use tracer_common::CountryId;
 use crate::{
     config::cli::{GeoArgs, GeoCompileArgs},
     geo::{self, CompiledGeo, Dxr, GeoData},
-    kernel::{GeoMapSizes, Kernel, KernelError, LoadOptions, Lookup},
+    kernel::{GeoMapSizes, Kernel, KernelError, LoadOptions, Loader, Lookup},
 };
 
 /// The embedded default database: geo-whois-asn-country (CC BY 4.0, NRO) in the compact form,
@@ -27,15 +27,34 @@ pub fn load(args: &GeoArgs) -> anyhow::Result<GeoData> {
 }
 
 /// Loads and compiles the database with `lan_prefixes` (and the built-in local networks)
-/// marked local.
+/// marked local, keeping the runs (see [`compile_with`]).
 pub fn compile(args: &GeoArgs, lan_prefixes: &[IpNet]) -> anyhow::Result<CompiledGeo> {
+    compile_with(args, lan_prefixes, true)
+}
+
+/// Like [`compile`], keeping the runs only if `keep_runs` (the LPM tries and run accessors need
+/// them, the compact structures do not). The embedded default is decoded and compiled one
+/// family at a time, never held as runs: the lowest peak memory.
+pub fn compile_with(
+    args: &GeoArgs,
+    lan_prefixes: &[IpNet],
+    keep_runs: bool,
+) -> anyhow::Result<CompiledGeo> {
+    if args.geo.is_empty() {
+        return Ok(CompiledGeo::from_compact(
+            "embedded default database",
+            DEFAULT_DATABASE,
+            lan_prefixes,
+            keep_runs,
+        )?);
+    }
     let data = load(args)?;
-    Ok(CompiledGeo::new(data, lan_prefixes)?)
+    Ok(CompiledGeo::with_runs(data, lan_prefixes, keep_runs)?)
 }
 
 /// One line describing where the data came from.
 pub fn describe(geo: &CompiledGeo) -> String {
-    let data = geo.data();
+    let data = geo.meta();
     match &data.build_date {
         Some(date) => format!("{} (built {date})", data.source),
         None => data.source.clone(),
@@ -82,7 +101,13 @@ impl<'a> KernelTables<'a> {
     /// Loads the programs with `options`, the geo maps sized for these tables (`options.geo`
     /// is replaced), and fills them: every load's first step (the agent's, the benchmarks').
     pub fn load(&self, options: LoadOptions) -> Result<Kernel, KernelError> {
-        let mut kernel = Kernel::load(&LoadOptions { geo: self.sizes(), ..options })?;
+        self.load_with(Loader::new(), options)
+    }
+
+    /// [`load`](Self::load) with a loader made earlier (before the database was compiled,
+    /// see [`Loader::new`]).
+    pub fn load_with(&self, loader: Loader, options: LoadOptions) -> Result<Kernel, KernelError> {
+        let mut kernel = Kernel::load_with(loader, &LoadOptions { geo: self.sizes(), ..options })?;
         self.fill(&mut kernel)?;
         Ok(kernel)
     }

@@ -14,7 +14,7 @@ use crate::{
     config::cli::RunArgs,
     config::{Config, RunSettings},
     devices::{Sources, StaticDevice},
-    kernel::{EventLimits, Kernel, LoadOptions},
+    kernel::{EventLimits, Kernel, LoadOptions, Loader},
     policy::{KernelPolicy, Policy},
     state::status::GeoStatus,
 };
@@ -117,23 +117,36 @@ pub fn load_kernel(
     lan_prefixes: &[IpNet],
 ) -> anyhow::Result<(Kernel, GeoStatus)> {
     let started = Instant::now();
-    let geo = database::compile(&settings.geo, lan_prefixes)?;
+    // Before the database: the loader parses the kernel's BTF (and drops it), a transient
+    // larger than the database's.
+    let loader = Loader::new();
+    let geo = database::compile_with(
+        &settings.geo,
+        lan_prefixes,
+        settings.lookup == crate::kernel::Lookup::Lpm,
+    )?;
     let tables = KernelTables::build(&geo, settings.lookup);
-    let mut kernel = tables.load(LoadOptions {
-        counter_entries: settings.counter_entries,
-        remote_entries: settings.remote_entries,
-        pin_dir: Some(pin_dir(&settings.bpffs_dir)),
-        bench_programs: false,
-        kernel_log: settings.kernel_log,
-        ..LoadOptions::default()
-    })?;
+    let mut kernel = tables.load_with(
+        loader,
+        LoadOptions {
+            counter_entries: settings.counter_entries,
+            remote_entries: settings.remote_entries,
+            pin_dir: Some(pin_dir(&settings.bpffs_dir)),
+            bench_programs: false,
+            kernel_log: settings.kernel_log,
+            ..LoadOptions::default()
+        },
+    )?;
     kernel.set_lookup(settings.lookup)?;
     kernel.set_capture_rate(settings.capture_rate)?;
     kernel.set_remotes(settings.remote_entries > 0)?;
+    // Read for this load; the next one maps them again.
+    crate::base::resident::release_embedded(database::DEFAULT_DATABASE);
+    crate::base::resident::release_embedded(crate::kernel::EBPF_OBJECT);
     let stats = geo.stats();
     let status = GeoStatus {
-        source: geo.data().source.clone(),
-        build_date: geo.data().build_date.clone(),
+        source: geo.meta().source.clone(),
+        build_date: geo.meta().build_date.clone(),
         loaded_at: Some(SystemTime::now()),
         load_duration: started.elapsed(),
         runs: (stats.v4_runs, stats.v6_runs),

@@ -3,6 +3,7 @@
 pub mod atomic;
 pub mod clock;
 pub mod input;
+pub mod resident;
 pub mod spanned;
 pub mod state_file;
 pub mod sync;

@@ -47,7 +47,7 @@ pub fn run(args: &LookupArgs) -> anyhow::Result<()> {
         Some(path) => Config::load(path)?.regions()?,
         None => Regions::builtin(),
     };
-    let geo = database::compile(&args.geo, &[])?;
+    let geo = database::compile_with(&args.geo, &[], false)?;
     for addr in &args.addrs {
         let id = geo.lookup(*addr);
         let a = answer(*addr, id, &regions);
@@ -69,10 +69,10 @@ pub fn run(args: &LookupArgs) -> anyhow::Result<()> {
 
 /// Runs `geo-info`.
 pub fn geo_info(args: &GeoArgs) -> anyhow::Result<()> {
-    let geo = database::compile(args, &[])?;
+    let geo = database::compile_with(args, &[], false)?;
     let stats = geo.stats();
     println!("source:        {}", database::describe(&geo));
-    if let Some(attribution) = &geo.data().attribution {
+    if let Some(attribution) = &geo.meta().attribution {
         println!("attribution:   {attribution}");
     }
     println!("IPv4:          {} runs, {} CIDR prefixes", stats.v4_runs, stats.v4_prefixes);

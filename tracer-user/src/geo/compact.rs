@@ -15,22 +15,25 @@
 //! starts alone suffice. Deltas and ids are stored as two columns, which deflate compresses
 //! better than interleaved pairs. Varints are LEB128.
 //!
-//! [`decode`] checks everything (magic, checksum, lengths against the bytes actually present,
-//! ordering, ids, trailing bytes). Its memory is bounded whatever the input claims: the
-//! decompressed body is capped at [`MAX_BODY_BYTES`], a family at [`MAX_SEGMENTS`] segments,
-//! and a family's vector is reserved for the segments actually present (each takes at least two
-//! bytes of the body), never for a count taken on trust.
+//! [`decode`] checks everything (magic, checksum, lengths, ordering, ids, trailing bytes). It
+//! reads the body as a stream ([`Stream`]), never holding it decompressed: a family's segments
+//! are handed on as they are decoded (which is how the agent compiles the embedded database
+//! without holding its runs, [`super::CompiledGeo::from_compact`]). Its memory is bounded whatever the input claims: the decompressed body is
+//! capped at [`MAX_BODY_BYTES`], a family at [`MAX_SEGMENTS`] segments, and a family's vectors
+//! grow with the segments actually read, never reserved for a count taken on trust.
 
-use std::io::Write as _;
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 
-use flate2::{Compression, read::ZlibDecoder, write::ZlibEncoder};
+use flate2::{Compression, bufread::ZlibDecoder, write::ZlibEncoder};
 use tracer_common::CountryId;
 
 use super::{
     GeoData, GeoError,
-    input::read_limited,
+    compiled::GeoMeta,
     ranges::{Address, Run},
+    segments::SegmentsBuilder,
 };
+use crate::base::input::InputError;
 
 /// The first bytes of a compact database.
 pub const MAGIC: &[u8; 6] = b"ETGEO\x01";
@@ -74,26 +77,21 @@ pub fn decode(bytes: &[u8]) -> Result<GeoData, GeoError> {
 
 /// Decodes a compact database, naming it `name` in errors.
 pub fn decode_named(name: &str, bytes: &[u8]) -> Result<GeoData, GeoError> {
-    let compressed = bytes
-        .strip_prefix(MAGIC)
-        .ok_or_else(|| GeoError::compact(name, "bad magic (not an ETGEO\\x01 file)"))?;
-    let body = read_limited(
-        name,
-        ZlibDecoder::new(compressed),
-        MAX_BODY_BYTES,
-        compressed.len().saturating_mul(4).min(64 << 20),
-        |e| GeoError::compact(name, format!("corrupt or truncated compressed data: {e}")),
-    )?;
-    let mut reader = Reader { bytes: &body };
-    let err = |reason: String| GeoError::compact(name, reason);
-    let source = reader.string("source").map_err(err)?;
-    let build_date = reader.option("build date").map_err(err)?;
-    let attribution = reader.option("attribution").map_err(err)?;
-    let v4 = reader.family::<u32>("IPv4").map_err(err)?;
-    let v6 = reader.family::<u128>("IPv6").map_err(err)?;
-    if !reader.bytes.is_empty() {
-        return Err(err(format!("{} unexpected trailing bytes", reader.bytes.len())));
-    }
+    let (mut stream, meta) = Stream::open(name, bytes)?;
+    let mut v4 = SegmentsBuilder::<u32>::new();
+    stream.family::<u32>("IPv4", |start, id| {
+        v4.push(start, id);
+        Ok(())
+    })?;
+    let v4: Vec<Run<u32>> = v4.finish().runs().collect();
+    let mut v6 = SegmentsBuilder::<u128>::new();
+    stream.family::<u128>("IPv6", |start, id| {
+        v6.push(start, id);
+        Ok(())
+    })?;
+    let v6: Vec<Run<u128>> = v6.finish().runs().collect();
+    stream.finish()?;
+    let GeoMeta { source, build_date, attribution } = meta;
     let data = GeoData { source, build_date, attribution, v4, v6 };
     if data.is_empty() {
         return Err(GeoError::Empty { name: name.to_owned() });
@@ -154,110 +152,234 @@ fn put_family<A: Address>(out: &mut Vec<u8>, runs: &[Run<A>]) {
     }
 }
 
-/// A cursor over the decompressed body; every read checks the bytes that remain.
-struct Reader<'a> {
-    bytes: &'a [u8],
+/// Bytes of decompressed body buffered at a time.
+const STREAM_BUFFER: usize = 16 * 1024;
+
+/// A compact database being decoded: [`open`](Self::open) reads the metadata, then
+/// [`family`](Self::family) each family in order (IPv4, then IPv6), then
+/// [`finish`](Self::finish) checks that nothing follows and that the checksum holds. Only a
+/// small buffer of the decompressed body is held at a time.
+pub struct Stream<'a> {
+    name: String,
+    compressed: &'a [u8],
+    body: BufReader<ZlibDecoder<&'a [u8]>>,
+    /// Body bytes consumed so far.
+    read: u64,
 }
 
-impl Reader<'_> {
-    fn varint(&mut self, what: &str) -> Result<u128, String> {
+impl std::fmt::Debug for Stream<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stream").field("name", &self.name).field("read", &self.read).finish()
+    }
+}
+
+impl<'a> Stream<'a> {
+    /// Checks the magic and reads the metadata of the compact database `bytes`, naming it
+    /// `name` in errors.
+    pub fn open(name: &str, bytes: &'a [u8]) -> Result<(Self, GeoMeta), GeoError> {
+        let compressed = bytes
+            .strip_prefix(MAGIC)
+            .ok_or_else(|| GeoError::compact(name, "bad magic (not an ETGEO\\x01 file)"))?;
+        let mut stream = Self::new(name, compressed);
+        let source = stream.string("source")?;
+        let build_date = stream.option("build date")?;
+        let attribution = stream.option("attribution")?;
+        Ok((stream, GeoMeta { source, build_date, attribution }))
+    }
+
+    /// A stream at the start of the body.
+    fn new(name: &str, compressed: &'a [u8]) -> Self {
+        Self {
+            name: name.to_owned(),
+            compressed,
+            body: BufReader::with_capacity(STREAM_BUFFER, ZlibDecoder::new(compressed)),
+            read: 0,
+        }
+    }
+
+    fn err(&self, reason: String) -> GeoError {
+        GeoError::compact(&self.name, reason)
+    }
+
+    /// The next byte of the body, `None` at its end.
+    fn byte(&mut self) -> Result<Option<u8>, GeoError> {
+        let name = &self.name;
+        let buf = self.body.fill_buf().map_err(|e| {
+            GeoError::compact(name, format!("corrupt or truncated compressed data: {e}"))
+        })?;
+        let Some(&byte) = buf.first() else {
+            return Ok(None);
+        };
+        self.consume(1)?;
+        Ok(Some(byte))
+    }
+
+    /// Consumes `len` bytes of the buffer, counting them against [`MAX_BODY_BYTES`].
+    fn consume(&mut self, len: usize) -> Result<(), GeoError> {
+        self.body.consume(len);
+        self.read += len as u64;
+        if self.read > MAX_BODY_BYTES {
+            return Err(InputError::too_large(&self.name, MAX_BODY_BYTES).into());
+        }
+        Ok(())
+    }
+
+    fn varint(&mut self, what: &str) -> Result<u128, GeoError> {
+        // Fast path: the whole varint is in the buffer (and within 19 bytes).
+        let buffered = self.body.buffer();
+        if let Some(end) = buffered.iter().take(19).position(|&byte| byte & 0x80 == 0) {
+            if end == 18 && buffered[18] > 0x3 {
+                return Err(self.err(format!("{what}: varint overflows 128 bits")));
+            }
+            let value = (buffered[..=end].iter().enumerate())
+                .fold(0u128, |value, (i, &byte)| value | u128::from(byte & 0x7f) << (7 * i));
+            self.consume(end + 1)?;
+            return Ok(value);
+        }
         let mut value = 0u128;
-        for (i, &byte) in self.bytes.iter().enumerate().take(19) {
+        for i in 0..19 {
+            let Some(byte) = self.byte()? else {
+                break;
+            };
             let bits = u128::from(byte & 0x7f);
             if i == 18 && bits > 0x3 {
-                return Err(format!("{what}: varint overflows 128 bits"));
+                return Err(self.err(format!("{what}: varint overflows 128 bits")));
             }
             value |= bits << (7 * i);
             if byte & 0x80 == 0 {
-                self.bytes = &self.bytes[i + 1..];
                 return Ok(value);
             }
         }
-        Err(format!("{what}: truncated or overlong varint"))
+        Err(self.err(format!("{what}: truncated or overlong varint")))
     }
 
     /// The start of segment `i`, whose predecessor started at `previous`.
-    fn start<A: Address>(&mut self, i: usize, previous: u128, what: &str) -> Result<u128, String> {
+    fn start<A: Address>(
+        &mut self,
+        i: usize,
+        previous: u128,
+        what: &str,
+    ) -> Result<u128, GeoError> {
         let delta = self.varint(what)?;
         if (i == 0) != (delta == 0) {
-            return Err(format!("{what}: segment {i} does not start after the previous"));
+            return Err(self.err(format!("{what}: segment {i} does not start after the previous")));
         }
         previous
             .checked_add(delta)
             .filter(|&s| s <= A::MAX.to_u128())
-            .ok_or_else(|| format!("{what}: segment {i} starts beyond the address space"))
+            .ok_or_else(|| self.err(format!("{what}: segment {i} starts beyond the address space")))
     }
 
-    fn take(&mut self, len: u128, what: &str) -> Result<&[u8], String> {
-        let len = usize::try_from(len)
-            .ok()
-            .filter(|&len| len <= self.bytes.len() && len <= MAX_STRING)
-            .ok_or_else(|| format!("{what}: length {len} exceeds the data"))?;
-        let (head, tail) = self.bytes.split_at(len);
-        self.bytes = tail;
-        Ok(head)
+    fn utf8(&mut self, len: u128, what: &str) -> Result<String, GeoError> {
+        let exceeds = |stream: &Self| stream.err(format!("{what}: length {len} exceeds the data"));
+        let len = usize::try_from(len).ok().filter(|&len| len <= MAX_STRING);
+        let Some(len) = len else {
+            return Err(exceeds(self));
+        };
+        let mut bytes = Vec::with_capacity(len);
+        for _ in 0..len {
+            match self.byte()? {
+                Some(byte) => bytes.push(byte),
+                None => return Err(exceeds(self)),
+            }
+        }
+        String::from_utf8(bytes).map_err(|_| self.err(format!("{what}: not valid UTF-8")))
     }
 
-    fn utf8(bytes: &[u8], what: &str) -> Result<String, String> {
-        String::from_utf8(bytes.to_vec()).map_err(|_| format!("{what}: not valid UTF-8"))
-    }
-
-    fn string(&mut self, what: &str) -> Result<String, String> {
+    fn string(&mut self, what: &str) -> Result<String, GeoError> {
         let len = self.varint(what)?;
-        Self::utf8(self.take(len, what)?, what)
+        self.utf8(len, what)
     }
 
-    fn option(&mut self, what: &str) -> Result<Option<String>, String> {
+    fn option(&mut self, what: &str) -> Result<Option<String>, GeoError> {
         match self.varint(what)? {
             0 => Ok(None),
-            len => Self::utf8(self.take(len - 1, what)?, what).map(Some),
+            len => self.utf8(len - 1, what).map(Some),
         }
     }
 
-    fn family<A: Address>(&mut self, what: &str) -> Result<Vec<Run<A>>, String> {
+    /// Reads the next family (`what` names it in errors: "IPv4", "IPv6"), handing the start
+    /// and id of each segment to `each` in address order (consecutive ones may have one id).
+    ///
+    /// The starts column and the ids column are read side by side, by a second decoder over
+    /// the same data moved to the ids (decompressing the body up to there once more), so
+    /// neither column is held.
+    pub fn family<A: Address>(
+        &mut self,
+        what: &str,
+        mut each: impl FnMut(u128, CountryId) -> Result<(), GeoError>,
+    ) -> Result<(), GeoError> {
         let count = self.varint(what)?;
-        // Each segment takes at least two bytes (a delta and an id).
-        let count = usize::try_from(count)
-            .ok()
-            .filter(|&n| n <= self.bytes.len() / 2 && n <= MAX_SEGMENTS)
-            .ok_or_else(|| format!("{what}: segment count {count} exceeds the data or limit"))?;
-        // Two cursors, one over the starts column and one over the ids column (found by
-        // skipping the starts), so no column is held in memory.
-        let mut starts = Reader { bytes: self.bytes };
-        for _ in 0..count {
-            self.varint(what)?;
-        }
-        // Segments of a known id bound the runs: reserving that many (every one of them is in
-        // the data, at least two bytes each) avoids the doubling copies of a growing vector.
-        let mut ids = Reader { bytes: self.bytes };
-        let mut known = 0usize;
-        for _ in 0..count {
-            known += usize::from(ids.varint(what)? != 0);
-        }
-        let mut runs: Vec<Run<A>> = Vec::with_capacity(known);
-        let mut next_start = if count > 0 { Some(starts.start::<A>(0, 0, what)?) } else { None };
+        let count =
+            usize::try_from(count).ok().filter(|&n| n <= MAX_SEGMENTS).ok_or_else(|| {
+                self.err(format!("{what}: segment count {count} exceeds the data or limit"))
+            })?;
+        let mut ids = Self::new(&self.name, self.compressed);
+        ids.skip(self.read)?;
+        ids.skip_varints(count, what)?;
+        let mut previous = 0u128;
         for i in 0..count {
-            let first = next_start.expect("read ahead for every segment");
-            next_start =
-                if i + 1 < count { Some(starts.start::<A>(i + 1, first, what)?) } else { None };
-            let id = self.varint(what)?;
+            let start = self.start::<A>(i, previous, what)?;
+            previous = start;
+            let id = ids.varint(what)?;
             let id = u16::try_from(id)
                 .ok()
                 .filter(|&id| id <= CountryId::MAX_COUNTRY)
                 .map(CountryId)
-                .ok_or_else(|| format!("{what}: invalid country id {id}"))?;
-            // Starts are strictly increasing, so `next - 1` does not underflow.
-            let last = next_start.map_or(A::MAX.to_u128(), |next| next - 1);
-            if id == CountryId::UNKNOWN {
-                continue;
-            }
-            match runs.last_mut() {
-                Some(prev) if prev.id == id && prev.last.to_u128() + 1 == first => {
-                    prev.last = A::from_u128(last);
-                }
-                _ => runs.push(Run::new(A::from_u128(first), A::from_u128(last), id)),
-            }
+                .ok_or_else(|| ids.err(format!("{what}: invalid country id {id}")))?;
+            each(start, id)?;
         }
-        Ok(runs)
+        // The ids decoder is where the next family starts.
+        *self = ids;
+        Ok(())
+    }
+
+    /// Skips `count` varints (their values are read, and checked, by the other decoder).
+    fn skip_varints(&mut self, mut count: usize, what: &str) -> Result<(), GeoError> {
+        while count > 0 {
+            let name = &self.name;
+            let buffered = self.body.fill_buf().map_err(|e| {
+                GeoError::compact(name, format!("corrupt or truncated compressed data: {e}"))
+            })?;
+            if buffered.is_empty() {
+                return Err(self.err(format!("{what}: truncated or overlong varint")));
+            }
+            // Up to and including the last byte of the `count`-th varint in the buffer.
+            let mut len = buffered.len();
+            for (i, &byte) in buffered.iter().enumerate() {
+                if byte & 0x80 == 0 {
+                    count -= 1;
+                    if count == 0 {
+                        len = i + 1;
+                        break;
+                    }
+                }
+            }
+            self.consume(len)?;
+        }
+        Ok(())
+    }
+
+    /// Skips the first `bytes` bytes of the body (fewer than were read before).
+    fn skip(&mut self, bytes: u64) -> Result<(), GeoError> {
+        let skipped = std::io::copy(&mut (&mut self.body).take(bytes), &mut std::io::sink())
+            .map_err(|e| self.err(format!("corrupt or truncated compressed data: {e}")))?;
+        if skipped != bytes {
+            return Err(self.err("truncated compressed data".to_owned()));
+        }
+        self.read = bytes;
+        Ok(())
+    }
+
+    /// Checks that the body ends here (and, reading to its end, its checksum).
+    pub fn finish(mut self) -> Result<(), GeoError> {
+        let mut trailing = 0u64;
+        while self.byte()?.is_some() {
+            trailing += 1;
+        }
+        if trailing > 0 {
+            return Err(self.err(format!("{trailing} unexpected trailing bytes")));
+        }
+        Ok(())
     }
 }

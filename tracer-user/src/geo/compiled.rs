@@ -7,10 +7,11 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use tracer_common::CountryId;
 
 use super::{
-    GeoError,
-    dxr::{Dxr, build_dxr},
+    GeoError, compact,
+    dxr::{Dxr, DxrBuilder, for_each_segment},
     local::{local_networks, overlay_local},
-    ranges::{Address, RangeMap, Run, cidr_blocks, lookup_runs},
+    ranges::{Address, RangeMap, Run, cidr_blocks, lookup_runs, runs_are_valid},
+    segments::{Overlay, Segments, SegmentsBuilder},
 };
 
 /// A country database: sorted, disjoint, merged runs per family, plus where it came from.
@@ -67,57 +68,6 @@ impl GeoData {
     }
 }
 
-/// Sorted, disjoint `runs` with sorted, disjoint `top` applied over them, in one pass (touching
-/// runs of one id merged): what a [`RangeMap`] gives, without building one.
-pub(crate) fn overlay_sorted<A: Address>(runs: &[Run<A>], top: &[Run<A>]) -> Vec<Run<A>> {
-    let mut out: Vec<Run<A>> = Vec::with_capacity(runs.len() + 2 * top.len());
-    let push = |out: &mut Vec<Run<A>>, first: u128, last: u128, id: CountryId| match out.last_mut()
-    {
-        Some(prev) if prev.id == id && prev.last.to_u128() + 1 == first => {
-            prev.last = A::from_u128(last);
-        }
-        _ => out.push(Run::new(A::from_u128(first), A::from_u128(last), id)),
-    };
-    // `emitted` top runs are in `out`; `k` is the first top run that may meet the current run.
-    let (mut emitted, mut k) = (0, 0);
-    let piece = |out: &mut Vec<Run<A>>, emitted: &mut usize, first: u128, last: u128, id| {
-        while let Some(t) = top.get(*emitted).filter(|t| t.first.to_u128() < first) {
-            push(out, t.first.to_u128(), t.last.to_u128(), t.id);
-            *emitted += 1;
-        }
-        push(out, first, last, id);
-    };
-    for run in runs {
-        let (mut cur, last) = (run.first.to_u128(), run.last.to_u128());
-        while top.get(k).is_some_and(|t| t.last.to_u128() < cur) {
-            k += 1;
-        }
-        let mut j = k;
-        loop {
-            match top.get(j) {
-                Some(t) if t.first.to_u128() <= last => {
-                    if t.first.to_u128() > cur {
-                        piece(&mut out, &mut emitted, cur, t.first.to_u128() - 1, run.id);
-                    }
-                    if t.last.to_u128() >= last {
-                        break;
-                    }
-                    cur = t.last.to_u128() + 1;
-                    j += 1;
-                }
-                _ => {
-                    piece(&mut out, &mut emitted, cur, last, run.id);
-                    break;
-                }
-            }
-        }
-    }
-    for t in &top[emitted..] {
-        push(&mut out, t.first.to_u128(), t.last.to_u128(), t.id);
-    }
-    out
-}
-
 /// `base` with `top` applied over it.
 fn overlay_runs<A: Address>(base: &[Run<A>], top: &[Run<A>]) -> Vec<Run<A>> {
     if top.is_empty() {
@@ -158,22 +108,116 @@ pub struct GeoStats {
     pub v6_bytes: usize,
 }
 
+/// Where a database came from: [`GeoData`] without its runs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GeoMeta {
+    /// Description of the source (file name, package and version...).
+    pub source: String,
+    /// When the data was built, if known (free text, e.g. `2026-06-17`).
+    pub build_date: Option<String>,
+    /// Attribution the data's license requires, if any.
+    pub attribution: Option<String>,
+}
+
+/// One family compiled: its compact structure, sizes, and the overlaid segments if kept.
+#[derive(Clone, Debug)]
+struct Family<A> {
+    dxr: Dxr,
+    runs: usize,
+    prefixes: usize,
+    segments: Option<Segments<A>>,
+}
+
+/// Where a family's segments come from: called with the sink to push them into, in address
+/// order.
+type Feed<'f> = &'f mut dyn FnMut(
+    &mut dyn FnMut(u128, CountryId) -> Result<(), GeoError>,
+) -> Result<(), GeoError>;
+
+impl<A: Address> Family<A> {
+    /// Builds the compact structure of the segments `feed` pushes, with `local` overlaid,
+    /// counting runs and prefixes on the way; the segments are collected only if `keep`.
+    fn compile(feed: Feed<'_>, local: &[Run<A>], keep: bool) -> Result<Self, GeoError> {
+        let mut dxr = DxrBuilder::<A>::new();
+        let mut kept = keep.then(SegmentsBuilder::<A>::new);
+        let (mut runs, mut prefixes) = (0usize, 0usize);
+        let mut count = |first: u128, last: u128, id: CountryId| {
+            if id != CountryId::UNKNOWN {
+                runs += 1;
+                prefixes += cidr_blocks(A::from_u128(first), A::from_u128(last)).count();
+            }
+        };
+        // The segment in effect (consecutive ones of one id are one).
+        let mut current: Option<(u128, CountryId)> = None;
+        {
+            let mut sink = |start: u128, id: CountryId| -> Result<(), GeoError> {
+                if current.is_some_and(|(_, in_effect)| in_effect == id) {
+                    return Ok(());
+                }
+                dxr.push(start, id)?;
+                if let Some((first, previous)) = current.replace((start, id)) {
+                    count(first, start - 1, previous);
+                }
+                if let Some(kept) = &mut kept {
+                    kept.push(start, id);
+                }
+                Ok(())
+            };
+            let mut overlay = Overlay::new(local);
+            feed(&mut |start, id| overlay.push(start, id, &mut sink))?;
+            overlay.finish(&mut sink)?;
+        }
+        if let Some((first, id)) = current {
+            count(first, A::MAX.to_u128(), id);
+        }
+        Ok(Self { dxr: dxr.finish()?, runs, prefixes, segments: kept.map(SegmentsBuilder::finish) })
+    }
+
+    fn runs(&self) -> Vec<Run<A>> {
+        self.segments
+            .as_ref()
+            .expect("the runs of a CompiledGeo built with keep_runs")
+            .runs()
+            .collect()
+    }
+}
+
 /// A database with the local networks overlaid as [`CountryId::LOCAL`], and its compact lookup
 /// structures ([`tracer_common::geo_dxr`]).
+///
+/// The overlaid runs are kept only if asked ([`new`](Self::new) keeps them,
+/// [`with_runs`](Self::with_runs) and [`from_compact`](Self::from_compact) take a flag):
+/// the agent needs only the compact structures, and not holding the runs keeps its peak memory
+/// low.
 #[derive(Clone, Debug)]
 pub struct CompiledGeo {
-    data: GeoData,
+    meta: GeoMeta,
     local: Vec<IpNet>,
-    v4_local: Vec<Run<u32>>,
-    v6_local: Vec<Run<u128>>,
-    v4_dxr: Dxr,
-    v6_dxr: Dxr,
+    v4: Family<u32>,
+    v6: Family<u128>,
+}
+
+/// The local networks as sorted runs of each family.
+fn local_runs(local: &[IpNet]) -> (Vec<Run<u32>>, Vec<Run<u128>>) {
+    let (mut v4, mut v6) = (RangeMap::new(), RangeMap::new());
+    overlay_local(&mut v4, &mut v6, local);
+    (v4.into_runs(), v6.into_runs())
 }
 
 impl CompiledGeo {
     /// Overlays the built-in local networks and `extra_local` (e.g. the LAN prefixes) on
-    /// `data` and builds the compact structure of each family.
+    /// `data` and builds the compact structure of each family, keeping the runs.
     pub fn new(data: GeoData, extra_local: &[IpNet]) -> Result<Self, GeoError> {
+        Self::with_runs(data, extra_local, true)
+    }
+
+    /// Like [`new`](Self::new), keeping the overlaid runs only if `keep_runs` (needed for
+    /// [`v4_runs`](Self::v4_runs) and the other run and prefix accessors).
+    pub fn with_runs(
+        mut data: GeoData,
+        extra_local: &[IpNet],
+        keep_runs: bool,
+    ) -> Result<Self, GeoError> {
         if let Some(id) = (data.v6.iter().map(|run| run.id))
             .chain(data.v4.iter().map(|run| run.id))
             .find(|id| id.0 >= CountryId::NUM_IDS)
@@ -181,19 +225,71 @@ impl CompiledGeo {
             return Err(GeoError::InvalidId { id: id.0 });
         }
         let local = local_networks(extra_local);
-        let (mut v4, mut v6) = (RangeMap::new(), RangeMap::new());
-        overlay_local(&mut v4, &mut v6, &local);
-        let (v4_local, v6_local) = (v4.into_runs(), v6.into_runs());
-        // One family at a time, the overlaid copy dropped once built: the database's runs are
-        // held once (in `data`), which keeps the peak memory of a load low.
-        let v4_dxr = build_dxr(&overlay_sorted(&data.v4, &v4_local))?;
-        let v6_dxr = build_dxr(&overlay_sorted(&data.v6, &v6_local))?;
-        Ok(Self { data, local, v4_local, v6_local, v4_dxr, v6_dxr })
+        let (v4_local, v6_local) = local_runs(&local);
+        fn valid<A: Address>(runs: Vec<Run<A>>) -> Result<Vec<Run<A>>, GeoError> {
+            if runs_are_valid(&runs) {
+                Ok(runs)
+            } else {
+                Err(GeoError::InvalidRuns { family: if A::BITS == 32 { "IPv4" } else { "IPv6" } })
+            }
+        }
+        // Each family's runs are dropped once compiled.
+        let v4 = {
+            let runs = valid(std::mem::take(&mut data.v4))?;
+            Family::compile(&mut |each| for_each_segment(&runs, each), &v4_local, keep_runs)?
+        };
+        let v6 = {
+            let runs = valid(std::mem::take(&mut data.v6))?;
+            Family::compile(&mut |each| for_each_segment(&runs, each), &v6_local, keep_runs)?
+        };
+        let GeoData { source, build_date, attribution, .. } = data;
+        Ok(Self { meta: GeoMeta { source, build_date, attribution }, local, v4, v6 })
     }
 
-    /// The database as loaded (metadata and runs without the local networks).
-    pub fn data(&self) -> &GeoData {
-        &self.data
+    /// Decodes the compact database `bytes` (named `name` in errors) and compiles it like
+    /// [`with_runs`](Self::with_runs), each family's segments going from the decoder through
+    /// the local networks' overlay into the compact structure's builder as they are decoded:
+    /// neither the decompressed body nor the runs are held (unless `keep_runs`).
+    pub fn from_compact(
+        name: &str,
+        bytes: &[u8],
+        extra_local: &[IpNet],
+        keep_runs: bool,
+    ) -> Result<Self, GeoError> {
+        let local = local_networks(extra_local);
+        let (v4_local, v6_local) = local_runs(&local);
+        let (mut stream, meta) = compact::Stream::open(name, bytes)?;
+        let mut known = false;
+        let v4 = Family::compile(
+            &mut |each| {
+                stream.family::<u32>("IPv4", |start, id| {
+                    known |= id != CountryId::UNKNOWN;
+                    each(start, id)
+                })
+            },
+            &v4_local,
+            keep_runs,
+        )?;
+        let v6 = Family::compile(
+            &mut |each| {
+                stream.family::<u128>("IPv6", |start, id| {
+                    known |= id != CountryId::UNKNOWN;
+                    each(start, id)
+                })
+            },
+            &v6_local,
+            keep_runs,
+        )?;
+        stream.finish()?;
+        if !known {
+            return Err(GeoError::Empty { name: name.to_owned() });
+        }
+        Ok(Self { meta, local, v4, v6 })
+    }
+
+    /// Where the database came from.
+    pub fn meta(&self) -> &GeoMeta {
+        &self.meta
     }
 
     /// The local networks overlaid (built-in ones, then the extra ones).
@@ -201,67 +297,81 @@ impl CompiledGeo {
         &self.local
     }
 
-    /// IPv4 runs with the local networks overlaid (computed on each call).
-    pub fn v4_runs(&self) -> Vec<Run<u32>> {
-        overlay_sorted(&self.data.v4, &self.v4_local)
+    /// Whether the overlaid runs were kept (see [`with_runs`](Self::with_runs)).
+    pub fn has_runs(&self) -> bool {
+        self.v4.segments.is_some()
     }
 
-    /// IPv6 runs with the local networks overlaid (computed on each call).
+    /// IPv4 runs with the local networks overlaid.
+    ///
+    /// # Panics
+    ///
+    /// If the runs were not kept (see [`with_runs`](Self::with_runs)).
+    pub fn v4_runs(&self) -> Vec<Run<u32>> {
+        self.v4.runs()
+    }
+
+    /// IPv6 runs with the local networks overlaid.
+    ///
+    /// # Panics
+    ///
+    /// If the runs were not kept (see [`with_runs`](Self::with_runs)).
     pub fn v6_runs(&self) -> Vec<Run<u128>> {
-        overlay_sorted(&self.data.v6, &self.v6_local)
+        self.v6.runs()
     }
 
     /// The id the kernel will find for `addr`: read from the compact structure by the same walk
     /// as the eBPF program ([`tracer_common::geo_dxr::lookup`]).
     pub fn lookup(&self, addr: IpAddr) -> CountryId {
         match addr {
-            IpAddr::V4(a) => self.v4_dxr.lookup_v4(u32::from(a)),
-            IpAddr::V6(a) => self.v6_dxr.lookup_v6(u128::from(a)),
+            IpAddr::V4(a) => self.v4.dxr.lookup_v4(u32::from(a)),
+            IpAddr::V6(a) => self.v6.dxr.lookup_v6(u128::from(a)),
         }
     }
 
     /// The IPv4 runs as a minimal set of CIDR prefixes per run (local ones with
     /// [`CountryId::LOCAL`]; unknown gaps are not emitted), in address order.
+    ///
+    /// # Panics
+    ///
+    /// If the runs were not kept (see [`with_runs`](Self::with_runs)).
     pub fn v4_prefixes(&self) -> Vec<(Ipv4Net, CountryId)> {
         prefixes(&self.v4_runs(), |addr, len| Ipv4Net::new(addr.into(), len).ok())
     }
 
     /// The IPv6 runs as a minimal set of CIDR prefixes per run, like
     /// [`v4_prefixes`](Self::v4_prefixes).
+    ///
+    /// # Panics
+    ///
+    /// If the runs were not kept (see [`with_runs`](Self::with_runs)).
     pub fn v6_prefixes(&self) -> Vec<(Ipv6Net, CountryId)> {
         prefixes(&self.v6_runs(), |addr, len| Ipv6Net::new(addr.into(), len).ok())
     }
 
     /// The IPv4 compact structure.
     pub fn v4_dxr(&self) -> &Dxr {
-        &self.v4_dxr
+        &self.v4.dxr
     }
 
     /// The IPv6 compact structure.
     pub fn v6_dxr(&self) -> &Dxr {
-        &self.v6_dxr
+        &self.v6.dxr
     }
 
-    /// Sizes, for reporting.
+    /// Sizes, for reporting (counted while compiling).
     pub fn stats(&self) -> GeoStats {
-        // One family's overlaid runs at a time, so reporting does not raise the peak memory.
-        fn sizes<A: Address>(runs: &[Run<A>]) -> (usize, usize) {
-            let prefixes = runs.iter().map(|run| cidr_blocks(run.first, run.last).count());
-            (runs.len(), prefixes.sum())
-        }
-        let (v4_runs, v4_prefixes) = sizes(&self.v4_runs());
-        let (v6_runs, v6_prefixes) = sizes(&self.v6_runs());
         GeoStats {
-            v4_runs,
-            v6_runs,
-            v4_prefixes,
-            v6_prefixes,
-            v4_nodes: self.v4_dxr.nodes.len(),
-            v4_ranges: self.v4_dxr.used_ranges(),
-            v4_bytes: self.v4_dxr.bytes(),
-            v6_nodes: self.v6_dxr.nodes.len(),
-            v6_ranges: self.v6_dxr.used_ranges(),
-            v6_bytes: self.v6_dxr.bytes(),
+            v4_runs: self.v4.runs,
+            v6_runs: self.v6.runs,
+            v4_prefixes: self.v4.prefixes,
+            v6_prefixes: self.v6.prefixes,
+            v4_nodes: self.v4.dxr.nodes.len(),
+            v4_ranges: self.v4.dxr.used_ranges(),
+            v4_bytes: self.v4.dxr.bytes(),
+            v6_nodes: self.v6.dxr.nodes.len(),
+            v6_ranges: self.v6.dxr.used_ranges(),
+            v6_bytes: self.v6.dxr.bytes(),
         }
     }
 }
@@ -278,38 +388,4 @@ fn prefixes<A: Address, N>(
                 .map(move |prefix| (prefix, run.id))
         })
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn overlay_sorted_is_the_range_map_overlay() {
-        // Deterministic pseudo-random runs over a small space, so overlaps of every shape occur.
-        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = |n: u32| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % u64::from(n)) as u32
-        };
-        for _ in 0..300 {
-            let mut make = |count: u32, ids: u16| {
-                let mut map = RangeMap::<u32>::new();
-                for _ in 0..count {
-                    let first = next(400);
-                    let last = first + next(40);
-                    map.insert(first, last, CountryId(1 + next(u32::from(ids)) as u16));
-                }
-                map.into_runs()
-            };
-            let (base, top) = (make(12, 3), make(4, 2));
-            let mut expected = RangeMap::from_runs(&base);
-            for run in &top {
-                expected.insert(run.first, run.last, run.id);
-            }
-            assert_eq!(overlay_sorted(&base, &top), expected.into_runs(), "{base:?} + {top:?}");
-        }
-    }
 }

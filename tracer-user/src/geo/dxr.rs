@@ -6,9 +6,10 @@
 //! mixed, a pointer to the node built for it. Consecutive digit values with the same entry
 //! (the same id, or identical subtrees) are one range. Identical nodes are stored once.
 //!
-//! The build is linear in the number of runs plus the number of ranges: each node's list is
-//! found by one pass over the runs meeting the node, jumping over whole runs and gaps, never
-//! per digit value or per address.
+//! The build ([`DxrBuilder`]) is one pass over the segments tiling the space (runs and the gaps
+//! between them), in address order, linear in their number plus the number of ranges: a run of
+//! digit values of one id is written as one range, never per digit value or per address, and
+//! the segments are not held.
 
 use std::{
     collections::HashMap,
@@ -91,22 +92,7 @@ const fn mask(bits: u32) -> u128 {
     if bits >= 128 { u128::MAX } else { (1u128 << bits) - 1 }
 }
 
-/// The run at `runs[i]` extended over the following runs that touch it with the same id:
-/// `(first, last, id, index after them)`.
-fn merged<A: Address>(runs: &[Run<A>], i: usize) -> (u128, u128, u16, usize) {
-    let run = runs[i];
-    let (first, mut last) = (run.first.to_u128(), run.last.to_u128());
-    let mut j = i + 1;
-    while let Some(next) = runs.get(j) {
-        if next.id != run.id || last == u128::MAX || next.first.to_u128() != last + 1 {
-            break;
-        }
-        last = next.last.to_u128();
-        j += 1;
-    }
-    (first, last, run.id.0, j)
-}
-
+/// The nodes stored so far, identical ones once.
 struct Builder {
     nodes: Vec<Node>,
     ranges: Vec<Range>,
@@ -116,67 +102,8 @@ struct Builder {
 }
 
 impl Builder {
-    /// The range list of the node at `base` whose digit values each span `child_bits` bits;
-    /// `runs` are those meeting the node (sorted, disjoint).
-    fn list<A: Address>(
-        &mut self,
-        base: u128,
-        child_bits: u32,
-        runs: &[Run<A>],
-    ) -> Result<Vec<Range>, GeoError> {
-        let node_last = base | mask(child_bits + DIGIT_BITS);
-        let mut out: Vec<Range> = Vec::new();
-        let push = |out: &mut Vec<Range>, digit: u128, entry: u16| {
-            if out.last().is_none_or(|r| r.entry != entry) {
-                out.push(Range { start: digit as u16, entry });
-            }
-        };
-        let mut digit = 0u128;
-        let mut i = 0;
-        while digit <= u128::from(u16::MAX) {
-            let child = base | (digit << child_bits);
-            let child_last = child | mask(child_bits);
-            while runs.get(i).is_some_and(|r| r.last.to_u128() < child) {
-                i += 1;
-            }
-            let Some(run) = runs.get(i) else {
-                push(&mut out, digit, CountryId::UNKNOWN.0);
-                break;
-            };
-            let first = run.first.to_u128();
-            if first > child_last {
-                // A gap covers this digit value, up to the one holding `first`.
-                push(&mut out, digit, CountryId::UNKNOWN.0);
-                digit = (first - base) >> child_bits;
-                continue;
-            }
-            let (_, last, id, _) = merged(runs, i);
-            if first <= child && last >= child_last {
-                // One id over this digit value and on up to the one holding `last + 1`.
-                push(&mut out, digit, id);
-                if last >= node_last {
-                    break;
-                }
-                digit = (last + 1 - base) >> child_bits;
-                continue;
-            }
-            // Mixed: a node for this digit value, over the runs meeting it.
-            let end = i + runs[i..].partition_point(|r| r.first.to_u128() <= child_last);
-            let entry = self.node(child, child_bits, &runs[i..end])?;
-            push(&mut out, digit, entry);
-            digit += 1;
-        }
-        Ok(out)
-    }
-
-    /// The pointer to the node at `base` spanning `bits` bits (mixed, so `bits >= 16`).
-    fn node<A: Address>(
-        &mut self,
-        base: u128,
-        bits: u32,
-        runs: &[Run<A>],
-    ) -> Result<u16, GeoError> {
-        let list = self.list(base, bits - DIGIT_BITS, runs)?;
+    /// Stores a node with range list `list` (or finds an identical one): its pointer.
+    fn store(&mut self, list: Vec<Range>) -> Result<u16, GeoError> {
         self.built += 1;
         let hash = self.hasher.hash_one(&list);
         let same = self.index.entry(hash).or_default();
@@ -209,32 +136,210 @@ pub fn build_dxr<A: Address>(runs: &[Run<A>]) -> Result<Dxr, GeoError> {
         let family = if A::BITS == 32 { "IPv4" } else { "IPv6" };
         return Err(GeoError::InvalidRuns { family });
     }
-    if let Some(run) =
-        runs.iter().find(|run| run.id.0 >= CountryId::NUM_IDS || run.id == CountryId::FALLBACK)
-    {
-        return Err(GeoError::InvalidId { id: run.id.0 });
+    let mut builder = DxrBuilder::<A>::new();
+    for_each_segment(runs, |start, id| builder.push(start, id))?;
+    builder.finish()
+}
+
+/// Calls `each` with the start and id of every segment tiling the space of sorted, disjoint
+/// `runs` (gaps as [`CountryId::UNKNOWN`]), in address order.
+pub(crate) fn for_each_segment<A: Address>(
+    runs: &[Run<A>],
+    mut each: impl FnMut(u128, CountryId) -> Result<(), GeoError>,
+) -> Result<(), GeoError> {
+    // First address not yet covered; None past the end of the space.
+    let mut next = Some(0u128);
+    for run in runs {
+        let first = run.first.to_u128();
+        if let Some(n) = next
+            && first > n
+        {
+            each(n, CountryId::UNKNOWN)?;
+        }
+        each(first, run.id)?;
+        next = (run.last < A::MAX).then(|| run.last.to_u128() + 1);
     }
-    let mut builder = Builder {
-        nodes: Vec::new(),
-        ranges: Vec::new(),
-        index: HashMap::new(),
-        hasher: RandomState::new(),
-        built: 0,
-    };
-    let top = builder.list(0, A::BITS - DIGIT_BITS, runs)?;
-    let mut root = vec![Block::filled(CountryId::UNKNOWN); ROOT_BLOCKS as usize];
-    for (k, range) in top.iter().enumerate() {
-        let end =
-            top.get(k + 1).map_or(ROOT_BLOCKS as usize * BLOCK_ENTRIES, |r| usize::from(r.start));
-        for value in usize::from(range.start)..end {
-            root[value / BLOCK_ENTRIES].entries[value % BLOCK_ENTRIES] = range.entry;
+    match next {
+        Some(n) => each(n, CountryId::UNKNOWN),
+        None => Ok(()),
+    }
+}
+
+/// A node whose range list is being written: the children before `next` are done.
+struct Open {
+    base: u128,
+    child_bits: u32,
+    next: u32,
+    list: Vec<Range>,
+}
+
+impl Open {
+    fn new(base: u128, child_bits: u32) -> Self {
+        Self { base, child_bits, next: 0, list: Vec::new() }
+    }
+
+    fn last(&self) -> u128 {
+        self.base | mask(self.child_bits + DIGIT_BITS)
+    }
+
+    /// The digit value of `addr` (inside the node).
+    fn digit(&self, addr: u128) -> u32 {
+        ((addr - self.base) >> self.child_bits) as u32
+    }
+
+    fn push(&mut self, digit: u32, entry: u16) {
+        if self.list.last().is_none_or(|r| r.entry != entry) {
+            self.list.push(Range { start: digit as u16, entry });
         }
     }
-    let Builder { nodes, mut ranges, built, .. } = builder;
-    ranges.resize(ranges.len().div_ceil(LINE_RANGES).max(1) * LINE_RANGES, Range::default());
-    ranges.shrink_to_fit();
-    let shared_nodes = built - nodes.len();
-    Ok(Dxr { root, nodes, ranges, shared_nodes })
+
+    /// The children from `next` up to (not including) `until` all map to `id`.
+    fn fill(&mut self, until: u32, id: u16) {
+        if self.next < until {
+            self.push(self.next, id);
+            self.next = until;
+        }
+    }
+}
+
+/// Builds the compact structure of one family from the segments tiling its space, given in
+/// address order ([`push`](Self::push)), without holding them: only the nodes being written
+/// (one per level) and the structure built so far. The result is the one of [`build_dxr`] for
+/// the same addresses and ids, node for node.
+///
+/// A node's child (a digit value) is mixed exactly when a segment starts strictly inside it;
+/// such a child gets a node, opened when that start arrives and closed (stored, or shared with
+/// an identical one) when a start beyond it arrives, so children are stored before their
+/// parents, in address order.
+pub struct DxrBuilder<A> {
+    store: Builder,
+    /// The root, then each open mixed child's node.
+    open: Vec<Open>,
+    /// The id of the segment in effect; None before the first.
+    id: Option<u16>,
+    /// Start of the segment in effect.
+    start: u128,
+    _family: std::marker::PhantomData<A>,
+}
+
+impl<A: Address> std::fmt::Debug for DxrBuilder<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DxrBuilder")
+            .field("nodes", &self.store.nodes.len())
+            .field("open", &self.open.len())
+            .finish()
+    }
+}
+
+impl<A: Address> Default for DxrBuilder<A> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<A: Address> DxrBuilder<A> {
+    /// A builder expecting the segment starting at address 0 first.
+    pub fn new() -> Self {
+        Self {
+            store: Builder {
+                nodes: Vec::new(),
+                ranges: Vec::new(),
+                index: HashMap::new(),
+                hasher: RandomState::new(),
+                built: 0,
+            },
+            open: vec![Open::new(0, A::BITS - DIGIT_BITS)],
+            id: None,
+            start: 0,
+            _family: std::marker::PhantomData,
+        }
+    }
+
+    /// The next segment: it starts at `start` (the first at 0, each later one after the
+    /// previous) and its addresses map to `id` (unknown ones to [`CountryId::UNKNOWN`]).
+    /// A segment of the previous one's id extends it.
+    pub fn push(&mut self, start: u128, id: CountryId) -> Result<(), GeoError> {
+        if id.0 >= CountryId::NUM_IDS || id == CountryId::FALLBACK {
+            return Err(GeoError::InvalidId { id: id.0 });
+        }
+        let Some(current) = self.id else {
+            if start != 0 {
+                return Err(self.invalid());
+            }
+            self.id = Some(id.0);
+            return Ok(());
+        };
+        if start <= self.start || start > A::MAX.to_u128() {
+            return Err(self.invalid());
+        }
+        if id.0 == current {
+            return Ok(());
+        }
+        // Close the nodes that end before `start`: the rest of each is `current`.
+        while self.open.len() > 1 && self.open.last().is_some_and(|node| node.last() < start) {
+            self.close(current)?;
+        }
+        // Down from the deepest open node holding `start`: the children before it are
+        // `current`; the one holding it is mixed unless `start` is its first address.
+        loop {
+            let node = self.open.last_mut().expect("the root stays open");
+            let digit = node.digit(start);
+            node.fill(digit, current);
+            let child = node.base | (u128::from(digit) << node.child_bits);
+            if child == start {
+                break;
+            }
+            let child_bits = node.child_bits - DIGIT_BITS;
+            self.open.push(Open::new(child, child_bits));
+        }
+        self.id = Some(id.0);
+        self.start = start;
+        Ok(())
+    }
+
+    fn invalid(&self) -> GeoError {
+        GeoError::InvalidRuns { family: if A::BITS == 32 { "IPv4" } else { "IPv6" } }
+    }
+
+    /// Stores the deepest open node (its remaining children `id`) and enters it in its parent.
+    fn close(&mut self, id: u16) -> Result<(), GeoError> {
+        let mut node = self.open.pop().expect("a node below the root");
+        node.fill(1 << DIGIT_BITS, id);
+        let entry = self.store.store(node.list)?;
+        let parent = self.open.last_mut().expect("the root stays open");
+        let digit = parent.digit(node.base);
+        debug_assert_eq!(parent.next, digit);
+        parent.push(digit, entry);
+        parent.next = digit + 1;
+        Ok(())
+    }
+
+    /// The structure, once every segment has been pushed.
+    pub fn finish(mut self) -> Result<Dxr, GeoError> {
+        let id = self.id.unwrap_or(CountryId::UNKNOWN.0);
+        while self.open.len() > 1 {
+            self.close(id)?;
+        }
+        let mut root_node = self.open.pop().expect("the root");
+        root_node.fill(1 << DIGIT_BITS, id);
+        let top = root_node.list;
+        let mut root = vec![Block::filled(CountryId::UNKNOWN); ROOT_BLOCKS as usize];
+        for (k, range) in top.iter().enumerate() {
+            let end = top
+                .get(k + 1)
+                .map_or(ROOT_BLOCKS as usize * BLOCK_ENTRIES, |r| usize::from(r.start));
+            for value in usize::from(range.start)..end {
+                root[value / BLOCK_ENTRIES].entries[value % BLOCK_ENTRIES] = range.entry;
+            }
+        }
+        drop(top);
+        let Builder { mut nodes, mut ranges, built, .. } = self.store;
+        ranges.resize(ranges.len().div_ceil(LINE_RANGES).max(1) * LINE_RANGES, Range::default());
+        ranges.shrink_to_fit();
+        nodes.shrink_to_fit();
+        let shared_nodes = built - nodes.len();
+        Ok(Dxr { root, nodes, ranges, shared_nodes })
+    }
 }
 
 #[cfg(test)]

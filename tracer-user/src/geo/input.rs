@@ -1,7 +1,7 @@
 //! Reading country database files: the shared limits and gzip handling of
 //! [`crate::base::input`], with [`GeoError`].
 
-use std::{io, path::Path};
+use std::path::Path;
 
 pub use crate::base::input::{GZIP_MAGIC, MAX_INPUT_BYTES, is_gzip};
 
@@ -15,17 +15,6 @@ pub fn gunzip(name: &str, bytes: &[u8], limit: u64) -> Result<Vec<u8>, GeoError>
 /// Reads a whole file, refusing files over [`MAX_INPUT_BYTES`] before reading them.
 pub fn read_file(path: &Path) -> Result<Vec<u8>, GeoError> {
     Ok(crate::base::input::read_file(path)?)
-}
-
-/// Reads all of `reader`, failing with [`InputError::TooLarge`](crate::base::input::InputError::TooLarge) beyond `limit` bytes.
-pub(crate) fn read_limited(
-    name: &str,
-    reader: impl io::Read,
-    limit: u64,
-    size_hint: usize,
-    on_error: impl FnOnce(io::Error) -> GeoError,
-) -> Result<Vec<u8>, GeoError> {
-    crate::base::input::read_limited(name, reader, limit, size_hint, on_error)
 }
 
 #[cfg(test)]

@@ -3,8 +3,9 @@
 //!
 //! ```text
 //! file bytes --load_file/parse_csv/compact::decode--> GeoData (merged runs + metadata)
-//!            --CompiledGeo::new(data, lan prefixes)--> runs with LOCAL overlaid
+//!            --CompiledGeo::new(data, lan prefixes)--> segments with LOCAL overlaid, per family
 //!            --> lookup(), v4_dxr()/v6_dxr() (compact structures), v4_prefixes()/v6_prefixes() (LPM tries)
+//! compact bytes --CompiledGeo::from_compact--> the same, decoded and compiled one family at a time
 //! ```
 
 pub mod asn;
@@ -18,17 +19,19 @@ pub mod local;
 pub mod mmdb;
 pub mod ranges;
 pub mod regions;
+pub mod segments;
 
 use std::path::Path;
 
 pub use compact::{NRO_ATTRIBUTION, decode, encode};
-pub use compiled::{CompiledGeo, GeoData, GeoStats};
+pub use compiled::{CompiledGeo, GeoData, GeoMeta, GeoStats};
 pub use csv::parse_csv;
-pub use dxr::{Dxr, build_dxr};
+pub use dxr::{Dxr, DxrBuilder, build_dxr};
 pub use error::GeoError;
 pub use input::MAX_INPUT_BYTES;
 pub use local::{default_local_networks, local_networks};
 pub use ranges::{Address, RangeMap, Run, lookup_runs};
+pub use segments::Segments;
 
 /// The marker that precedes the metadata section of a MaxMind DB file.
 const MMDB_METADATA_MARKER: &[u8] = b"\xab\xcd\xefMaxMind.com";

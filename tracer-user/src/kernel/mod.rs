@@ -19,7 +19,7 @@ pub use attach::{AttachMode, AttachPreference, Attachment};
 pub use counters::{CounterReader, CounterSnapshot, Pair, StatSnapshot, Traffic};
 pub use error::KernelError;
 pub use geo_maps::{GeoMapSizes, Lookup};
-pub use load::{Kernel, KernelLog, LoadOptions, spawn_kernel_log};
+pub use load::{Kernel, KernelLog, LoadOptions, Loader, spawn_kernel_log};
 pub use memory::{MapMemory, map_memory};
 pub use policy_maps::EventLimits;
 pub use readback::KernelGeo;
