@@ -22,8 +22,7 @@ pub fn release_embedded(data: &'static [u8]) {
     // SAFETY: `start..end` is whole pages inside `data`, an immutable static; MADV_PAGEOUT
     // only reclaims pages, keeping their contents (from the file, or swap), so nothing the
     // program reads changes.
-    let ret =
-        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_PAGEOUT) };
+    let ret = unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_PAGEOUT) };
     if ret != 0 {
         tracing::debug!(error = %std::io::Error::last_os_error(), "madvise(MADV_PAGEOUT) of embedded data");
     }
