@@ -5,10 +5,10 @@
 //! Two ways to a static musl binary, by target ([`TARGETS`]):
 //! - [`Std::Rustup`] (x86_64, aarch64): `rustup target add` installs the target's `rust-std`
 //!   with its self-contained musl CRT and libc, and `rust-lld` links against them.
-//! - [`Std::Build`] (armv7, mipsel): the distribution server has no `rust-std` for them, so the
-//!   nightly toolchain compiles `std` from its `rust-src` (`-Z build-std=std,panic_abort`), and
-//!   Debian's cross gcc links, with Debian's musl for that architecture (`musl-dev:armhf`,
-//!   `musl-dev:mipsel`: CRT objects and `libc.a`, through the `<triple>-musl-gcc` wrapper's
+//! - [`Std::Build`] (armv7, mipsel, s390x): the distribution server has no `rust-std` for
+//!   them, so the nightly toolchain compiles `std` from its `rust-src` (`-Z
+//!   build-std=std,panic_abort`), and Debian's cross gcc links, with Debian's musl for that
+//!   architecture (`musl-dev:armhf`, `musl-dev:mipsel`, `musl-dev:s390x`: CRT objects and `libc.a`, through the `<triple>-musl-gcc` wrapper's
 //!   specs). The unwinder `std` links (`-lunwind`) is LLVM's libunwind from the nightly
 //!   `rust-src`, compiled here with the same compiler ([`libunwind`]): Debian's `libgcc_eh.a`
 //!   is built for glibc (`_dl_find_object`).
@@ -90,6 +90,14 @@ pub(crate) const TARGETS: &[Target] = &[
             cflags: &["-msoft-float"],
         },
         qemu: Some("qemu-mipsel"),
+    },
+    // z/Architecture, big-endian: not a router, but bookworm's big-endian kernel that QEMU
+    // boots (`cargo xtask vm --arch s390x`), so the `bpfeb` object is shown to load and count.
+    Target {
+        triple: "s390x-unknown-linux-musl",
+        debian_arch: "s390x",
+        std: Std::Build { gnu: "s390x-linux-gnu", musl_gcc: "s390x-linux-musl-gcc", cflags: &[] },
+        qemu: Some("qemu-s390x"),
     },
 ];
 

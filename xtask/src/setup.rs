@@ -1,8 +1,8 @@
 //! `cargo xtask setup`: installs what the build and the tests need, idempotently.
 //!
 //! - the nightly toolchain's `rust-src` (aya-build compiles `core` for the BPF target, and the
-//!   armv7/mipsel dist builds compile `std` and LLVM's libunwind from it);
-//! - the armhf and mipsel dpkg architectures (for their `musl-dev`);
+//!   armv7/mipsel/s390x dist builds compile `std` and LLVM's libunwind from it);
+//! - the armhf, mipsel and s390x dpkg architectures (for their `musl-dev`);
 //! - `bpf-linker`, built from crates.io against the nightly toolchain's own LLVM and cached in
 //!   `~/.cache/egress-tracer` (or `$EGRESS_TRACER_CACHE`), unless a working one is on PATH;
 //! - the Debian packages the tests use, and the foreign Debian architectures whose kernels
@@ -46,11 +46,17 @@ pub(crate) const APT_PACKAGES: &[&str] = &[
     "gcc-mipsel-linux-gnu",
     "g++-mipsel-linux-gnu",
     "musl-dev:mipsel",
+    // The same for s390x (big-endian, `cargo xtask vm --arch s390x`: the `bpfeb` object).
+    "gcc-s390x-linux-gnu",
+    "g++-s390x-linux-gnu",
+    "musl-dev:s390x",
     // Runs the cross builds' userspace (lookup) under emulation in the test suite.
     "qemu-user",
     // Boot Debian's own kernels with the static agents (`cargo xtask vm`).
     "qemu-system-arm",
     "qemu-system-mips",
+    // qemu-system-s390x.
+    "qemu-system-misc",
     "qemu-system-x86",
     // Decompresses kernel modules shipped as .ko.xz for the VM's initramfs.
     "xz-utils",
@@ -153,7 +159,7 @@ fn deb_installed(name: &str) -> bool {
 }
 
 /// Debian architectures `cargo xtask vm` downloads kernels and busybox for.
-const VM_ARCHITECTURES: &[&str] = &["amd64", "arm64", "armhf", "mipsel"];
+const VM_ARCHITECTURES: &[&str] = &["amd64", "arm64", "armhf", "mipsel", "s390x"];
 
 /// Adds the VM architectures other than the native one to dpkg (so that `apt-get download
 /// linux-image-arm64:arm64` works), then refreshes apt's lists once.

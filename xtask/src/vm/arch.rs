@@ -13,10 +13,14 @@ pub(crate) enum Arch {
     Armv7,
     /// mipsel (the 4kc-malta kernel) on `-M malta` (TCG).
     Mipsel,
+    /// s390x (z/Architecture, big-endian: the `bpfeb` object) on `-M s390-ccw-virtio` (TCG).
+    /// Not in the suite's matrix.
+    S390x,
 }
 
 impl Arch {
-    /// Every architecture, in the order the suite runs them.
+    /// The suite's architectures, in the order it runs them (s390x, booted only on request, is
+    /// not among them; `cargo xtask vm --kernel K` without --arch boots these).
     pub(crate) const ALL: [Arch; 4] = [Arch::X86_64, Arch::Aarch64, Arch::Armv7, Arch::Mipsel];
 
     /// The name on the command line and in reports.
@@ -26,6 +30,7 @@ impl Arch {
             Arch::Aarch64 => "aarch64",
             Arch::Armv7 => "armv7",
             Arch::Mipsel => "mipsel",
+            Arch::S390x => "s390x",
         }
     }
 
@@ -36,6 +41,7 @@ impl Arch {
             Arch::Aarch64 => "aarch64-unknown-linux-musl",
             Arch::Armv7 => "armv7-unknown-linux-musleabihf",
             Arch::Mipsel => "mipsel-unknown-linux-musl",
+            Arch::S390x => "s390x-unknown-linux-musl",
         }
     }
 
@@ -46,6 +52,7 @@ impl Arch {
             Arch::Aarch64 => "arm64",
             Arch::Armv7 => "armhf",
             Arch::Mipsel => "mipsel",
+            Arch::S390x => "s390x",
         }
     }
 
@@ -56,6 +63,7 @@ impl Arch {
             Arch::Aarch64 => "arm64",
             Arch::Armv7 => "armmp",
             Arch::Mipsel => "4kc-malta",
+            Arch::S390x => "s390x",
         }
     }
 
@@ -66,6 +74,7 @@ impl Arch {
             Arch::Aarch64 => "qemu-system-aarch64",
             Arch::Armv7 => "qemu-system-arm",
             Arch::Mipsel => "qemu-system-mipsel",
+            Arch::S390x => "qemu-system-s390x",
         }
     }
 
@@ -75,6 +84,7 @@ impl Arch {
             Arch::X86_64 => "qemu-system-x86",
             Arch::Aarch64 | Arch::Armv7 => "qemu-system-arm",
             Arch::Mipsel => "qemu-system-mips",
+            Arch::S390x => "qemu-system-misc",
         }
     }
 
@@ -86,6 +96,7 @@ impl Arch {
             Arch::Aarch64 => vec!["-M", "virt", "-cpu", "cortex-a57"],
             Arch::Armv7 => vec!["-M", "virt,highmem=off", "-cpu", "cortex-a15"],
             Arch::Mipsel => vec!["-M", "malta"],
+            Arch::S390x => vec!["-M", "s390-ccw-virtio", "-cpu", "max"],
         }
     }
 
@@ -94,6 +105,7 @@ impl Arch {
         match self {
             Arch::X86_64 | Arch::Mipsel => "ttyS0",
             Arch::Aarch64 | Arch::Armv7 => "ttyAMA0",
+            Arch::S390x => "ttysclp0",
         }
     }
 
@@ -110,7 +122,7 @@ impl Arch {
     pub(crate) fn timeout_secs(self, kvm: bool) -> u64 {
         match self {
             Arch::X86_64 if kvm => 180,
-            Arch::X86_64 | Arch::Aarch64 => 600,
+            Arch::X86_64 | Arch::Aarch64 | Arch::S390x => 600,
             Arch::Armv7 | Arch::Mipsel => 900,
         }
     }
@@ -169,5 +181,10 @@ mod tests {
         assert!(!Arch::X86_64.machine_args(false).contains(&"-enable-kvm"));
         assert_eq!(Series::V6_1.metapackage(Arch::Armv7), "linux-image-armmp");
         assert_eq!(Series::V6_12.metapackage(Arch::X86_64), "linux-image-6.12-amd64");
+        // Big-endian, outside the suite's order.
+        assert!(!Arch::ALL.contains(&Arch::S390x));
+        assert_eq!(Series::V6_1.metapackage(Arch::S390x), "linux-image-s390x");
+        assert_eq!(Arch::S390x.console(), "ttysclp0");
+        assert_eq!(crate::dist::find(Arch::S390x.triple()).unwrap().debian_arch, "s390x");
     }
 }
