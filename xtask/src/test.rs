@@ -53,9 +53,14 @@ fn clippy_ebpf(ready: &Ready) -> Command {
     c
 }
 
-/// The router builds `cargo xtask test` checks under qemu-user.
-const CROSS_TARGETS: &[&str] =
-    &["aarch64-unknown-linux-musl", "armv7-unknown-linux-musleabihf", "mipsel-unknown-linux-musl"];
+/// The router builds `cargo xtask test` checks under qemu-user (s390x stands in for big-endian
+/// MIPS routers: the `bpfeb` object).
+const CROSS_TARGETS: &[&str] = &[
+    "aarch64-unknown-linux-musl",
+    "armv7-unknown-linux-musleabihf",
+    "mipsel-unknown-linux-musl",
+    "s390x-unknown-linux-musl",
+];
 
 /// Builds [`CROSS_TARGETS`] (static, checked by dist) and, with no kernel of their architecture
 /// here, runs each one's userspace under qemu: a lookup from the embedded database must answer
@@ -203,7 +208,7 @@ pub(crate) fn run(args: &TestArgs) -> anyhow::Result<()> {
         let deb = std::env::var_os("EGRESS_TRACER_DEB").expect("set by the dist step");
         crate::vm::systemd::step(std::path::Path::new(&deb))
     });
-    steps.run("dist: cross builds (aarch64, armv7, mipsel) under qemu", || {
+    steps.run("dist: cross builds (aarch64, armv7, mipsel, s390x) under qemu", || {
         if args.only.is_some() {
             return Ok(Outcome::Skip("--only".into()));
         }
@@ -237,7 +242,7 @@ pub(crate) fn run(args: &TestArgs) -> anyhow::Result<()> {
             .map(|()| Outcome::Pass)
     });
     // Last: a VM failure (the agent on another kernel) does not hide the steps above.
-    steps.run("vm: Debian kernels in QEMU (x86_64, aarch64, armv7, mipsel on 6.1; x86_64, aarch64 on 6.12)", || {
+    steps.run("vm: Debian kernels in QEMU (x86_64, aarch64, armv7, mipsel, s390x on 6.1; x86_64, aarch64 on 6.12)", || {
         if args.only.is_some() {
             return Ok(Outcome::Skip("--only".into()));
         }
