@@ -86,7 +86,8 @@ fn fpu_instructions(disassembly: &str) -> Vec<(u64, String)> {
             let (address, rest) = line.split_once(":\t")?;
             let address = u64::from_str_radix(address.trim(), 16).ok()?;
             // `<raw word>\t<mnemonic>\t<operands>` (with --no-show-raw-insn: no word).
-            let mnemonic = rest.split('\t').find(|f| !f.is_empty() && !is_hex_word(f))?;
+            let mnemonic =
+                rest.split('\t').map(str::trim).find(|f| !f.is_empty() && !is_hex_word(f))?;
             let mnemonic = mnemonic.split_whitespace().next()?;
             is_fpu(mnemonic).then(|| (address, mnemonic.to_owned()))
         })
