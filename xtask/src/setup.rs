@@ -46,6 +46,9 @@ pub(crate) const APT_PACKAGES: &[&str] = &[
     "gcc-mipsel-linux-gnu",
     "g++-mipsel-linux-gnu",
     "musl-dev:mipsel",
+    // mipsel-linux-gnu-objdump: the suite's check that the mipsel binary has no FPU
+    // instructions outside printf's float conversions (xtask/src/fpu.rs).
+    "binutils-mipsel-linux-gnu",
     // Runs the cross builds' userspace (lookup) under emulation in the test suite.
     "qemu-user",
     // Boot Debian's own kernels with the static agents (`cargo xtask vm`).
