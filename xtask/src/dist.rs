@@ -51,6 +51,10 @@ pub(crate) struct Target {
     pub(crate) std: Std,
     /// qemu-user's emulator for the binary (`cargo xtask test` runs a lookup under it).
     pub(crate) qemu: Option<&'static str>,
+    /// A soft-float target for FPU-less CPUs, linked against a hard-float libc: `cargo xtask
+    /// test` checks its binary for FPU instructions ([`crate::fpu`]) and runs it under this
+    /// qemu CPU model, which has no FPU.
+    pub(crate) no_fpu_cpu: Option<&'static str>,
 }
 
 /// Targets known to build.
@@ -60,12 +64,14 @@ pub(crate) const TARGETS: &[Target] = &[
         debian_arch: "amd64",
         std: Std::Rustup { cc: "musl-gcc" },
         qemu: None,
+        no_fpu_cpu: None,
     },
     Target {
         triple: "aarch64-unknown-linux-musl",
         debian_arch: "arm64",
         std: Std::Rustup { cc: "aarch64-linux-gnu-gcc" },
         qemu: Some("qemu-aarch64"),
+        no_fpu_cpu: None,
     },
     // ARMv7 with VFPv3-D16, hard-float ABI (inside the static binary only: it runs on any
     // ARMv7-A router with a VFP, e.g. OpenWrt's arm_cortex-a7_neon-vfpv4, ipq40xx).
@@ -78,9 +84,11 @@ pub(crate) const TARGETS: &[Target] = &[
             cflags: &[],
         },
         qemu: Some("qemu-arm"),
+        no_fpu_cpu: None,
     },
     // MIPS32r2 little-endian, soft-float like the Rust target and OpenWrt's mipsel_24kc
-    // (ramips mt7621 has no FPU). Debian's musl is hard-float: see docs/deployment.md.
+    // (ramips mt7621 has no FPU). Debian's musl is hard-float: tracer-user/src/softfloat.rs
+    // keeps its math out, the suite checks what is left (docs/deployment.md, "mipsel caveat").
     Target {
         triple: "mipsel-unknown-linux-musl",
         debian_arch: "mipsel",
@@ -90,6 +98,8 @@ pub(crate) const TARGETS: &[Target] = &[
             cflags: &["-msoft-float"],
         },
         qemu: Some("qemu-mipsel"),
+        // The MIPS 24Kc has no FPU (the 24Kf has one): FPU instructions raise SIGILL.
+        no_fpu_cpu: Some("24Kc"),
     },
     // z/Architecture, big-endian: not a router, but bookworm's big-endian kernel that QEMU
     // boots (`cargo xtask vm --arch s390x`), so the `bpfeb` object is shown to load and count.
@@ -236,10 +246,12 @@ fn cargo_build(ready: &Ready, targets: &[&'static Target]) -> anyhow::Result<()>
                 let unwind = libunwind(t.triple, gnu, musl_gcc, cflags)?;
                 // crt-static: the MIPS musl targets default to dynamic linking (OpenWrt's
                 // way); Rust's self-contained CRT is not there to link, Debian's is (specs).
+                // The linker map (with its cross-reference table) is for the FPU check.
                 let rustflags = format!(
                     "-C target-feature=+crt-static -C relocation-model=static \
-                     -C link-self-contained=no -L native={}",
-                    unwind.display()
+                     -C link-self-contained=no -L native={} -C link-arg=-Wl,-Map={},--cref",
+                    unwind.display(),
+                    link_map(t.triple).display()
                 );
                 build
                     .env(target_var(t.triple, "LINKER"), musl_gcc)
@@ -250,6 +262,11 @@ fn cargo_build(ready: &Ready, targets: &[&'static Target]) -> anyhow::Result<()>
         }
     }
     status(build)
+}
+
+/// The linker map of a [`Std::Build`] target's dist binary: `target/<triple>/dist/egress-tracer.map`.
+pub(crate) fn link_map(triple: &str) -> PathBuf {
+    target_dir().join(triple).join("dist/egress-tracer.map")
 }
 
 /// LLVM's libunwind from the nightly `rust-src` (the unwinder Rust's own musl targets ship),

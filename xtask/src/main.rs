@@ -4,6 +4,7 @@ mod bench;
 mod deb;
 mod demo;
 mod dist;
+mod fpu;
 mod geo_build;
 mod run;
 mod setup;

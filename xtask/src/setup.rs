@@ -50,6 +50,9 @@ pub(crate) const APT_PACKAGES: &[&str] = &[
     "gcc-s390x-linux-gnu",
     "g++-s390x-linux-gnu",
     "musl-dev:s390x",
+    // mipsel-linux-gnu-objdump: the suite's check that the mipsel binary has no FPU
+    // instructions outside printf's float conversions (xtask/src/fpu.rs).
+    "binutils-mipsel-linux-gnu",
     // Runs the cross builds' userspace (lookup) under emulation in the test suite.
     "qemu-user",
     // Boot Debian's own kernels with the static agents (`cargo xtask vm`).

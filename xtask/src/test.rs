@@ -96,9 +96,64 @@ fn cross_builds(ready: &Ready, background: Option<Background>) -> anyhow::Result
         if !answered || !fits {
             failed.push(triple);
         }
+        if let Some(cpu) = built.target.no_fpu_cpu
+            && !no_fpu(&built, qemu, cpu)?
+        {
+            failed.push(triple);
+        }
     }
     anyhow::ensure!(failed.is_empty(), "cross builds failed their checks: {}", failed.join(", "));
     Ok(())
+}
+
+/// A `[[volume]]` file whose sizes go through `f64` multiplication, `powi` and `round` (2.5
+/// rounds away from zero), and the byte limits `check-config` must print for it: the values
+/// the x86_64 build prints.
+const VOLUME_CONFIG: &str = "[[volume]]\nregions = [\"CN\"]\nupload = \"1.5GB\"\nwindow = \"1h\"\n\n\
+    [[volume]]\nregions = [\"any\"]\nupload = \"2.5\"\nwindow = \"30m\"\n\n\
+    [[volume]]\nregions = [\"any\"]\nupload = \"0.7TiB\"\nwindow = \"1d\"\n";
+const VOLUME_BYTES: &[&str] = &["over 1500000000 bytes", "over 3 bytes", "over 769658139443 bytes"];
+
+/// The checks of a soft-float build for FPU-less routers ([`crate::dist::Target::no_fpu_cpu`]):
+/// no FPU instruction outside [`crate::fpu::ALLOWED`], and, under qemu's `cpu` model (no FPU:
+/// an FPU instruction is SIGILL), the lookup and `check-config`'s float arithmetic give the
+/// native results. Prints one line; false if anything failed.
+fn no_fpu(built: &crate::dist::Built, qemu: &str, cpu: &str) -> anyhow::Result<bool> {
+    let triple = built.target.triple;
+    let crate::dist::Std::Build { gnu, .. } = built.target.std else {
+        anyhow::bail!("{triple}: the FPU check needs a Std::Build target (its linker map)");
+    };
+    let report =
+        crate::fpu::check(&format!("{gnu}-objdump"), &built.path, &crate::dist::link_map(triple))?;
+    let config = crate::run::target_dir().join("fpu-check-volume.toml");
+    std::fs::write(&config, VOLUME_CONFIG)?;
+    let bin = built.path.display().to_string();
+    let lookup =
+        crate::run::cmd(qemu, &["-cpu", cpu, &bin, "lookup", "--json", "36.110.0.1"]).output()?;
+    let looked_up = lookup.status.success()
+        && String::from_utf8_lossy(&lookup.stdout).contains(r#""country":"CN""#);
+    let checked =
+        crate::run::cmd(qemu, &["-cpu", cpu, &bin, "check-config"]).arg(&config).output()?;
+    let text = String::from_utf8_lossy(&checked.stdout);
+    let sizes = checked.status.success() && VOLUME_BYTES.iter().all(|b| text.contains(b));
+    println!(
+        "cross: {triple}: {} FPU instructions, {} of them in printf's floating-point \
+         conversions (allowed){}; {qemu} -cpu {cpu} (no FPU): lookup {}, check-config sizes {}",
+        report.total,
+        report.allowed,
+        if report.problems.is_empty() {
+            String::new()
+        } else {
+            format!(", NOT ALLOWED: {}", report.problems.join("; "))
+        },
+        if looked_up { "CN" } else { "FAILED" },
+        if sizes {
+            "as on x86_64".to_owned()
+        } else {
+            format!("WRONG: {:?} {}", text.trim(), String::from_utf8_lossy(&checked.stderr).trim())
+        }
+    );
+    Ok(report.problems.is_empty() && looked_up && sizes)
 }
 
 /// The cross builds, started before the privileged tests: those mostly wait on the lab's

@@ -190,6 +190,16 @@ pub fn check_command(path: &Path) -> anyhow::Result<()> {
         config.devices.len(),
         config.policy.summary(),
     );
+    let regions = config.regions()?;
+    for section in &config.volumes {
+        let rule = VolumeRule::compile(section, &regions).map_err(|e| anyhow::anyhow!(e.reason))?;
+        println!(
+            "upload alert: {} over {} bytes within {}",
+            rule.label,
+            rule.bytes,
+            humantime::format_duration(rule.window)
+        );
+    }
     Ok(())
 }
 

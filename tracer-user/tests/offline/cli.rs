@@ -176,6 +176,19 @@ fn check_config_accepts_a_good_file_and_names_the_line_of_a_bad_one() {
     );
     std::fs::write(
         &config,
+        "[[volume]]\nregions = [\"CN\"]\nupload = \"2.5\"\nwindow = \"1h\"\n\n[[volume]]\nregions = [\"any\"]\nupload = \"0.7TiB\"\nwindow = \"1d\"\n",
+    )
+    .unwrap();
+    let o = run(&["check-config", config.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for line in [
+        "upload alert: CN:2.5/1h over 3 bytes within 1h",
+        "upload alert: any:0.7TiB/1d over 769658139443 bytes within 1day",
+    ] {
+        assert!(stdout(&o).contains(line), "{}", stdout(&o));
+    }
+    std::fs::write(
+        &config,
         "[policy]\nallow = [\"eu\"]\n\n[[device]]\nmac = \"02:00:00:00:00:01\"\ngroup = \"iot\"\n",
     )
     .unwrap();
