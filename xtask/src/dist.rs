@@ -108,6 +108,7 @@ pub(crate) const TARGETS: &[Target] = &[
         debian_arch: "s390x",
         std: Std::Build { gnu: "s390x-linux-gnu", musl_gcc: "s390x-linux-musl-gcc", cflags: &[] },
         qemu: Some("qemu-s390x"),
+        no_fpu_cpu: None,
     },
 ];
 
