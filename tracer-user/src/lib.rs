@@ -32,6 +32,4 @@ pub mod learning;
 pub mod metrics;
 pub mod policy;
 pub mod remotes;
-#[cfg(all(target_arch = "mips", target_env = "musl"))]
-mod softfloat;
 pub mod state;

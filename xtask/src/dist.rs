@@ -87,7 +87,7 @@ pub(crate) const TARGETS: &[Target] = &[
         no_fpu_cpu: None,
     },
     // MIPS32r2 little-endian, soft-float like the Rust target and OpenWrt's mipsel_24kc
-    // (ramips mt7621 has no FPU). Debian's musl is hard-float: tracer-user/src/softfloat.rs
+    // (ramips mt7621 has no FPU). Debian's musl is hard-float: tracer-user/src/base/softfloat.rs
     // keeps its math out, the suite checks what is left (docs/deployment.md, "mipsel caveat").
     Target {
         triple: "mipsel-unknown-linux-musl",

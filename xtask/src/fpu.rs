@@ -1,7 +1,7 @@
 //! The mipsel binary's hard-float check: OpenWrt's `mipsel_24kc` routers have no FPU (and
 //! their kernels no FPU emulator), so an FPU instruction the agent reaches stops it with SIGILL.
 //! `cargo xtask dist` links Debian's hard-float musl `libc.a` into that soft-float program;
-//! tracer-user/src/softfloat.rs keeps its math functions out. What is left is printf's
+//! tracer-user/src/base/softfloat.rs keeps its math functions out. What is left is printf's
 //! floating-point conversions ([`ALLOWED`]), which nothing in the binary asks for.
 //!
 //! The check disassembles the stripped binary (`<gnu>-objdump -d`) and places each FPU
