@@ -78,18 +78,8 @@ pub fn decode(bytes: &[u8]) -> Result<GeoData, GeoError> {
 /// Decodes a compact database, naming it `name` in errors.
 pub fn decode_named(name: &str, bytes: &[u8]) -> Result<GeoData, GeoError> {
     let (mut stream, meta) = Stream::open(name, bytes)?;
-    let mut v4 = SegmentsBuilder::<u32>::new();
-    stream.family::<u32>("IPv4", |start, id| {
-        v4.push(start, id);
-        Ok(())
-    })?;
-    let v4: Vec<Run<u32>> = v4.finish().runs().collect();
-    let mut v6 = SegmentsBuilder::<u128>::new();
-    stream.family::<u128>("IPv6", |start, id| {
-        v6.push(start, id);
-        Ok(())
-    })?;
-    let v6: Vec<Run<u128>> = v6.finish().runs().collect();
+    let v4 = stream.runs::<u32>("IPv4")?;
+    let v6 = stream.runs::<u128>("IPv6")?;
     stream.finish()?;
     let GeoMeta { source, build_date, attribution } = meta;
     let data = GeoData { source, build_date, attribution, v4, v6 };
@@ -332,6 +322,16 @@ impl<'a> Stream<'a> {
         // The ids decoder is where the next family starts.
         *self = ids;
         Ok(())
+    }
+
+    /// The next family's segments (see [`family`](Self::family)) as runs.
+    fn runs<A: Address>(&mut self, what: &str) -> Result<Vec<Run<A>>, GeoError> {
+        let mut segments = SegmentsBuilder::<A>::new();
+        self.family::<A>(what, |start, id| {
+            segments.push(start, id);
+            Ok(())
+        })?;
+        Ok(segments.finish().runs().collect())
     }
 
     /// Skips `count` varints (their values are read, and checked, by the other decoder).

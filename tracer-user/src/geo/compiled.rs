@@ -173,6 +173,24 @@ impl<A: Address> Family<A> {
         Ok(Self { dxr: dxr.finish()?, runs, prefixes, segments: kept.map(SegmentsBuilder::finish) })
     }
 
+    /// [`compile`](Self::compile) of the next family of a compact database's `stream`; sets
+    /// `known` if it has any segment of a country.
+    fn streamed(
+        stream: &mut compact::Stream<'_>,
+        what: &str,
+        local: &[Run<A>],
+        keep: bool,
+        known: &mut bool,
+    ) -> Result<Self, GeoError> {
+        let mut feed = |each: &mut dyn FnMut(u128, CountryId) -> Result<(), GeoError>| {
+            stream.family::<A>(what, |start, id| {
+                *known |= id != CountryId::UNKNOWN;
+                each(start, id)
+            })
+        };
+        Family::compile(&mut feed, local, keep)
+    }
+
     fn runs(&self) -> Vec<Run<A>> {
         self.segments
             .as_ref()
@@ -260,26 +278,8 @@ impl CompiledGeo {
         let (v4_local, v6_local) = local_runs(&local);
         let (mut stream, meta) = compact::Stream::open(name, bytes)?;
         let mut known = false;
-        let v4 = Family::compile(
-            &mut |each| {
-                stream.family::<u32>("IPv4", |start, id| {
-                    known |= id != CountryId::UNKNOWN;
-                    each(start, id)
-                })
-            },
-            &v4_local,
-            keep_runs,
-        )?;
-        let v6 = Family::compile(
-            &mut |each| {
-                stream.family::<u128>("IPv6", |start, id| {
-                    known |= id != CountryId::UNKNOWN;
-                    each(start, id)
-                })
-            },
-            &v6_local,
-            keep_runs,
-        )?;
+        let v4 = Family::streamed(&mut stream, "IPv4", &v4_local, keep_runs, &mut known)?;
+        let v6 = Family::streamed(&mut stream, "IPv6", &v6_local, keep_runs, &mut known)?;
         stream.finish()?;
         if !known {
             return Err(GeoError::Empty { name: name.to_owned() });

@@ -146,18 +146,13 @@ fn reload_swaps_the_database_without_losing_counts_and_rejects_bad_files() {
     assert_eq!(counts(&samples, mac, "US", "upload"), (6.0, 6.0 * PING4_FRAME));
 }
 
-fn mac_bytes(mac: &str) -> [u8; 6] {
-    let mut out = [0u8; 6];
-    for (o, part) in out.iter_mut().zip(mac.split(':')) {
-        *o = u8::from_str_radix(part, 16).expect("hex");
-    }
-    out
-}
-
-fn read_mac(lab: &Lab, netns: &str, iface: &str) -> [u8; 6] {
-    let out =
-        lab.exec(netns, &["cat", &format!("/sys/class/net/{iface}/address")]).expect("read mac");
-    mac_bytes(out.trim())
+/// d4, the device on the routed LAN port `lanv`, with the MACs of its `eth0` and of the
+/// gateway's `lanv`: the two ends of the wire frames are put on.
+fn d4_wire(lab: &Lab) -> (&tracer_lab::Device, [u8; 6], [u8; 6]) {
+    let [.., d4] = lab.devices() else { panic!("the lab has four devices") };
+    let dev4 = lab.mac(&d4.netns, "eth0").expect("d4's MAC");
+    let lanv = lab.mac(&lab.gateway(), "lanv").expect("lanv's MAC");
+    (d4, dev4, lanv)
 }
 
 #[test]
@@ -167,9 +162,7 @@ fn tagged_and_malformed_frames_on_the_wire() {
     let lab = lab();
     let agent = Agent::start(&lab, LAB_DB);
     lab.warm_up().expect("warm up");
-    let [.., d4] = lab.devices() else { panic!("the lab has four devices") };
-    let dev4 = mac_bytes(&d4.mac);
-    let lanv = read_mac(&lab, &lab.gateway(), "lanv");
+    let (d4, dev4, lanv) = d4_wire(&lab);
     let lan_ip = "10.77.100.14".parse().unwrap();
     let us = "8.8.8.8".parse().unwrap();
     let cn = "36.110.0.1".parse().unwrap();
@@ -351,9 +344,7 @@ fn paged_frames_count_exactly() {
     let lab = lab();
     let agent = Agent::start(&lab, LAB_DB);
     lab.warm_up().expect("warm up");
-    let [.., d4] = lab.devices() else { panic!("the lab has four devices") };
-    let dev4 = mac_bytes(&d4.mac);
-    let lanv = read_mac(&lab, &lab.gateway(), "lanv");
+    let (d4, dev4, lanv) = d4_wire(&lab);
     let (v4, v6) = ("10.77.100.14".parse().unwrap(), "fd77:100::14".parse().unwrap());
     // On the routed port `lanv` (the bridge's netfilter would check IPv4 checksums). UDP with
     // a payload of 0xab bytes: both ports are 0xabab.
