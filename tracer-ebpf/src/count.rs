@@ -71,6 +71,22 @@ pub(crate) fn account(ctx: &TcContext, direction: Direction) -> i32 {
     }
 }
 
+/// The bench's floor (`tc_floor`): the parse and one per-CPU hash update keyed by the device,
+/// which any counting per device needs; no country, policy or remote.
+#[inline(always)]
+pub(crate) fn floor(ctx: &TcContext) -> i32 {
+    if let Parsed::Ip { mac, .. } = parse(ctx, Direction::Upload) {
+        let key = TrafficKey {
+            mac,
+            country: CountryId::UNKNOWN.0,
+            verdict: verdict::PASSED,
+            reserved: 0,
+        };
+        add_counter(&key, Direction::Upload, &packet_value(ctx));
+    }
+    TC_ACT_OK
+}
+
 /// Bit of [`account_ip`]'s outcome: drop the packet (a `block` policy).
 const OUTCOME_SHOT: u32 = 1;
 /// Bit of [`account_ip`]'s outcome: the packet may carry a TLS ClientHello worth capturing.

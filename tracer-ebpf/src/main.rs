@@ -68,6 +68,13 @@ mod programs {
         TC_ACT_OK
     }
 
+    /// Parses and adds the frame to one per-CPU hash entry keyed by its device: the least any
+    /// per-device counting does, the bench's floor.
+    #[classifier]
+    pub(crate) fn tc_floor(ctx: TcContext) -> i32 {
+        crate::count::floor(&ctx)
+    }
+
     /// Returns at once: the bench's "empty program" baseline.
     #[classifier]
     pub(crate) fn tc_empty(_ctx: TcContext) -> i32 {

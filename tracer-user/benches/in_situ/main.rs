@@ -4,16 +4,22 @@
 //!
 //! 1. Per packet, each program attached alone to TC ingress of `br-lan` (where the agent
 //!    attaches): the empty program; three ways to read the headers: pulled into the linear area
-//!    (`bpf_skb_pull_data`) then read directly (the classifier's way), always copied out
-//!    (`bpf_skb_load_bytes`), and directly where linear, copied elsewhere; and the classifier
-//!    with the full default database. Traffic from device d1: one hot destination or
-//!    16,384 random public ones; linear skbs (packet-socket `sendto`) or non-linear ones
-//!    (trafgen's TX ring: only the Ethernet header in the linear area, the rest in page
-//!    fragments, as zero-copy drivers deliver). Rounds interleaved, medians.
+//!    (`bpf_skb_pull_data`) then read directly, always copied out (`bpf_skb_load_bytes`), and
+//!    directly where linear, copied elsewhere (the classifier's way); the floor (that parse and
+//!    one per-CPU hash update keyed by the device, the least any per-device counting does);
+//!    and the classifier with the full default database, with the remote table off and on (as
+//!    it ships). Traffic from device d1: one hot destination or 16,384 random public ones;
+//!    linear skbs (packet-socket `sendto`) or non-linear ones (trafgen's TX ring: only the
+//!    Ethernet header in the linear area, the rest in page fragments, as zero-copy drivers
+//!    deliver). Rounds interleaved, medians. Then the working set: the classifier with and
+//!    without the remote table, round robin to 64 ... 65,536 destinations that are all in the
+//!    remote table, which shows what the lookups cost once they no longer fit in the caches.
 //! 2. A UDP flood from d1 to the random destinations, forwarded by the gateway, in interleaved
 //!    rounds with nothing attached, with nftables (an interval map of the same IPv4 data and a
-//!    dynamic set of per-(MAC, country) counters at netdev ingress of `br-lan`) and with the
-//!    agent running: delivered packets per second at the far end.
+//!    dynamic set of per-(MAC, country) counters at netdev ingress of `br-lan`), with the empty
+//!    program and the floor attached alone, and with the agent running as it ships and with
+//!    `--remote-entries 0` (counters only: the job nftables does): delivered packets per second
+//!    at the far end, and the CPU the agent's own threads used meanwhile.
 //! 3. The agent as routers run it (`EGRESS_TRACER_BIN`, the static musl build `cargo xtask
 //!    bench` passes): time from start to serving, peak and steady RSS, kernel memory per map.
 //!
@@ -47,6 +53,10 @@ const PACKETS: usize = 100_000;
 const ROUNDS: usize = 3;
 /// Distinct random destinations.
 const RANDOM: usize = 16_384;
+/// Distinct destinations of the working-set rows.
+const WORKING_SETS: [usize; 5] = [64, 1024, 4096, 16_384, 65_536];
+/// Rounds of each working-set row (it moves more between rounds than the rows above).
+const WORKING_SET_ROUNDS: usize = 5;
 /// Rounds of the flood (each: nothing, nftables, the agent) and seconds per flood.
 const FLOOD_ROUNDS: usize = 3;
 const FLOOD_SECS: f64 = 3.0;
@@ -56,14 +66,30 @@ const ROUTER_CPUS: u64 = 4;
 /// Where the agent listens inside the gateway.
 const LISTEN: &str = "127.0.0.1:19979";
 
-/// The programs measured one by one, with the names printed.
-const PROGRAMS: [(&str, &str); 5] = [
-    (programs::EMPTY, "empty"),
-    (programs::PARSE_PULL, "parse: pull"),
-    (programs::PARSE_COPY, "parse: copy"),
-    (programs::PARSE_ONLY, "parse: either"),
-    (programs::UPLOAD, "classifier"),
+/// A program measured in situ: its name in the object, the name printed, and whether the remote
+/// table is on (the classifier only).
+struct Measured {
+    program: &'static str,
+    name: &'static str,
+    remotes: bool,
+}
+
+/// The programs measured one by one. The columns are indexed by the `COL_*` constants.
+const PROGRAMS: [Measured; 7] = [
+    Measured { program: programs::EMPTY, name: "empty", remotes: false },
+    Measured { program: programs::PARSE_PULL, name: "parse: pull", remotes: false },
+    Measured { program: programs::PARSE_COPY, name: "parse: copy", remotes: false },
+    Measured { program: programs::PARSE_ONLY, name: "parse: either", remotes: false },
+    Measured { program: programs::FLOOR, name: "floor", remotes: false },
+    Measured { program: programs::UPLOAD, name: "no remotes", remotes: false },
+    Measured { program: programs::UPLOAD, name: "classifier", remotes: true },
 ];
+const COL_EMPTY: usize = 0;
+const COL_PULL: usize = 1;
+const COL_EITHER: usize = 3;
+const COL_FLOOR: usize = 4;
+const COL_NO_REMOTES: usize = 5;
+const COL_CLASSIFIER: usize = 6;
 
 /// How frames reach the gateway.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -105,17 +131,21 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// Per-packet ns of each program with each kind of traffic: `[traffic][program]`.
+/// Per-packet ns of each of `measure` with each kind of traffic: `[traffic][program]`.
 fn per_packet(
     lab: &Lab,
     kernel: &mut Kernel,
     netns: &str,
     traffics: &[Traffic],
+    measure: &[Measured],
+    rounds: usize,
 ) -> anyhow::Result<Vec<Vec<f64>>> {
-    let mut samples = vec![vec![Vec::new(); PROGRAMS.len()]; traffics.len()];
-    for _ in 0..ROUNDS {
+    let mut samples = vec![vec![Vec::new(); measure.len()]; traffics.len()];
+    for _ in 0..rounds {
         for (t, traffic) in traffics.iter().enumerate() {
-            for (p, (program, _)) in PROGRAMS.iter().enumerate() {
+            for (p, measured) in measure.iter().enumerate() {
+                let program = measured.program;
+                kernel.set_remotes(measured.remotes)?;
                 let link = kernel.attach_program(program, "br-lan")?;
                 let (time0, runs0) = program_stats(kernel, program)?;
                 let sent = send(lab, netns, traffic, PACKETS);
@@ -196,7 +226,8 @@ fn healthz() -> bool {
 }
 
 impl Agent {
-    fn start(lab: &Lab) -> anyhow::Result<Agent> {
+    /// Starts the agent with its defaults and `extra` arguments.
+    fn start(lab: &Lab, extra: &[&str]) -> anyhow::Result<Agent> {
         let tag = std::process::id();
         let state = std::env::temp_dir().join(format!("et-bench-state-{tag}"));
         let pins = PathBuf::from(format!("/sys/fs/bpf/egress-tracer-bench-{tag}"));
@@ -205,6 +236,7 @@ impl Agent {
         let child = lab
             .command_in(&lab.gateway(), agent_bin())
             .args(["run", "--lan", "br-lan", "--listen", LISTEN, "--interval", "0"])
+            .args(extra)
             .arg("--state-dir")
             .arg(&state)
             .arg("--bpffs-dir")
@@ -226,6 +258,23 @@ impl Agent {
         }
         agent.ready_secs = started.elapsed().as_secs_f64();
         Ok(agent)
+    }
+
+    /// CPU seconds the agent's threads have used (user and system, `/proc/PID/stat`).
+    fn cpu_secs(&self) -> anyhow::Result<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
+        // The fields after the command name, which is in parentheses and may hold spaces.
+        let rest = stat.rsplit_once(')').context("no command name in /proc/PID/stat")?.1;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // utime and stime are fields 14 and 15 of stat(5); `rest` starts at field 3.
+        let ticks: u64 = fields
+            .get(11..13)
+            .context("short /proc/PID/stat")?
+            .iter()
+            .try_fold(0, |sum, f| -> anyhow::Result<u64> { Ok(sum + f.parse::<u64>()?) })?;
+        // SAFETY: sysconf(3) has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        Ok(ticks as f64 / hz)
     }
 
     /// (VmRSS, VmHWM) in KiB.
@@ -404,63 +453,134 @@ fn main() -> anyhow::Result<()> {
     println!(
         "\nin situ: ns per packet at TC ingress of br-lan, kernel BPF stats (median of {ROUNDS} x {PACKETS} frames; random = {RANDOM} public destinations)"
     );
-    let costs = per_packet(&lab, &mut kernel, &d1.netns, &traffics)?;
-    drop(stats);
+    let costs = per_packet(&lab, &mut kernel, &d1.netns, &traffics, &PROGRAMS, ROUNDS)?;
     drop(kernel);
     print!("  {:<16}", "traffic");
-    for (_, name) in PROGRAMS {
-        print!(" {name:>13}");
+    for measured in &PROGRAMS {
+        print!(" {:>13}", measured.name);
     }
-    println!(" {:>12} {:>12}", "classifier/e", "either/pull");
+    println!(" {:>12} {:>12} {:>12}", "classifier/e", "floor/e", "either/pull");
     let mut rows = Vec::new();
     for (traffic, row) in traffics.iter().zip(&costs) {
         print!("  {:<16}", traffic.name);
         for ns in row {
             print!(" {ns:>13.1}");
         }
-        let ratio = row[4] / row[0];
-        println!(" {ratio:>11.2}x {:>11.2}x", row[3] / row[1]);
+        let ratio = row[COL_CLASSIFIER] / row[COL_EMPTY];
+        let floor = row[COL_FLOOR] / row[COL_EMPTY];
+        println!(" {ratio:>11.2}x {floor:>11.2}x {:>11.2}x", row[COL_EITHER] / row[COL_PULL]);
         rows.push(json!({
             "traffic": traffic.name,
-            "empty_ns": row[0], "parse_pull_ns": row[1], "parse_copy_ns": row[2],
-            "parse_direct_or_copy_ns": row[3], "classifier_ns": row[4],
-            "classifier_over_empty": ratio,
+            "empty_ns": row[COL_EMPTY], "parse_pull_ns": row[COL_PULL], "parse_copy_ns": row[2],
+            "parse_direct_or_copy_ns": row[COL_EITHER], "floor_ns": row[COL_FLOOR],
+            "no_remotes_ns": row[COL_NO_REMOTES], "classifier_ns": row[COL_CLASSIFIER],
+            "classifier_over_empty": ratio, "floor_over_empty": floor,
         }));
     }
-    let random_over_hot = [costs[1][4] / costs[0][4], costs[3][4] / costs[2][4]];
+    let random_over_hot = [
+        costs[1][COL_CLASSIFIER] / costs[0][COL_CLASSIFIER],
+        costs[3][COL_CLASSIFIER] / costs[2][COL_CLASSIFIER],
+    ];
     println!(
         "  classifier, random / hot destinations: {:.2}x linear, {:.2}x paged",
         random_over_hot[0], random_over_hot[1]
     );
 
-    // The flood, and the agent as routers run it.
+    // How the cost grows with the destinations in play: the remote table sized to hold them
+    // all, filled before the rounds, so that every lookup finds its entry.
+    println!(
+        "\nworking set: ns per packet, linear skbs, round robin to N random destinations (remote table of N entries, all present)"
+    );
+    println!("  {:>8} {:>13} {:>13} {:>13}", "N", "no remotes", "classifier", "remote table");
+    let mut working_set = Vec::new();
+    for n in WORKING_SETS {
+        let frames: Vec<Vec<u8>> = frames::random_public(n)
+            .into_iter()
+            .map(|dst| frames::udp(gw_mac, d1_mac, src, dst))
+            .collect();
+        let traffic = Traffic { name: "linear", skb: Skb::Linear, frames, trafgen: PathBuf::new() };
+        let mut kernel = tables.load(LoadOptions {
+            bench_programs: true,
+            remote_entries: n as u32,
+            ..LoadOptions::default()
+        })?;
+        // Every destination in the remote table before the rounds.
+        kernel.set_remotes(true)?;
+        let link = kernel.attach_program(programs::UPLOAD, "br-lan")?;
+        let filled = send(&lab, &d1.netns, &traffic, n);
+        kernel.detach_program(programs::UPLOAD, link)?;
+        filled?;
+        let measure = &PROGRAMS[COL_NO_REMOTES..=COL_CLASSIFIER];
+        let row = per_packet(
+            &lab,
+            &mut kernel,
+            &d1.netns,
+            std::slice::from_ref(&traffic),
+            measure,
+            WORKING_SET_ROUNDS,
+        )?;
+        let (none, with) = (row[0][0], row[0][1]);
+        println!("  {n:>8} {none:>13.1} {with:>13.1} {:>13.1}", with - none);
+        working_set.push(json!({
+            "destinations": n, "no_remotes_ns": none, "classifier_ns": with,
+            "remote_table_ns": with - none,
+        }));
+    }
+    drop(stats);
+
+    // The flood, and the agent as routers run it; the empty program and the floor alone show
+    // what attaching anything and counting per device cost.
+    let mut bench_kernel =
+        tables.load(LoadOptions { bench_programs: true, ..LoadOptions::default() })?;
     let nft = nft::Nft::load(&lab, &geo)?;
     println!(
         "\nflood: UDP from d1 to {RANDOM} random destinations, trafgen (one CPU), {FLOOD_ROUNDS} interleaved rounds of {FLOOD_SECS} s; nftables map of {} intervals loaded in {:.1} s",
         nft.elements, nft.load_secs
     );
     let (mut none, mut with_nft, mut with_agent) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut with_counters_only, mut with_empty, mut with_floor) =
+        (Vec::new(), Vec::new(), Vec::new());
     let mut agents = Vec::new();
+    // The share of one CPU the agent's own threads used during each flood.
+    let mut agent_cpu = Vec::new();
     for _ in 0..FLOOD_ROUNDS {
         none.push(flood(&lab, &d1.netns, &random_conf)?);
         nft.hook("br-lan")?;
         let pps = flood(&lab, &d1.netns, &random_conf);
         nft.unhook()?;
         with_nft.push(pps?);
-        let agent = Agent::start(&lab)?;
+        for (program, pps) in
+            [(programs::EMPTY, &mut with_empty), (programs::FLOOR, &mut with_floor)]
+        {
+            let link = bench_kernel.attach_program(program, "br-lan")?;
+            let flooded = flood(&lab, &d1.netns, &random_conf);
+            bench_kernel.detach_program(program, link)?;
+            pps.push(flooded?);
+        }
+        let agent = Agent::start(&lab, &[])?;
         std::thread::sleep(Duration::from_secs(2));
         let (idle_rss, peak) = agent.memory_kib()?;
+        let cpu0 = agent.cpu_secs()?;
         with_agent.push(flood(&lab, &d1.netns, &random_conf)?);
+        agent_cpu.push((agent.cpu_secs()? - cpu0) / FLOOD_SECS);
         // After the flood: the remote table has filled as far as it will.
         let maps = attached_maps("br-lan")?;
         let (after_rss, _) = agent.memory_kib()?;
         agents.push((agent.ready_secs, peak, idle_rss, after_rss, maps));
         drop(agent);
+        // The same job as nftables' rules: counters per (device, country), no remote table.
+        let counters_only = Agent::start(&lab, &["--remote-entries", "0"])?;
+        std::thread::sleep(Duration::from_secs(2));
+        with_counters_only.push(flood(&lab, &d1.netns, &random_conf)?);
+        drop(counters_only);
     }
     anyhow::ensure!(nft.counted()? > 0, "the nftables counters counted nothing");
     let nft_elements = nft.elements;
     drop(nft);
     let (none, with_nft, with_agent) = (median(none), median(with_nft), median(with_agent));
+    let with_counters_only = median(with_counters_only);
+    let (with_empty, with_floor) = (median(with_empty), median(with_floor));
+    drop(bench_kernel);
     let loss = |pps: f64| 1.0 - pps / none;
     println!("  nothing attached  {:>10.0} pps", none);
     println!("  nftables          {:>10.0} pps  loss {:>5.1}%", with_nft, loss(with_nft) * 100.0);
@@ -469,8 +589,32 @@ fn main() -> anyhow::Result<()> {
         with_agent,
         loss(with_agent) * 100.0
     );
+    println!(
+        "  egress-tracer, --remote-entries 0 {:>10.0} pps  loss {:>5.1}% (counters only, the job nftables does)",
+        with_counters_only,
+        loss(with_counters_only) * 100.0
+    );
+    println!(
+        "  empty program     {:>10.0} pps  loss {:>5.1}% (attached alone)",
+        with_empty,
+        loss(with_empty) * 100.0
+    );
+    println!(
+        "  floor program     {:>10.0} pps  loss {:>5.1}% (parse + one per-device hash update, alone)",
+        with_floor,
+        loss(with_floor) * 100.0
+    );
+    let agent_cpu = median(agent_cpu);
+    println!(
+        "  the agent's own threads during the flood: {:.1}% of a CPU (user and system, median)",
+        agent_cpu * 100.0
+    );
     let loss_ratio = loss(with_agent) / loss(with_nft);
+    let counters_only_ratio = loss(with_counters_only) / loss(with_nft);
     println!("  agent's loss / nftables' loss: {loss_ratio:.2} (target <= 0.25)");
+    let floor_ratio = loss(with_floor) / loss(with_nft);
+    println!("  the same without the remote table: {counters_only_ratio:.2}");
+    println!("  the floor program's loss / nftables' loss: {floor_ratio:.2}");
 
     println!(
         "\nthe agent ({}), started {FLOOD_ROUNDS} times with its defaults:",
@@ -515,11 +659,19 @@ fn main() -> anyhow::Result<()> {
     let report = json!({
         "per_packet": rows,
         "random_over_hot": { "linear": random_over_hot[0], "paged": random_over_hot[1] },
+        "working_set": working_set,
         "flood": {
             "none_pps": none, "nftables_pps": with_nft, "agent_pps": with_agent,
             "nftables_loss": loss(with_nft), "agent_loss": loss(with_agent),
             "agent_loss_over_nftables_loss": loss_ratio,
             "nftables_intervals": nft_elements,
+            "agent_threads_cpu_share": agent_cpu,
+            "counters_only_pps": with_counters_only,
+            "counters_only_loss": loss(with_counters_only),
+            "counters_only_loss_over_nftables_loss": counters_only_ratio,
+            "empty_program_pps": with_empty, "empty_program_loss": loss(with_empty),
+            "floor_program_pps": with_floor, "floor_program_loss": loss(with_floor),
+            "floor_program_loss_over_nftables_loss": floor_ratio,
         },
         "agent": {
             "binary": agent_bin().display().to_string(),

@@ -31,7 +31,7 @@ pub struct LoadOptions {
     /// bpffs directory to pin the counter maps in, so that a reload (and a restart) continues
     /// them; `None` keeps them private to this object.
     pub pin_dir: Option<PathBuf>,
-    /// Also load the benchmarks' baseline programs (`tc_empty`, `tc_parse_only`); the agent
+    /// Also load the benchmarks' baseline programs (`tc_empty`, `tc_parse_*`, `tc_floor`); the agent
     /// does not.
     pub bench_programs: bool,
     /// The programs' own diagnostics (aya-log) at this level and above; `Off` makes the
@@ -211,7 +211,13 @@ impl Kernel {
                 .ok()
         };
         let bench: &[&'static str] = if options.bench_programs {
-            &[programs::PARSE_ONLY, programs::PARSE_PULL, programs::PARSE_COPY, programs::EMPTY]
+            &[
+                programs::PARSE_ONLY,
+                programs::PARSE_PULL,
+                programs::PARSE_COPY,
+                programs::FLOOR,
+                programs::EMPTY,
+            ]
         } else {
             &[]
         };

@@ -44,6 +44,9 @@ pub mod programs {
     pub const PARSE_PULL: &str = "tc_parse_pull";
     /// Parses by copying the headers out (`bpf_skb_load_bytes`); a benchmark comparison.
     pub const PARSE_COPY: &str = "tc_parse_copy";
+    /// Parses and adds the frame to one per-CPU hash entry keyed by its device; the benchmarks'
+    /// floor of any per-device counting.
+    pub const FLOOR: &str = "tc_floor";
     /// Returns at once; a benchmark baseline.
     pub const EMPTY: &str = "tc_empty";
 }
