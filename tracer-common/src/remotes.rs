@@ -18,6 +18,14 @@ use crate::CounterValue;
 pub const REMOTES_MAP: &str = "REMOTES";
 /// Per-CPU hash: [`SpillKey`] -> [`SpillValue`] (pinned).
 pub const REMOTE_SPILL_MAP: &str = "REMOTE_SPILL";
+/// Per-CPU array of one `u32`: how many more new remotes this CPU sends straight to the spill
+/// table, without trying to insert them, after an insert into the full [`REMOTES_MAP`] failed
+/// (written by the programs; the agent sets it to zero when it has retired entries).
+pub const REMOTES_FULL_MAP: &str = "REMOTES_FULL";
+/// What the programs set [`REMOTES_FULL_MAP`] to when an insert into the full table fails:
+/// an insert into a full hash map takes the bucket's lock and sums the map's per-CPU element
+/// counts before it fails, about 100 ns a packet in situ with a full table.
+pub const FULL_SKIP: u32 = 64;
 
 /// Default capacity of [`REMOTES_MAP`]: about 80 live remotes for each of 100 devices.
 pub const DEFAULT_REMOTE_ENTRIES: u32 = 8192;

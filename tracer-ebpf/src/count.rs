@@ -10,7 +10,7 @@ use tracer_common::{
     capture::TLS_SEGMENTS,
     maps::verdict,
     policy::Action,
-    remotes::{RemoteKey, RemoteValue, SpillKey, SpillValue, spill, traffic_index},
+    remotes::{FULL_SKIP, RemoteKey, RemoteValue, SpillKey, SpillValue, spill, traffic_index},
 };
 
 use core::mem::MaybeUninit;
@@ -18,13 +18,15 @@ use core::mem::MaybeUninit;
 use crate::{
     capture::{self, Captured},
     classify::country_of,
-    maps::{COUNTERS, MACS, REMOTE_SCRATCH, REMOTE_SPILL, REMOTES, SETTINGS, STATS},
+    maps::{COUNTERS, MACS, REMOTE_SCRATCH, REMOTE_SPILL, REMOTES, REMOTES_FULL, SETTINGS, STATS},
     parse::{Address, Parsed, Remote, Transport, parse, remote_port},
     policy::{self, Reported, Violation},
     zeroed::{zero, zeroed_in},
 };
 
 const EEXIST: i32 = 17;
+/// What inserting into a full hash map returns.
+const E2BIG: i32 = 7;
 
 /// Parses, classifies and counts one frame; returns the TC verdict (`TC_ACT_SHOT` only for
 /// packets a `block` policy drops).
@@ -371,6 +373,19 @@ fn add_remote(p: &Packet, country: CountryId, index: usize) -> bool {
     if let Some(slot) = REMOTES.get_ptr_mut(key) {
         return seen(slot, index, now, p);
     }
+    // An insert into the full table failed a moment ago on this CPU: straight to the spill
+    // table, until FULL_SKIP new remotes later or the agent has retired entries.
+    let full = REMOTES_FULL.get_ptr_mut(0);
+    if let Some(full) = full {
+        // SAFETY: this CPU's slot; nothing else runs on this CPU meanwhile.
+        unsafe {
+            if *full > 0 {
+                *full -= 1;
+                add_spill(index, p);
+                return false;
+            }
+        }
+    }
     // The new value is built in a per-CPU scratch slot, not on the stack (the verifier's 512
     // bytes are shared by the whole call chain).
     let Some(fresh) = REMOTE_SCRATCH.get_ptr_mut(0) else {
@@ -396,7 +411,14 @@ fn add_remote(p: &Packet, country: CountryId, index: usize) -> bool {
                 return seen(slot, index, now, p);
             }
         }
-        Err(_) => {}
+        Err(e) => {
+            if e == -E2BIG
+                && let Some(full) = full
+            {
+                // SAFETY: as above.
+                unsafe { *full = FULL_SKIP };
+            }
+        }
     }
     add_spill(index, p);
     false

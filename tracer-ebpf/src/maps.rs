@@ -36,6 +36,12 @@ pub(crate) static REMOTES: PerCpuHashMap<RemoteKey, RemoteValue> =
 #[map]
 pub(crate) static REMOTE_SCRATCH: PerCpuArray<RemoteValue> = PerCpuArray::with_max_entries(1, 0);
 
+/// Per CPU: how many more new remotes go straight to the spill table, without an insert
+/// attempt, after an insert into a full [`REMOTES`] failed (`tracer_common::remotes::
+/// REMOTES_FULL_MAP`).
+#[map]
+pub(crate) static REMOTES_FULL: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
+
 /// Per device: remote traffic that overflowed [`REMOTES`], and what the agent retired.
 #[map]
 pub(crate) static REMOTE_SPILL: PerCpuHashMap<SpillKey, SpillValue> =

@@ -7,13 +7,13 @@ use std::{
     sync::{Mutex, MutexGuard},
 };
 
-use aya::maps::{IterableMap as _, MapData, PerCpuHashMap, PerCpuValues};
+use aya::maps::{IterableMap as _, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues};
 use tracer_common::{
     CounterValue,
     maps::verdict,
     remotes::{
-        REMOTE_SPILL_MAP, REMOTES_MAP, RemoteKey, RemoteValue, SpillKey, SpillValue, spill,
-        traffic_index,
+        REMOTE_SPILL_MAP, REMOTES_FULL_MAP, REMOTES_MAP, RemoteKey, RemoteValue, SpillKey,
+        SpillValue, spill, traffic_index,
     },
 };
 
@@ -140,6 +140,8 @@ pub struct Retired {
 pub struct RemoteReader {
     remotes: Mutex<PerCpuHashMap<MapData, RemoteKey, RemoteValue>>,
     spill: Mutex<PerCpuHashMap<MapData, SpillKey, SpillValue>>,
+    /// The programs' "table full, do not try to insert" countdown, cleared after retiring.
+    full: Mutex<PerCpuArray<MapData, u32>>,
     capacity: u32,
     cpus: usize,
 }
@@ -177,11 +179,19 @@ impl Kernel {
         let remotes = PerCpuHashMap::try_from(map).map_err(map_err(REMOTES_MAP))?;
         let spill = PerCpuHashMap::try_from(self.take_map(REMOTE_SPILL_MAP)?)
             .map_err(map_err(REMOTE_SPILL_MAP))?;
+        let full = PerCpuArray::try_from(self.take_map(REMOTES_FULL_MAP)?)
+            .map_err(map_err(REMOTES_FULL_MAP))?;
         let cpus = aya::util::nr_cpus().map_err(|(_, e)| KernelError::Io {
             context: "reading the number of possible CPUs".into(),
             source: e,
         })?;
-        Ok(RemoteReader { remotes: Mutex::new(remotes), spill: Mutex::new(spill), capacity, cpus })
+        Ok(RemoteReader {
+            remotes: Mutex::new(remotes),
+            spill: Mutex::new(spill),
+            full: Mutex::new(full),
+            capacity,
+            cpus,
+        })
     }
 }
 
@@ -269,7 +279,22 @@ impl RemoteReader {
             write_expired(&mut spill, key, &expired, self.cpus)?;
             retired.entries += 1;
         }
+        if retired.entries > 0 {
+            self.table_has_room()?;
+        }
         Ok(retired)
+    }
+
+    /// Tells the programs that the remote table has room again: the next new remote on every
+    /// CPU tries an insert (see [`REMOTES_FULL_MAP`]). A program counting down meanwhile at
+    /// most skips one more insert.
+    fn table_has_room(&self) -> Result<(), KernelError> {
+        let zeros =
+            PerCpuValues::try_from(vec![0u32; self.cpus]).map_err(|source| KernelError::Io {
+                context: format!("building per-CPU values for {REMOTES_FULL_MAP}"),
+                source,
+            })?;
+        lock(&self.full).set(0, zeros, 0).map_err(map_err(REMOTES_FULL_MAP))
     }
 }
 
