@@ -1,5 +1,7 @@
 //! Filling the geo lookup maps from a compiled database.
 
+use std::os::fd::{AsFd as _, AsRawFd as _};
+
 use aya::maps::{Array, LpmTrie, lpm_trie::Key};
 use ipnet::{Ipv4Net, Ipv6Net};
 use tracer_common::{
@@ -95,7 +97,16 @@ impl Kernel {
         name: &'static str,
         values: &[T],
     ) -> Result<(), KernelError> {
-        let mut map: Array<_, T> = Array::try_from(self.map_mut(name)?).map_err(map_err(name))?;
+        let raw = self.map_mut(name)?;
+        if let aya::maps::Map::Array(data) = &*raw {
+            let fd = data.fd().as_fd().as_raw_fd();
+            let batched = super::batch::update_array(fd, values)
+                .map_err(|source| KernelError::Io { context: format!("filling {name}"), source })?;
+            if batched {
+                return Ok(());
+            }
+        }
+        let mut map: Array<_, T> = Array::try_from(raw).map_err(map_err(name))?;
         for (index, value) in (0u32..).zip(values) {
             map.set(index, value, 0).map_err(map_err(name))?;
         }
