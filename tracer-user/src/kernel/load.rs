@@ -14,7 +14,7 @@ use tracer_common::{
         ALERTED_MAP, DEVICE_PROFILE_MAP, EVENT_BUDGET_MAP, EVENTS_MAP, POLICY_SETTINGS_MAP,
         PROFILES_MAP,
     },
-    remotes::{DEFAULT_REMOTE_ENTRIES, REMOTE_SPILL_MAP, REMOTES_MAP},
+    remotes::{DEFAULT_REMOTE_ENTRIES, REMOTE_SPILL_MAP, REMOTES_FULL_MAP, REMOTES_MAP},
 };
 
 use super::{EBPF_OBJECT, GeoMapSizes, KernelError, attach::Attached, programs};
@@ -104,13 +104,16 @@ impl Default for LoadOptions {
 /// The maps that carry state worth keeping: pinned when a pin directory is given, so that a
 /// reload or a restart continues the counts, keeps enforcing the policy while no agent runs,
 /// and reads the same alert events.
-pub(super) const PINNED_MAPS: [&str; 13] = [
+pub(super) const PINNED_MAPS: [&str; 14] = [
     CAPTURES_MAP,
     CAPTURE_BUDGET_MAP,
     COUNTERS_MAP,
     STATS_MAP,
     REMOTES_MAP,
     REMOTE_SPILL_MAP,
+    // The agent's remote reader keeps the map it took at start: pinned, a reload's programs
+    // use the same one, so that the agent's "the table has room" reaches them.
+    REMOTES_FULL_MAP,
     POLICY_SETTINGS_MAP,
     PROFILES_MAP,
     DEVICE_PROFILE_MAP,

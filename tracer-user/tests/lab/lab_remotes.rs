@@ -10,7 +10,7 @@ use std::{collections::BTreeMap, time::Duration};
 
 use crate::support::{
     LAB_DB,
-    agent::Agent,
+    agent::{Agent, wait_for_reload},
     conservation::{assert_conserved, remote_totals, remotes, traffic},
 };
 use serde_json::Value;
@@ -142,6 +142,14 @@ fn a_full_table_idle_expiry_and_a_sigkill_lose_nothing() {
     assert_eq!(support::prom::value(&samples, "egress_tracer_remote_entries", &[]), 4.0);
     assert_eq!(support::prom::value(&samples, "egress_tracer_remote_capacity", &[]), 4.0);
 
+    // A reload swaps the programs; the new ones find the table full too (one more packet
+    // overflows) and must hear from the agent when it frees room.
+    agent.signal(nix::sys::signal::Signal::SIGHUP);
+    wait_for_reload(&agent, "success", 1.0);
+    ping_on_cpu0(&lab, d2, "2001:4860:4860::8888", 1);
+    let full = remotes(&agent, &d2.mac);
+    assert_eq!(traffic(&full["overflow"]["upload"]), (5, 5 * PING6), "{full:#}");
+
     // Idle for longer than --remote-idle: every entry is retired into its device's expired
     // total, and the freed room takes new remotes.
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
@@ -169,8 +177,8 @@ fn a_full_table_idle_expiry_and_a_sigkill_lose_nothing() {
     lab.ping(d1, "8.8.8.8", 2).unwrap();
     agent.start_again();
     let view = remotes(&agent, &d2.mac);
-    // 4 overflowed, then 2 and 3 (while no agent ran) to 240e::1: live or expired by now.
-    assert_eq!(remote_totals(&view)[0], (9, 9 * PING6), "counted while no agent ran: {view:#}");
+    // 5 overflowed, then 2 and 3 (while no agent ran) to 240e::1: live or expired by now.
+    assert_eq!(remote_totals(&view)[0], (10, 10 * PING6), "counted while no agent ran: {view:#}");
     assert_conserved(&agent, "after a SIGKILL and a restart");
 }
 
