@@ -30,6 +30,18 @@ struct BatchAttr {
 
 const _: () = assert!(size_of::<BatchAttr>() == 56);
 
+/// `bpf(cmd, attr, sizeof attr)`: the error is the call's errno.
+///
+/// # Safety
+/// Every pointer in `attr` must point at memory of the size the command reads or writes.
+unsafe fn bpf<A>(cmd: libc::c_long, attr: &mut A) -> io::Result<()> {
+    // SAFETY: the caller vouches for the pointers in `attr`; `attr` itself is a live `A`.
+    let ret = unsafe {
+        libc::syscall(libc::SYS_bpf, cmd, std::ptr::from_mut(attr), size_of::<A>() as libc::c_uint)
+    };
+    if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}
+
 /// Reads every entry of a per-CPU hash with `cpus` possible CPUs, handing each key with its
 /// per-CPU values to `each`. `Ok(None)` when the kernel has no batch lookup (the caller falls
 /// back to iterating). `V`'s size must be a multiple of 8 (the kernel's per-CPU stride).
@@ -57,15 +69,7 @@ pub(super) fn read_all<K: Pod, V: Pod>(
         };
         // SAFETY: `attr` points at buffers sized for `count` keys and per-CPU values, and at
         // two u64 batch tokens (the kernel uses 4 bytes of them for hash maps).
-        let ret = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_MAP_LOOKUP_BATCH,
-                &raw mut attr,
-                size_of::<BatchAttr>() as libc::c_uint,
-            )
-        };
-        let err = (ret < 0).then(io::Error::last_os_error);
+        let err = unsafe { bpf(BPF_MAP_LOOKUP_BATCH, &mut attr) }.err();
         if let Some(e) = &err
             && e.raw_os_error() != Some(libc::ENOENT)
         {
@@ -116,16 +120,7 @@ pub(super) fn update_array<V: Pod>(map_fd: RawFd, values: &[V]) -> io::Result<bo
         };
         // SAFETY: `attr` points at `count` u32 keys and `count` values of the map's value size
         // (the kernel reads them, writes only `count`).
-        let ret = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_MAP_UPDATE_BATCH,
-                &raw mut attr,
-                size_of::<BatchAttr>() as libc::c_uint,
-            )
-        };
-        if ret < 0 {
-            let e = io::Error::last_os_error();
+        if let Err(e) = unsafe { bpf(BPF_MAP_UPDATE_BATCH, &mut attr) } {
             return match e.raw_os_error() {
                 Some(libc::EINVAL | libc::ENOTSUP | libc::EOPNOTSUPP) if chunk_index == 0 => {
                     Ok(false)
@@ -174,16 +169,7 @@ pub(super) fn lookup_and_delete<K: Pod, V: Pod>(
     // SAFETY: `key` points at a key of the map's key size, `values` has room for one value per
     // possible CPU (the kernel writes `round_up(value_size, 8) * cpus` bytes; V's size is a
     // multiple of 8).
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_MAP_LOOKUP_AND_DELETE_ELEM,
-            &raw mut attr,
-            size_of::<ElemAttr>() as libc::c_uint,
-        )
-    };
-    if ret < 0 {
-        let e = io::Error::last_os_error();
+    if let Err(e) = unsafe { bpf(BPF_MAP_LOOKUP_AND_DELETE_ELEM, &mut attr) } {
         return match e.raw_os_error() {
             Some(libc::ENOENT) => Ok(None),
             _ => Err(e),
