@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::{
     LAB_DB,
-    agent::{Agent, counts, wait_for_reload},
+    agent::{Agent, counts, wait_for_metric, wait_for_reload},
     prom, webhook,
 };
 use serde_json::Value;
@@ -252,12 +252,12 @@ fn a_webhook_receives_each_alert_as_json() {
         .collect();
     got.sort();
     assert_eq!(got, [(d1.mac.clone(), CN.to_owned()), (d2.mac.clone(), CN6.to_owned())]);
-    let delivered = prom::value(
-        &agent.scrape(),
-        "egress_tracer_webhook_alerts_total",
-        &[("result", "delivered")],
-    );
-    assert_eq!(delivered, 2.0);
+    // The receiver records a body before it answers; the agent counts it once the answer is in.
+    wait_for_metric(&agent, "egress_tracer_webhook_alerts_total", &[("result", "delivered")], 2.0);
+    let samples = agent.scrape();
+    let delivered =
+        prom::value(&samples, "egress_tracer_webhook_alerts_total", &[("result", "delivered")]);
+    assert_eq!(delivered, 2.0, "two alerts, each delivered once");
 }
 
 #[test]

@@ -293,15 +293,22 @@ pub(crate) fn all_counts(samples: &Samples) -> Vec<(String, String, String, f64,
 
 /// Waits until `egress_tracer_reloads_total{result}` reaches `at_least`.
 pub(crate) fn wait_for_reload(agent: &Agent, result: &str, at_least: f64) {
+    wait_for_metric(agent, "egress_tracer_reloads_total", &[("result", result)], at_least);
+}
+
+/// Waits up to 20 s until the sample `name{labels}` reaches `at_least`; panics with the last
+/// value otherwise. For counters the agent bumps after an exchange the test already saw end.
+pub(crate) fn wait_for_metric(agent: &Agent, name: &str, labels: &[(&str, &str)], at_least: f64) {
     let deadline = Instant::now() + Duration::from_secs(20);
+    let mut last = 0.0;
     while Instant::now() < deadline {
-        let samples = agent.scrape();
-        if prom::value(&samples, "egress_tracer_reloads_total", &[("result", result)]) >= at_least {
+        last = prom::value(&agent.scrape(), name, labels);
+        if last >= at_least {
             return;
         }
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(100));
     }
-    panic!("no {result} reload within 20 s");
+    panic!("{name}{labels:?} is {last}, not {at_least}, after 20 s");
 }
 
 /// The remote `address` of a remotes answer; panics with the answer if it is not there.
