@@ -293,13 +293,16 @@ fn scrape_bench(geo: &tracer_user::geo::CompiledGeo) -> anyhow::Result<serde_jso
         Arc::new(RwLock::new(AgentStatus::default())),
     );
     let metrics = Metrics::new(Arc::new(ctx));
-    let mut best = Duration::MAX;
+    // The first scrape sizes its buffers as it goes; later ones reserve the last one's size.
+    let (mut best, mut first) = (Duration::MAX, None);
     let mut size = 0;
     for _ in 0..10 {
         let t = Instant::now();
         size = metrics.render().map_err(|_| anyhow::anyhow!("render failed"))?.len();
         best = best.min(t.elapsed());
+        first.get_or_insert(t.elapsed());
     }
+    let first = first.unwrap_or_default();
     let mut read_best = Duration::MAX;
     for _ in 0..5 {
         let t = Instant::now();
@@ -320,13 +323,15 @@ fn scrape_bench(geo: &tracer_user::geo::CompiledGeo) -> anyhow::Result<serde_jso
         filled.as_secs_f64()
     );
     println!(
-        "  /metrics render: {:.1} ms best of 10, {:.1} MiB of text (target < 50 ms); of which reading the map: {:.1} ms",
+        "  /metrics render: {:.1} ms best of 10 (the first {:.1} ms), {:.1} MiB of text (target < 50 ms); of which reading the map: {:.1} ms",
         best.as_secs_f64() * 1e3,
+        first.as_secs_f64() * 1e3,
         size as f64 / (1024.0 * 1024.0),
         read_best.as_secs_f64() * 1e3
     );
     Ok(serde_json::json!({
         "map_entries": entries, "series": series, "render_ms": best.as_secs_f64() * 1e3,
+        "first_render_ms": first.as_secs_f64() * 1e3,
         "text_bytes": size, "read_ms": read_best.as_secs_f64() * 1e3,
     }))
 }

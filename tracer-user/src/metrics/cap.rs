@@ -56,11 +56,14 @@ impl SeriesCap {
         if caps.max_devices > 0 {
             self.admit(&traffic, caps.max_devices, preferred);
         }
-        let mut folded = Folded::default();
+        if caps == Caps::default() {
+            return (traffic, Folded::default()); // no caps: every pair keeps its series
+        }
         let mut folded_devices: HashSet<[u8; 6]> = HashSet::new();
         let mut folded_pairs: HashSet<([u8; 6], u16)> = HashSet::new();
         let mut others: BTreeMap<Pair, Traffic> = BTreeMap::new();
-        let mut kept = BTreeMap::new();
+        // In the input's order, so the map is built in bulk rather than by single inserts.
+        let mut kept: Vec<(Pair, Traffic)> = Vec::with_capacity(traffic.len());
         for (key, value) in traffic {
             let pair = (key.mac, key.country);
             let target = if caps.max_devices > 0 && !self.devices.contains(&key.mac) {
@@ -70,7 +73,7 @@ impl SeriesCap {
                 || self.pairs.contains(&pair)
                 || (self.pairs.len() < caps.max_pairs && self.pairs.insert(pair))
             {
-                kept.insert(key, value);
+                kept.push((key, value));
                 continue;
             } else {
                 folded_pairs.insert(pair);
@@ -78,8 +81,8 @@ impl SeriesCap {
             };
             *others.entry(target).or_default() += value;
         }
-        folded.devices = folded_devices.len();
-        folded.pairs = folded_pairs.len();
+        let folded = Folded { devices: folded_devices.len(), pairs: folded_pairs.len() };
+        let mut kept: BTreeMap<Pair, Traffic> = kept.into_iter().collect();
         for (key, value) in others {
             *kept.entry(key).or_default() += value;
         }

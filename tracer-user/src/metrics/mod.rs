@@ -43,12 +43,15 @@ pub struct Metrics {
     ctx: Arc<Context>,
     /// Held for a whole scrape (one at a time); remembers which pairs have series.
     scraping: std::sync::Mutex<crate::metrics::cap::SeriesCap>,
+    /// The text sizes of the last scrape (everything else, `packets_total`): the next one
+    /// reserves that much up front instead of growing its buffers by copying.
+    last_sizes: [std::sync::atomic::AtomicUsize; 2],
 }
 
 impl Metrics {
     /// Metrics whose counters come from the kernel maps at each scrape.
     pub fn new(ctx: Arc<Context>) -> Self {
-        Self { ctx, scraping: std::sync::Mutex::default() }
+        Self { ctx, scraping: std::sync::Mutex::default(), last_sizes: Default::default() }
     }
 
     /// The two registries of one scrape: everything but `packets_total`, and `packets_total`.
@@ -97,16 +100,23 @@ impl Metrics {
             cap.fold(std::mem::take(&mut snapshot.traffic), caps, &|mac| known.contains(&mac));
         snapshot.traffic = traffic;
         let (registry, packets) = self.registries(&Arc::new(Scrape { snapshot, folded }));
-        let encode = |registry: &Registry| {
-            let mut out = String::new();
+        let [main_size, packets_size] =
+            self.last_sizes.each_ref().map(|size| size.load(std::sync::atomic::Ordering::Relaxed));
+        let encode = |registry: &Registry, reserve: usize| {
+            // A little over last time's size, so a scrape that grew a bit still fits.
+            let mut out = String::with_capacity(reserve + reserve / 16);
             prometheus_client::encoding::prometheus_text::encode(&mut out, registry).map(|()| out)
         };
         let (main, packets) = std::thread::scope(|s| {
-            let packets = s.spawn(|| encode(&packets));
-            (encode(&registry), packets.join())
+            let packets = s.spawn(|| encode(&packets, packets_size));
+            (encode(&registry, main_size + packets_size), packets.join())
         });
         let mut out = main?;
-        out.push_str(&packets.map_err(|_| std::fmt::Error)??);
+        let packets = packets.map_err(|_| std::fmt::Error)??;
+        for (size, len) in self.last_sizes.iter().zip([out.len(), packets.len()]) {
+            size.store(len, std::sync::atomic::Ordering::Relaxed);
+        }
+        out.push_str(&packets);
         Ok(out)
     }
 }
