@@ -1,7 +1,7 @@
 //! The maps, sized by the agent before loading (see `tracer_common::maps`).
 
 use aya_ebpf::{
-    bindings::BPF_F_NO_PREALLOC,
+    bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC},
     macros::map,
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
@@ -20,10 +20,13 @@ use tracer_common::{
     },
 };
 
-/// Per (device, country, verdict) packets and bytes in each direction.
+/// Per (device, country, verdict) packets and bytes in each direction. Allocated on demand:
+/// kernel memory follows the pairs in use rather than the capacity (a router's household uses
+/// a few hundred of 16,384), creating the map at load costs nothing (preallocated, it took 16
+/// ms of the agent's start here), and a failed allocation is an overflow like a full map.
 #[map]
 pub(crate) static COUNTERS: PerCpuHashMap<TrafficKey, TrafficValue> =
-    PerCpuHashMap::with_max_entries(DEFAULT_COUNTER_ENTRIES, 0);
+    PerCpuHashMap::with_max_entries(DEFAULT_COUNTER_ENTRIES, BPF_F_NO_PREALLOC);
 
 /// Per (device, remote address) traffic. Allocated on demand: a retired (deleted) entry is
 /// freed only after an RCU grace period, so a program still holding its pointer never writes
@@ -45,7 +48,7 @@ pub(crate) static REMOTES_FULL: PerCpuArray<u32> = PerCpuArray::with_max_entries
 /// Per device: remote traffic that overflowed [`REMOTES`], and what the agent retired.
 #[map]
 pub(crate) static REMOTE_SPILL: PerCpuHashMap<SpillKey, SpillValue> =
-    PerCpuHashMap::with_max_entries(SPILL_ENTRIES, 0);
+    PerCpuHashMap::with_max_entries(SPILL_ENTRIES, BPF_F_NO_PREALLOC);
 
 /// Source MACs recently seen sending egress traffic (see `Stat::NewMac`).
 #[map]
@@ -56,18 +59,20 @@ pub(crate) static MACS: LruHashMap<[u8; 6], u8> = LruHashMap::with_max_entries(M
 pub(crate) static STATS: PerCpuArray<CounterValue> =
     PerCpuArray::with_max_entries(Stat::ENTRIES, 0);
 
-/// The root of the IPv4 compact structure (see `tracer_common::geo_dxr`).
+/// The root of the IPv4 compact structure (see `tracer_common::geo_dxr`). The six arrays of
+/// the compact structures are mappable, so that the agent fills them with a copy.
 #[map]
-pub(crate) static GEO_V4_TABLE: Array<Block> = Array::with_max_entries(ROOT_BLOCKS, 0);
+pub(crate) static GEO_V4_TABLE: Array<Block> = Array::with_max_entries(ROOT_BLOCKS, BPF_F_MMAPABLE);
 
 /// The nodes of the IPv4 compact structure.
 #[map]
-pub(crate) static GEO_V4_NODES: Array<Node> = Array::with_max_entries(PLACEHOLDER_GEO_ENTRIES, 0);
+pub(crate) static GEO_V4_NODES: Array<Node> =
+    Array::with_max_entries(PLACEHOLDER_GEO_ENTRIES, BPF_F_MMAPABLE);
 
 /// The range array of the IPv4 compact structure.
 #[map]
 pub(crate) static GEO_V4_RANGES: Array<RangeLine> =
-    Array::with_max_entries(PLACEHOLDER_GEO_ENTRIES, 0);
+    Array::with_max_entries(PLACEHOLDER_GEO_ENTRIES, BPF_F_MMAPABLE);
 
 /// The IPv4 LPM trie: the reference the table is checked against.
 #[map]
@@ -76,16 +81,17 @@ pub(crate) static GEO_V4_LPM: LpmTrie<u32, u16> =
 
 /// The root of the IPv6 compact structure.
 #[map]
-pub(crate) static GEO_V6_TABLE: Array<Block> = Array::with_max_entries(ROOT_BLOCKS, 0);
+pub(crate) static GEO_V6_TABLE: Array<Block> = Array::with_max_entries(ROOT_BLOCKS, BPF_F_MMAPABLE);
 
 /// The nodes of the IPv6 compact structure.
 #[map]
-pub(crate) static GEO_V6_NODES: Array<Node> = Array::with_max_entries(PLACEHOLDER_GEO_ENTRIES, 0);
+pub(crate) static GEO_V6_NODES: Array<Node> =
+    Array::with_max_entries(PLACEHOLDER_GEO_ENTRIES, BPF_F_MMAPABLE);
 
 /// The range array of the IPv6 compact structure.
 #[map]
 pub(crate) static GEO_V6_RANGES: Array<RangeLine> =
-    Array::with_max_entries(PLACEHOLDER_GEO_ENTRIES, 0);
+    Array::with_max_entries(PLACEHOLDER_GEO_ENTRIES, BPF_F_MMAPABLE);
 
 /// The IPv6 LPM trie: the reference the compact structure is checked against.
 #[map]

@@ -1,7 +1,8 @@
 //! Raw `bpf(2)` calls aya 0.14 does not offer: reading a whole per-CPU hash with
 //! `BPF_MAP_LOOKUP_BATCH` (kernel 5.6+; a few syscalls per scrape instead of two per entry,
 //! which is what keeps a scrape of 100k series fast), filling an array with
-//! `BPF_MAP_UPDATE_BATCH` (5.6+; the geo maps' 50k elements in a few syscalls at every load),
+//! `BPF_MAP_UPDATE_BATCH` (5.6+; the geo maps' 50k elements in a few syscalls, where a map
+//! cannot be mapped: see `mapped.rs`),
 //! and `BPF_MAP_LOOKUP_AND_DELETE_ELEM` on a per-CPU hash (kernel 5.14+), which retires a remote
 //! entry in one step.
 

@@ -100,9 +100,10 @@ impl Kernel {
         let raw = self.map_mut(name)?;
         if let aya::maps::Map::Array(data) = &*raw {
             let fd = data.fd().as_fd().as_raw_fd();
-            let batched = super::batch::update_array(fd, values)
-                .map_err(|source| KernelError::Io { context: format!("filling {name}"), source })?;
-            if batched {
+            let err = |source| KernelError::Io { context: format!("filling {name}"), source };
+            if super::mapped::write_array(fd, values).map_err(err)?
+                || super::batch::update_array(fd, values).map_err(err)?
+            {
                 return Ok(());
             }
         }

@@ -168,6 +168,53 @@ impl Loader {
     }
 }
 
+/// Loads (verifies) the programs `names` of `ebpf`, up to one per CPU at a time: the verifier
+/// is most of a load, and two programs verified side by side on two cores take the time of
+/// the longer one. The verified instruction counts come back in the order of `names`; the
+/// first failure in that order is the error.
+fn load_programs(
+    ebpf: &mut aya::Ebpf,
+    names: &[&'static str],
+) -> Result<Vec<(&'static str, Option<u32>)>, KernelError> {
+    let mut slots: Vec<Option<&mut aya::programs::Program>> = names.iter().map(|_| None).collect();
+    for (name, program) in ebpf.programs_mut() {
+        if let Some(i) = names.iter().position(|n| *n == name) {
+            slots[i] = Some(program);
+        }
+    }
+    let mut work = Vec::with_capacity(names.len());
+    for (name, slot) in names.iter().copied().zip(slots) {
+        let program = slot.ok_or(KernelError::Missing { kind: "program", name })?;
+        let program: &mut SchedClassifier = program.try_into().map_err(program_err(name))?;
+        work.push((name, program));
+    }
+    let queue = std::sync::Mutex::new(work.into_iter().enumerate());
+    let workers = std::thread::available_parallelism().map_or(1, usize::from).min(names.len());
+    let load_next = || {
+        let mut done = Vec::new();
+        loop {
+            let Some((i, (name, program))) = queue.lock().ok().and_then(|mut q| q.next()) else {
+                return done;
+            };
+            let result = program
+                .load()
+                .map_err(program_err(name))
+                .map(|()| program.info().ok().and_then(|info| info.verified_instruction_count()));
+            done.push((i, name, result));
+        }
+    };
+    let mut done = std::thread::scope(|s| {
+        let helpers: Vec<_> = (1..workers).map(|_| s.spawn(load_next)).collect();
+        let mut done = load_next();
+        for helper in helpers {
+            done.extend(helper.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
+        }
+        done
+    });
+    done.sort_by_key(|(i, ..)| *i);
+    done.into_iter().map(|(_, name, result)| result.map(|insns| (name, insns))).collect()
+}
+
 impl Kernel {
     /// Loads the embedded object and all its programs (not attached yet).
     pub fn load(options: &LoadOptions) -> Result<Self, KernelError> {
@@ -224,16 +271,13 @@ impl Kernel {
         } else {
             &[]
         };
-        for &name in [programs::UPLOAD, programs::DOWNLOAD].iter().chain(bench) {
-            let program: &mut SchedClassifier = ebpf
-                .program_mut(name)
-                .ok_or(KernelError::Missing { kind: "program", name })?
-                .try_into()
-                .map_err(program_err(name))?;
-            program.load().map_err(program_err(name))?;
+        let names: Vec<&'static str> = [programs::UPLOAD, programs::DOWNLOAD]
+            .into_iter()
+            .chain(bench.iter().copied())
+            .collect();
+        for (name, verified) in load_programs(&mut ebpf, &names)? {
             // What the verifier walked (kernels since 5.16 say): how close to its limit of a
             // million instructions the program is on this kernel.
-            let verified = program.info().ok().and_then(|i| i.verified_instruction_count());
             if let Some(insns) = verified {
                 tracing::info!(program = name, verified_insns = insns, "program loaded");
             }

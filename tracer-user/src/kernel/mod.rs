@@ -8,6 +8,7 @@ mod counters;
 mod error;
 mod geo_maps;
 mod load;
+mod mapped;
 mod memory;
 pub mod netif;
 mod policy_maps;
