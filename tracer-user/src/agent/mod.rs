@@ -143,6 +143,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         netif::prefixes(&settings.lan).context("reading the LAN interfaces' addresses")?;
     info!(lan_prefixes = ?lan_prefixes.iter().map(ToString::to_string).collect::<Vec<_>>(), "local networks include the LAN prefixes");
     let (mut kernel, geo) = load_kernel(settings, &lan_prefixes)?;
+    let counters_continued = kernel.counters_continued();
     plan.apply_policy(&mut kernel)?;
     let reader: Arc<CounterReader> = Arc::new(kernel.counter_reader()?);
     let remotes = Arc::new(kernel.remote_reader()?);
@@ -218,6 +219,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             settings.history_points,
             crate::base::clock::unix_now(),
             &counters,
+            !counters_continued,
         );
         if let Some(problem) = problem {
             warn!("{problem}");

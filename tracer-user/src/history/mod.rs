@@ -27,9 +27,11 @@
 //!   since boot is not dumped into one bucket.
 //! - **Restart**: the last cumulative value of every pair is saved with the
 //!   history ([`History::to_bytes`]), so a restart that loads it continues
-//!   exactly, with no double counting. If the agent knows the kernel counters
-//!   restarted although they may have grown past the saved values (boot id
-//!   changed), call [`History::mark_counters_reset`] before the next record.
+//!   exactly, with no double counting. When the kernel counters restarted
+//!   although they may have grown past the saved values (the agent found no
+//!   pinned counter map: a reboot, or `egress-tracer reset`), call
+//!   [`History::mark_counters_reset`] before the next record (`HistoryStore::open`
+//!   does).
 //!   Traffic between the last save and a restart is not lost: it lands in
 //!   the first bucket after the restart. Save every few minutes (5 min is a
 //!   good fit) and at shutdown.

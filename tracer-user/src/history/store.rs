@@ -63,6 +63,9 @@ fn country(id: u16) -> Country {
 impl HistoryStore {
     /// Loads `dir/history.bin` (caps from the arguments), or starts an empty history whose
     /// baseline is `now_counters` (so the traffic counted before is not put in one bucket).
+    /// `counters_restarted`: the kernel counters started from zero since the file was saved (a
+    /// reboot or `egress-tracer reset`), so the cumulative values it remembers are void and the
+    /// next record counts every pair in full, even one that already grew past its saved value.
     /// Returns the problem with the file, if there was one (the file is then kept aside).
     pub fn open(
         dir: &Path,
@@ -70,6 +73,7 @@ impl HistoryStore {
         max_points: usize,
         now: u64,
         now_counters: &CounterSnapshot,
+        counters_restarted: bool,
     ) -> (Self, Option<String>) {
         const FRESH: &str = "an empty history";
         let file = dir.join(FILE);
@@ -92,6 +96,9 @@ impl HistoryStore {
         let history = match loaded {
             Some(mut h) => {
                 h.set_limits(max_pairs, max_points);
+                if counters_restarted {
+                    h.mark_counters_reset();
+                }
                 h
             }
             None => {

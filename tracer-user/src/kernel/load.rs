@@ -130,6 +130,8 @@ pub struct Kernel {
     pub(super) attachments: Vec<Attached>,
     pub(super) pin_dir: Option<PathBuf>,
     pub(super) logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+    /// Whether the traffic map was pinned already when this object was loaded.
+    pub(super) counters_continued: bool,
 }
 
 impl std::fmt::Debug for Kernel {
@@ -249,6 +251,8 @@ impl Kernel {
             }
         }
         loader.override_global(aya_log::LEVEL, &level, false);
+        let counters_continued =
+            options.pin_dir.as_ref().is_some_and(|dir| dir.join(COUNTERS_MAP).exists());
         let mut ebpf = loader
             .load(EBPF_OBJECT)
             .map_err(|source| KernelError::Load { source: Box::new(source) })?;
@@ -288,7 +292,15 @@ impl Kernel {
             attachments: Vec::new(),
             pin_dir: options.pin_dir.clone(),
             logger,
+            counters_continued,
         })
+    }
+
+    /// Whether the traffic counters continue from an earlier agent (their map was pinned when
+    /// this object was loaded), rather than starting from zero (the first start since boot or
+    /// since `egress-tracer reset`, or no pinning).
+    pub fn counters_continued(&self) -> bool {
+        self.counters_continued
     }
 
     /// The programs' diagnostics, for [`spawn_kernel_log`] (only with a level other than off).

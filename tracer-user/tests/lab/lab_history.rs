@@ -77,6 +77,22 @@ fn the_history_is_exact_and_survives_a_restart_and_a_corrupt_file() {
     eprintln!("history.bin: {size} bytes");
     assert!(size < 4096, "two buckets of one pair: {size} bytes");
 
+    // `egress-tracer reset` (or a reboot) between two runs: the counters start from zero while
+    // the saved history remembers 6 pings. The 8 pings after it are all new traffic, though
+    // the counter grows past the saved value (counted as 8 - 6 before the agent told them apart).
+    agent.stop();
+    let out = std::process::Command::new(support::agent::agent_bin())
+        .arg("reset")
+        .arg("--bpffs-dir")
+        .arg(&agent.bpffs_dir)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&out.stdout);
+    assert!(out.contains("removed the pinned counters"), "{out}");
+    agent.start_again();
+    lab.ping(d1, "36.110.0.1", 8).unwrap();
+    wait_for(&agent, &d1.mac, "CN", 14 * PING4);
+
     // A corrupt file is kept aside, reported, and the agent starts an empty history.
     agent.stop();
     std::fs::write(dir.join("history.bin"), b"EGTH\x01 truncated").unwrap();
