@@ -185,13 +185,36 @@ impl Lab {
 
     /// Like [`ping`](Self::ping), from any namespace of the lab.
     pub fn ping_from(&self, netns: &str, addr: &str, count: u32) -> anyhow::Result<()> {
+        self.ping_with(netns, &[], addr, count)
+    }
+
+    /// Like [`ping`](Self::ping), with the ping process on CPU `cpu`: its packets and their
+    /// replies are handled on that CPU (a veth hands them to the sending CPU's backlog), for
+    /// tests of per-CPU state.
+    pub fn ping_on_cpu(
+        &self,
+        device: &Device,
+        addr: &str,
+        count: u32,
+        cpu: u32,
+    ) -> anyhow::Result<()> {
+        let cpu = cpu.to_string();
+        self.ping_with(&device.netns, &["taskset", "-c", &cpu], addr, count)
+    }
+
+    /// `prefix ping ...` in `netns`.
+    fn ping_with(
+        &self,
+        netns: &str,
+        prefix: &[&str],
+        addr: &str,
+        count: u32,
+    ) -> anyhow::Result<()> {
         let family = if addr.contains(':') { "-6" } else { "-4" };
         let count = count.to_string();
-        self.exec(
-            netns,
-            &["ping", family, "-n", "-q", "-c", &count, "-i", "0.01", "-W", "2", addr],
-        )
-        .with_context(|| format!("ping {addr} from {netns}"))?;
+        let ping = ["ping", family, "-n", "-q", "-c", &count, "-i", "0.01", "-W", "2", addr];
+        let argv: Vec<&str> = prefix.iter().copied().chain(ping).collect();
+        self.exec(netns, &argv).with_context(|| format!("ping {addr} from {netns}"))?;
         Ok(())
     }
 

@@ -14,7 +14,7 @@ use crate::support::{
     conservation::{assert_conserved, remote_totals, remotes, traffic},
 };
 use serde_json::Value;
-use tracer_lab::{Device, Lab};
+use tracer_lab::Lab;
 
 /// Ethernet + IPv4 + ICMP header + 56 bytes of ping payload.
 const PING4: u64 = 98;
@@ -131,8 +131,8 @@ fn a_full_table_idle_expiry_and_a_sigkill_lose_nothing() {
     // The table holds 4 entries: d2's remotes go to its overflow total. On one CPU: after the
     // first failed insert that CPU sends new remotes straight to the overflow total
     // (tracer_common::remotes::FULL_SKIP), until the agent says it has retired entries.
-    ping_on_cpu0(&lab, d2, "240e::1", 3);
-    ping_on_cpu0(&lab, d2, "2001:4860:4860::8888", 1);
+    lab.ping_on_cpu(d2, "240e::1", 3, 0).unwrap();
+    lab.ping_on_cpu(d2, "2001:4860:4860::8888", 1, 0).unwrap();
     let full = remotes(&agent, &d2.mac);
     assert_eq!(full["total"], 0, "{full:#}");
     assert_eq!(traffic(&full["overflow"]["upload"]), (4, 4 * PING6), "{full:#}");
@@ -146,7 +146,7 @@ fn a_full_table_idle_expiry_and_a_sigkill_lose_nothing() {
     // overflows) and must hear from the agent when it frees room.
     agent.signal(nix::sys::signal::Signal::SIGHUP);
     wait_for_reload(&agent, "success", 1.0);
-    ping_on_cpu0(&lab, d2, "2001:4860:4860::8888", 1);
+    lab.ping_on_cpu(d2, "2001:4860:4860::8888", 1, 0).unwrap();
     let full = remotes(&agent, &d2.mac);
     assert_eq!(traffic(&full["overflow"]["upload"]), (5, 5 * PING6), "{full:#}");
 
@@ -163,7 +163,7 @@ fn a_full_table_idle_expiry_and_a_sigkill_lose_nothing() {
         std::thread::sleep(Duration::from_millis(300));
     }
     assert_conserved(&agent, "after idle expiry");
-    ping_on_cpu0(&lab, d2, "240e::1", 2);
+    lab.ping_on_cpu(d2, "240e::1", 2, 0).unwrap();
     let view = remotes(&agent, &d2.mac);
     assert_eq!(traffic(&find(&view, "240e::1")["upload"]), (2, 2 * PING6), "{view:#}");
     assert_conserved(&agent, "after new traffic into the freed room");
@@ -180,18 +180,6 @@ fn a_full_table_idle_expiry_and_a_sigkill_lose_nothing() {
     // 5 overflowed, then 2 and 3 (while no agent ran) to 240e::1: live or expired by now.
     assert_eq!(remote_totals(&view)[0], (10, 10 * PING6), "counted while no agent ran: {view:#}");
     assert_conserved(&agent, "after a SIGKILL and a restart");
-}
-
-/// Pings from `device` with the ping process on CPU 0: its packets and their replies are
-/// counted on CPU 0 (the veth hands them to the backlog of the sending CPU).
-fn ping_on_cpu0(lab: &Lab, device: &Device, addr: &str, count: u32) {
-    let family = if addr.contains(':') { "-6" } else { "-4" };
-    let count = count.to_string();
-    lab.exec(
-        &device.netns,
-        &["taskset", "-c", "0", "ping", family, "-n", "-q", "-c", &count, "-i", "0.01", addr],
-    )
-    .unwrap_or_else(|e| panic!("ping {addr} on CPU 0: {e:#}"));
 }
 
 /// The IPFIX export read back by a real collector: Debian's nfcapd in the gateway namespace,
