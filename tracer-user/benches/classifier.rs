@@ -310,12 +310,7 @@ fn scrape_bench(geo: &tracer_user::geo::CompiledGeo) -> anyhow::Result<serde_jso
         read_best = read_best.min(t.elapsed());
     }
     let snapshot = reader.snapshot()?;
-    let zero = tracer_common::CounterValue::default();
-    let series: usize = snapshot
-        .traffic
-        .values()
-        .map(|t| usize::from(t.upload != zero) + usize::from(t.download != zero))
-        .sum();
+    let series = snapshot.series();
     let entries = snapshot.map_entries;
     println!(
         "\nscrape: {entries} map entries, {series} series of each counter (1,000 devices x {} countries x 2 directions, filled in {:.1} s)",

@@ -122,6 +122,15 @@ pub struct StatSnapshot {
 }
 
 impl CounterSnapshot {
+    /// (pair, direction)s that saw traffic: the series of each of the exposition's per-device
+    /// counters.
+    pub fn series(&self) -> usize {
+        let zero = CounterValue::default();
+        (self.traffic.values())
+            .map(|t| usize::from(t.upload != zero) + usize::from(t.download != zero))
+            .sum()
+    }
+
     /// The value of one stat.
     pub fn stat(&self, stat: Stat, direction: Direction) -> CounterValue {
         self.stats

@@ -102,17 +102,13 @@ impl Metrics {
         snapshot.traffic = traffic;
         // The first scrape has no last size: it reserves what its series take at most (a
         // `bytes`/`packets` line is under 96 bytes: the name, three labels, a number).
-        let zero = CounterValue::default();
-        let series: usize = (snapshot.traffic.values())
-            .map(|t| usize::from(t.upload != zero) + usize::from(t.download != zero))
-            .sum();
-        let (registry, packets) = self.registries(&Arc::new(Scrape { snapshot, folded }));
         let [main_size, packets_size] = self.last_sizes.each_ref().map(|size| {
             match size.load(std::sync::atomic::Ordering::Relaxed) {
-                0 => series * 96,
+                0 => snapshot.series() * 96,
                 last => last,
             }
         });
+        let (registry, packets) = self.registries(&Arc::new(Scrape { snapshot, folded }));
         let encode = |registry: &Registry, reserve: usize| {
             // A little over last time's size, so a scrape that grew a bit still fits.
             let mut out = String::with_capacity(reserve + reserve / 16);
