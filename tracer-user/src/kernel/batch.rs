@@ -1,10 +1,7 @@
 //! Raw `bpf(2)` calls aya 0.14 does not offer: reading a whole per-CPU hash with
 //! `BPF_MAP_LOOKUP_BATCH` (kernel 5.6+; a few syscalls per scrape instead of two per entry,
-//! which is what keeps a scrape of 100k series fast), filling an array with
-//! `BPF_MAP_UPDATE_BATCH` (5.6+; the geo maps' 50k elements in a few syscalls, where a map
-//! cannot be mapped: see `mapped.rs`),
-//! and `BPF_MAP_LOOKUP_AND_DELETE_ELEM` on a per-CPU hash (kernel 5.14+), which retires a remote
-//! entry in one step.
+//! which is what keeps a scrape of 100k series fast), and `BPF_MAP_LOOKUP_AND_DELETE_ELEM` on a
+//! per-CPU hash (kernel 5.14+), which retires a remote entry in one step.
 
 use std::{io, os::fd::RawFd};
 
@@ -97,43 +94,6 @@ pub(super) fn read_all<K: Pod, V: Pod>(
         token = next;
         first = false;
     }
-}
-
-const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
-/// Elements written per `BPF_MAP_UPDATE_BATCH` call.
-const UPDATE_BATCH: usize = 8192;
-
-/// Writes `values` into a (not per-CPU) array map at indices 0, 1, ... with
-/// `BPF_MAP_UPDATE_BATCH`. `Ok(false)` when the kernel has no batch update for arrays (the
-/// caller falls back to one update per element); nothing was written then.
-pub(super) fn update_array<V: Pod>(map_fd: RawFd, values: &[V]) -> io::Result<bool> {
-    let mut keys: Vec<u32> = Vec::with_capacity(values.len().min(UPDATE_BATCH));
-    for (chunk_index, chunk) in values.chunks(UPDATE_BATCH).enumerate() {
-        let first = (chunk_index * UPDATE_BATCH) as u32;
-        keys.clear();
-        keys.extend(first..first + chunk.len() as u32);
-        let mut attr = BatchAttr {
-            map_fd: map_fd as u32,
-            keys: keys.as_ptr() as u64,
-            values: chunk.as_ptr() as u64,
-            count: chunk.len() as u32,
-            ..BatchAttr::default()
-        };
-        // SAFETY: `attr` points at `count` u32 keys and `count` values of the map's value size
-        // (the kernel reads them, writes only `count`).
-        if let Err(e) = unsafe { bpf(BPF_MAP_UPDATE_BATCH, &mut attr) } {
-            return match e.raw_os_error() {
-                Some(libc::EINVAL | libc::ENOTSUP | libc::EOPNOTSUPP) if chunk_index == 0 => {
-                    Ok(false)
-                }
-                _ => Err(io::Error::new(
-                    e.kind(),
-                    format!("BPF_MAP_UPDATE_BATCH at index {}: {e}", first + attr.count),
-                )),
-            };
-        }
-    }
-    Ok(true)
 }
 
 const BPF_MAP_LOOKUP_AND_DELETE_ELEM: libc::c_long = 21;

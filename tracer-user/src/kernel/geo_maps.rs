@@ -100,10 +100,9 @@ impl Kernel {
         let raw = self.map_mut(name)?;
         if let aya::maps::Map::Array(data) = &*raw {
             let fd = data.fd().as_fd().as_raw_fd();
-            let err = |source| KernelError::Io { context: format!("filling {name}"), source };
-            if super::mapped::write_array(fd, values).map_err(err)?
-                || super::batch::update_array(fd, values).map_err(err)?
-            {
+            let mapped = super::mapped::write_array(fd, values)
+                .map_err(|source| KernelError::Io { context: format!("filling {name}"), source })?;
+            if mapped {
                 return Ok(());
             }
         }

@@ -9,7 +9,7 @@ use aya::Pod;
 
 /// Writes `values` into the array map `map_fd` at indices 0, 1, ... through a shared mapping.
 /// `Ok(false)` when the map cannot be mapped (created without `BPF_F_MMAPABLE`); nothing was
-/// written then. The kernel's element stride is the value size rounded up to 8, so `V`'s size
+/// written then, and the caller writes one element at a time. The kernel's element stride is the value size rounded up to 8, so `V`'s size
 /// must be a multiple of 8.
 pub(super) fn write_array<V: Pod>(map_fd: RawFd, values: &[V]) -> io::Result<bool> {
     const { assert!(size_of::<V>().is_multiple_of(8)) };
