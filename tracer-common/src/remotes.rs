@@ -109,6 +109,32 @@ pub struct SpillValue {
     pub traffic: [CounterValue; 4],
 }
 
+/// Array of [`BenchSlot`] (`cargo xtask bench` only): the least any table of remotes costs a
+/// packet, one slot of a flat array found by hashing the key, holding key, counters and last
+/// seen in one cache line (an open-addressed table hitting at its first probe). The agent's
+/// object keeps one slot; the bench's [`BENCH_SLOTS_PER_CPU`] for each CPU.
+pub const BENCH_SLOTS_MAP: &str = "BENCH_SLOTS";
+/// Slots of [`BENCH_SLOTS_MAP`] for each CPU when the bench loads it: as many as the default
+/// remote table holds, 512 KiB per CPU (the programs index CPU `c`'s part with
+/// `c << BENCH_SLOT_BITS | hash`).
+pub const BENCH_SLOTS_PER_CPU: u32 = 1 << BENCH_SLOT_BITS;
+/// log2 of [`BENCH_SLOTS_PER_CPU`].
+pub const BENCH_SLOT_BITS: u32 = 13;
+const _: () = assert!(BENCH_SLOTS_PER_CPU == DEFAULT_REMOTE_ENTRIES);
+
+/// Value of [`BENCH_SLOTS_MAP`].
+#[repr(C, align(64))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BenchSlot {
+    /// The remote the slot counts.
+    pub key: [u64; 3],
+    /// Upload and download traffic.
+    pub traffic: [CounterValue; 2],
+    /// `bpf_ktime_get_coarse_ns` of the latest packet.
+    pub last_seen_ns: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<BenchSlot>() == 64);
 const _: () = assert!(core::mem::size_of::<RemoteKey>() == 24);
 const _: () = assert!(core::mem::size_of::<RemoteValue>() == 88);
 const _: () = assert!(core::mem::size_of::<SpillKey>() == 8);
@@ -124,4 +150,6 @@ mod pod {
     unsafe impl aya::Pod for super::SpillKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::SpillValue {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::BenchSlot {}
 }

@@ -2,7 +2,7 @@
 
 use aya_ebpf::{
     bindings::{BPF_NOEXIST, TC_ACT_OK, TC_ACT_SHOT},
-    helpers::bpf_ktime_get_coarse_ns,
+    helpers::{bpf_get_smp_processor_id, bpf_ktime_get_coarse_ns},
     programs::TcContext,
 };
 use tracer_common::{
@@ -10,7 +10,10 @@ use tracer_common::{
     capture::TLS_SEGMENTS,
     maps::verdict,
     policy::Action,
-    remotes::{FULL_SKIP, RemoteKey, RemoteValue, SpillKey, SpillValue, spill, traffic_index},
+    remotes::{
+        BENCH_SLOT_BITS, FULL_SKIP, RemoteKey, RemoteValue, SpillKey, SpillValue, spill,
+        traffic_index,
+    },
 };
 
 use core::mem::MaybeUninit;
@@ -18,7 +21,10 @@ use core::mem::MaybeUninit;
 use crate::{
     capture::{self, Captured},
     classify::country_of,
-    maps::{COUNTERS, MACS, REMOTE_SCRATCH, REMOTE_SPILL, REMOTES, REMOTES_FULL, SETTINGS, STATS},
+    maps::{
+        BENCH_SLOTS, COUNTERS, MACS, REMOTE_SCRATCH, REMOTE_SPILL, REMOTES, REMOTES_FULL, SETTINGS,
+        STATS,
+    },
     parse::{Address, Parsed, Remote, Transport, parse, remote_port},
     policy::{self, Reported, Violation},
     zeroed::{zero, zeroed_in},
@@ -85,6 +91,48 @@ pub(crate) fn floor(ctx: &TcContext) -> i32 {
             reserved: 0,
         };
         add_counter(&key, Direction::Upload, &packet_value(ctx));
+    }
+    TC_ACT_OK
+}
+
+/// The bench's `tc_floor_slot`: [`floor`], and the packet counted in one slot of a flat array
+/// found by hashing (device, remote address), key, counters and last seen in one cache line,
+/// taken over when it holds another key. What an open-addressed table of remotes would cost
+/// at its first probe; nothing counts on these slots.
+#[inline(always)]
+pub(crate) fn floor_slot(ctx: &TcContext) -> i32 {
+    if let Parsed::Ip { mac, remote, .. } = parse(ctx, Direction::Upload) {
+        let key = TrafficKey {
+            mac,
+            country: CountryId::UNKNOWN.0,
+            verdict: verdict::PASSED,
+            reserved: 0,
+        };
+        let value = packet_value(ctx);
+        add_counter(&key, Direction::Upload, &value);
+        let a = Address::of(&remote);
+        let mut m = [0u8; 8];
+        m[2..].copy_from_slice(&mac);
+        let words = [a.hi, a.lo, u64::from_be_bytes(m) | u64::from(a.family()) << 56];
+        let hash = (words[0] ^ words[1].rotate_left(32) ^ words[2])
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            >> (64 - BENCH_SLOT_BITS);
+        // SAFETY: the helpers have no preconditions.
+        let (cpu, now) = unsafe { (bpf_get_smp_processor_id(), bpf_ktime_get_coarse_ns()) };
+        let index = (cpu << BENCH_SLOT_BITS) | hash as u32;
+        if let Some(slot) = BENCH_SLOTS.get_ptr_mut(index) {
+            // SAFETY: this CPU's part of the array; nothing else runs on this CPU meanwhile.
+            unsafe {
+                let k = (*slot).key;
+                // Word by word: an array comparison may become a `bcmp` call, which BPF lacks.
+                if k[0] != words[0] || k[1] != words[1] || k[2] != words[2] {
+                    (*slot).key = words;
+                    (*slot).traffic = [CounterValue { packets: 0, bytes: 0 }; 2];
+                }
+                add(&raw mut (*slot).traffic[0], &value);
+                (*slot).last_seen_ns = now;
+            }
+        }
     }
     TC_ACT_OK
 }

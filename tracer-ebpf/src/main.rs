@@ -75,6 +75,13 @@ mod programs {
         crate::count::floor(&ctx)
     }
 
+    /// The floor, and one slot of a flat array keyed by the remote: the bench's measure of the
+    /// least any table of remotes adds.
+    #[classifier]
+    pub(crate) fn tc_floor_slot(ctx: TcContext) -> i32 {
+        crate::count::floor_slot(&ctx)
+    }
+
     /// Returns at once: the bench's "empty program" baseline.
     #[classifier]
     pub(crate) fn tc_empty(_ctx: TcContext) -> i32 {

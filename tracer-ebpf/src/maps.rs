@@ -16,7 +16,8 @@ use tracer_common::{
         PolicySettings, Profile,
     },
     remotes::{
-        DEFAULT_REMOTE_ENTRIES, RemoteKey, RemoteValue, SPILL_ENTRIES, SpillKey, SpillValue,
+        BenchSlot, DEFAULT_REMOTE_ENTRIES, RemoteKey, RemoteValue, SPILL_ENTRIES, SpillKey,
+        SpillValue,
     },
 };
 
@@ -49,6 +50,11 @@ pub(crate) static REMOTES_FULL: PerCpuArray<u32> = PerCpuArray::with_max_entries
 #[map]
 pub(crate) static REMOTE_SPILL: PerCpuHashMap<SpillKey, SpillValue> =
     PerCpuHashMap::with_max_entries(SPILL_ENTRIES, BPF_F_NO_PREALLOC);
+
+/// The bench's flat table of remotes (`tracer_common::remotes::BENCH_SLOTS_MAP`): one slot
+/// here, sized by the bench when it loads its programs.
+#[map]
+pub(crate) static BENCH_SLOTS: Array<BenchSlot> = Array::with_max_entries(1, 0);
 
 /// Source MACs recently seen sending egress traffic (see `Stat::NewMac`).
 #[map]

@@ -13,13 +13,17 @@
 //!    Ethernet header in the linear area, the rest in page fragments, as zero-copy drivers
 //!    deliver). Rounds interleaved, medians. Then the working set: the classifier with and
 //!    without the remote table, round robin to 64 ... 65,536 destinations that are all in the
-//!    remote table, which shows what the lookups cost once they no longer fit in the caches.
+//!    remote table, which shows what the lookups cost once they no longer fit in the caches,
+//!    beside the floor with one slot of a flat array keyed by the remote (`tc_floor_slot`: key,
+//!    counters and last seen in one cache line, as an open-addressed table at its first probe),
+//!    the least any table of remotes adds.
 //! 2. A UDP flood from d1 to the random destinations, forwarded by the gateway, in interleaved
 //!    rounds with nothing attached, with nftables (an interval map of the same IPv4 data and a
 //!    dynamic set of per-(MAC, country) counters at netdev ingress of `br-lan`), with the empty
-//!    program and the floor attached alone, and with the agent running as it ships and with
-//!    `--remote-entries 0` (counters only: the job nftables does): delivered packets per second
-//!    at the far end, and the CPU the agent's own threads used meanwhile.
+//!    program, the floor and the floor with one slot attached alone, and with the agent running
+//!    as it ships and with `--remote-entries 0` (counters only: the job nftables does):
+//!    delivered packets per second at the far end, and the CPU the agent's own threads used
+//!    meanwhile.
 //! 3. The agent as routers run it (`EGRESS_TRACER_BIN`, the static musl build `cargo xtask
 //!    bench` passes): time from start to serving, peak and steady RSS, kernel memory per map.
 //!
@@ -83,6 +87,15 @@ const PROGRAMS: [Measured; 7] = [
     Measured { program: programs::FLOOR, name: "floor", remotes: false },
     Measured { program: programs::UPLOAD, name: "no remotes", remotes: false },
     Measured { program: programs::UPLOAD, name: "classifier", remotes: true },
+];
+/// The working-set rows' programs: the classifier without and with its remote table, the floor,
+/// and the floor with one slot of a flat array keyed by the remote (the least any table of
+/// remotes adds).
+const WORKING_SET_PROGRAMS: [Measured; 4] = [
+    Measured { program: programs::UPLOAD, name: "no remotes", remotes: false },
+    Measured { program: programs::UPLOAD, name: "classifier", remotes: true },
+    Measured { program: programs::FLOOR, name: "floor", remotes: false },
+    Measured { program: programs::FLOOR_SLOT, name: "floor + slot", remotes: false },
 ];
 const COL_EMPTY: usize = 0;
 const COL_PULL: usize = 1;
@@ -491,7 +504,10 @@ fn main() -> anyhow::Result<()> {
     println!(
         "\nworking set: ns per packet, linear skbs, round robin to N random destinations (remote table of N entries, all present)"
     );
-    println!("  {:>8} {:>13} {:>13} {:>13}", "N", "no remotes", "classifier", "remote table");
+    println!(
+        "  {:>8} {:>13} {:>13} {:>13} {:>13} {:>13} {:>13}",
+        "N", "no remotes", "classifier", "remote table", "floor", "floor + slot", "one slot"
+    );
     let mut working_set = Vec::new();
     for n in WORKING_SETS {
         let frames: Vec<Vec<u8>> = frames::random_public(n)
@@ -510,20 +526,24 @@ fn main() -> anyhow::Result<()> {
         let filled = send(&lab, &d1.netns, &traffic, n);
         kernel.detach_program(programs::UPLOAD, link)?;
         filled?;
-        let measure = &PROGRAMS[COL_NO_REMOTES..=COL_CLASSIFIER];
         let row = per_packet(
             &lab,
             &mut kernel,
             &d1.netns,
             std::slice::from_ref(&traffic),
-            measure,
+            &WORKING_SET_PROGRAMS,
             WORKING_SET_ROUNDS,
         )?;
-        let (none, with) = (row[0][0], row[0][1]);
-        println!("  {n:>8} {none:>13.1} {with:>13.1} {:>13.1}", with - none);
+        let [none, with, floor, slot] = [row[0][0], row[0][1], row[0][2], row[0][3]];
+        println!(
+            "  {n:>8} {none:>13.1} {with:>13.1} {:>13.1} {floor:>13.1} {slot:>13.1} {:>13.1}",
+            with - none,
+            slot - floor
+        );
         working_set.push(json!({
             "destinations": n, "no_remotes_ns": none, "classifier_ns": with,
-            "remote_table_ns": with - none,
+            "remote_table_ns": with - none, "floor_ns": floor, "floor_slot_ns": slot,
+            "one_slot_ns": slot - floor,
         }));
     }
     drop(stats);
@@ -538,8 +558,8 @@ fn main() -> anyhow::Result<()> {
         nft.elements, nft.load_secs
     );
     let (mut none, mut with_nft, mut with_agent) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut with_counters_only, mut with_empty, mut with_floor) =
-        (Vec::new(), Vec::new(), Vec::new());
+    let (mut with_counters_only, mut with_empty, mut with_floor, mut with_slot) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut agents = Vec::new();
     // The share of one CPU the agent's own threads used during each flood.
     let mut agent_cpu = Vec::new();
@@ -549,9 +569,11 @@ fn main() -> anyhow::Result<()> {
         let pps = flood(&lab, &d1.netns, &random_conf);
         nft.unhook()?;
         with_nft.push(pps?);
-        for (program, pps) in
-            [(programs::EMPTY, &mut with_empty), (programs::FLOOR, &mut with_floor)]
-        {
+        for (program, pps) in [
+            (programs::EMPTY, &mut with_empty),
+            (programs::FLOOR, &mut with_floor),
+            (programs::FLOOR_SLOT, &mut with_slot),
+        ] {
             let link = bench_kernel.attach_program(program, "br-lan")?;
             let flooded = flood(&lab, &d1.netns, &random_conf);
             bench_kernel.detach_program(program, link)?;
@@ -580,6 +602,7 @@ fn main() -> anyhow::Result<()> {
     let (none, with_nft, with_agent) = (median(none), median(with_nft), median(with_agent));
     let with_counters_only = median(with_counters_only);
     let (with_empty, with_floor) = (median(with_empty), median(with_floor));
+    let with_slot = median(with_slot);
     drop(bench_kernel);
     let loss = |pps: f64| 1.0 - pps / none;
     println!("  nothing attached  {:>10.0} pps", none);
@@ -604,6 +627,11 @@ fn main() -> anyhow::Result<()> {
         with_floor,
         loss(with_floor) * 100.0
     );
+    println!(
+        "  floor + one slot  {:>10.0} pps  loss {:>5.1}% (the floor and one slot of a flat table of remotes, alone)",
+        with_slot,
+        loss(with_slot) * 100.0
+    );
     let agent_cpu = median(agent_cpu);
     println!(
         "  the agent's own threads during the flood: {:.1}% of a CPU (user and system, median)",
@@ -615,6 +643,8 @@ fn main() -> anyhow::Result<()> {
     let floor_ratio = loss(with_floor) / loss(with_nft);
     println!("  the same without the remote table: {counters_only_ratio:.2}");
     println!("  the floor program's loss / nftables' loss: {floor_ratio:.2}");
+    let slot_ratio = loss(with_slot) / loss(with_nft);
+    println!("  the floor with one slot, loss / nftables' loss: {slot_ratio:.2}");
 
     println!(
         "\nthe agent ({}), started {FLOOD_ROUNDS} times with its defaults:",
@@ -672,6 +702,8 @@ fn main() -> anyhow::Result<()> {
             "empty_program_pps": with_empty, "empty_program_loss": loss(with_empty),
             "floor_program_pps": with_floor, "floor_program_loss": loss(with_floor),
             "floor_program_loss_over_nftables_loss": floor_ratio,
+            "floor_slot_pps": with_slot, "floor_slot_loss": loss(with_slot),
+            "floor_slot_loss_over_nftables_loss": slot_ratio,
         },
         "agent": {
             "binary": agent_bin().display().to_string(),

@@ -14,7 +14,10 @@ use tracer_common::{
         ALERTED_MAP, DEVICE_PROFILE_MAP, EVENT_BUDGET_MAP, EVENTS_MAP, POLICY_SETTINGS_MAP,
         PROFILES_MAP,
     },
-    remotes::{DEFAULT_REMOTE_ENTRIES, REMOTE_SPILL_MAP, REMOTES_FULL_MAP, REMOTES_MAP},
+    remotes::{
+        BENCH_SLOTS_MAP, BENCH_SLOTS_PER_CPU, DEFAULT_REMOTE_ENTRIES, REMOTE_SPILL_MAP,
+        REMOTES_FULL_MAP, REMOTES_MAP,
+    },
 };
 
 use super::{EBPF_OBJECT, GeoMapSizes, KernelError, attach::Attached, programs};
@@ -31,8 +34,8 @@ pub struct LoadOptions {
     /// bpffs directory to pin the counter maps in, so that a reload (and a restart) continues
     /// them; `None` keeps them private to this object.
     pub pin_dir: Option<PathBuf>,
-    /// Also load the benchmarks' baseline programs (`tc_empty`, `tc_parse_*`, `tc_floor`); the agent
-    /// does not.
+    /// Also load the benchmarks' baseline programs (`tc_empty`, `tc_parse_*`, `tc_floor`,
+    /// `tc_floor_slot`) and size their flat table of remotes; the agent does not.
     pub bench_programs: bool,
     /// The programs' own diagnostics (aya-log) at this level and above; `Off` makes the
     /// verifier drop every log statement as dead code.
@@ -238,6 +241,13 @@ impl Kernel {
             .map_max_entries(GEO_V6_NODES_MAP, options.geo.v6_nodes.max(1))
             .map_max_entries(GEO_V6_RANGES_MAP, options.geo.v6_lines.max(1))
             .map_max_entries(GEO_V6_LPM_MAP, options.geo.v6_prefixes.max(1));
+        if options.bench_programs {
+            let cpus = aya::util::nr_cpus().map_err(|(_, source)| KernelError::Io {
+                context: "counting the possible CPUs".to_owned(),
+                source,
+            })?;
+            loader.map_max_entries(BENCH_SLOTS_MAP, BENCH_SLOTS_PER_CPU * cpus as u32);
+        }
         if let Some(dir) = &options.pin_dir {
             std::fs::create_dir_all(dir).map_err(|source| KernelError::Io {
                 context: format!(
@@ -270,6 +280,7 @@ impl Kernel {
                 programs::PARSE_PULL,
                 programs::PARSE_COPY,
                 programs::FLOOR,
+                programs::FLOOR_SLOT,
                 programs::EMPTY,
             ]
         } else {

@@ -48,6 +48,9 @@ pub mod programs {
     /// Parses and adds the frame to one per-CPU hash entry keyed by its device; the benchmarks'
     /// floor of any per-device counting.
     pub const FLOOR: &str = "tc_floor";
+    /// The floor and one slot of a flat array keyed by the remote; the benchmarks' measure of
+    /// the least any table of remotes adds.
+    pub const FLOOR_SLOT: &str = "tc_floor_slot";
     /// Returns at once; a benchmark baseline.
     pub const EMPTY: &str = "tc_empty";
 }
