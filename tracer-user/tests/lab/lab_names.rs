@@ -320,16 +320,24 @@ fn hostile_dns_and_tls_payloads_break_nothing_and_every_packet_is_counted() {
         }
     });
     drop(listener);
-    std::thread::sleep(Duration::from_millis(500));
-    // Every DNS datagram was either parsed (whatever the result) or counted as suppressed.
-    let samples = agent.scrape();
-    let dns: f64 = ["answer", "no_address", "not_response", "malformed", "truncated"]
-        .iter()
-        .map(|r| {
-            support::prom::value(&samples, "egress_tracer_dns_answers_total", &[("result", r)])
-        })
-        .sum();
-    let suppressed = support::prom::value(&samples, "egress_tracer_captures_suppressed_total", &[]);
+    // Every DNS datagram was either parsed (whatever the result) or counted as suppressed, once
+    // the agent has read its captures.
+    let dns = |samples: &support::prom::Samples| -> f64 {
+        ["answer", "no_address", "not_response", "malformed", "truncated"]
+            .iter()
+            .map(|r| {
+                support::prom::value(samples, "egress_tracer_dns_answers_total", &[("result", r)])
+            })
+            .sum()
+    };
+    let suppressed = |samples: &support::prom::Samples| {
+        support::prom::value(samples, "egress_tracer_captures_suppressed_total", &[])
+    };
+    let samples =
+        support::agent::wait_for(&agent, "DNS payloads parsed or suppressed", with_payload, |s| {
+            dns(s) + suppressed(s)
+        });
+    let (dns, suppressed) = (dns(&samples), suppressed(&samples));
     assert_eq!(dns + suppressed, with_payload, "every DNS payload parsed or counted as suppressed");
     assert!(dns > 0.0);
     let entries = support::prom::value(&samples, "egress_tracer_names_entries", &[]);
@@ -368,19 +376,20 @@ fn hostile_dns_and_tls_payloads_break_nothing_and_every_packet_is_counted() {
         }
     });
     let _ = server.join();
-    std::thread::sleep(Duration::from_millis(500));
 
-    let samples = agent.scrape();
-    let hellos: f64 = ["sni", "no_sni", "partial", "not_hello"]
-        .iter()
-        .map(|r| support::prom::value(&samples, "egress_tracer_tls_hellos_total", &[("result", r)]))
-        .sum();
-    let suppressed_after =
-        support::prom::value(&samples, "egress_tracer_captures_suppressed_total", &[]);
-    assert!(
-        hellos + suppressed_after - suppressed >= 1000.0,
-        "every garbage TLS payload parsed or counted as suppressed: {hellos} parsed"
-    );
+    // Every garbage TLS payload parsed or counted as suppressed (wait_for panics otherwise).
+    let hellos = |samples: &support::prom::Samples| -> f64 {
+        ["sni", "no_sni", "partial", "not_hello"]
+            .iter()
+            .map(|r| {
+                support::prom::value(samples, "egress_tracer_tls_hellos_total", &[("result", r)])
+            })
+            .sum()
+    };
+    support::agent::wait_for(&agent, "garbage TLS payloads parsed or suppressed", 1000.0, |s| {
+        hellos(s) + support::prom::value(s, "egress_tracer_captures_suppressed_total", &[])
+            - suppressed
+    });
     let after_rss = rss_kib(agent.pid());
     assert!(after_rss < before_rss + 16 * 1024, "RSS grew from {before_rss} to {after_rss} KiB");
     drop(agent);

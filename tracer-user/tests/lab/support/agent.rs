@@ -299,16 +299,29 @@ pub(crate) fn wait_for_reload(agent: &Agent, result: &str, at_least: f64) {
 /// Waits up to 20 s until the sample `name{labels}` reaches `at_least`; panics with the last
 /// value otherwise. For counters the agent bumps after an exchange the test already saw end.
 pub(crate) fn wait_for_metric(agent: &Agent, name: &str, labels: &[(&str, &str)], at_least: f64) {
+    wait_for(agent, &format!("{name}{labels:?}"), at_least, |s| prom::value(s, name, labels));
+}
+
+/// Scrapes every 100 ms, for up to 20 s, until `value` of the scrape reaches `at_least`, and
+/// returns that scrape; panics with `what` and the last value otherwise. For what the agent
+/// counts a moment after the traffic the test sent (a capture it parses, a delivery).
+pub(crate) fn wait_for(
+    agent: &Agent,
+    what: &str,
+    at_least: f64,
+    value: impl Fn(&Samples) -> f64,
+) -> Samples {
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut last = 0.0;
     while Instant::now() < deadline {
-        last = prom::value(&agent.scrape(), name, labels);
+        let samples = agent.scrape();
+        last = value(&samples);
         if last >= at_least {
-            return;
+            return samples;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    panic!("{name}{labels:?} is {last}, not {at_least}, after 20 s");
+    panic!("{what} is {last}, not {at_least}, after 20 s");
 }
 
 /// The remote `address` of a remotes answer; panics with the answer if it is not there.
