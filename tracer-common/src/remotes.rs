@@ -150,6 +150,4 @@ mod pod {
     unsafe impl aya::Pod for super::SpillKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::SpillValue {}
-    // SAFETY: as above.
-    unsafe impl aya::Pod for super::BenchSlot {}
 }
