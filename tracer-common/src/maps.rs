@@ -4,7 +4,7 @@
 //! key built on either side compares byte for byte with the one the other side built.
 
 /// Bumped whenever a pinned map's layout changes, so an agent never reuses pins it cannot read.
-pub const LAYOUT_VERSION: u32 = 5;
+pub const LAYOUT_VERSION: u32 = 6;
 
 /// Per-CPU hash: [`TrafficKey`] -> [`TrafficValue`], one entry per (device, country, verdict)
 /// holding both directions (half the entries a scrape reads, compared to one per direction).
@@ -226,8 +226,10 @@ pub struct Settings {
     /// Non-zero: count every packet in the remote table too (`crate::remotes`); zero:
     /// per-country counters only (`--remote-entries 0`).
     pub remotes: u32,
-    /// Always zero.
-    pub reserved: u32,
+    /// log2 of the remote table's slots per CPU ([`crate::remotes::RemotesHeader::bits`]).
+    pub remote_bits: u32,
+    /// The remote table's hash seed ([`crate::remotes::RemotesHeader::seed`]).
+    pub remote_seed: u64,
 }
 
 /// Key data of [`GEO_V6_LPM_MAP`]: the address bytes in network order.
@@ -236,7 +238,7 @@ pub type Ipv6LpmKey = [u8; 16];
 const _: () = assert!(core::mem::size_of::<TrafficKey>() == 10);
 const _: () = assert!(core::mem::size_of::<TrafficValue>() == 32);
 const _: () = assert!(core::mem::size_of::<CounterValue>() == 16);
-const _: () = assert!(core::mem::size_of::<Settings>() == 16);
+const _: () = assert!(core::mem::size_of::<Settings>() == 24);
 
 #[cfg(feature = "user")]
 mod pod {

@@ -8,11 +8,12 @@ use aya_ebpf::{
 use tracer_common::{
     CounterValue, CountryId, Direction, Stat, TrafficKey, TrafficValue,
     capture::TLS_SEGMENTS,
+    maps::Settings,
     maps::verdict,
     policy::Action,
     remotes::{
-        BENCH_SLOT_BITS, FULL_SKIP, RemoteKey, RemoteValue, SpillKey, SpillValue, spill,
-        traffic_index,
+        BENCH_SLOT_BITS, PROBES, RemoteKey, RemoteSlot, SpillKey, SpillValue, slot_hash,
+        slot_state, spill, traffic_index,
     },
 };
 
@@ -21,18 +22,13 @@ use core::mem::MaybeUninit;
 use crate::{
     capture::{self, Captured},
     classify::country_of,
-    maps::{
-        BENCH_SLOTS, COUNTERS, MACS, REMOTE_SCRATCH, REMOTE_SPILL, REMOTES, REMOTES_FULL, SETTINGS,
-        STATS,
-    },
+    maps::{BENCH_SLOTS, COUNTERS, MACS, REMOTE_SPILL, REMOTES, SETTINGS, STATS},
     parse::{Address, Parsed, Remote, Transport, parse, remote_port},
     policy::{self, Reported, Violation},
     zeroed::{zero, zeroed_in},
 };
 
 const EEXIST: i32 = 17;
-/// What inserting into a full hash map returns.
-const E2BIG: i32 = 7;
 
 /// Parses, classifies and counts one frame; returns the TC verdict (`TC_ACT_SHOT` only for
 /// packets a `block` policy drops).
@@ -316,11 +312,13 @@ fn account_ip(p: &Packet) -> u32 {
         }
     }
     let mut outcome = if blocked { OUTCOME_SHOT } else { 0 };
-    let remotes = matches!(settings, Some(s) if s.remotes != 0);
-    if remotes && counted != Counted::Overflow {
+    if let Some(settings) = settings
+        && settings.remotes != 0
+        && counted != Counted::Overflow
+    {
         // Computed here, where the direction is the program's constant.
         let index = traffic_index(key.verdict, direction as u8);
-        if add_remote(p, country, index) {
+        if add_remote(p, settings, country, index) {
             outcome |= OUTCOME_TLS;
         }
     }
@@ -402,14 +400,14 @@ fn note_mac(mac: &[u8; 6]) {
 }
 
 /// Adds a packet already counted per (device, country) to exactly one remote place: the
-/// (device, address) entry, else the device's overflow entry, else [`Stat::RemoteOverflow`].
-/// Returns whether the packet may carry a TLS ClientHello worth capturing (an upload to TCP
-/// 443 or 853 of a remote this CPU has captured fewer than `TLS_SEGMENTS` segments of).
+/// remote's slot on this CPU (taken now if the probe meets a free slot first), else the
+/// device's overflow entry, else [`Stat::RemoteOverflow`]. Returns whether the packet may carry
+/// a TLS ClientHello worth capturing (an upload to TCP 443 or 853 of a remote this CPU has
+/// captured fewer than `TLS_SEGMENTS` segments of).
 /// Inlined into the global function: as a subprogram of its own it cost a call (through this
 /// host's SRSO return thunk) per packet, 5-15 ns in BPF_PROG_TEST_RUN.
 #[inline(always)]
-fn add_remote(p: &Packet, country: CountryId, index: usize) -> bool {
-    let key = remote_key(p);
+fn add_remote(p: &Packet, settings: &Settings, country: CountryId, index: usize) -> bool {
     // The verifier needs the bound checked where the index is used.
     if index > 3 {
         return false;
@@ -418,64 +416,97 @@ fn add_remote(p: &Packet, country: CountryId, index: usize) -> bool {
     // and far cheaper than reading the clock source on every packet.
     // SAFETY: the kernel's clock helper has no preconditions.
     let now = unsafe { bpf_ktime_get_coarse_ns() };
-    if let Some(slot) = REMOTES.get_ptr_mut(key) {
-        return seen(slot, index, now, p);
-    }
-    // An insert into the full table failed a moment ago on this CPU: straight to the spill
-    // table, until FULL_SKIP new remotes later or the agent has retired entries.
-    let full = REMOTES_FULL.get_ptr_mut(0);
-    if let Some(full) = full {
-        // SAFETY: this CPU's slot; nothing else runs on this CPU meanwhile.
-        unsafe {
-            if *full > 0 {
-                *full -= 1;
-                add_spill(index, p);
-                return false;
-            }
+    match probe(p, settings) {
+        Probe::Found(slot) => seen(slot, index, now, p),
+        Probe::Free(slot, key) => {
+            take(slot, key, country, index, now, p);
+            tls_port(p, 0)
+        }
+        Probe::Full => {
+            add_spill(index, p);
+            false
         }
     }
-    // The new value is built in a per-CPU scratch slot, not on the stack (the verifier's 512
-    // bytes are shared by the whole call chain).
-    let Some(fresh) = REMOTE_SCRATCH.get_ptr_mut(0) else {
-        add_spill(index, p);
-        return false;
-    };
-    // SAFETY: this CPU's scratch slot; nothing else runs on this CPU meanwhile.
-    let fresh = unsafe {
-        zero(fresh);
-        (*fresh).first_seen_ns = now;
-        (*fresh).last_seen_ns = now;
-        (*fresh).country = country.0;
-        (*fresh).port = p.port;
-        (*fresh).protocol = p.protocol;
-        (*fresh).direction = p.direction as u8;
-        (*fresh).traffic[index] = p.value;
-        &*fresh
-    };
-    match REMOTES.insert(key, fresh, BPF_NOEXIST as u64) {
-        Ok(()) => return tls_port(p, 0),
-        Err(e) if e == -EEXIST => {
-            if let Some(slot) = REMOTES.get_ptr_mut(key) {
-                return seen(slot, index, now, p);
-            }
-        }
-        Err(e) => {
-            if e == -E2BIG
-                && let Some(full) = full
-            {
-                // SAFETY: as above.
-                unsafe { *full = FULL_SKIP };
-            }
-        }
-    }
-    add_spill(index, p);
-    false
 }
 
-/// The remote table's key for the packet.
+/// Where [`probe`] found a packet's remote.
+enum Probe {
+    /// Its live slot on this CPU.
+    Found(*mut RemoteSlot),
+    /// Not found: the first free slot on the way, and the key to write in it.
+    Free(*mut RemoteSlot, [u64; 3]),
+    /// Not found, and every probed slot holds another remote.
+    Full,
+}
+
+/// Looks for the packet's remote among this CPU's slots: the hash's slot and the next
+/// [`PROBES`]` - 1`, up to the first free one (a live slot's key has [`slot_state::LIVE`], so a
+/// slot the agent is retiring matches no packet).
+#[inline(always)]
+fn probe(p: &Packet, settings: &Settings) -> Probe {
+    let words = remote_key(p).words();
+    let bits = settings.remote_bits & 31;
+    let mask = (1u32 << bits) - 1;
+    // SAFETY: the helper has no preconditions.
+    let base = unsafe { bpf_get_smp_processor_id() } << bits;
+    let hash = slot_hash(words, settings.remote_seed);
+    for i in 0..PROBES {
+        let Some(slot) = REMOTES.get_ptr_mut(base | (hash.wrapping_add(i) & mask)) else {
+            break;
+        };
+        // SAFETY: a slot of this CPU's part of the array; the agent writes only the state of a
+        // live slot, and frees slots no program can still be writing.
+        let k = unsafe { &*slot.cast::<[u64; 3]>() };
+        // Word by word: an array comparison may become a `bcmp` call, which BPF lacks.
+        if k[2] == words[2] && k[0] == words[0] && k[1] == words[1] {
+            return Probe::Found(slot);
+        }
+        if k[2] == 0 {
+            return Probe::Free(slot, words);
+        }
+    }
+    Probe::Full
+}
+
+/// The packet's key as a live slot holds it.
 #[inline(always)]
 fn remote_key(p: &Packet) -> RemoteKey {
-    RemoteKey { addr: p.remote.key_bytes(), mac: p.mac, family: p.remote.family(), reserved: 0 }
+    RemoteKey {
+        addr: p.remote.key_bytes(),
+        mac: p.mac,
+        family: p.remote.family(),
+        state: slot_state::LIVE,
+    }
+}
+
+/// Writes a free slot whole for the packet's remote; the word that makes it live goes last.
+#[inline(always)]
+fn take(
+    slot: *mut RemoteSlot,
+    key: [u64; 3],
+    country: CountryId,
+    index: usize,
+    now: u64,
+    p: &Packet,
+) {
+    // SAFETY: a free slot of this CPU's part of the array: nothing else writes it meanwhile.
+    unsafe {
+        // Its state word is zero already: the slot stays free until the last store.
+        // Volatile stores throughout: LLVM keeps them in this order (the BPF backend has no
+        // fence), so a reader that sees the slot live sees it written on strongly ordered CPUs.
+        zero(slot);
+        (&raw mut (*slot).last_seen_ns).write_volatile(now);
+        (&raw mut (*slot).traffic[index]).write_volatile(p.value);
+        (&raw mut (*slot).first_seen_ns).write_volatile(now);
+        (&raw mut (*slot).country).write_volatile(country.0);
+        (&raw mut (*slot).port).write_volatile(p.port);
+        (&raw mut (*slot).protocol).write_volatile(p.protocol);
+        (&raw mut (*slot).direction).write_volatile(p.direction as u8);
+        let k = slot.cast::<u64>();
+        k.write_volatile(key[0]);
+        k.add(1).write_volatile(key[1]);
+        k.add(2).write_volatile(key[2]);
+    }
 }
 
 /// Whether an upload to `port` may be a TLS ClientHello still to capture.
@@ -488,29 +519,23 @@ fn tls_port(p: &Packet, captures: u8) -> bool {
         && captures < TLS_SEGMENTS
 }
 
-/// Counts a captured TLS segment in this CPU's slot of the remote entry.
+/// Counts a captured TLS segment in this CPU's slot of the remote.
 #[inline(never)]
 fn tls_captured(p: &Packet) {
-    if let Some(slot) = REMOTES.get_ptr_mut(remote_key(p)) {
-        // SAFETY: this CPU's value of the entry.
+    let Some(settings) = SETTINGS.get(0) else { return };
+    if let Probe::Found(slot) = probe(p, settings) {
+        // SAFETY: this CPU's live slot of the remote.
         unsafe { (*slot).captures = (*slot).captures.saturating_add(1) };
     }
 }
 
-/// Adds the packet to this CPU's slot of an existing remote entry (whose other CPUs may have
-/// created it: a zero `first_seen_ns` means this CPU's first packet); says whether it may be a
-/// TLS ClientHello to capture.
+/// Adds the packet to this CPU's live slot of its remote; says whether it may be a TLS
+/// ClientHello to capture.
 #[inline(always)]
-fn seen(slot: *mut RemoteValue, index: usize, now: u64, p: &Packet) -> bool {
-    // SAFETY: `slot` is this CPU's value of the entry; per-CPU maps need no atomics.
+fn seen(slot: *mut RemoteSlot, index: usize, now: u64, p: &Packet) -> bool {
+    // SAFETY: `slot` is this CPU's live slot; nothing else writes its counters meanwhile.
     unsafe {
         add(&raw mut (*slot).traffic[index], &p.value);
-        if (*slot).first_seen_ns == 0 {
-            (*slot).first_seen_ns = now;
-            (*slot).port = p.port;
-            (*slot).protocol = p.protocol;
-            (*slot).direction = p.direction as u8;
-        }
         (*slot).last_seen_ns = now;
         tls_port(p, (*slot).captures)
     }

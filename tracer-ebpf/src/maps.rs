@@ -15,10 +15,7 @@ use tracer_common::{
         ALERTED_ENTRIES, AlertKey, EVENTS_BYTES, EventBudget, MAX_POLICY_DEVICES, MAX_PROFILES,
         PolicySettings, Profile,
     },
-    remotes::{
-        BenchSlot, DEFAULT_REMOTE_ENTRIES, RemoteKey, RemoteValue, SPILL_ENTRIES, SpillKey,
-        SpillValue,
-    },
+    remotes::{BenchSlot, RemoteSlot, SPILL_ENTRIES, SpillKey, SpillValue},
 };
 
 /// Per (device, country, verdict) packets and bytes in each direction. Allocated on demand:
@@ -29,24 +26,13 @@ use tracer_common::{
 pub(crate) static COUNTERS: PerCpuHashMap<TrafficKey, TrafficValue> =
     PerCpuHashMap::with_max_entries(DEFAULT_COUNTER_ENTRIES, BPF_F_NO_PREALLOC);
 
-/// Per (device, remote address) traffic. Allocated on demand: a retired (deleted) entry is
-/// freed only after an RCU grace period, so a program still holding its pointer never writes
-/// into an entry reused for another key.
+/// Per (device, remote address) traffic: each CPU's slots, open-addressed, then the agent's
+/// header (`tracer_common::remotes`). Mappable: the agent reads the slots and retires them
+/// through a shared mapping.
 #[map]
-pub(crate) static REMOTES: PerCpuHashMap<RemoteKey, RemoteValue> =
-    PerCpuHashMap::with_max_entries(DEFAULT_REMOTE_ENTRIES, BPF_F_NO_PREALLOC);
+pub(crate) static REMOTES: Array<RemoteSlot> = Array::with_max_entries(1, BPF_F_MMAPABLE);
 
-/// Where a new [`REMOTES`] value is built (per CPU, off the stack).
-#[map]
-pub(crate) static REMOTE_SCRATCH: PerCpuArray<RemoteValue> = PerCpuArray::with_max_entries(1, 0);
-
-/// Per CPU: how many more new remotes go straight to the spill table, without an insert
-/// attempt, after an insert into a full [`REMOTES`] failed (`tracer_common::remotes::
-/// REMOTES_FULL_MAP`).
-#[map]
-pub(crate) static REMOTES_FULL: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
-
-/// Per device: remote traffic that overflowed [`REMOTES`], and what the agent retired.
+/// Per device: remote traffic that found no slot in [`REMOTES`], and what the agent retired.
 #[map]
 pub(crate) static REMOTE_SPILL: PerCpuHashMap<SpillKey, SpillValue> =
     PerCpuHashMap::with_max_entries(SPILL_ENTRIES, BPF_F_NO_PREALLOC);

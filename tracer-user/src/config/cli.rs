@@ -80,8 +80,10 @@ pub struct RunArgs {
     /// (blocked traffic takes its own) [default: 16384].
     #[arg(long, value_name = "N")]
     pub counter_entries: Option<u32>,
-    /// Capacity of the remote table: one entry per (device, remote address); when it is full,
-    /// a device's further remotes are counted in its overflow total [default: 8192].
+    /// Slots per CPU of the remote table (rounded up to a power of two, at most 262144; 128
+    /// bytes each): one per (device, remote address) counted on that CPU; a remote that finds
+    /// no free slot is counted in its device's overflow total; 0 turns the table off [default:
+    /// 8192].
     #[arg(long, value_name = "N")]
     pub remote_entries: Option<u32>,
     /// Seconds without a packet after which a remote entry is retired into its device's

@@ -152,6 +152,15 @@ impl RunSettings {
         };
         let remote_idle = args.remote_idle.or(agent.remote_idle).unwrap_or(900);
         anyhow::ensure!(remote_idle > 0, "remote_idle must be at least 1 second");
+        let remote_entries = args
+            .remote_entries
+            .or(agent.remote_entries)
+            .unwrap_or(tracer_common::remotes::DEFAULT_REMOTE_ENTRIES);
+        anyhow::ensure!(
+            remote_entries <= tracer_common::remotes::MAX_REMOTE_ENTRIES,
+            "remote_entries {remote_entries}: at most {} slots per CPU",
+            tracer_common::remotes::MAX_REMOTE_ENTRIES
+        );
         let ipfix_interval = args.ipfix_interval.or(agent.ipfix_interval).unwrap_or(60);
         anyhow::ensure!(ipfix_interval > 0, "ipfix_interval must be at least 1 second");
         let learning = match (&args.learn_for, &config.learning.period) {
@@ -173,10 +182,7 @@ impl RunSettings {
                 .counter_entries
                 .or(agent.counter_entries)
                 .unwrap_or(tracer_common::maps::DEFAULT_COUNTER_ENTRIES),
-            remote_entries: args
-                .remote_entries
-                .or(agent.remote_entries)
-                .unwrap_or(tracer_common::remotes::DEFAULT_REMOTE_ENTRIES),
+            remote_entries,
             remote_idle: Duration::from_secs(remote_idle),
             asn,
             ipfix: args.ipfix.clone().or_else(|| agent.ipfix.clone()),

@@ -1,7 +1,6 @@
 //! Raw `bpf(2)` calls aya 0.14 does not offer: reading a whole per-CPU hash with
 //! `BPF_MAP_LOOKUP_BATCH` (kernel 5.6+; a few syscalls per scrape instead of two per entry,
-//! which is what keeps a scrape of 100k series fast), and `BPF_MAP_LOOKUP_AND_DELETE_ELEM` on a
-//! per-CPU hash (kernel 5.14+), which retires a remote entry in one step.
+//! which is what keeps a scrape of 100k series fast).
 
 use std::{io, os::fd::RawFd};
 
@@ -94,49 +93,4 @@ pub(super) fn read_all<K: Pod, V: Pod>(
         token = next;
         first = false;
     }
-}
-
-const BPF_MAP_LOOKUP_AND_DELETE_ELEM: libc::c_long = 21;
-
-/// `union bpf_attr`'s element member (linux/bpf.h).
-#[repr(C)]
-#[derive(Default)]
-struct ElemAttr {
-    map_fd: u32,
-    pad: u32,
-    key: u64,
-    value: u64,
-    flags: u64,
-}
-
-const _: () = assert!(size_of::<ElemAttr>() == 32);
-
-/// Removes `key` from a per-CPU hash with `cpus` possible CPUs and returns its per-CPU values,
-/// in one syscall: the values are those at the moment of deletion. `Ok(None)` if the key is not
-/// there; `Err` with `EINVAL`/`ENOTSUP` on kernels without it for hash maps (before 5.14).
-pub(super) fn lookup_and_delete<K: Pod, V: Pod>(
-    map_fd: RawFd,
-    cpus: usize,
-    key: &K,
-) -> io::Result<Option<Vec<V>>> {
-    const { assert!(size_of::<V>().is_multiple_of(8)) };
-    let mut values: Vec<V> = Vec::with_capacity(cpus);
-    let mut attr = ElemAttr {
-        map_fd: map_fd as u32,
-        key: (key as *const K) as u64,
-        value: values.as_mut_ptr() as u64,
-        ..ElemAttr::default()
-    };
-    // SAFETY: `key` points at a key of the map's key size, `values` has room for one value per
-    // possible CPU (the kernel writes `round_up(value_size, 8) * cpus` bytes; V's size is a
-    // multiple of 8).
-    if let Err(e) = unsafe { bpf(BPF_MAP_LOOKUP_AND_DELETE_ELEM, &mut attr) } {
-        return match e.raw_os_error() {
-            Some(libc::ENOENT) => Ok(None),
-            _ => Err(e),
-        };
-    }
-    // SAFETY: the kernel wrote one V per possible CPU.
-    unsafe { values.set_len(cpus) };
-    Ok(Some(values))
 }

@@ -151,12 +151,10 @@ impl Kernel {
         self.update_settings(|s| s.captures_per_sec = per_sec)
     }
 
-    /// Whether the programs count packets in the remote table too.
-    pub fn set_remotes(&mut self, on: bool) -> Result<(), KernelError> {
-        self.update_settings(|s| s.remotes = u32::from(on))
-    }
-
-    fn update_settings(&mut self, change: impl FnOnce(&mut Settings)) -> Result<(), KernelError> {
+    pub(super) fn update_settings(
+        &mut self,
+        change: impl FnOnce(&mut Settings),
+    ) -> Result<(), KernelError> {
         let mut map: Array<_, Settings> =
             Array::try_from(self.map_mut(SETTINGS_MAP)?).map_err(map_err(SETTINGS_MAP))?;
         let mut settings = map.get(&0, 0).map_err(map_err(SETTINGS_MAP))?;

@@ -16,7 +16,7 @@ use tracer_common::{
     },
     remotes::{
         BENCH_SLOTS_MAP, BENCH_SLOTS_PER_CPU, DEFAULT_REMOTE_ENTRIES, REMOTE_SPILL_MAP,
-        REMOTES_FULL_MAP, REMOTES_MAP,
+        REMOTES_MAP, slot_bits,
     },
 };
 
@@ -27,7 +27,8 @@ use super::{EBPF_OBJECT, GeoMapSizes, KernelError, attach::Attached, programs};
 pub struct LoadOptions {
     /// Capacity of the traffic map: one entry per (device, country), both directions in it.
     pub counter_entries: u32,
-    /// Capacity of the remote table: one entry per (device, remote address).
+    /// Slots per CPU of the remote table (rounded up to a power of two): one per (device,
+    /// remote address) counted on that CPU.
     pub remote_entries: u32,
     /// Capacities of the geo maps.
     pub geo: GeoMapSizes,
@@ -107,16 +108,13 @@ impl Default for LoadOptions {
 /// The maps that carry state worth keeping: pinned when a pin directory is given, so that a
 /// reload or a restart continues the counts, keeps enforcing the policy while no agent runs,
 /// and reads the same alert events.
-pub(super) const PINNED_MAPS: [&str; 14] = [
+pub(super) const PINNED_MAPS: [&str; 13] = [
     CAPTURES_MAP,
     CAPTURE_BUDGET_MAP,
     COUNTERS_MAP,
     STATS_MAP,
     REMOTES_MAP,
     REMOTE_SPILL_MAP,
-    // The agent's remote reader keeps the map it took at start: pinned, a reload's programs
-    // use the same one, so that the agent's "the table has room" reaches them.
-    REMOTES_FULL_MAP,
     POLICY_SETTINGS_MAP,
     PROFILES_MAP,
     DEVICE_PROFILE_MAP,
@@ -230,9 +228,15 @@ impl Kernel {
     pub fn load_with(loader: Loader, options: &LoadOptions) -> Result<Self, KernelError> {
         let level = options.kernel_log.level();
         let mut loader: EbpfLoader<'_> = loader.0;
+        let cpus = aya::util::nr_cpus().map_err(|(_, source)| KernelError::Io {
+            context: "counting the possible CPUs".to_owned(),
+            source,
+        })? as u32;
+        // Each CPU's slots, then the header (tracer_common::remotes).
+        let remote_slots = cpus << slot_bits(options.remote_entries);
         loader
             .map_max_entries(COUNTERS_MAP, options.counter_entries)
-            .map_max_entries(REMOTES_MAP, options.remote_entries.max(1))
+            .map_max_entries(REMOTES_MAP, remote_slots + 1)
             .map_max_entries(GEO_V4_TABLE_MAP, options.geo.v4_blocks.max(1))
             .map_max_entries(GEO_V4_NODES_MAP, options.geo.v4_nodes.max(1))
             .map_max_entries(GEO_V4_RANGES_MAP, options.geo.v4_lines.max(1))
@@ -242,11 +246,7 @@ impl Kernel {
             .map_max_entries(GEO_V6_RANGES_MAP, options.geo.v6_lines.max(1))
             .map_max_entries(GEO_V6_LPM_MAP, options.geo.v6_prefixes.max(1));
         if options.bench_programs {
-            let cpus = aya::util::nr_cpus().map_err(|(_, source)| KernelError::Io {
-                context: "counting the possible CPUs".to_owned(),
-                source,
-            })?;
-            loader.map_max_entries(BENCH_SLOTS_MAP, BENCH_SLOTS_PER_CPU * cpus as u32);
+            loader.map_max_entries(BENCH_SLOTS_MAP, BENCH_SLOTS_PER_CPU * cpus);
         }
         if let Some(dir) = &options.pin_dir {
             std::fs::create_dir_all(dir).map_err(|source| KernelError::Io {

@@ -45,3 +45,67 @@ pub(super) fn write_array<V: Pod>(map_fd: RawFd, values: &[V]) -> io::Result<boo
     }
     Ok(true)
 }
+
+/// A shared, writable mapping of a whole array map (`BPF_F_MMAPABLE`), kept for the map's
+/// life: the agent reads what the programs write there at memory speed, and writes the few
+/// words the programs leave to it. Reads and writes are volatile: the programs write the same
+/// memory concurrently.
+pub(super) struct SharedArray {
+    base: std::ptr::NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain memory shared with the kernel; every access goes through
+// volatile reads and writes of plain old data, and the methods take `&self` only where a torn
+// or concurrent value is acceptable to the caller.
+unsafe impl Send for SharedArray {}
+// SAFETY: as above.
+unsafe impl Sync for SharedArray {}
+
+impl SharedArray {
+    /// Maps the first `len` bytes of the array map `map_fd` (its elements times their stride).
+    pub(super) fn map(map_fd: RawFd, len: usize) -> io::Result<Self> {
+        // SAFETY: a fresh shared mapping; the kernel refuses one larger than the map.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                map_fd,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            let err = io::Error::last_os_error();
+            return Err(io::Error::new(err.kind(), format!("mapping the array: {err}")));
+        }
+        let base = std::ptr::NonNull::new(base.cast::<u8>())
+            .ok_or_else(|| io::Error::other("mmap returned a null mapping"))?;
+        Ok(Self { base, len })
+    }
+
+    /// The element at byte `offset`, read at once (its words may be from different moments
+    /// while a program writes it).
+    pub(super) fn read<V: Pod>(&self, offset: usize) -> V {
+        assert!(offset + size_of::<V>() <= self.len && offset.is_multiple_of(align_of::<V>()));
+        // SAFETY: in bounds and aligned (asserted; the mapping is page-aligned); V is plain old
+        // data, valid for any bytes.
+        unsafe { self.base.add(offset).cast::<V>().read_volatile() }
+    }
+
+    /// Writes `value` at byte `offset`.
+    pub(super) fn write<V: Pod>(&self, offset: usize, value: V) {
+        assert!(offset + size_of::<V>() <= self.len && offset.is_multiple_of(align_of::<V>()));
+        // SAFETY: in bounds and aligned (asserted); the memory is the map's, which the kernel
+        // lets its mapper write.
+        unsafe { self.base.add(offset).cast::<V>().write_volatile(value) }
+    }
+}
+
+impl Drop for SharedArray {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping made in `map`, which nothing refers to any more.
+        unsafe { libc::munmap(self.base.as_ptr().cast(), self.len) };
+    }
+}

@@ -1,23 +1,25 @@
-//! Reading the per (device, remote address) table, and retiring its idle entries into each
-//! device's expired total (see `tracer_common::remotes` for where every packet goes).
+//! Reading the (device, remote address) slot table, and retiring idle remotes into each
+//! device's expired total (see `tracer_common::remotes` for where every packet goes, and why
+//! retirement loses nothing).
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     os::fd::{AsFd as _, AsRawFd as _},
     sync::{Mutex, MutexGuard},
+    time::Duration,
 };
 
-use aya::maps::{IterableMap as _, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues};
+use aya::maps::{Array, MapData, PerCpuHashMap, PerCpuValues};
 use tracer_common::{
     CounterValue,
     maps::verdict,
     remotes::{
-        REMOTE_SPILL_MAP, REMOTES_FULL_MAP, REMOTES_MAP, RemoteKey, RemoteValue, SpillKey,
-        SpillValue, spill, traffic_index,
+        REMOTE_SPILL_MAP, REMOTES_MAP, RemoteKey, RemoteSlot, RemotesHeader, SpillKey, SpillValue,
+        slot_state, spill, traffic_index,
     },
 };
 
-use super::{Kernel, KernelError};
+use super::{Kernel, KernelError, mapped::SharedArray};
 use crate::base::sync::Locked;
 
 /// Traffic of one remote place, indexed by `tracer_common::remotes::traffic_index` (passed
@@ -54,9 +56,9 @@ pub struct RemoteEntry {
 }
 
 impl RemoteEntry {
-    /// Sums the per-CPU values of one entry.
-    fn from_cpus(key: RemoteKey, values: &[RemoteValue]) -> Self {
-        let mut entry = RemoteEntry {
+    /// An entry of no traffic yet for `key` (its state zero).
+    fn new(key: RemoteKey) -> Self {
+        RemoteEntry {
             key,
             traffic: RemoteTraffic::default(),
             first_seen_ns: 0,
@@ -64,22 +66,22 @@ impl RemoteEntry {
             country: 0,
             protocol: 0,
             port: 0,
-        };
-        for v in values {
-            for (t, p) in entry.traffic.iter_mut().zip(v.traffic) {
-                *t += p;
-            }
-            if v.first_seen_ns != 0
-                && (entry.first_seen_ns == 0 || v.first_seen_ns < entry.first_seen_ns)
-            {
-                entry.first_seen_ns = v.first_seen_ns;
-                entry.protocol = v.protocol;
-                entry.port = v.port;
-                entry.country = v.country;
-            }
-            entry.last_seen_ns = entry.last_seen_ns.max(v.last_seen_ns);
         }
-        entry
+    }
+
+    /// Adds one CPU's slot of the remote.
+    fn add(&mut self, v: &RemoteSlot) {
+        for (t, p) in self.traffic.iter_mut().zip(v.traffic) {
+            *t += p;
+        }
+        if v.first_seen_ns != 0 && (self.first_seen_ns == 0 || v.first_seen_ns < self.first_seen_ns)
+        {
+            self.first_seen_ns = v.first_seen_ns;
+            self.protocol = v.protocol;
+            self.port = v.port;
+            self.country = v.country;
+        }
+        self.last_seen_ns = self.last_seen_ns.max(v.last_seen_ns);
     }
 
     /// The remote address.
@@ -115,40 +117,49 @@ pub struct DeviceSpill {
 /// The remote table at one moment.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RemoteSnapshot {
-    /// Every live entry.
+    /// Every live remote, its slots on all CPUs summed, in key order.
     pub entries: Vec<RemoteEntry>,
     /// Per device MAC.
     pub spill: BTreeMap<[u8; 6], DeviceSpill>,
-    /// Capacity of the remote table.
+    /// Slots in use (a remote counted on several CPUs has a slot on each).
+    pub slots: u32,
+    /// Slots of the table, on all CPUs (`--remote-entries` per CPU).
     pub capacity: u32,
 }
 
 /// What one retirement pass did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Retired {
-    /// Entries folded into their device's expired total and deleted.
+    /// Remotes folded into their device's expired total, their slots freed.
     pub entries: u64,
-    /// Entries deleted with a separate read and delete (kernels before 5.14, no atomic
-    /// lookup-and-delete): a packet between the two would be missing from the remote view.
-    pub non_atomic: u64,
-    /// Idle entries kept live because their device's expired entry could not be created (the
+    /// Idle remotes kept live because their device's expired entry could not be created (the
     /// spill table is full): retiring them would lose their counts.
     pub kept: u64,
+    /// Passes that waited a fixed 100 ms instead of a grace period (`membarrier` refused:
+    /// kernels without it, or with `nohz_full` CPUs).
+    pub no_grace_period: u64,
 }
 
-/// Access to the remote table and the spill table (pinned: valid across reloads).
+/// Access to the slot table (through a shared mapping) and the spill table; both pinned,
+/// valid across reloads.
 pub struct RemoteReader {
-    remotes: Mutex<PerCpuHashMap<MapData, RemoteKey, RemoteValue>>,
+    slots: SharedArray,
+    /// Keeps the map (and so the mapping's object) open.
+    _map: MapData,
+    /// Also serialises a snapshot against a retirement's folding, so that no snapshot sees a
+    /// remote's counts both in its slots and in the expired total.
     spill: Mutex<PerCpuHashMap<MapData, SpillKey, SpillValue>>,
-    /// The programs' "table full, do not try to insert" countdown, cleared after retiring.
-    full: Mutex<PerCpuArray<MapData, u32>>,
-    capacity: u32,
+    /// log2 of the slots per CPU.
+    bits: u32,
     cpus: usize,
 }
 
 impl std::fmt::Debug for RemoteReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RemoteReader").field("capacity", &self.capacity).finish_non_exhaustive()
+        f.debug_struct("RemoteReader")
+            .field("bits", &self.bits)
+            .field("cpus", &self.cpus)
+            .finish_non_exhaustive()
     }
 }
 
@@ -166,32 +177,71 @@ fn sum_spill(values: &[SpillValue]) -> RemoteTraffic {
     total
 }
 
+fn possible_cpus() -> Result<usize, KernelError> {
+    aya::util::nr_cpus().map_err(|(_, e)| KernelError::Io {
+        context: "reading the number of possible CPUs".into(),
+        source: e,
+    })
+}
+
+/// Byte offset of a slot's word holding the MAC, family and state (zero: the slot is free).
+const STATE_WORD: usize = 16;
+/// Byte offset of a slot's state.
+const STATE_BYTE: usize = 23;
+const _: () = assert!(core::mem::offset_of!(RemoteKey, mac) == STATE_WORD);
+const _: () = assert!(core::mem::offset_of!(RemoteKey, state) == STATE_BYTE);
+
 impl Kernel {
+    /// Reads the slot table's header, writing a fresh one (random hash seed) when the table is
+    /// new, and tells the programs its size and seed; `on` turns the counting per remote on.
+    pub fn set_remotes(&mut self, on: bool) -> Result<(), KernelError> {
+        let cpus = possible_cpus()?;
+        let mut map: Array<_, RemotesHeader> =
+            Array::try_from(self.map_mut(REMOTES_MAP)?).map_err(map_err(REMOTES_MAP))?;
+        let last = map.len().saturating_sub(1);
+        let slots = last as usize / cpus.max(1);
+        let bits = slots.max(1).ilog2();
+        let mut header = map.get(&last, 0).map_err(map_err(REMOTES_MAP))?;
+        if header.magic != RemotesHeader::MAGIC
+            || header.bits != bits
+            || header.cpus as usize != cpus
+        {
+            use std::hash::BuildHasher as _;
+            header = RemotesHeader {
+                magic: RemotesHeader::MAGIC,
+                // Keyed from the OS's randomness: a LAN device cannot predict the slots.
+                seed: std::collections::hash_map::RandomState::new().hash_one(last),
+                bits,
+                cpus: cpus as u32,
+                ..RemotesHeader::default()
+            };
+            map.set(last, header, 0).map_err(map_err(REMOTES_MAP))?;
+        }
+        self.update_settings(|s| {
+            s.remotes = u32::from(on);
+            s.remote_bits = header.bits;
+            s.remote_seed = header.seed;
+        })
+    }
+
     /// Takes the remote maps out of the object into a shareable reader.
     pub fn remote_reader(&mut self) -> Result<RemoteReader, KernelError> {
-        let map = self.take_map(REMOTES_MAP)?;
-        let capacity = match &map {
-            aya::maps::Map::PerCpuHashMap(data) => {
-                data.info().map_err(map_err(REMOTES_MAP))?.max_entries()
-            }
-            _ => 0,
+        let map = match self.take_map(REMOTES_MAP)? {
+            aya::maps::Map::Array(data) => data,
+            _ => return Err(KernelError::Missing { kind: "array map", name: REMOTES_MAP }),
         };
-        let remotes = PerCpuHashMap::try_from(map).map_err(map_err(REMOTES_MAP))?;
+        let elements = map.info().map_err(map_err(REMOTES_MAP))?.max_entries() as usize;
+        let cpus = possible_cpus()?;
+        let bits = (elements.saturating_sub(1) / cpus.max(1)).max(1).ilog2();
+        let slots =
+            SharedArray::map(map.fd().as_fd().as_raw_fd(), elements * size_of::<RemoteSlot>())
+                .map_err(|source| KernelError::Io {
+                    context: format!("mapping {REMOTES_MAP}"),
+                    source,
+                })?;
         let spill = PerCpuHashMap::try_from(self.take_map(REMOTE_SPILL_MAP)?)
             .map_err(map_err(REMOTE_SPILL_MAP))?;
-        let full = PerCpuArray::try_from(self.take_map(REMOTES_FULL_MAP)?)
-            .map_err(map_err(REMOTES_FULL_MAP))?;
-        let cpus = aya::util::nr_cpus().map_err(|(_, e)| KernelError::Io {
-            context: "reading the number of possible CPUs".into(),
-            source: e,
-        })?;
-        Ok(RemoteReader {
-            remotes: Mutex::new(remotes),
-            spill: Mutex::new(spill),
-            full: Mutex::new(full),
-            capacity,
-            cpus,
-        })
+        Ok(RemoteReader { slots, _map: map, spill: Mutex::new(spill), bits, cpus })
     }
 }
 
@@ -200,24 +250,43 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl RemoteReader {
+    fn slot_count(&self) -> usize {
+        self.cpus << self.bits
+    }
+
+    /// The key word of slot `i` that is zero when the slot is free.
+    fn state_word(&self, i: usize) -> u64 {
+        self.slots.read::<u64>(i * size_of::<RemoteSlot>() + STATE_WORD)
+    }
+
+    fn slot(&self, i: usize) -> RemoteSlot {
+        self.slots.read(i * size_of::<RemoteSlot>())
+    }
+
+    fn set_state(&self, i: usize, state: u8) {
+        self.slots.write(i * size_of::<RemoteSlot>() + STATE_BYTE, state);
+    }
+
     /// Reads both tables now.
     pub fn snapshot(&self) -> Result<RemoteSnapshot, KernelError> {
-        let mut entries = Vec::new();
-        let remotes = lock(&self.remotes);
-        let fd = remotes.map().fd().as_fd().as_raw_fd();
-        let batched = super::batch::read_all(fd, self.cpus, |key, values: &[RemoteValue]| {
-            entries.push(RemoteEntry::from_cpus(key, values));
-        })
-        .map_err(|source| KernelError::Io { context: format!("reading {REMOTES_MAP}"), source })?;
-        if batched.is_none() {
-            for item in remotes.iter() {
-                let (key, values) = item.map_err(map_err(REMOTES_MAP))?;
-                entries.push(RemoteEntry::from_cpus(key, &values));
+        let spill_map = lock(&self.spill);
+        let mut live: BTreeMap<RemoteKey, RemoteEntry> = BTreeMap::new();
+        let mut slots = 0;
+        for i in 0..self.slot_count() {
+            if self.state_word(i) == 0 {
+                continue;
             }
+            let slot = self.slot(i);
+            // A slot being retired still holds counts that are in no expired total yet.
+            if !matches!(slot.key.state, slot_state::LIVE | slot_state::RETIRING) {
+                continue;
+            }
+            slots += 1;
+            let key = RemoteKey { state: 0, ..slot.key };
+            live.entry(key).or_insert_with(|| RemoteEntry::new(key)).add(&slot);
         }
-        drop(remotes);
         let mut spill: BTreeMap<[u8; 6], DeviceSpill> = BTreeMap::new();
-        for item in lock(&self.spill).iter() {
+        for item in spill_map.iter() {
             let (key, values) = item.map_err(map_err(REMOTE_SPILL_MAP))?;
             let slot = spill.entry(key.mac).or_default();
             let total = sum_spill(&values);
@@ -226,76 +295,122 @@ impl RemoteReader {
                 _ => slot.expired = total,
             }
         }
-        Ok(RemoteSnapshot { entries, spill, capacity: self.capacity })
+        Ok(RemoteSnapshot {
+            entries: live.into_values().collect(),
+            spill,
+            slots,
+            capacity: self.slot_count() as u32,
+        })
     }
 
-    /// Retires every entry of `snapshot` whose last packet is older than `cutoff_ns`
-    /// (CLOCK_MONOTONIC): its counts at the moment of deletion are added to its device's
-    /// expired total, then it is gone. A packet arriving later creates a fresh entry.
+    /// Retires every remote of `snapshot` whose last packet is older than `cutoff_ns`
+    /// (CLOCK_MONOTONIC): its slots stop matching packets, and once no program can still be
+    /// writing them (an RCU grace period) their counts are added to the device's expired total
+    /// and the slots freed. A packet arriving meanwhile takes a fresh slot. Slots an earlier
+    /// pass (or an agent that was killed) left marked are finished too. Blocks for the grace
+    /// period, 10-20 ms.
     pub fn retire(
         &self,
         snapshot: &RemoteSnapshot,
         cutoff_ns: u64,
     ) -> Result<Retired, KernelError> {
         let mut retired = Retired::default();
-        let mut remotes = lock(&self.remotes);
-        let mut spill = lock(&self.spill);
-        let fd = remotes.map().fd().as_fd().as_raw_fd();
-        for entry in snapshot.entries.iter().filter(|e| e.last_seen_ns < cutoff_ns) {
-            // The expired entry first: once it exists, adding to it cannot fail for room.
-            let key = SpillKey { mac: entry.key.mac, kind: spill::EXPIRED, reserved: 0 };
-            let mut expired = match spill.get(&key, 0) {
-                Ok(values) => sum_spill(&values),
-                Err(_) => {
-                    if write_expired(&mut spill, key, &RemoteTraffic::default(), self.cpus).is_err()
-                    {
-                        retired.kept += 1;
-                        continue;
-                    }
-                    RemoteTraffic::default()
+        let mut idle: BTreeSet<RemoteKey> =
+            snapshot.entries.iter().filter(|e| e.last_seen_ns < cutoff_ns).map(|e| e.key).collect();
+        // The expired entries first: once one exists, adding to it cannot fail for room.
+        {
+            let mut spill = lock(&self.spill);
+            let macs: BTreeSet<[u8; 6]> = idle.iter().map(|k| k.mac).collect();
+            for mac in macs {
+                let key = SpillKey { mac, kind: spill::EXPIRED, reserved: 0 };
+                if spill.get(&key, 0).is_err()
+                    && write_expired(&mut spill, key, &RemoteTraffic::default(), self.cpus).is_err()
+                {
+                    let before = idle.len();
+                    idle.retain(|k| k.mac != mac);
+                    retired.kept += (before - idle.len()) as u64;
                 }
-            };
-            let values: Option<Vec<RemoteValue>> =
-                match super::batch::lookup_and_delete(fd, self.cpus, &entry.key) {
-                    Ok(values) => values,
-                    Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOTSUP)) => {
-                        retired.non_atomic += 1;
-                        let values = remotes.get(&entry.key, 0).ok().map(|v| v.to_vec());
-                        let _ = remotes.remove(&entry.key);
-                        values
-                    }
-                    Err(source) => {
-                        return Err(KernelError::Io {
-                            context: format!("retiring an entry of {REMOTES_MAP}"),
-                            source,
-                        });
-                    }
-                };
-            let Some(values) = values else { continue };
-            let gone = RemoteEntry::from_cpus(entry.key, &values);
-            for (t, p) in expired.iter_mut().zip(gone.traffic) {
+            }
+        }
+        // Mark: from here no packet matches these slots.
+        let mut marked = Vec::new();
+        for i in 0..self.slot_count() {
+            if self.state_word(i) == 0 {
+                continue;
+            }
+            let slot = self.slot(i);
+            match slot.key.state {
+                slot_state::LIVE
+                    if slot.last_seen_ns < cutoff_ns
+                        && idle.contains(&RemoteKey { state: 0, ..slot.key }) =>
+                {
+                    self.set_state(i, slot_state::RETIRING);
+                    marked.push(i);
+                }
+                slot_state::RETIRING => marked.push(i),
+                slot_state::FOLDED => self.free(i),
+                _ => {}
+            }
+        }
+        if marked.is_empty() {
+            return Ok(retired);
+        }
+        if !grace_period() {
+            retired.no_grace_period += 1;
+        }
+        // Fold: no program writes the marked slots any more.
+        let mut per_device: BTreeMap<[u8; 6], (RemoteTraffic, Vec<usize>)> = BTreeMap::new();
+        let mut remotes = BTreeSet::new();
+        for &i in &marked {
+            let slot = self.slot(i);
+            remotes.insert(RemoteKey { state: 0, ..slot.key });
+            let (total, slots) = per_device.entry(slot.key.mac).or_default();
+            for (t, p) in total.iter_mut().zip(slot.traffic) {
                 *t += p;
             }
+            slots.push(i);
+        }
+        let mut spill = lock(&self.spill);
+        for (mac, (total, slots)) in per_device {
+            let key = SpillKey { mac, kind: spill::EXPIRED, reserved: 0 };
+            let mut expired = spill.get(&key, 0).map(|v| sum_spill(&v)).unwrap_or_default();
+            for (t, p) in expired.iter_mut().zip(total) {
+                *t += p;
+            }
+            // On failure the slots stay marked: the next pass folds them.
             write_expired(&mut spill, key, &expired, self.cpus)?;
-            retired.entries += 1;
+            for i in slots {
+                self.set_state(i, slot_state::FOLDED);
+            }
         }
-        if retired.entries > 0 {
-            self.table_has_room()?;
+        drop(spill);
+        std::sync::atomic::fence(std::sync::atomic::Ordering::Release);
+        for &i in &marked {
+            self.free(i);
         }
+        retired.entries += remotes.len() as u64;
         Ok(retired)
     }
 
-    /// Tells the programs that the remote table has room again: the next new remote on every
-    /// CPU tries an insert (see [`REMOTES_FULL_MAP`]). A program counting down meanwhile at
-    /// most skips one more insert.
-    fn table_has_room(&self) -> Result<(), KernelError> {
-        let zeros =
-            PerCpuValues::try_from(vec![0u32; self.cpus]).map_err(|source| KernelError::Io {
-                context: format!("building per-CPU values for {REMOTES_FULL_MAP}"),
-                source,
-            })?;
-        lock(&self.full).set(0, zeros, 0).map_err(map_err(REMOTES_FULL_MAP))
+    /// Frees a folded slot: the programs take a slot whose state word is zero, and write it
+    /// whole.
+    fn free(&self, i: usize) {
+        self.slots.write::<u64>(i * size_of::<RemoteSlot>() + STATE_WORD, 0);
     }
+}
+
+/// Waits until every program that may have seen a slot live has finished: an RCU grace period
+/// (`membarrier(MEMBARRIER_CMD_GLOBAL)` is `synchronize_rcu()`, and the programs run inside RCU
+/// read-side sections). Where the kernel refuses it, waits 100 ms, thousands of times a
+/// program's run; says which.
+fn grace_period() -> bool {
+    const MEMBARRIER_CMD_GLOBAL: libc::c_int = 1;
+    // SAFETY: membarrier takes no pointers.
+    if unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0) } == 0 {
+        return true;
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    false
 }
 
 /// Writes a device's expired total (only the agent writes these entries: no race with the

@@ -58,8 +58,14 @@ impl Collector for RemoteCollector {
         )?;
         gauge(
             &mut encoder,
+            "remote_slots",
+            "Slots in use in the remote table (a remote counted on several CPUs has one on each)",
+            i64::from(snapshot.slots),
+        )?;
+        gauge(
+            &mut encoder,
             "remote_capacity",
-            "Capacity of the remote table (--remote-entries)",
+            "Slots of the remote table, all CPUs (--remote-entries per CPU)",
             i64::from(snapshot.capacity),
         )?;
         for (kind, help) in [

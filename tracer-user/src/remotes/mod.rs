@@ -251,7 +251,7 @@ mod tests {
                 addr: [36, 110, 0, last, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
                 mac: [2, 0, 0, 0, 0, mac],
                 family: 4,
-                reserved: 0,
+                state: 0,
             },
             traffic,
             first_seen_ns: 1,

@@ -100,15 +100,20 @@ impl Retirement {
                 }
             }
             let cutoff = monotonic_ns().saturating_sub(self.idle.as_nanos() as u64);
-            match self.reader.retire(&snapshot, cutoff) {
-                Ok(r) => {
+            // Off the runtime's threads: a retirement waits for an RCU grace period.
+            let reader = Arc::clone(&self.reader);
+            let retired =
+                tokio::task::spawn_blocking(move || reader.retire(&snapshot, cutoff)).await;
+            match retired {
+                Ok(Ok(r)) => {
                     self.stats.retired.fetch_add(r.entries, Ordering::Relaxed);
                     self.stats.kept.fetch_add(r.kept, Ordering::Relaxed);
-                    if r.non_atomic > 0 {
-                        debug!(entries = r.non_atomic, "retired without lookup-and-delete");
+                    if r.no_grace_period > 0 {
+                        debug!("membarrier refused: retired after a fixed wait instead");
                     }
                 }
-                Err(err) => warn!(%err, "retiring idle remotes failed"),
+                Ok(Err(err)) => warn!(%err, "retiring idle remotes failed"),
+                Err(err) => warn!(%err, "the retirement task failed"),
             }
         }
     }

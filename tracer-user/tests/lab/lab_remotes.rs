@@ -125,12 +125,11 @@ fn a_full_table_idle_expiry_and_a_sigkill_lose_nothing() {
         Agent::start_with(&lab, LAB_DB, &["--remote-entries", "4", "--remote-idle", "2"]);
     lab.warm_up().expect("warm up");
     let [d1, d2, ..] = lab.devices() else { panic!("the lab has devices") };
+    // Each CPU has 4 slots: d1's four remotes fill CPU 0's, and d2's remotes on CPU 0 find
+    // no free slot, so they go to d2's overflow total.
     for (addr, n) in [("36.110.0.1", 2), ("8.8.8.8", 1), ("193.0.0.1", 1), ("45.0.0.1", 1)] {
-        lab.ping(d1, addr, n).unwrap();
+        lab.ping_on_cpu(d1, addr, n, 0).unwrap();
     }
-    // The table holds 4 entries: d2's remotes go to its overflow total. On one CPU: after the
-    // first failed insert that CPU sends new remotes straight to the overflow total
-    // (tracer_common::remotes::FULL_SKIP), until the agent says it has retired entries.
     lab.ping_on_cpu(d2, "240e::1", 3, 0).unwrap();
     lab.ping_on_cpu(d2, "2001:4860:4860::8888", 1, 0).unwrap();
     let full = remotes(&agent, &d2.mac);
@@ -140,10 +139,15 @@ fn a_full_table_idle_expiry_and_a_sigkill_lose_nothing() {
     assert_conserved(&agent, "with a full table");
     let samples = agent.scrape();
     assert_eq!(support::prom::value(&samples, "egress_tracer_remote_entries", &[]), 4.0);
-    assert_eq!(support::prom::value(&samples, "egress_tracer_remote_capacity", &[]), 4.0);
+    assert_eq!(support::prom::value(&samples, "egress_tracer_remote_slots", &[]), 4.0);
+    let cpus = aya::util::nr_cpus().expect("possible CPUs");
+    assert_eq!(
+        support::prom::value(&samples, "egress_tracer_remote_capacity", &[]),
+        (4 * cpus) as f64
+    );
 
-    // A reload swaps the programs; the new ones find the table full too (one more packet
-    // overflows) and must hear from the agent when it frees room.
+    // A reload swaps the programs; the new ones use the same pinned slots, full on CPU 0 (one
+    // more packet overflows).
     agent.signal(nix::sys::signal::Signal::SIGHUP);
     wait_for_reload(&agent, "success", 1.0);
     lab.ping_on_cpu(d2, "2001:4860:4860::8888", 1, 0).unwrap();
