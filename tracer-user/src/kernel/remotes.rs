@@ -143,9 +143,11 @@ pub struct Retired {
 /// Access to the slot table (through a shared mapping) and the spill table; both pinned,
 /// valid across reloads.
 pub struct RemoteReader {
-    slots: SharedArray,
-    /// Keeps the map (and so the mapping's object) open.
-    _map: MapData,
+    /// The slot table, mapped only while a snapshot or a retirement reads it: mapped for
+    /// good, the pages it touched (1 MiB per CPU by default) would stay in the agent's RSS.
+    map: MapData,
+    /// The mapping's length: every slot and the header.
+    len: usize,
     /// Also serialises a snapshot against a retirement's folding, so that no snapshot sees a
     /// remote's counts both in its slots and in the expired total.
     spill: Mutex<PerCpuHashMap<MapData, SpillKey, SpillValue>>,
@@ -233,15 +235,10 @@ impl Kernel {
         let elements = map.info().map_err(map_err(REMOTES_MAP))?.max_entries() as usize;
         let cpus = possible_cpus()?;
         let bits = (elements.saturating_sub(1) / cpus.max(1)).max(1).ilog2();
-        let slots =
-            SharedArray::map(map.fd().as_fd().as_raw_fd(), elements * size_of::<RemoteSlot>())
-                .map_err(|source| KernelError::Io {
-                    context: format!("mapping {REMOTES_MAP}"),
-                    source,
-                })?;
         let spill = PerCpuHashMap::try_from(self.take_map(REMOTE_SPILL_MAP)?)
             .map_err(map_err(REMOTE_SPILL_MAP))?;
-        Ok(RemoteReader { slots, _map: map, spill: Mutex::new(spill), bits, cpus })
+        let len = elements * size_of::<RemoteSlot>();
+        Ok(RemoteReader { map, len, spill: Mutex::new(spill), bits, cpus })
     }
 }
 
@@ -254,34 +251,29 @@ impl RemoteReader {
         self.cpus << self.bits
     }
 
-    /// The key word of slot `i` that is zero when the slot is free.
-    fn state_word(&self, i: usize) -> u64 {
-        self.slots.read::<u64>(i * size_of::<RemoteSlot>() + STATE_WORD)
-    }
-
-    fn slot(&self, i: usize) -> RemoteSlot {
-        self.slots.read(i * size_of::<RemoteSlot>())
-    }
-
-    fn set_state(&self, i: usize, state: u8) {
-        self.slots.write(i * size_of::<RemoteSlot>() + STATE_BYTE, state);
+    /// The slot table, mapped until the view is dropped.
+    fn slots(&self) -> Result<Slots, KernelError> {
+        SharedArray::map(self.map.fd().as_fd().as_raw_fd(), self.len)
+            .map(Slots)
+            .map_err(|source| KernelError::Io { context: format!("mapping {REMOTES_MAP}"), source })
     }
 
     /// Reads both tables now.
     pub fn snapshot(&self) -> Result<RemoteSnapshot, KernelError> {
         let spill_map = lock(&self.spill);
+        let slots = self.slots()?;
         let mut live: BTreeMap<RemoteKey, RemoteEntry> = BTreeMap::new();
-        let mut slots = 0;
+        let mut in_use = 0;
         for i in 0..self.slot_count() {
-            if self.state_word(i) == 0 {
+            if slots.state_word(i) == 0 {
                 continue;
             }
-            let slot = self.slot(i);
+            let slot = slots.slot(i);
             // A slot being retired still holds counts that are in no expired total yet.
             if !matches!(slot.key.state, slot_state::LIVE | slot_state::RETIRING) {
                 continue;
             }
-            slots += 1;
+            in_use += 1;
             let key = RemoteKey { state: 0, ..slot.key };
             live.entry(key).or_insert_with(|| RemoteEntry::new(key)).add(&slot);
         }
@@ -298,7 +290,7 @@ impl RemoteReader {
         Ok(RemoteSnapshot {
             entries: live.into_values().collect(),
             spill,
-            slots,
+            slots: in_use,
             capacity: self.slot_count() as u32,
         })
     }
@@ -333,22 +325,23 @@ impl RemoteReader {
             }
         }
         // Mark: from here no packet matches these slots.
+        let slots = self.slots()?;
         let mut marked = Vec::new();
         for i in 0..self.slot_count() {
-            if self.state_word(i) == 0 {
+            if slots.state_word(i) == 0 {
                 continue;
             }
-            let slot = self.slot(i);
+            let slot = slots.slot(i);
             match slot.key.state {
                 slot_state::LIVE
                     if slot.last_seen_ns < cutoff_ns
                         && idle.contains(&RemoteKey { state: 0, ..slot.key }) =>
                 {
-                    self.set_state(i, slot_state::RETIRING);
+                    slots.set_state(i, slot_state::RETIRING);
                     marked.push(i);
                 }
                 slot_state::RETIRING => marked.push(i),
-                slot_state::FOLDED => self.free(i),
+                slot_state::FOLDED => slots.free(i),
                 _ => {}
             }
         }
@@ -362,16 +355,16 @@ impl RemoteReader {
         let mut per_device: BTreeMap<[u8; 6], (RemoteTraffic, Vec<usize>)> = BTreeMap::new();
         let mut remotes = BTreeSet::new();
         for &i in &marked {
-            let slot = self.slot(i);
+            let slot = slots.slot(i);
             remotes.insert(RemoteKey { state: 0, ..slot.key });
-            let (total, slots) = per_device.entry(slot.key.mac).or_default();
+            let (total, of_device) = per_device.entry(slot.key.mac).or_default();
             for (t, p) in total.iter_mut().zip(slot.traffic) {
                 *t += p;
             }
-            slots.push(i);
+            of_device.push(i);
         }
         let mut spill = lock(&self.spill);
-        for (mac, (total, slots)) in per_device {
+        for (mac, (total, of_device)) in per_device {
             let key = SpillKey { mac, kind: spill::EXPIRED, reserved: 0 };
             let mut expired = spill.get(&key, 0).map(|v| sum_spill(&v)).unwrap_or_default();
             for (t, p) in expired.iter_mut().zip(total) {
@@ -379,23 +372,41 @@ impl RemoteReader {
             }
             // On failure the slots stay marked: the next pass folds them.
             write_expired(&mut spill, key, &expired, self.cpus)?;
-            for i in slots {
-                self.set_state(i, slot_state::FOLDED);
+            for i in of_device {
+                slots.set_state(i, slot_state::FOLDED);
             }
         }
         drop(spill);
         std::sync::atomic::fence(std::sync::atomic::Ordering::Release);
         for &i in &marked {
-            self.free(i);
+            slots.free(i);
         }
         retired.entries += remotes.len() as u64;
         Ok(retired)
+    }
+}
+
+/// A mapping of the slot table, for one snapshot or retirement.
+struct Slots(SharedArray);
+
+impl Slots {
+    /// The key word of slot `i` that is zero when the slot is free.
+    fn state_word(&self, i: usize) -> u64 {
+        self.0.read::<u64>(i * size_of::<RemoteSlot>() + STATE_WORD)
+    }
+
+    fn slot(&self, i: usize) -> RemoteSlot {
+        self.0.read(i * size_of::<RemoteSlot>())
+    }
+
+    fn set_state(&self, i: usize, state: u8) {
+        self.0.write(i * size_of::<RemoteSlot>() + STATE_BYTE, state);
     }
 
     /// Frees a folded slot: the programs take a slot whose state word is zero, and write it
     /// whole.
     fn free(&self, i: usize) {
-        self.slots.write::<u64>(i * size_of::<RemoteSlot>() + STATE_WORD, 0);
+        self.0.write::<u64>(i * size_of::<RemoteSlot>() + STATE_WORD, 0);
     }
 }
 
