@@ -17,38 +17,27 @@ pub(super) fn write_array<V: Pod>(map_fd: RawFd, values: &[V]) -> io::Result<boo
     if len == 0 {
         return Ok(true);
     }
-    // SAFETY: a fresh shared mapping of the map's first `len` bytes (the kernel refuses one
-    // larger than the map); nothing else refers to it.
-    let base = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            map_fd,
-            0,
-        )
+    let mapping = match SharedArray::map(map_fd, len) {
+        Ok(mapping) => mapping,
+        Err(err)
+            if matches!(err.raw_os_error(), Some(libc::EINVAL | libc::ENODEV | libc::ENOTSUP)) =>
+        {
+            return Ok(false);
+        }
+        Err(err) => return Err(io::Error::new(err.kind(), format!("mapping the array: {err}"))),
     };
-    if base == libc::MAP_FAILED {
-        let err = io::Error::last_os_error();
-        return match err.raw_os_error() {
-            Some(libc::EINVAL | libc::ENODEV | libc::ENOTSUP) => Ok(false),
-            _ => Err(io::Error::new(err.kind(), format!("mapping the array: {err}"))),
-        };
+    // SAFETY: the mapping is `len` writable bytes, and `values` is `len` bytes of plain old
+    // data that cannot overlap a mapping made just now.
+    unsafe {
+        std::ptr::copy_nonoverlapping(values.as_ptr().cast::<u8>(), mapping.base.as_ptr(), len);
     }
-    // SAFETY: `base` is `len` writable bytes, and `values` is `len` bytes of plain old data
-    // that cannot overlap a mapping made just now.
-    unsafe { std::ptr::copy_nonoverlapping(values.as_ptr().cast::<u8>(), base.cast::<u8>(), len) };
-    // SAFETY: unmaps exactly the mapping made above.
-    if unsafe { libc::munmap(base, len) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    mapping.unmap()?;
     Ok(true)
 }
 
-/// A shared, writable mapping of a whole array map (`BPF_F_MMAPABLE`), kept for the map's
-/// life: the agent reads what the programs write there at memory speed, and writes the few
-/// words the programs leave to it. Reads and writes are volatile: the programs write the same
+/// A shared, writable mapping of an array map (`BPF_F_MMAPABLE`), unmapped when dropped: the
+/// agent reads what the programs write there at memory speed, and writes the few words the
+/// programs leave to it. Reads and writes are volatile: the programs write the same
 /// memory concurrently.
 pub(super) struct SharedArray {
     base: std::ptr::NonNull<u8>,
@@ -63,7 +52,8 @@ unsafe impl Send for SharedArray {}
 unsafe impl Sync for SharedArray {}
 
 impl SharedArray {
-    /// Maps the first `len` bytes of the array map `map_fd` (its elements times their stride).
+    /// Maps the first `len` bytes of the array map `map_fd` (its elements times their stride);
+    /// the error is `mmap(2)`'s own (`EINVAL` for a map created without `BPF_F_MMAPABLE`).
     pub(super) fn map(map_fd: RawFd, len: usize) -> io::Result<Self> {
         // SAFETY: a fresh shared mapping; the kernel refuses one larger than the map.
         let base = unsafe {
@@ -77,8 +67,7 @@ impl SharedArray {
             )
         };
         if base == libc::MAP_FAILED {
-            let err = io::Error::last_os_error();
-            return Err(io::Error::new(err.kind(), format!("mapping the array: {err}")));
+            return Err(io::Error::last_os_error());
         }
         let base = std::ptr::NonNull::new(base.cast::<u8>())
             .ok_or_else(|| io::Error::other("mmap returned a null mapping"))?;
@@ -100,6 +89,18 @@ impl SharedArray {
         // SAFETY: in bounds and aligned (asserted); the memory is the map's, which the kernel
         // lets its mapper write.
         unsafe { self.base.add(offset).cast::<V>().write_volatile(value) }
+    }
+}
+
+impl SharedArray {
+    /// Unmaps now, saying whether `munmap(2)` failed.
+    fn unmap(self) -> io::Result<()> {
+        let this = std::mem::ManuallyDrop::new(self);
+        // SAFETY: unmaps exactly the mapping made in `map`; `this` is not dropped again.
+        if unsafe { libc::munmap(this.base.as_ptr().cast(), this.len) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
     }
 }
 

@@ -193,6 +193,11 @@ const STATE_BYTE: usize = 23;
 const _: () = assert!(core::mem::offset_of!(RemoteKey, mac) == STATE_WORD);
 const _: () = assert!(core::mem::offset_of!(RemoteKey, state) == STATE_BYTE);
 
+/// log2 of the slots per CPU of a slot table of `elements` (every CPU's slots and the header).
+fn table_bits(elements: usize, cpus: usize) -> u32 {
+    (elements.saturating_sub(1) / cpus.max(1)).max(1).ilog2()
+}
+
 impl Kernel {
     /// Reads the slot table's header, writing a fresh one (random hash seed) when the table is
     /// new, and tells the programs its size and seed; `on` turns the counting per remote on.
@@ -201,8 +206,7 @@ impl Kernel {
         let mut map: Array<_, RemotesHeader> =
             Array::try_from(self.map_mut(REMOTES_MAP)?).map_err(map_err(REMOTES_MAP))?;
         let last = map.len().saturating_sub(1);
-        let slots = last as usize / cpus.max(1);
-        let bits = slots.max(1).ilog2();
+        let bits = table_bits(map.len() as usize, cpus);
         let mut header = map.get(&last, 0).map_err(map_err(REMOTES_MAP))?;
         if header.magic != RemotesHeader::MAGIC
             || header.bits != bits
@@ -234,7 +238,7 @@ impl Kernel {
         };
         let elements = map.info().map_err(map_err(REMOTES_MAP))?.max_entries() as usize;
         let cpus = possible_cpus()?;
-        let bits = (elements.saturating_sub(1) / cpus.max(1)).max(1).ilog2();
+        let bits = table_bits(elements, cpus);
         let spill = PerCpuHashMap::try_from(self.take_map(REMOTE_SPILL_MAP)?)
             .map_err(map_err(REMOTE_SPILL_MAP))?;
         let len = elements * size_of::<RemoteSlot>();
