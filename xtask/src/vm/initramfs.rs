@@ -49,9 +49,14 @@ pub(crate) fn build(kernel: &Kernel, agent: &Path, out: &Path) -> anyhow::Result
     Ok(mods.into_iter().map(|m| m.name).collect())
 }
 
-/// Where the initramfs of `arch` is written.
-pub(crate) fn path(arch: super::arch::Arch) -> PathBuf {
-    crate::run::target_dir().join("vm").join(format!("initramfs-{}.cpio", arch.name()))
+/// Where the initramfs of `arch` for kernel `series` is written (one per row, so that rows
+/// can boot at once).
+pub(crate) fn path(arch: super::arch::Arch, series: super::arch::Series) -> PathBuf {
+    crate::run::target_dir().join("vm").join(format!(
+        "initramfs-{}-{}.cpio",
+        arch.name(),
+        series.name()
+    ))
 }
 
 /// A cpio archive in the "newc" format (`070701`), as the kernel's initramfs unpacker reads it.

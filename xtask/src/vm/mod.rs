@@ -20,7 +20,10 @@ pub(crate) mod systemd;
 mod verdict;
 
 use anyhow::Context as _;
-use std::time::Instant;
+use std::{
+    sync::atomic::{AtomicBool, Ordering::Relaxed},
+    time::Instant,
+};
 
 pub(crate) use arch::{Arch, Series};
 
@@ -82,30 +85,79 @@ pub(crate) fn run(ready: &Ready, args: &VmArgs) -> anyhow::Result<()> {
 /// What `cargo xtask test` boots: bookworm's 6.1 (the netlink clsact path) for all five
 /// architectures (s390x for the big-endian `bpfeb` object), and 6.12 (TCX) for x86_64 and
 /// aarch64. armv7's 6.12 stays out: it takes 2-3 minutes under TCG (README, Tested on); s390x
-/// and mipsel have no 6.12 in bookworm.
+/// and mipsel have no 6.12 in bookworm. The slowest boots come first, so that the lanes of
+/// [`matrix`] end together.
 pub(crate) const MATRIX: &[(Arch, Series)] = &[
+    (Arch::Armv7, Series::V6_1),
+    (Arch::S390x, Series::V6_1),
     (Arch::X86_64, Series::V6_1),
     (Arch::Aarch64, Series::V6_1),
-    (Arch::Armv7, Series::V6_1),
     (Arch::Mipsel, Series::V6_1),
-    (Arch::S390x, Series::V6_1),
     (Arch::X86_64, Series::V6_12),
     (Arch::Aarch64, Series::V6_12),
 ];
 
-/// [`MATRIX`] in turn, for `cargo xtask test`: each is booted whatever happened to the one
-/// before, a line each is printed, and the step fails if any failed, passes if any passed (the
-/// others' skip reasons printed), and is skipped if all were.
+/// [`MATRIX`], for `cargo xtask test`: the kernels are fetched and the agents built first, one
+/// after the other (apt and cargo each take their own lock), then the guests boot in lanes, one
+/// per core (each QEMU has one vCPU), each row whatever happened to the others. A line each is
+/// printed, and the step fails if any failed, passes if any passed (the others' skip reasons
+/// printed), and is skipped if all were.
 pub(crate) fn matrix(ready: &Ready) -> anyhow::Result<Outcome> {
-    let mut rows = Vec::new();
-    for &(arch, series) in MATRIX {
-        let started = Instant::now();
-        let result = boot(ready, arch, series, None);
-        rows.push((arch, series, result, started.elapsed().as_secs_f64()));
-    }
-    println!("\nvm matrix:");
+    let started = Instant::now();
+    // One cargo run for every agent (cached after the suite's cross-build step); if it fails,
+    // each row builds its own and fails alone.
+    let triples = distinct(
+        MATRIX.iter().filter(|(arch, _)| qemu::installed(*arch)).map(|(arch, _)| arch.triple()),
+    );
+    let agents = crate::dist::build_many(ready, &triples).unwrap_or_else(|e| {
+        println!("vm matrix: building the agents together failed ({e:#}); each row builds its own");
+        Vec::new()
+    });
+    let agent = |arch: Arch| {
+        agents.iter().find(|b| b.target.triple == arch.triple()).map(|b| b.path.clone())
+    };
+    let prepared: Vec<_> = MATRIX
+        .iter()
+        .map(|&(arch, series)| {
+            let started = Instant::now();
+            let prepared = prepare(ready, arch, series, agent(arch).as_deref());
+            (arch, series, prepared, started.elapsed().as_secs_f64())
+        })
+        .collect();
+    let lanes = std::thread::available_parallelism().map_or(1, usize::from).clamp(1, 4);
+    println!(
+        "vm matrix: {} rows prepared in {:.0}s; booting {lanes} at a time",
+        MATRIX.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut rows: Vec<_> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..lanes)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Relaxed);
+                        let Some((arch, series, prepared, prep)) = prepared.get(i) else {
+                            return done;
+                        };
+                        let booting = Instant::now();
+                        let result = match prepared {
+                            Ok(p) => skip_unavailable(p.boot(booting)),
+                            Err(e) => skip_unavailable(Err(anyhow::anyhow!("{e:#}"))),
+                        };
+                        let took = prep + booting.elapsed().as_secs_f64();
+                        done.push((i, *arch, *series, result, took));
+                    }
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().expect("a VM lane panicked")).collect()
+    });
+    rows.sort_by_key(|row| row.0);
+    println!("\nvm matrix ({:.0}s in all):", started.elapsed().as_secs_f64());
     let (mut passed, mut failed, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
-    for (arch, series, result, took) in &rows {
+    for (_, arch, series, result, took) in &rows {
         let (word, note) = match result {
             Ok(Outcome::Pass) => ("PASS", String::new()),
             Ok(Outcome::Skip(why)) => ("SKIP", why.clone()),
@@ -127,6 +179,28 @@ pub(crate) fn matrix(ready: &Ready) -> anyhow::Result<Outcome> {
     Ok(Outcome::Pass)
 }
 
+/// `items` without repeats, in their first order.
+fn distinct<T: PartialEq>(items: impl Iterator<Item = T>) -> Vec<T> {
+    let mut out = Vec::new();
+    for item in items {
+        if !out.contains(&item) {
+            out.push(item);
+        }
+    }
+    out
+}
+
+/// An [`Unavailable`] error as a skip with its reason; other errors stay errors.
+fn skip_unavailable(result: anyhow::Result<Outcome>) -> anyhow::Result<Outcome> {
+    match result {
+        Err(e) => match e.downcast::<Unavailable>() {
+            Ok(why) => Ok(Outcome::Skip(why.0)),
+            Err(e) => Err(e),
+        },
+        ok => ok,
+    }
+}
+
 /// Boots `arch` and checks what the guest reports: PASS, SKIP (with the reason) when this
 /// machine lacks QEMU or the kernel package for it, or an error.
 pub(crate) fn boot(
@@ -136,22 +210,29 @@ pub(crate) fn boot(
     agent: Option<&std::path::Path>,
 ) -> anyhow::Result<Outcome> {
     let started = Instant::now();
-    match boot_inner(ready, arch, series, agent, started) {
-        Err(e) => match e.downcast::<Unavailable>() {
-            Ok(why) => Ok(Outcome::Skip(why.0)),
-            Err(e) => Err(e),
-        },
-        ok => ok,
-    }
+    skip_unavailable(prepare(ready, arch, series, agent).and_then(|p| p.boot(started)))
 }
 
-fn boot_inner(
+/// Set once a guest did not reach `/init` under KVM: later rows boot with TCG at once rather
+/// than wait [`qemu::KVM_FIRST_OUTPUT`] again.
+static KVM_SILENT: AtomicBool = AtomicBool::new(false);
+
+/// A row ready to boot: its kernel fetched, its initramfs written.
+struct Prepared {
+    arch: Arch,
+    series: Series,
+    kernel: kernel::Kernel,
+    image: std::path::PathBuf,
+}
+
+/// Fetches the kernel of `arch` and `series`, builds the agent unless `agent` is given, and
+/// writes the initramfs; an [`Unavailable`] error when this machine lacks QEMU for `arch`.
+fn prepare(
     ready: &Ready,
     arch: Arch,
     series: Series,
     agent: Option<&std::path::Path>,
-    started: Instant,
-) -> anyhow::Result<Outcome> {
+) -> anyhow::Result<Prepared> {
     if !qemu::installed(arch) {
         return Err(Unavailable(format!(
             "{} is not installed (Debian package {}; `cargo xtask setup` installs it)",
@@ -165,42 +246,55 @@ fn boot_inner(
         Some(path) => path.to_owned(),
         None => crate::dist::build(ready, arch.triple())?,
     };
-    let image = initramfs::path(arch);
+    let image = initramfs::path(arch, series);
     std::fs::create_dir_all(image.parent().expect("target/vm"))?;
     initramfs::build(&kernel, &agent, &image)?;
-    let mut kvm = arch == Arch::X86_64 && qemu::kvm_works();
-    let booting = Instant::now();
-    let lines = match qemu::boot(arch, &kernel.image, &image, kvm) {
-        Err(e) if e.is::<qemu::KvmSilent>() => {
-            println!(
-                "vm: {} {e} (/dev/kvm opens but runs no guest): booting with TCG",
-                arch.name()
-            );
-            kvm = false;
-            qemu::boot(arch, &kernel.image, &image, false)?
-        }
-        other => other?,
-    };
-    // The whole console, for reading what the verifier said (the verdict keeps a line of it).
-    let console = image.with_file_name(format!("console-{}-{}.log", arch.name(), series.name()));
-    std::fs::write(&console, lines.join("\n") + "\n")
-        .with_context(|| format!("writing {}", console.display()))?;
-    let accel = if kvm { "KVM" } else { "TCG" };
-    let report = verdict::parse(&lines);
-    let took = started.elapsed().as_secs_f64();
-    // The boot alone (the rest is building the agent and fetching the kernel, cached later).
-    let boot = booting.elapsed().as_secs_f64();
-    let head =
-        format!("vm: {} kernel {} ({}, {accel})", arch.name(), report.release, kernel.package);
-    let problems = verdict::problems(&report);
-    let attach = report.attach_mode.clone().unwrap_or_else(|| "?".into());
-    let word = if problems.is_empty() { "PASS" } else { "FAIL" };
-    println!(
-        "VM-RESULT arch={} kernel={} attach={attach} result={word} seconds={took:.0} boot_seconds={boot:.0}",
-        arch.name(),
-        report.release
-    );
-    println!("{head}: attach mode {attach}; {}; {word} in {took:.0}s", verdict::summary(&report));
-    anyhow::ensure!(problems.is_empty(), "{head}: {}", problems.join("; "));
-    Ok(Outcome::Pass)
+    Ok(Prepared { arch, series, kernel, image })
+}
+
+impl Prepared {
+    /// Boots the row and checks what the guest reports; `started` is when its preparation
+    /// began (the time printed includes it).
+    fn boot(&self, started: Instant) -> anyhow::Result<Outcome> {
+        let Prepared { arch, series, kernel, image } = self;
+        let (arch, series) = (*arch, *series);
+        let label = format!("{} {}", arch.name(), series.name());
+        let mut kvm = arch == Arch::X86_64 && qemu::kvm_works() && !KVM_SILENT.load(Relaxed);
+        let booting = Instant::now();
+        let lines = match qemu::boot(arch, &label, &kernel.image, image, kvm) {
+            Err(e) if e.is::<qemu::KvmSilent>() => {
+                println!("vm: {label} {e} (/dev/kvm opens but runs no guest): booting with TCG");
+                KVM_SILENT.store(true, Relaxed);
+                kvm = false;
+                qemu::boot(arch, &label, &kernel.image, image, false)?
+            }
+            other => other?,
+        };
+        // The whole console, for reading what the verifier said (the verdict keeps a line of it).
+        let console =
+            image.with_file_name(format!("console-{}-{}.log", arch.name(), series.name()));
+        std::fs::write(&console, lines.join("\n") + "\n")
+            .with_context(|| format!("writing {}", console.display()))?;
+        let accel = if kvm { "KVM" } else { "TCG" };
+        let report = verdict::parse(&lines);
+        let took = started.elapsed().as_secs_f64();
+        // The boot alone (the rest is building the agent and fetching the kernel, cached later).
+        let boot = booting.elapsed().as_secs_f64();
+        let head =
+            format!("vm: {} kernel {} ({}, {accel})", arch.name(), report.release, kernel.package);
+        let problems = verdict::problems(&report);
+        let attach = report.attach_mode.clone().unwrap_or_else(|| "?".into());
+        let word = if problems.is_empty() { "PASS" } else { "FAIL" };
+        println!(
+            "VM-RESULT arch={} kernel={} attach={attach} result={word} seconds={took:.0} boot_seconds={boot:.0}",
+            arch.name(),
+            report.release
+        );
+        println!(
+            "{head}: attach mode {attach}; {}; {word} in {took:.0}s",
+            verdict::summary(&report)
+        );
+        anyhow::ensure!(problems.is_empty(), "{head}: {}", problems.join("; "));
+        Ok(Outcome::Pass)
+    }
 }

@@ -17,7 +17,7 @@ use crate::run::describe;
 /// unusable: a nested /dev/kvm can open fine and yet run no guest, or stop it with "KVM
 /// internal error ... emulation failure". QEMU ending before `/init` under KVM (it aborts with
 /// "failed to set MSR 0x10a" on some hosts) counts the same.
-const KVM_FIRST_OUTPUT: Duration = Duration::from_secs(20);
+pub(crate) const KVM_FIRST_OUTPUT: Duration = Duration::from_secs(20);
 
 /// The guest did not reach `/init` under KVM (within [`KVM_FIRST_OUTPUT`], or QEMU ended
 /// first): boot again with TCG.
@@ -47,10 +47,11 @@ pub(crate) fn installed(arch: Arch) -> bool {
 }
 
 /// Boots `image` with `initramfs` and returns the console lines up to `ETVM END` (QEMU is
-/// then stopped if it has not powered off by itself). Fails on a timeout, with the last lines,
-/// or with [`KvmSilent`].
+/// then stopped if it has not powered off by itself), each echoed with `label` in front. Fails
+/// on a timeout, with the last lines, or with [`KvmSilent`].
 pub(crate) fn boot(
     arch: Arch,
+    label: &str,
     image: &Path,
     initramfs: &Path,
     kvm: bool,
@@ -103,7 +104,7 @@ pub(crate) fn boot(
         }
         match rx.recv_timeout(left) {
             Ok(line) => {
-                println!("[{}] {line}", arch.name());
+                println!("[{label}] {line}");
                 in_init |= line.starts_with("ETVM ");
                 let end = line.starts_with("ETVM END");
                 lines.push(line);
