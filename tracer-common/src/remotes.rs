@@ -46,8 +46,9 @@ pub const MAX_REMOTE_ENTRIES: u32 = 1 << 18;
 /// Capacity of [`REMOTE_SPILL_MAP`]: an overflow and an expired entry for 2,048 devices.
 pub const SPILL_ENTRIES: u32 = 4096;
 /// Consecutive slots a packet's remote may be in (after its hash's slot, wrapping within the
-/// CPU's slots). With the default 8,192 slots a CPU holds about 7,000 random remotes before the
-/// first does not fit; the next ones go to their device's overflow total.
+/// CPU's slots). With random remotes the first that does not fit comes at 22-38% of a CPU's
+/// slots, and 0.5% of them do not at half (docs/remotes.md, Memory); those go to their
+/// device's overflow total.
 pub const PROBES: u32 = 8;
 
 /// log2 of the slots per CPU for `--remote-entries N`: `N` rounded up to a power of two, at

@@ -331,6 +331,10 @@ struct MapCost {
     /// Bytes per entry charged once, whatever the CPUs (hash maps: bucket, element header, key,
     /// value or per-CPU pointer), for a map that grows.
     entry: u64,
+    /// Bytes each CPU adds whatever the entries in use: the slots a CPU owns in the remote
+    /// table, a plain array of `CPUs << bits` slots and a header
+    /// (`tracer_common::remotes`).
+    per_cpu_slots: u64,
 }
 
 impl MapCost {
@@ -343,8 +347,8 @@ impl MapCost {
         } else {
             self.memlock
         };
-        base - self.per_cpu_entry * self.max_entries * cpus_here
-            + self.per_cpu_entry * self.max_entries * cpus
+        base - (self.per_cpu_entry * self.max_entries + self.per_cpu_slots) * cpus_here
+            + (self.per_cpu_entry * self.max_entries + self.per_cpu_slots) * cpus
     }
 }
 
@@ -364,6 +368,7 @@ fn attached_maps(interface: &str) -> anyhow::Result<Vec<MapCost>> {
         }
     }
     let round8 = |n: u32| u64::from(n.div_ceil(8) * 8);
+    let cpus = aya::util::nr_cpus().map_or(1, |n| n.max(1)) as u64;
     let mut out = Vec::new();
     for id in ids {
         let info = aya::maps::MapInfo::from_id(id)?;
@@ -389,13 +394,20 @@ fn attached_maps(interface: &str) -> anyhow::Result<Vec<MapCost>> {
             + round8(info.key_size())
             + if per_cpu { 8 } else { round8(info.value_size()) }
             + 8;
+        let name = info.name_as_str().unwrap_or("?").to_owned();
+        let per_cpu_slots = if name == tracer_common::remotes::REMOTES_MAP {
+            u64::from(info.max_entries()).saturating_sub(1) / cpus * round8(info.value_size())
+        } else {
+            0
+        };
         out.push(MapCost {
-            name: info.name_as_str().unwrap_or("?").to_owned(),
+            name,
             memlock,
             per_cpu_entry: if per_cpu { round8(info.value_size()) } else { 0 },
             max_entries: u64::from(info.max_entries()),
             grows,
             entry,
+            per_cpu_slots,
         });
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -673,13 +685,18 @@ fn main() -> anyhow::Result<()> {
     );
     for map in &maps {
         println!(
-            "    {:<16} {:>7.2} MiB {:>8} {:>5} {:>7.2} MiB{}",
+            "    {:<16} {:>7.2} MiB {:>8} {:>5} {:>7.2} MiB{}{}",
             map.name,
             m(map.memlock),
             map.max_entries,
             map.per_cpu_entry,
             m(map.full(cpus, ROUTER_CPUS)),
-            if map.grows { " (grows as entries are created)" } else { "" }
+            if map.grows { " (grows as entries are created)" } else { "" },
+            if map.per_cpu_slots > 0 {
+                format!(" ({:.2} MiB of slots per CPU)", m(map.per_cpu_slots))
+            } else {
+                String::new()
+            }
         );
     }
     println!(
@@ -714,6 +731,7 @@ fn main() -> anyhow::Result<()> {
             "maps": maps.iter().map(|map| json!({
                 "name": map.name, "memlock": map.memlock, "max_entries": map.max_entries,
                 "per_cpu_bytes_per_entry": map.per_cpu_entry, "grows": map.grows,
+                "per_cpu_slot_bytes": map.per_cpu_slots,
                 "full_on_router_bytes": map.full(cpus, ROUTER_CPUS),
             })).collect::<Vec<_>>(),
             "maps_total_bytes": total,

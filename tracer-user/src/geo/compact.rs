@@ -221,8 +221,13 @@ impl<'a> Stream<'a> {
             if end == 18 && buffered[18] > 0x3 {
                 return Err(self.err(format!("{what}: varint overflows 128 bits")));
             }
-            let value = (buffered[..=end].iter().enumerate())
-                .fold(0u128, |value, (i, &byte)| value | u128::from(byte & 0x7f) << (7 * i));
+            // Up to 9 bytes (63 bits: every id, nearly every start) fold in 64 bits.
+            let bytes = &buffered[..=end];
+            let value = if end < 9 {
+                u128::from(bytes.iter().rev().fold(0u64, |v, &b| v << 7 | u64::from(b & 0x7f)))
+            } else {
+                bytes.iter().rev().fold(0u128, |v, &b| v << 7 | u128::from(b & 0x7f))
+            };
             self.consume(end + 1)?;
             return Ok(value);
         }

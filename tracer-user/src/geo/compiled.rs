@@ -10,7 +10,7 @@ use super::{
     GeoError, compact,
     dxr::{Dxr, DxrBuilder, for_each_segment},
     local::{local_networks, overlay_local},
-    ranges::{Address, RangeMap, Run, cidr_blocks, lookup_runs, runs_are_valid},
+    ranges::{Address, RangeMap, Run, cidr_blocks, cidr_count, lookup_runs, runs_are_valid},
     segments::{Overlay, Segments, SegmentsBuilder},
 };
 
@@ -144,7 +144,7 @@ impl<A: Address> Family<A> {
         let mut count = |first: u128, last: u128, id: CountryId| {
             if id != CountryId::UNKNOWN {
                 runs += 1;
-                prefixes += cidr_blocks(A::from_u128(first), A::from_u128(last)).count();
+                prefixes += cidr_count(A::from_u128(first), A::from_u128(last));
             }
         };
         // The segment in effect (consecutive ones of one id are one).

@@ -11,10 +11,7 @@
 //! digit values of one id is written as one range, never per digit value or per address, and
 //! the segments are not held.
 
-use std::{
-    collections::HashMap,
-    hash::{BuildHasher as _, RandomState},
-};
+use std::{collections::HashMap, hash::BuildHasher as _};
 
 use tracer_common::{
     CountryId,
@@ -97,7 +94,8 @@ struct Builder {
     nodes: Vec<Node>,
     ranges: Vec<Range>,
     index: HashMap<u64, Vec<u32>>,
-    hasher: RandomState,
+    /// foldhash: SipHash over every node's range list was 4% of the agent's start.
+    hasher: foldhash::fast::RandomState,
     built: usize,
 }
 
@@ -245,7 +243,7 @@ impl<A: Address> DxrBuilder<A> {
                 nodes: Vec::new(),
                 ranges: Vec::new(),
                 index: HashMap::new(),
-                hasher: RandomState::new(),
+                hasher: foldhash::fast::RandomState::default(),
                 built: 0,
             },
             open: vec![Open::new(0, A::BITS - DIGIT_BITS)],

@@ -181,6 +181,25 @@ pub fn cidr_blocks<A: Address>(first: A, last: A) -> CidrBlocks<A> {
     }
 }
 
+/// How many blocks [`cidr_blocks`] yields for `first..=last`, without walking them. With `k`
+/// the highest bit where `first` and `last` differ and `m` the multiple of `2^k` between
+/// them, the blocks from `first` up to `m` are the set bits of `m - first` (each as aligned as
+/// its start allows) and the blocks from `m` on are those of `last + 1 - m`; unless the range
+/// is one aligned block of `2^(k+1)`.
+pub fn cidr_count<A: Address>(first: A, last: A) -> usize {
+    let (first, last) = (first.to_u128(), last.to_u128());
+    if first >= last {
+        return usize::from(first == last);
+    }
+    let k = 127 - (first ^ last).leading_zeros();
+    let below = low_mask(k);
+    if first & below == 0 && last & below == below {
+        return 1;
+    }
+    let m = last & !below;
+    ((m - first).count_ones() + (last - m + 1).count_ones()) as usize
+}
+
 /// Iterator returned by [`cidr_blocks`].
 #[derive(Clone, Debug)]
 pub struct CidrBlocks<A> {
@@ -213,6 +232,37 @@ impl<A: Address> Iterator for CidrBlocks<A> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`cidr_count`] is what walking [`cidr_blocks`] counts: edges of both spaces, and random
+    /// ranges of every width.
+    #[test]
+    fn cidr_count_is_the_number_of_blocks() {
+        let v4 = [(0u32, u32::MAX), (0, 0), (u32::MAX, u32::MAX), (1, u32::MAX), (0, u32::MAX - 1)];
+        for (first, last) in v4.into_iter().chain([(5, 5), (4, 7), (3, 8), (10, 3)]) {
+            assert_eq!(cidr_count(first, last), cidr_blocks(first, last).count(), "{first} {last}");
+        }
+        let v6 = [(0u128, u128::MAX), (1, u128::MAX), (0, u128::MAX - 1), (u128::MAX, u128::MAX)];
+        for (first, last) in v6 {
+            assert_eq!(cidr_count(first, last), cidr_blocks(first, last).count(), "{first} {last}");
+        }
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..20_000 {
+            let bits = next() % 33;
+            let a = next() as u32;
+            let b = a.saturating_add((next() as u32) & (((1u64 << bits) - 1) as u32));
+            assert_eq!(cidr_count(a, b), cidr_blocks(a, b).count(), "{a} {b}");
+            let wide = (u128::from(next()) << 64 | u128::from(next())) >> (next() % 128);
+            let c = u128::from(next()) << 64 | u128::from(next());
+            let d = c.saturating_add(wide);
+            assert_eq!(cidr_count(c, d), cidr_blocks(c, d).count(), "{c} {d}");
+        }
+    }
 
     const A: CountryId = CountryId(1);
     const B: CountryId = CountryId(2);
