@@ -106,9 +106,13 @@ pub(crate) fn matrix(ready: &Ready) -> anyhow::Result<Outcome> {
     let started = Instant::now();
     // One cargo run for every agent (cached after the suite's cross-build step); if it fails,
     // each row builds its own and fails alone.
-    let triples = distinct(
-        MATRIX.iter().filter(|(arch, _)| qemu::installed(*arch)).map(|(arch, _)| arch.triple()),
-    );
+    let mut triples: Vec<_> = MATRIX
+        .iter()
+        .filter(|(arch, _)| qemu::installed(*arch))
+        .map(|(arch, _)| arch.triple())
+        .collect();
+    triples.sort_unstable();
+    triples.dedup();
     let agents = crate::dist::build_many(ready, &triples).unwrap_or_else(|e| {
         println!("vm matrix: building the agents together failed ({e:#}); each row builds its own");
         Vec::new()
@@ -116,44 +120,47 @@ pub(crate) fn matrix(ready: &Ready) -> anyhow::Result<Outcome> {
     let agent = |arch: Arch| {
         agents.iter().find(|b| b.target.triple == arch.triple()).map(|b| b.path.clone())
     };
-    let prepared: Vec<_> = MATRIX
-        .iter()
-        .map(|&(arch, series)| {
-            let started = Instant::now();
-            let prepared = prepare(ready, arch, series, agent(arch).as_deref());
-            (arch, series, prepared, started.elapsed().as_secs_f64())
-        })
-        .collect();
+    // Rows that could not be prepared are done (skipped or failed); the others boot.
+    let (mut rows, mut bootable) = (Vec::new(), Vec::new());
+    for (i, &(arch, series)) in MATRIX.iter().enumerate() {
+        let started = Instant::now();
+        let prepared = prepare(ready, arch, series, agent(arch).as_deref());
+        let prep = started.elapsed().as_secs_f64();
+        match prepared {
+            Ok(p) => bootable.push((i, p, prep)),
+            Err(e) => rows.push((i, arch, series, skip_unavailable(Err(e)), prep)),
+        }
+    }
     let lanes = std::thread::available_parallelism().map_or(1, usize::from).clamp(1, 4);
     println!(
-        "vm matrix: {} rows prepared in {:.0}s; booting {lanes} at a time",
+        "vm matrix: {} of {} rows prepared in {:.0}s; booting {lanes} at a time",
+        bootable.len(),
         MATRIX.len(),
         started.elapsed().as_secs_f64()
     );
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut rows: Vec<_> = std::thread::scope(|scope| {
+    rows.extend(std::thread::scope(|scope| {
         let workers: Vec<_> = (0..lanes)
             .map(|_| {
                 scope.spawn(|| {
                     let mut done = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, Relaxed);
-                        let Some((arch, series, prepared, prep)) = prepared.get(i) else {
-                            return done;
-                        };
+                    while let Some((i, p, prep)) = bootable.get(next.fetch_add(1, Relaxed)) {
                         let booting = Instant::now();
-                        let result = match prepared {
-                            Ok(p) => skip_unavailable(p.boot(booting)),
-                            Err(e) => skip_unavailable(Err(anyhow::anyhow!("{e:#}"))),
-                        };
-                        let took = prep + booting.elapsed().as_secs_f64();
-                        done.push((i, *arch, *series, result, took));
+                        let result = skip_unavailable(p.boot(booting));
+                        done.push((
+                            *i,
+                            p.arch,
+                            p.series,
+                            result,
+                            prep + booting.elapsed().as_secs_f64(),
+                        ));
                     }
+                    done
                 })
             })
             .collect();
-        workers.into_iter().flat_map(|w| w.join().expect("a VM lane panicked")).collect()
-    });
+        workers.into_iter().flat_map(|w| w.join().expect("a VM lane panicked")).collect::<Vec<_>>()
+    }));
     rows.sort_by_key(|row| row.0);
     println!("\nvm matrix ({:.0}s in all):", started.elapsed().as_secs_f64());
     let (mut passed, mut failed, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
@@ -177,17 +184,6 @@ pub(crate) fn matrix(ready: &Ready) -> anyhow::Result<Outcome> {
         return Ok(Outcome::Skip(skipped.join("; ")));
     }
     Ok(Outcome::Pass)
-}
-
-/// `items` without repeats, in their first order.
-fn distinct<T: PartialEq>(items: impl Iterator<Item = T>) -> Vec<T> {
-    let mut out = Vec::new();
-    for item in items {
-        if !out.contains(&item) {
-            out.push(item);
-        }
-    }
-    out
 }
 
 /// An [`Unavailable`] error as a skip with its reason; other errors stay errors.
