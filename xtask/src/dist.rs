@@ -163,6 +163,18 @@ pub(crate) fn find(triple: &str) -> anyhow::Result<&'static Target> {
 }
 
 /// `rustup target add`, unless the target's std is installed already.
+/// Installs the `rust-std` of those of `targets` rustup serves, so that builds started next can
+/// run side by side with other rustup calls (rustup is not meant to change one installation
+/// from two processes at once).
+pub(crate) fn prepare(targets: &[&str]) -> anyhow::Result<()> {
+    for t in targets {
+        if matches!(find(t)?.std, Std::Rustup { .. }) {
+            ensure_target(t)?;
+        }
+    }
+    Ok(())
+}
+
 fn ensure_target(target: &str) -> anyhow::Result<()> {
     let installed = cmd("rustup", &["target", "list", "--installed"]).output()?;
     if String::from_utf8_lossy(&installed.stdout).lines().any(|l| l.trim() == target) {
@@ -209,6 +221,13 @@ pub(crate) fn build_many(ready: &Ready, targets: &[&str]) -> anyhow::Result<Vec<
         }
     }
     targets.into_iter().map(finish).collect()
+}
+
+/// The binaries of `targets` as an earlier `dist` left them (the suite's background builds),
+/// checked and copied as [`build_many`] does, without running cargo (which would wait for the
+/// lock of a build still running in the background).
+pub(crate) fn built(targets: &[&str]) -> anyhow::Result<Vec<Built>> {
+    targets.iter().map(|t| finish(find(t)?)).collect()
 }
 
 /// `CARGO_TARGET_<TRIPLE>_<what>`.

@@ -1,5 +1,6 @@
 //! `cargo xtask`: developer tasks for egress-tracer.
 
+mod background;
 mod bench;
 mod deb;
 mod demo;

@@ -3,6 +3,7 @@
 use std::{process::Command, time::Instant};
 
 use crate::{
+    background::{Builds, Stage},
     run::{is_root, status},
     setup::Ready,
     steps::{Outcome, Steps},
@@ -62,16 +63,26 @@ const CROSS_TARGETS: &[&str] = &[
     "s390x-unknown-linux-musl",
 ];
 
+/// The release builds the suite starts in the background right after setup ([`Builds`]): the
+/// static musl binary first (the lab subset, the .deb and the demo run it), then the routers'.
+const HOST_STAGE: Stage = Stage { name: "dist", targets: &[crate::dist::HOST_MUSL] };
+/// See [`HOST_STAGE`].
+const CROSS_STAGE: Stage = Stage { name: "cross", targets: CROSS_TARGETS };
+
 /// Builds [`CROSS_TARGETS`] (static, checked by dist) and, with no kernel of their architecture
 /// here, runs each one's userspace under qemu: a lookup from the embedded database must answer
 /// as the native build does, and the binary must fit [`crate::dist::MAX_BYTES`]. One line per
 /// target.
-fn cross_builds(ready: &Ready, background: Option<Background>) -> anyhow::Result<()> {
-    if let Some(background) = background {
-        background.wait()?;
-    }
+fn cross_builds(ready: &Ready, background: Option<&mut Builds>) -> anyhow::Result<()> {
+    let all = match background {
+        Some(background) => {
+            background.wait(CROSS_STAGE.name)?;
+            crate::dist::built(CROSS_TARGETS)?
+        }
+        None => crate::dist::build_many(ready, CROSS_TARGETS)?,
+    };
     let mut failed = Vec::new();
-    for built in crate::dist::build_many(ready, CROSS_TARGETS)? {
+    for built in all {
         let triple = built.target.triple;
         let qemu = built.target.qemu.expect("every cross target names its qemu");
         let out = crate::run::cmd(
@@ -156,43 +167,6 @@ fn no_fpu(built: &crate::dist::Built, qemu: &str, cpu: &str) -> anyhow::Result<b
     Ok(report.problems.is_empty() && looked_up && sizes)
 }
 
-/// The cross builds, started before the privileged tests: those mostly wait on the lab's
-/// network, so the builds' compile time (minutes: `-Z build-std`, fat LTO) overlaps with them.
-/// `cargo xtask dist` in a child process, its output in `target/cross-build.log`.
-struct Background {
-    child: std::process::Child,
-    log: std::path::PathBuf,
-}
-
-impl Background {
-    fn start() -> anyhow::Result<Background> {
-        let log = crate::run::target_dir().join("cross-build.log");
-        let file = std::fs::File::create(&log)?;
-        let mut child = std::process::Command::new(std::env::current_exe()?);
-        child.arg("dist");
-        for target in CROSS_TARGETS {
-            child.args(["--target", target]);
-        }
-        child.stdin(std::process::Stdio::null()).stdout(file.try_clone()?).stderr(file);
-        println!("cross builds started in the background (log: {})", log.display());
-        Ok(Background { child: child.spawn()?, log })
-    }
-
-    /// Waits for the builds; on failure, the log's end is printed and the error says where it is.
-    fn wait(mut self) -> anyhow::Result<()> {
-        let done = self.child.wait()?;
-        if done.success() {
-            return Ok(());
-        }
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let tail: Vec<&str> = text.lines().rev().take(40).collect();
-        for line in tail.iter().rev() {
-            println!("{line}");
-        }
-        anyhow::bail!("the cross builds failed ({done}); full log: {}", self.log.display())
-    }
-}
-
 /// Runs the steps in order, stopping at the first failure, and prints the summary.
 pub(crate) fn run(args: &TestArgs) -> anyhow::Result<()> {
     let started = Instant::now();
@@ -210,6 +184,14 @@ pub(crate) fn run(args: &TestArgs) -> anyhow::Result<()> {
     unsafe {
         std::env::set_var("EGRESS_TRACER_REFERENCE_MMDB", crate::setup::reference_mmdb_path())
     };
+    let mut background = None;
+    if args.only.is_none() {
+        match Builds::start(&[HOST_STAGE, CROSS_STAGE]) {
+            Ok(started) => background = Some(started),
+            // Built in the foreground by their steps instead.
+            Err(err) => println!("release builds not started in the background: {err:#}"),
+        }
+    }
     steps.run("setup from nothing (throwaway cache)", || {
         if args.only.is_some() {
             return Ok(Outcome::Skip("--only".into()));
@@ -229,21 +211,19 @@ pub(crate) fn run(args: &TestArgs) -> anyhow::Result<()> {
     steps.run("unit tests", || cargo(ready, &["test", "--workspace"]));
     let mut musl = None;
     steps.run("dist: static musl binary and .deb", || {
-        let bin = crate::dist::build(ready, crate::dist::HOST_MUSL)?;
+        let bin = match background.as_mut() {
+            Some(background) => {
+                background.wait(HOST_STAGE.name)?;
+                crate::dist::built(&[crate::dist::HOST_MUSL])?.remove(0).path
+            }
+            None => crate::dist::build(ready, crate::dist::HOST_MUSL)?,
+        };
         let deb = crate::deb::build(&bin, crate::dist::debian_arch(crate::dist::HOST_MUSL)?)?;
         // SAFETY: xtask sets its environment between steps, before spawning any thread.
         unsafe { std::env::set_var("EGRESS_TRACER_DEB", &deb) };
         musl = Some(bin);
         Ok(Outcome::Pass)
     });
-    let mut background = None;
-    if args.only.is_none() {
-        match Background::start() {
-            Ok(started) => background = Some(started),
-            // Built in the foreground by their step instead.
-            Err(err) => println!("cross builds not started in the background: {err:#}"),
-        }
-    }
     steps.run("privileged tests (eBPF + network-namespace lab)", || {
         if !is_root() {
             println!("SKIPPED: the privileged tests need root (network namespaces, eBPF)");
@@ -267,7 +247,7 @@ pub(crate) fn run(args: &TestArgs) -> anyhow::Result<()> {
         if args.only.is_some() {
             return Ok(Outcome::Skip("--only".into()));
         }
-        cross_builds(ready, background.take()).map(|()| Outcome::Pass)
+        cross_builds(ready, background.as_mut()).map(|()| Outcome::Pass)
     });
     steps.run("lab subset on the musl binary", || {
         if !is_root() {
