@@ -364,4 +364,24 @@ mod tests {
             "the object has CO-RE relocations: Loader::new must keep the kernel's BTF"
         );
     }
+
+    /// The build script removed the DWARF (`build/strip_debug.rs`) and kept the BTF the
+    /// kernel reads (types, function and line info of the global functions).
+    #[test]
+    fn the_object_has_btf_and_no_dwarf() {
+        let has = |name: &[u8]| EBPF_OBJECT.windows(name.len()).any(|w| w == name);
+        assert!(has(b".BTF.ext\0") && has(b".BTF\0"), "the embedded object lost its BTF");
+        for dwarf in [b".debug_info".as_slice(), b".debug_line", b".debug_str", b".debug_loc"] {
+            assert!(
+                !has(dwarf),
+                "the embedded object still holds {}",
+                String::from_utf8_lossy(dwarf)
+            );
+        }
+        assert!(
+            EBPF_OBJECT.len() < 300 * 1024,
+            "the embedded object is {} bytes: did its DWARF come back?",
+            EBPF_OBJECT.len()
+        );
+    }
 }
