@@ -46,11 +46,6 @@ impl Steps {
         self.steps.push(Step { name, outcome, took: started.elapsed() });
     }
 
-    /// Whether a step has failed (the steps after it do not run).
-    pub(crate) fn failed(&self) -> bool {
-        self.failed
-    }
-
     /// Prints the summary table and the totals line (`<what>: 5 passed, 1 failed, 1 skipped in
     /// 312s`); fails if a step failed.
     pub(crate) fn finish(&self, what: &str, started: Instant) -> anyhow::Result<()> {

@@ -224,18 +224,6 @@ pub(crate) fn run(args: &TestArgs) -> anyhow::Result<()> {
         musl = Some(bin);
         Ok(Outcome::Pass)
     });
-    // The systemd VM mostly waits on the Debian archive (mmdebstrap), the disk and one KVM vCPU:
-    // it runs beside the privileged tests, its few lines prefixed `vm-systemd:`.
-    let mut systemd_vm = None;
-    if args.only.is_none() && !steps.failed() {
-        let deb = std::env::var_os("EGRESS_TRACER_DEB").expect("set by the dist step");
-        println!("vm-systemd: started beside the privileged tests");
-        systemd_vm = Some(std::thread::spawn(move || {
-            let started = Instant::now();
-            let outcome = crate::vm::systemd::step(std::path::Path::new(&deb));
-            (outcome, started.elapsed())
-        }));
-    }
     steps.run("privileged tests (eBPF + network-namespace lab)", || {
         if !is_root() {
             println!("SKIPPED: the privileged tests need root (network namespaces, eBPF)");
@@ -249,17 +237,11 @@ pub(crate) fn run(args: &TestArgs) -> anyhow::Result<()> {
         status(c).map(|()| Outcome::Pass)
     });
     steps.run("systemd VM (the .deb's unit under real systemd)", || {
-        let Some(vm) = systemd_vm.take() else {
+        if args.only.is_some() {
             return Ok(Outcome::Skip("--only".into()));
-        };
-        let (outcome, took) =
-            vm.join().map_err(|_| anyhow::anyhow!("the systemd VM's thread panicked"))?;
-        println!(
-            "vm-systemd: ran beside the privileged tests, {:.0} s in all (the time below is the \
-             wait after them)",
-            took.as_secs_f64()
-        );
-        outcome
+        }
+        let deb = std::env::var_os("EGRESS_TRACER_DEB").expect("set by the dist step");
+        crate::vm::systemd::step(std::path::Path::new(&deb))
     });
     steps.run("dist: cross builds (aarch64, armv7, mipsel, s390x) under qemu", || {
         if args.only.is_some() {
@@ -301,9 +283,5 @@ pub(crate) fn run(args: &TestArgs) -> anyhow::Result<()> {
         }
         crate::vm::matrix(ready)
     });
-    // Stopped before its step: the VM still ends (its timeout bounds it) before the summary.
-    if let Some(vm) = systemd_vm.take() {
-        let _ = vm.join();
-    }
     steps.finish("xtask test", started)
 }
