@@ -162,7 +162,6 @@ pub(crate) fn find(triple: &str) -> anyhow::Result<&'static Target> {
     })
 }
 
-/// `rustup target add`, unless the target's std is installed already.
 /// Installs the `rust-std` of those of `targets` rustup serves, so that builds started next can
 /// run side by side with other rustup calls (rustup is not meant to change one installation
 /// from two processes at once).
@@ -175,6 +174,7 @@ pub(crate) fn prepare(targets: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `rustup target add`, unless the target's std is installed already.
 fn ensure_target(target: &str) -> anyhow::Result<()> {
     let installed = cmd("rustup", &["target", "list", "--installed"]).output()?;
     if String::from_utf8_lossy(&installed.stdout).lines().any(|l| l.trim() == target) {
